@@ -1,0 +1,61 @@
+"""The platform-neutral answer: what chat adapters render and the feedback log records."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, Field
+
+ABSTAIN_TEXT = "I couldn't find this in the docs"
+
+
+class Citation(BaseModel):
+    n: int
+    title: str
+    url: str
+    source: str
+    path: str
+    doc_id: str
+    updated_at: str = ""
+    score: float
+
+
+class RetrievedChunk(BaseModel):
+    chunk_id: str
+    doc_id: str
+    source: str
+    path: str
+    title: str
+    url: str
+    heading: str = ""
+    updated_at: str = ""
+    text: str
+    score: float
+    doc_hash: str  # the document version this chunk came from
+    n: int | None = None  # its citation number, when cited
+
+
+class Timings(BaseModel):
+    retrieve_ms: float = 0.0
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class Turn(BaseModel):
+    """One earlier message of the conversation, oldest first."""
+
+    role: str  # "user" or "assistant"
+    text: str
+
+
+class Answer(BaseModel):
+    answer_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    question: str
+    text: str
+    abstained: bool
+    citations: list[Citation] = Field(default_factory=list)
+    chunks: list[RetrievedChunk] = Field(default_factory=list)
+    model: str
+    prompt_version: str
+    timings: Timings = Field(default_factory=Timings)
+    notice: str | None = None  # e.g. "the language model was unreachable; showing passages instead"

@@ -1,0 +1,87 @@
+"""Chunk documents along their structure: Markdown headings first, then sentences to a token budget.
+
+Chunk ids are derived from the document id and the chunk's position, so re-indexing the
+same text yields the same ids: an interrupted sync that runs again overwrites rather than
+duplicates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.node_parser import MarkdownNodeParser, NodeParser, SentenceSplitter
+from llama_index.core.node_parser.node_utils import build_nodes_from_splits
+from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode
+
+from knowledge.sources.base import HIDDEN_METADATA
+
+_CHUNK_NS = uuid.UUID("5b0f8b0e-3c1e-4d2a-9a51-6c1f1b2f0a10")
+
+
+def chunk_id(doc_id: str, index: int) -> str:
+    return str(uuid.uuid5(_CHUNK_NS, f"{doc_id}#{index}"))
+
+
+class StructuredChunker(NodeParser):
+    chunk_size: int = Field(default=200, description="tokens of the embedding model")
+    chunk_overlap: int = Field(default=30)
+    embed_headings: bool = Field(default=True, description="prefix embedded text with title and heading path")
+    _tokenizer: Callable[[str], Sequence[Any]] | None = PrivateAttr(default=None)
+
+    def __init__(self, *, tokenizer: Callable[[str], Sequence[Any]] | None = None, **kwargs: Any) -> None:
+        super().__init__(include_metadata=True, include_prev_next_rel=False, **kwargs)
+        self._tokenizer = tokenizer
+
+    def _parse_nodes(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
+    ) -> list[BaseNode]:
+        splitter = SentenceSplitter(
+            chunk_size=self.chunk_size,
+            chunk_overlap=min(self.chunk_overlap, self.chunk_size // 2),
+            tokenizer=self._tokenizer,
+        )
+        out: list[BaseNode] = []
+        for doc in nodes:
+            out.extend(self._chunk_document(doc, splitter))
+        return out
+
+    def _chunk_document(self, doc: BaseNode, splitter: SentenceSplitter) -> list[TextNode]:
+        title = str(doc.metadata.get("title", ""))
+        texts: list[str] = []
+        headings: list[str] = []
+        for heading, section in _sections(doc):
+            for piece in splitter.split_text(section):
+                if piece.strip():
+                    texts.append(piece)
+                    headings.append(heading)
+        assert isinstance(doc, Document | TextNode)
+        doc_id = doc.id_
+        chunks = build_nodes_from_splits(texts, doc, id_func=lambda i, _d: chunk_id(doc_id, i))
+        hidden = [*HIDDEN_METADATA, "is_markdown", "chunk"]
+        if not self.embed_headings:
+            hidden += ["title", "heading"]
+        for i, (node, heading) in enumerate(zip(chunks, headings, strict=True)):
+            node.metadata = {**doc.metadata, "heading": heading or title, "chunk": i}
+            node.excluded_embed_metadata_keys = hidden
+            node.excluded_llm_metadata_keys = list(node.metadata)  # the prompt formats sources itself
+        return list(chunks)
+
+
+def _sections(doc: BaseNode) -> list[tuple[str, str]]:
+    """(heading path, text) pairs. Non-Markdown text is one untitled section."""
+    text = doc.get_content(metadata_mode=MetadataMode.NONE)
+    if not doc.metadata.get("is_markdown"):
+        return [("", text)]
+    parser = MarkdownNodeParser(include_metadata=True, header_path_separator="\x1f")
+    sections = []
+    for node in parser.get_nodes_from_node(Document(text=text)):
+        body = node.get_content(metadata_mode=MetadataMode.NONE)
+        parents = [p for p in str(node.metadata.get("header_path", "")).split("\x1f") if p]
+        first = body.lstrip().splitlines()[0] if body.strip() else ""
+        own = first.lstrip("#").strip() if first.startswith("#") else ""
+        path = " > ".join([*parents, own] if own else parents)
+        sections.append((path, body))
+    return sections or [("", text)]

@@ -1,0 +1,103 @@
+"""`Knowledge`: the index, the embedder and the answer engine of one process, built lazily."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from config.settings import Settings
+from knowledge.answer import Answer, Turn
+from knowledge.embeddings import Embedder, build_embedder
+from knowledge.engine import AnswerEngine
+from knowledge.generate import Generator
+from knowledge.store import IndexStore
+from knowledge.sync import ProgressCallback, SyncProgress, sync_source
+
+log = logging.getLogger(__name__)
+
+
+class Knowledge:
+    def __init__(
+        self, settings: Settings, *, generator: Generator | None = None, embedder: Embedder | None = None
+    ) -> None:
+        self.settings = settings
+        self._generator = generator
+        self._lock = threading.RLock()
+        self._store: IndexStore | None = None
+        self._embedder = embedder  # share one loaded model between instances (tests, benchmarks)
+        self._engine: AnswerEngine | None = None
+
+    @property
+    def store(self) -> IndexStore:
+        with self._lock:
+            if self._store is None:
+                self._store = IndexStore(self.settings)
+            return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = build_embedder(self.settings.embedding)
+            return self._embedder
+
+    @property
+    def engine(self) -> AnswerEngine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = AnswerEngine.build(self.settings, self.store, self.embedder, self._generator)
+            return self._engine
+
+    def sync(
+        self, name: str, *, full: bool = False, on_progress: ProgressCallback | None = None
+    ) -> SyncProgress:
+        source = self.settings.source(name)
+        return sync_source(
+            self.settings, self.store, self.embedder, source, full=full, on_progress=on_progress
+        )
+
+    def rebuild(self) -> None:
+        """Drop the whole index (every source) so it can be rebuilt, e.g. with a new model."""
+        store = self.store
+        store.drop_collection()
+        for src in self.settings.sources:
+            docstore = store.docstore(src.name)
+            for doc_id in list(docstore.get_all_document_hashes().values()):
+                docstore.delete_document(doc_id, raise_error=False)
+            store.delete_state("pending", src.name)
+            store.delete_state("sync", src.name)
+        store.ensure_collection(self.embedder.identity)
+        store.persist()
+
+    def answer(self, question: str, history: Sequence[Turn] = (), **kwargs: Any) -> Answer:
+        return self.engine.answer(question, history, **kwargs)
+
+    def is_empty(self) -> bool:
+        return self.store.count_chunks() == 0
+
+    def sources_status(self) -> list[dict[str, Any]]:
+        store = self.store
+        rows = []
+        for src in self.settings.sources:
+            last = store.get_state("sync", src.name) or {}
+            rows.append(
+                {
+                    "name": src.name,
+                    "type": src.type,
+                    "documents": len(store.docstore(src.name).get_all_document_hashes()),
+                    "chunks": store.count_chunks(src.name),
+                    "last_sync": last.get("finished_at"),
+                    "last_error": last.get("error"),
+                    "last_result": {k: v for k, v in last.items() if k not in ("finished_at", "error")}
+                    or None,
+                }
+            )
+        return rows
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
