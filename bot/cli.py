@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bot.commands import register_all
 from config import ConfigError, Settings, load_settings
 from config.loader import masked
 from config.logs import configure_logging
@@ -270,6 +271,11 @@ def eval_(
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+# Feature modules add their commands (`lore worker`, `lore slack`, …). They import heavy
+# dependencies inside the command functions, so `lore --help` stays fast.
+register_all(app)
 
 
 def main() -> None:

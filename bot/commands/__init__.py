@@ -1,0 +1,18 @@
+"""Sub-commands that live beside their feature (workers, chat adapters, web, datasets).
+
+Each module here exposes `register(app: typer.Typer) -> None`; `bot.cli` calls them all.
+Settings come from `bot.cli.settings_of(ctx)`, built once at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+MODULES: list[str] = []  # e.g. "bot.commands.worker"
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in MODULES:
+        importlib.import_module(name).register(app)
