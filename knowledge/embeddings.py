@@ -97,7 +97,7 @@ def _local(settings: EmbeddingSettings) -> Embedder:
 
 
 def _openai(settings: EmbeddingSettings) -> Embedder:
-    import tiktoken
+    from llama_index.core.utils import get_tokenizer
     from llama_index.embeddings.openai import OpenAIEmbedding
 
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
@@ -107,10 +107,12 @@ def _openai(settings: EmbeddingSettings) -> Embedder:
         api_base=settings.openai_base_url,
         embed_batch_size=settings.batch_size,
     )
-    dim = _OPENAI_DIMS.get(settings.openai_model) or len(model.get_text_embedding("dimension probe"))
-    enc = tiktoken.get_encoding("cl100k_base")
+    # Another OpenAI-compatible server may serve any model: ask it rather than trusting the table.
+    known = None if settings.openai_base_url else _OPENAI_DIMS.get(settings.openai_model)
+    dim = known or len(model.get_text_embedding("dimension probe"))
+    tokenizer = get_tokenizer()  # cl100k from LlamaIndex's bundled cache: no download
     return Embedder(
         model=model,
         identity=EmbedIdentity(name=f"openai:{settings.openai_model}", dim=dim),
-        tokenizer=enc.encode,
+        tokenizer=tokenizer,
     )

@@ -82,6 +82,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real OpenAI-compatible server (llama.cpp) serving the SmolLM2 GGUF; yields its /v1 URL."""
+    yield from _run_llama_server(tmp_path_factory)
+
+
+def _run_llama_server(tmp_path_factory: pytest.TempPathFactory, *extra: str) -> Iterator[str]:
     import subprocess
     import sys
     import time
@@ -107,6 +111,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "1",
         "--n_ctx",
         "4096",
+        *extra,
     ]
     # llama.cpp logs a lot while loading; a pipe nobody reads would fill up and block it.
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
