@@ -116,7 +116,7 @@ class ChunkSettings(_Section):
 class RetrievalSettings(_Section):
     top_k: int = Field(default=5, ge=1, le=50)
     # Below this top similarity Lore abstains. Chosen on the eval sets: see BENCHMARKS.md.
-    abstain_below: float = Field(default=0.35, ge=-1, le=1)
+    abstain_below: float = Field(default=0.38, ge=-1, le=1)
 
 
 class LLMSettings(_Section):
