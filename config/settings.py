@@ -144,17 +144,57 @@ class IndexSettings(_Section):
 
 class RedisSettings(_Section):
     url: str | None = None  # empty = embedded mode: tasks run in-process, no broker
+    # Every key Lore and Celery's broker write starts with this, so deployments (and tests)
+    # can share one Redis.
+    prefix: str = Field(default="lore:", pattern=r"^[A-Za-z0-9_.:-]*$")
+    # The chat side must never hang on a down Redis: it spools instead (see workers/spool.py).
+    connect_timeout: float = Field(default=0.5, gt=0, le=10)
 
 
 class DatabaseSettings(_Section):
-    url: str | None = None  # empty = SQLite under data_dir
+    url: str | None = None  # empty = SQLite under data_dir; postgresql://… selects PostgreSQL
 
 
 class WorkerSettings(_Section):
-    default_every: str = "1h"
-    sync_time_limit: int = Field(default=3 * 3600, ge=10)  # seconds
-    visibility_timeout: int = Field(default=4 * 3600, ge=30)  # above the longest sync
-    lock_ttl: int = Field(default=60, ge=5)  # renewed while a sync runs
+    """Celery on Redis. How a lost task comes back quickly without redelivering long syncs:
+
+    kombu's Redis transport redelivers an unacked message once it is older than
+    `visibility_timeout`. Every live worker re-stamps the messages it holds (running or
+    waiting for a retry countdown) every `lease_interval` seconds, and sweeps for expired
+    ones every `restore_interval`. So `visibility_timeout` only has to exceed the longest
+    gap between two stamps, not the longest sync, and a killed worker's task is back after
+    about `visibility_timeout + restore_interval` seconds. See ARCHITECTURE.md.
+    """
+
+    default_every: str = "1h"  # sync interval for sources without their own `every`
+    visibility_timeout: int = Field(default=30, ge=3)  # seconds without a lease stamp = lost
+    lease_interval: float = Field(default=5, gt=0)
+    restore_interval: float = Field(default=5, gt=0)
+    # The per-source sync lock: shorter than the visibility timeout, so a redelivered sync
+    # finds the dead worker's lock expired; renewed every lock_ttl / 3 while a sync runs.
+    lock_ttl: int = Field(default=20, ge=2)
+    sync_time_limit: int = Field(default=3 * 3600, ge=10)  # soft limit; the hard one is 60 s later
+    sync_max_retries: int = Field(default=5, ge=0)
+    retry_backoff: float = Field(default=10, gt=0)  # first retry delay; doubles each time
+    retry_backoff_max: float = Field(default=600, gt=0)
+    feedback_time_limit: int = Field(default=30, ge=1)
+    feedback_concurrency: int = Field(default=2, ge=1)
+
+    @field_validator("default_every")
+    @classmethod
+    def _check_every(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerSettings:
+        if self.lock_ttl >= self.visibility_timeout:
+            raise ValueError("worker.lock_ttl must be below worker.visibility_timeout")
+        if max(self.lease_interval, self.lock_ttl / 3) * 2 >= self.visibility_timeout:
+            raise ValueError(
+                "worker.visibility_timeout must exceed twice the lease and lock-renewal intervals"
+            )
+        return self
 
 
 class SlackSettings(_Section):
@@ -194,6 +234,7 @@ class WebSettings(_Section):
 class FeedbackSettings(_Section):
     user_hash_key: SecretStr | None = None  # empty = generated once and kept in data_dir
     private_url_patterns: list[str] = Field(default_factory=list)
+    spool_flush_interval: float = Field(default=2, gt=0)  # seconds between resends while Redis is down
 
 
 class Settings(BaseSettings):

@@ -9,9 +9,13 @@ in-process on a small executor when no Redis is configured (embedded mode).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from config.settings import Settings
 from feedback.schema import InteractionRecord, VoteRecord
+
+if TYPE_CHECKING:
+    from knowledge.service import Knowledge
 
 
 @dataclass
@@ -44,3 +48,38 @@ class TaskClient(Protocol):
     def sync_status(self) -> SyncStatus: ...
 
     def close(self) -> None: ...
+
+
+def make_task_client(settings: Settings, *, knowledge: Knowledge | None = None) -> TaskClient:
+    """Celery through Redis when `redis.url` is set, else the in-process executor.
+
+    Pass the process's `Knowledge` in embedded mode: an embedded index has one owner per
+    process, and in-process syncs must use that one. Raises nothing for a down Redis:
+    records spool until it is back.
+    """
+    if settings.redis.url:
+        from workers.sender import CeleryTaskClient
+
+        return CeleryTaskClient(settings)
+    from workers.inprocess import InProcessTaskClient
+
+    return InProcessTaskClient(settings, knowledge=knowledge)
+
+
+def read_sync_status(settings: Settings) -> SyncStatus:
+    """Running syncs and last results, for a process that doesn't run them (CLI, chat commands)."""
+    if settings.redis.url:
+        from redis import Redis
+
+        from workers.names import Keys
+        from workers.progress import RedisBoard
+
+        redis = Redis.from_url(settings.redis.url, socket_connect_timeout=settings.redis.connect_timeout)
+        try:
+            return RedisBoard(redis, Keys(settings.redis.prefix), ttl=1).snapshot()
+        finally:
+            redis.close()
+    from workers.inprocess import STATUS_FILE
+    from workers.progress import read_file_board
+
+    return read_file_board(settings.data_dir / STATUS_FILE)

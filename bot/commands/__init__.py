@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-MODULES: list[str] = []  # e.g. "bot.commands.worker"
+MODULES: list[str] = ["bot.commands.worker"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -1,0 +1,1 @@
+"""Alembic revisions for the feedback database (script_location "feedback:migrations")."""

@@ -1,0 +1,112 @@
+"""The feedback log's tables (SQLAlchemy 2.0). Changes need an Alembic revision in migrations/.
+
+- `interactions`: one row per answer (`answer_id` unique).
+- `votes`: the current vote of each (answer, user); a later vote replaces it.
+- `vote_events`: every vote ever received, keyed by `vote_id`, so redelivery is a no-op.
+
+There is no foreign key from votes to interactions: the two travel on different paths and a
+vote may arrive first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC on every database (so SQLite compares it as text correctly);
+    read back as an aware UTC datetime."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: feedback timestamps must be timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+JsonColumn = JSON().with_variant(JSONB(), "postgresql")
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JsonColumn,
+        list[Any]: JsonColumn,
+    }
+
+
+class Interaction(Base):
+    __tablename__ = "interactions"
+    __table_args__ = (UniqueConstraint("answer_id", name="uq_interactions_answer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64))
+    correlation_id: Mapped[str] = mapped_column(String(128))
+    platform: Mapped[str] = mapped_column(String(32))
+    workspace: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(128))
+    thread: Mapped[str | None] = mapped_column(String(128))
+    user_hash: Mapped[str] = mapped_column(String(64))
+    question: Mapped[str] = mapped_column(Text)
+    context: Mapped[list[Any]]  # the thread turns the answer used
+    answer_text: Mapped[str] = mapped_column(Text)
+    abstained: Mapped[bool]
+    citations: Mapped[list[Any]]
+    chunks: Mapped[list[Any]]  # retrieved chunks, each with doc_id and doc_hash (its version)
+    notice: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    retrieve_ms: Mapped[float]
+    generate_ms: Mapped[float]
+    total_ms: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    recorded_at: Mapped[datetime]
+
+
+class Vote(Base):
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("answer_id", "user_hash", name="uq_votes_answer_user"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_hash: Mapped[str] = mapped_column(String(64))
+    vote_id: Mapped[str] = mapped_column(String(64))  # the event this row currently reflects
+    platform: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    correction: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+
+class VoteEvent(Base):
+    __tablename__ = "vote_events"
+    __table_args__ = (
+        UniqueConstraint("vote_id", name="uq_vote_events_vote_id"),
+        Index("ix_vote_events_answer_user", "answer_id", "user_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    vote_id: Mapped[str] = mapped_column(String(64))
+    answer_id: Mapped[str] = mapped_column(String(64))
+    user_hash: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    correction: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]

@@ -1,0 +1,153 @@
+"""`InProcessTaskClient`: embedded mode, when no Redis is configured.
+
+The same plain functions the Celery tasks call run here on two small thread pools: one
+thread for syncs (so they run one at a time, like the ingest queue), one for feedback writes
+(SQLite takes one writer at a time anyway). Progress and last results go to
+`data_dir/sync-status.json`, so `lore sync status` in another process can read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from config.settings import Settings
+from feedback.schema import InteractionRecord, VoteRecord
+from workers.client import SyncHandle, SyncStatus
+from workers.jobs import backoff, last_result, run_sync
+from workers.progress import FileBoard, ProgressReporter
+
+if TYPE_CHECKING:
+    from feedback.db import Database
+    from knowledge.service import Knowledge
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "sync-status.json"
+
+
+class InProcessTaskClient:
+    def __init__(self, settings: Settings, *, knowledge: Knowledge | None = None) -> None:
+        self.settings = settings
+        self._knowledge = knowledge  # the caller's: an embedded index has one owner per process
+        self._owns_knowledge = knowledge is None
+        self._database: Database | None = None
+        self._lock = threading.Lock()
+        self._syncs = ThreadPoolExecutor(1, thread_name_prefix="lore-sync")
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="lore-feedback")
+        self._pending: dict[str, tuple[str, Future[None]]] = {}  # source -> (task id, future)
+        self.board = FileBoard(settings.data_dir / STATUS_FILE)
+        self._closed = False
+
+    # -- feedback -----------------------------------------------------------------------
+
+    def record_interaction(self, record: InteractionRecord) -> None:
+        from feedback.store import record_interaction
+
+        self._submit_write(lambda db: record_interaction(db.sessions, record), f"answer {record.answer_id}")
+
+    def record_vote(self, record: VoteRecord) -> None:
+        from feedback.store import record_vote
+
+        self._submit_write(lambda db: record_vote(db.sessions, record), f"vote {record.vote_id}")
+
+    def _submit_write(self, write: Callable[[Database], bool], what: str) -> None:
+        try:
+            self._writes.submit(self._write, write, what)
+        except RuntimeError:  # closed: write here rather than drop it
+            self._write(write, what)
+
+    def _write(self, write: Callable[[Database], bool], what: str) -> None:
+        for attempt in range(5):
+            try:
+                write(self.database)
+                return
+            except Exception:
+                log.exception("could not record %s (attempt %d)", what, attempt + 1)
+                time.sleep(0.2 * 2**attempt)
+
+    @property
+    def database(self) -> Database:
+        with self._lock:
+            if self._database is None:
+                from feedback.db import Database
+
+                self._database = Database.from_settings(self.settings)
+                self._database.ensure_schema()
+            return self._database
+
+    # -- syncs ----------------------------------------------------------------------------
+
+    def request_sync(self, source: str, *, full: bool = False, requested_by: str | None = None) -> SyncHandle:
+        self.settings.source(source)  # KeyError for an unknown source
+        with self._lock:
+            if source in self._pending:
+                return SyncHandle(task_id=self._pending[source][0], source=source, joined=True)
+            task_id = uuid.uuid4().hex
+            future = self._syncs.submit(self._run, source, task_id, full, requested_by)
+            self._pending[source] = (task_id, future)
+        return SyncHandle(task_id=task_id, source=source)
+
+    def _run(self, source: str, task_id: str, full: bool, requested_by: str | None) -> None:
+        w = self.settings.worker
+        try:
+            for attempt in range(w.sync_max_retries + 1):
+                reporter = ProgressReporter(self.board, source, task_id)
+                reporter.start(attempt=attempt, requested_by=requested_by)
+                result = run_sync(self.knowledge, source, full=full, on_progress=reporter)
+                retry = bool(result.error and result.transient and attempt < w.sync_max_retries)
+                state = "retrying" if retry else "failed" if result.error else "done"
+                self.board.finish(source, last_result(result, task_id=task_id, state=state, attempt=attempt))
+                if not retry or self._closed:
+                    return
+                time.sleep(backoff(attempt, w.retry_backoff, w.retry_backoff_max))
+        except Exception:
+            log.exception("sync of %s crashed", source)
+        finally:
+            with self._lock:
+                self._pending.pop(source, None)
+
+    @property
+    def knowledge(self) -> Knowledge:
+        with self._lock:
+            if self._knowledge is None:
+                from knowledge.service import Knowledge
+
+                self._knowledge = Knowledge(self.settings)
+            return self._knowledge
+
+    def sync_status(self) -> SyncStatus:
+        status = self.board.snapshot()
+        with self._lock:  # queued behind another source's sync: not started, but not forgotten
+            for source, (task_id, _f) in self._pending.items():
+                status.running.setdefault(source, {"source": source, "phase": "queued", "task_id": task_id})
+        return status
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.board.history(limit)
+
+    def wait(
+        self, task_id: str, source: str, *, timeout: float = 3600, poll: float = 0.2
+    ) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = self.board.snapshot().last.get(source)
+            if last and last.get("task_id") == task_id and last.get("state") in ("done", "failed"):
+                return last
+            time.sleep(poll)
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self._writes.shutdown(wait=True)  # pending votes are written before we go
+        self._syncs.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            if self._database is not None:
+                self._database.dispose()
+            if self._owns_knowledge and self._knowledge is not None:
+                self._knowledge.close()

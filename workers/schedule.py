@@ -1,0 +1,31 @@
+"""The beat schedule, as plain data built from settings.
+
+Sources with the same interval (`every`, else `worker.default_every`) share one entry that
+runs `sync_all(sources=[…])`; that light task queues each sync and joins any already
+running or queued, so a slow sync never piles up scheduled copies behind it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from config.settings import Settings, parse_duration
+from workers.names import QUEUE_OF, TaskName
+
+
+def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for src in settings.sources:
+        groups[src.every or settings.worker.default_every].append(src.name)
+    schedule = {}
+    for every, names in sorted(groups.items(), key=lambda kv: parse_duration(kv[0])):
+        seconds = parse_duration(every).total_seconds()
+        schedule[f"sync-every-{every}"] = {
+            "task": str(TaskName.SYNC_ALL),
+            "schedule": seconds,
+            "kwargs": {"sources": names},
+            # A tick nobody picked up in time is dropped: the next one does the same work.
+            "options": {"queue": str(QUEUE_OF[TaskName.SYNC_ALL]), "expires": max(1.0, seconds * 0.9)},
+        }
+    return schedule

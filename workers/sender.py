@@ -1,0 +1,114 @@
+"""`CeleryTaskClient`: the chat side's client when Redis is configured.
+
+It only sends tasks, by name, through a tiny send-only Celery app. Recording never raises
+and never waits on a down Redis for more than about the connect timeout: a failed publish
+goes to the local spool, and while anything is spooled new records go there too (keeping
+order) until the flusher has sent them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from redis import Redis
+
+from config.settings import Settings
+from feedback.schema import InteractionRecord, VoteRecord
+from workers.app import make_celery
+from workers.client import SyncHandle, SyncStatus
+from workers.dispatch import request_sync
+from workers.names import QUEUE_OF, Keys, TaskName
+from workers.progress import RedisBoard
+from workers.spool import Flusher, Spool, Spooled
+
+log = logging.getLogger(__name__)
+
+
+class WorkersUnavailable(Exception):
+    """Redis could not be reached for something that can't be spooled (a sync request, status)."""
+
+
+class CeleryTaskClient:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.redis.url
+        self.settings = settings
+        self.app = make_celery(settings, sender=True)
+        timeout = settings.redis.connect_timeout
+        self.redis = Redis.from_url(settings.redis.url, socket_connect_timeout=timeout, socket_timeout=2)
+        self.board = RedisBoard(self.redis, Keys(settings.redis.prefix), ttl=settings.worker.lock_ttl * 2)
+        self.spool = Spool(settings.data_dir / "spool.sqlite3")
+        self._send_lock = threading.Lock()
+        self._flusher = Flusher(self.spool, self._send_spooled, settings.feedback.spool_flush_interval)
+
+    # -- feedback: never raise, never block long, never lose ------------------------
+
+    def record_interaction(self, record: InteractionRecord) -> None:
+        self._record(
+            TaskName.RECORD_INTERACTION, f"interaction-{record.answer_id}", record.model_dump(mode="json")
+        )
+
+    def record_vote(self, record: VoteRecord) -> None:
+        self._record(TaskName.RECORD_VOTE, f"vote-{record.vote_id}", record.model_dump(mode="json"))
+
+    def _record(self, name: TaskName, task_id: str, payload: dict[str, Any]) -> None:
+        queue = str(QUEUE_OF[name])
+        try:
+            with self._send_lock:  # after one failure, later callers spool at once instead of waiting
+                if not self.spool.pending():
+                    try:
+                        self._publish(str(name), task_id, [payload], queue)
+                        return
+                    except Exception as exc:
+                        log.warning("Redis unreachable (%s): spooling %s locally", exc, name)
+                self.spool.put(str(name), task_id, [payload], queue)
+            self._flusher.wake()
+        except Exception:  # the spool itself failed (disk full?): say so loudly, keep answering
+            log.exception("could not record %s %s", name, task_id)
+
+    def _send_spooled(self, item: Spooled) -> None:
+        with self._send_lock:
+            self._publish(item.task_name, item.task_id, item.args, item.queue)
+
+    def _publish(self, name: str, task_id: str, args: list[Any], queue: str) -> None:
+        self.app.send_task(name, args=args, task_id=task_id, queue=queue, retry=False, ignore_result=True)
+
+    # -- syncs ------------------------------------------------------------------------
+
+    def request_sync(self, source: str, *, full: bool = False, requested_by: str | None = None) -> SyncHandle:
+        try:
+            return request_sync(
+                self.app, self.redis, self.settings, source, full=full, requested_by=requested_by
+            )
+        except KeyError:
+            raise
+        except Exception as exc:
+            raise WorkersUnavailable(f"could not queue a sync of {source}: {exc}") from exc
+
+    def sync_status(self) -> SyncStatus:
+        try:
+            return self.board.snapshot()
+        except Exception as exc:
+            raise WorkersUnavailable(f"could not read sync status from Redis: {exc}") from exc
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.board.history(limit)
+
+    def wait(
+        self, task_id: str, source: str, *, timeout: float = 3600, poll: float = 0.5
+    ) -> dict[str, Any] | None:
+        """Block until `task_id` has a final result for `source` (done or failed); None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = self.sync_status().last.get(source)
+            if last and last.get("task_id") == task_id and last.get("state") in ("done", "failed"):
+                return last
+            time.sleep(poll)
+        return None
+
+    def close(self) -> None:
+        self._flusher.stop()
+        self.spool.close()
+        self.redis.close()

@@ -1,0 +1,152 @@
+"""The Celery tasks: thin wrappers that call plain functions in knowledge/ and feedback/.
+
+Each task receives ids and plain JSON, is idempotent, and has time limits. Registered on an
+app by `register(app)` (see workers/app.py), under the names in `workers.names`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from celery import Celery, Task
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from config.settings import Settings
+from workers.dispatch import request_sync
+from workers.jobs import SyncFailed, backoff, last_result, run_sync
+from workers.locks import LockLost, SourceLock
+from workers.names import QUEUE_OF, TaskName
+from workers.progress import ProgressReporter
+from workers.runtime import runtime_for
+
+log = logging.getLogger(__name__)
+
+
+def _settings(task: Task[Any, Any]) -> Settings:
+    settings = task.app.lore_settings  # type: ignore[attr-defined]
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def sync_source(
+    task: Task[Any, Any], name: str, full: bool = False, requested_by: str | None = None
+) -> dict[str, Any]:
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    task_id = str(task.request.id)
+    attempt = int(task.request.retries or 0)
+    lock = SourceLock(rt.redis, rt.keys, name, task_id, settings.worker.lock_ttl)
+    holder = lock.acquire()
+    if holder is not None:  # a sync of this source is running elsewhere: that one covers us
+        lock.release()
+        rt.board.event({"event": "joined", "source": name, "task_id": task_id, "running": holder})
+        return {"source": name, "joined": holder}
+    reporter = ProgressReporter(rt.board, name, task_id)
+    reporter.start(attempt=attempt, worker=socket.gethostname(), requested_by=requested_by)
+    rt.board.event(
+        {
+            "event": "started",
+            "source": name,
+            "task_id": task_id,
+            "attempt": attempt,
+            "requested_by": requested_by,
+        }
+    )
+    lock.on_renew = reporter.heartbeat
+
+    def on_progress(progress: Any) -> None:
+        lock.check()  # stop early if another worker took over our (expired) lock
+        reporter(progress)
+
+    try:
+        with lock:
+            result = run_sync(rt.knowledge, name, full=full, on_progress=on_progress)
+    except LockLost:
+        rt.board.event({"event": "superseded", "source": name, "task_id": task_id})
+        return {"source": name, "superseded": True}
+
+    w = settings.worker
+    if result.error and result.transient and attempt < w.sync_max_retries:
+        delay = backoff(attempt, w.retry_backoff, w.retry_backoff_max)
+        rt.board.finish(
+            name, last_result(result, task_id=task_id, state="retrying", attempt=attempt, retry_in=delay)
+        )
+        lock.release(requeued_ttl=int(delay) + w.sync_time_limit)  # requests meanwhile join the retry
+        log.warning(
+            "sync of %s failed (transient), retry %d in %.0fs: %s", name, attempt + 1, delay, result.error
+        )
+        raise task.retry(countdown=delay, max_retries=w.sync_max_retries, exc=SyncFailed(result.error))
+    state = "failed" if result.error else "done"
+    rt.board.finish(name, last_result(result, task_id=task_id, state=state, attempt=attempt))
+    lock.release()
+    if result.error:
+        raise SyncFailed(result.error)  # permanent, or out of retries: FAILURE with the reason
+    return {"source": name, **result.summary()}
+
+
+def sync_all(task: Task[Any, Any], sources: list[str] | None = None) -> dict[str, str]:
+    """Queue a sync of every (or each named) source; those running or queued are joined."""
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    names = sources if sources is not None else [s.name for s in settings.sources]
+    handles = {}
+    for name in names:
+        try:
+            handles[name] = request_sync(task.app, rt.redis, settings, name, requested_by="schedule").task_id
+        except KeyError as exc:  # a source removed from lore.toml since the schedule was built
+            log.error("not syncing %s: %s", name, exc.args[0])
+    return handles
+
+
+_DB_TRANSIENT = (OperationalError, DBAPIError)
+
+
+def record_interaction(task: Task[Any, Any], record: dict[str, Any]) -> bool:
+    from feedback.schema import InteractionRecord
+    from feedback.store import record_interaction as store
+
+    rt = runtime_for(_settings(task))
+    return store(rt.database.sessions, InteractionRecord.model_validate(record))
+
+
+def record_vote(task: Task[Any, Any], record: dict[str, Any]) -> bool:
+    from feedback.schema import VoteRecord
+    from feedback.store import record_vote as store
+
+    rt = runtime_for(_settings(task))
+    return store(rt.database.sessions, VoteRecord.model_validate(record))
+
+
+def register(app: Celery, settings: Settings) -> None:
+    w = settings.worker
+    # shared=False: only this app gets the tasks, not every Celery app (the sender has none).
+    common: dict[str, Any] = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
+    app.task(
+        name=TaskName.SYNC_SOURCE,
+        queue=QUEUE_OF[TaskName.SYNC_SOURCE],
+        soft_time_limit=w.sync_time_limit,
+        time_limit=w.sync_time_limit + 60,
+        max_retries=w.sync_max_retries,
+        **common,
+    )(sync_source)
+    app.task(
+        name=TaskName.SYNC_ALL, queue=QUEUE_OF[TaskName.SYNC_ALL], soft_time_limit=60, time_limit=90, **common
+    )(sync_all)
+    # A database blip retries with backoff; the writes are idempotent, so retrying is safe.
+    feedback: dict[str, Any] = {
+        "soft_time_limit": w.feedback_time_limit,
+        "time_limit": w.feedback_time_limit + 30,
+        "ignore_result": True,
+        "autoretry_for": _DB_TRANSIENT,
+        "retry_backoff": 2,
+        "retry_backoff_max": 60,
+        "retry_jitter": True,
+        "max_retries": 100,
+        **common,
+    }
+    app.task(name=TaskName.RECORD_INTERACTION, queue=QUEUE_OF[TaskName.RECORD_INTERACTION], **feedback)(
+        record_interaction
+    )
+    app.task(name=TaskName.RECORD_VOTE, queue=QUEUE_OF[TaskName.RECORD_VOTE], **feedback)(record_vote)
