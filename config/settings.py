@@ -198,13 +198,31 @@ class WorkerSettings(_Section):
 
 
 class SlackSettings(_Section):
-    bot_token: SecretStr | None = None
+    bot_token: SecretStr | None = None  # xoxb-…
     app_token: SecretStr | None = None  # xapp-…, for Socket Mode
-    signing_secret: SecretStr | None = None  # for HTTP mode
+    signing_secret: SecretStr | None = None  # for HTTP mode (Events API at /slack/events)
     mode: Literal["socket", "http"] = "socket"
-    admin_users: list[str] = Field(default_factory=list)
-    channels: list[str] = Field(default_factory=list)  # allowlist; empty = all
+    admin_users: list[str] = Field(default_factory=list)  # may /reindex; else workspace admins/owners
+    channels: list[str] = Field(default_factory=list)  # allowlist of channel ids; empty = all
     api_url: str | None = None  # override the Web API base URL (tests, proxies)
+    admin_cache_seconds: int = Field(default=300, ge=0)  # how long a users.info admin check is trusted
+    api_retries: int = Field(default=4, ge=0)  # per Web API call: 429 (Retry-After), 5xx, network
+
+    @property
+    def configured(self) -> bool:
+        return self.bot_token is not None
+
+    def problems(self) -> list[str]:
+        """What stops the adapter from starting; checked by `lore slack`/`lore serve`, not at load,
+        so a half-configured Slack section never blocks `lore index`."""
+        found = [] if self.bot_token else ["set slack.bot_token (LORE_SLACK__BOT_TOKEN, xoxb-…)"]
+        if self.mode == "socket" and self.app_token is None:
+            found.append("Socket Mode needs an app-level token: set slack.app_token (LORE_SLACK__APP_TOKEN)")
+        if self.mode == "http" and self.signing_secret is None:
+            found.append(
+                "HTTP mode needs the signing secret: set slack.signing_secret (LORE_SLACK__SIGNING_SECRET)"
+            )
+        return found
 
 
 class DiscordSettings(_Section):
@@ -217,10 +235,18 @@ class DiscordSettings(_Section):
 
 
 class ChatSettings(_Section):
-    context_turns: int = Field(default=6, ge=0)
-    context_tokens: int = Field(default=600, ge=0)
+    """The conversation core, shared by every chat adapter."""
+
+    context_turns: int = Field(default=6, ge=0)  # earlier thread messages a follow-up may use
+    context_tokens: int = Field(default=600, ge=0)  # ... trimmed to this budget (approximate tokens)
     user_per_minute: int = Field(default=6, ge=1)
     channel_per_minute: int = Field(default=30, ge=1)
+    answer_workers: int = Field(default=2, ge=1)  # threads running the answer engine (off the event loop)
+    dedupe_ttl: int = Field(default=900, ge=600)  # seconds a delivered event/message id is remembered
+    thread_ttl: int = Field(default=14 * 24 * 3600, ge=60)  # how long Lore follows a thread it answered in
+    answer_ttl: int = Field(default=24 * 3600, ge=60)  # how long an ephemeral answer can be shared
+    progress_every: float = Field(default=2.0, gt=0)  # seconds between /reindex progress updates
+    progress_text: str = "Searching the docs…"
 
 
 class WebSettings(_Section):

@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-MODULES: list[str] = ["bot.commands.worker"]
+MODULES: list[str] = ["bot.commands.worker", "bot.commands.slack", "bot.commands.serve"]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -89,13 +89,20 @@ def _sid(value: Id | None) -> str | None:
 
 
 def make_user(user_id: Id | None = None, username: str = "alice", *, bot: bool = False) -> JSON:
-    u: JSON = {"id": str(user_id or snowflake()), "username": username, "discriminator": "0", "avatar": None,
-               "global_name": None if bot else username.title(), "public_flags": 0}
+    u: JSON = {
+        "id": str(user_id or snowflake()),
+        "username": username,
+        "discriminator": "0",
+        "avatar": None,
+        "global_name": None if bot else username.title(),
+        "public_flags": 0,
+    }
     return (u | {"bot": True}) if bot else u
 
 
-def make_member(user: JSON, *, roles: Sequence[Id] = (), permissions: int | str | None = None,
-                nick: str | None = None) -> JSON:
+def make_member(
+    user: JSON, *, roles: Sequence[Id] = (), permissions: int | str | None = None, nick: str | None = None
+) -> JSON:
     """A guild member. ``permissions`` (computed channel permissions) only appears in interaction payloads."""
     m = template("member", user=user, roles=[str(r) for r in roles], nick=nick, joined_at=now_iso())
     return (m | {"permissions": str(permissions)}) if permissions is not None else m
@@ -105,47 +112,102 @@ def make_role(name: str, permissions: int = 0, *, role_id: Id | None = None) -> 
     return template("role", id=str(role_id or snowflake()), name=name, permissions=str(permissions))
 
 
-def make_text_channel(channel_id: Id | None = None, guild_id: Id | None = None, name: str = "general", *,
-                      parent_id: Id | None = None) -> JSON:
-    return template("text_channel", id=str(channel_id or snowflake()), guild_id=_sid(guild_id), name=name,
-                    parent_id=_sid(parent_id))
+def make_text_channel(
+    channel_id: Id | None = None,
+    guild_id: Id | None = None,
+    name: str = "general",
+    *,
+    parent_id: Id | None = None,
+) -> JSON:
+    return template(
+        "text_channel",
+        id=str(channel_id or snowflake()),
+        guild_id=_sid(guild_id),
+        name=name,
+        parent_id=_sid(parent_id),
+    )
 
 
 def make_dm_channel(channel_id: Id, recipient: JSON) -> JSON:
     return {"id": str(channel_id), "type": 1, "last_message_id": None, "flags": 0, "recipients": [recipient]}
 
 
-def make_thread(parent_id: Id, guild_id: Id | None, name: str, *, thread_id: Id | None = None,
-                owner_id: Id = DEFAULT_BOT_ID, thread_type: int = 11, auto_archive_duration: int = 1440,
-                ) -> JSON:
-    t = template("thread", id=str(thread_id or snowflake()), type=thread_type, guild_id=_sid(guild_id),
-                 parent_id=str(parent_id), owner_id=str(owner_id), name=name)
-    t["thread_metadata"] |= {"auto_archive_duration": auto_archive_duration, "archive_timestamp": now_iso(),
-                             "create_timestamp": now_iso()}
+def make_thread(
+    parent_id: Id,
+    guild_id: Id | None,
+    name: str,
+    *,
+    thread_id: Id | None = None,
+    owner_id: Id = DEFAULT_BOT_ID,
+    thread_type: int = 11,
+    auto_archive_duration: int = 1440,
+) -> JSON:
+    t = template(
+        "thread",
+        id=str(thread_id or snowflake()),
+        type=thread_type,
+        guild_id=_sid(guild_id),
+        parent_id=str(parent_id),
+        owner_id=str(owner_id),
+        name=name,
+    )
+    t["thread_metadata"] |= {
+        "auto_archive_duration": auto_archive_duration,
+        "archive_timestamp": now_iso(),
+        "create_timestamp": now_iso(),
+    }
     return t
 
 
-def make_guild(guild_id: Id | None = None, name: str = "Lore Test Guild", *,
-               channels: Sequence[JSON] | None = None, members: Sequence[JSON] = (),
-               roles: Sequence[JSON] = (), owner_id: Id = DEFAULT_OWNER_ID) -> JSON:
+def make_guild(
+    guild_id: Id | None = None,
+    name: str = "Lore Test Guild",
+    *,
+    channels: Sequence[JSON] | None = None,
+    members: Sequence[JSON] = (),
+    roles: Sequence[JSON] = (),
+    owner_id: Id = DEFAULT_OWNER_ID,
+) -> JSON:
     """A full guild as sent in GUILD_CREATE (one "general" text channel unless ``channels`` is given)."""
     gid = str(guild_id or snowflake())
     chans = channels if channels is not None else [make_text_channel(None, gid)]
     everyone = make_role("@everyone", DEFAULT_PERMISSIONS, role_id=gid)  # @everyone's id is the guild's id
-    return template("guild", id=gid, name=name, owner_id=str(owner_id), roles=[everyone, *roles],
-                    channels=[c | {"guild_id": gid} for c in chans], members=list(members),
-                    member_count=len(members), joined_at=now_iso())
+    return template(
+        "guild",
+        id=gid,
+        name=name,
+        owner_id=str(owner_id),
+        roles=[everyone, *roles],
+        channels=[c | {"guild_id": gid} for c in chans],
+        members=list(members),
+        member_count=len(members),
+        joined_at=now_iso(),
+    )
 
 
-def message_create(content: str, author: JSON | None = None, channel_id: Id | None = None,
-                   guild_id: Id | None = None, mentions: Sequence[JSON] = (), message_id: Id | None = None,
-                   webhook_id: Id | None = None,                    author_is_bot: bool = False) -> JSON:
+def message_create(
+    content: str,
+    author: JSON | None = None,
+    channel_id: Id | None = None,
+    guild_id: Id | None = None,
+    mentions: Sequence[JSON] = (),
+    message_id: Id | None = None,
+    webhook_id: Id | None = None,
+    author_is_bot: bool = False,
+) -> JSON:
     """A MESSAGE_CREATE payload; without ``guild_id`` it is a DM."""
     author = (author or make_user()) | ({"bot": True} if author_is_bot else {})
     if webhook_id:  # webhook messages are "authored" by the webhook itself
         author = author | {"id": str(webhook_id), "bot": True, "discriminator": "0000"}
-    msg = template("message", id=str(message_id or snowflake()), channel_id=str(channel_id or snowflake()),
-                   author=author, content=content, timestamp=now_iso(), mentions=list(mentions))
+    msg = template(
+        "message",
+        id=str(message_id or snowflake()),
+        channel_id=str(channel_id or snowflake()),
+        author=author,
+        content=content,
+        timestamp=now_iso(),
+        mentions=list(mentions),
+    )
     if guild_id:
         partial = {k: v for k, v in make_member(author).items() if k != "user"}
         msg |= {"guild_id": str(guild_id), "mentions": [m | {"member": partial} for m in mentions]}
@@ -153,50 +215,95 @@ def message_create(content: str, author: JSON | None = None, channel_id: Id | No
     return msg | ({"webhook_id": str(webhook_id)} if webhook_id else {})
 
 
-def _interaction(itype: int, data: JSON, user: JSON | None, member: JSON | None, guild_id: Id | None,
-                 channel_id: Id | None, permissions: int | str | None, message: JSON | None = None) -> JSON:
+def _interaction(
+    itype: int,
+    data: JSON,
+    user: JSON | None,
+    member: JSON | None,
+    guild_id: Id | None,
+    channel_id: Id | None,
+    permissions: int | str | None,
+    message: JSON | None = None,
+) -> JSON:
     user = (member or {}).get("user") or user or make_user()
     cid = str(channel_id or (message or {}).get("channel_id") or snowflake())
     perms = str(permissions if permissions is not None else DEFAULT_PERMISSIONS)
-    inter = template("interaction", id=snowflake(), application_id=str(DEFAULT_BOT_ID),  # dispatch() fixes it
-                     type=itype, data=data, token="aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48),
-                     channel_id=cid, app_permissions=str(DEFAULT_PERMISSIONS))
+    inter = template(
+        "interaction",
+        id=snowflake(),
+        application_id=str(DEFAULT_BOT_ID),  # dispatch() fixes it
+        type=itype,
+        data=data,
+        token="aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48),
+        channel_id=cid,
+        app_permissions=str(DEFAULT_PERMISSIONS),
+    )
     if guild_id:
         gid = str(guild_id)
         mem = (member or make_member(user)) | {"user": user}
         if permissions is not None or "permissions" not in mem:
             mem["permissions"] = perms
-        inter |= {"guild_id": gid, "guild": {"id": gid, "locale": "en-US", "features": []}, "member": mem,
-                  "guild_locale": "en-US", "channel": make_text_channel(cid, gid) | {"permissions": perms},
-                  "authorizing_integration_owners": {"0": gid}, "context": 0}
+        inter |= {
+            "guild_id": gid,
+            "guild": {"id": gid, "locale": "en-US", "features": []},
+            "member": mem,
+            "guild_locale": "en-US",
+            "channel": make_text_channel(cid, gid) | {"permissions": perms},
+            "authorizing_integration_owners": {"0": gid},
+            "context": 0,
+        }
     else:  # in a DM with the bot, the guild-install owner is documented as "0"
-        inter |= {"user": user, "channel": make_dm_channel(cid, user), "context": 1,
-                  "authorizing_integration_owners": {"0": "0"}}
+        inter |= {
+            "user": user,
+            "channel": make_dm_channel(cid, user),
+            "context": 1,
+            "authorizing_integration_owners": {"0": "0"},
+        }
     return inter | ({"message": message} if message is not None else {})
 
 
-def interaction_command(name: str, options: Mapping[str, Any] | Sequence[JSON] | None = None, *,
-                        user: JSON | None = None, member: JSON | None = None, guild_id: Id | None = None,
-                        channel_id: Id | None = None, permissions: int | str | None = None,
-                        command_id: Id | None = None, command_guild_id: Id | None = None) -> JSON:
+def interaction_command(
+    name: str,
+    options: Mapping[str, Any] | Sequence[JSON] | None = None,
+    *,
+    user: JSON | None = None,
+    member: JSON | None = None,
+    guild_id: Id | None = None,
+    channel_id: Id | None = None,
+    permissions: int | str | None = None,
+    command_id: Id | None = None,
+    command_guild_id: Id | None = None,
+) -> JSON:
     """INTERACTION_CREATE type 2 (chat input). ``options`` as {name: value} or raw option dicts (subcommands).
 
     ``permissions``: the member's computed permissions (e.g. ``PERM_MANAGE_GUILD``), for permission checks.
     ``command_guild_id`` marks a guild-scoped command (discord.py then looks in that guild's tree)."""
+
     def kind(v: Any) -> int:
         return 5 if isinstance(v, bool) else 4 if isinstance(v, int) else 10 if isinstance(v, float) else 3
 
-    opts = ([{"name": k, "type": kind(v), "value": v} for k, v in options.items()]
-            if isinstance(options, Mapping) else list(options or []))
+    opts = (
+        [{"name": k, "type": kind(v), "value": v} for k, v in options.items()]
+        if isinstance(options, Mapping)
+        else list(options or [])
+    )
     data: JSON = {"id": str(command_id or snowflake()), "name": name, "type": 1, "options": opts}
     data |= {"guild_id": str(command_guild_id)} if command_guild_id else {}
     return _interaction(2, data, user, member, guild_id, channel_id, permissions)
 
 
-def interaction_component(custom_id: str, user: JSON | None = None, channel_id: Id | None = None,
-                          message: JSON | None = None, guild_id: Id | None = None,
-                          member: JSON | None = None, *, component_type: int = 2,
-                          values: Sequence[str] | None = None, permissions: int | str | None = None) -> JSON:
+def interaction_component(
+    custom_id: str,
+    user: JSON | None = None,
+    channel_id: Id | None = None,
+    message: JSON | None = None,
+    guild_id: Id | None = None,
+    member: JSON | None = None,
+    *,
+    component_type: int = 2,
+    values: Sequence[str] | None = None,
+    permissions: int | str | None = None,
+) -> JSON:
     """INTERACTION_CREATE type 3: a button (component_type 2) or a select (3, 5-8, pass ``values``)."""
     message = message or message_create("", make_user(DEFAULT_BOT_ID, "Lore", bot=True), channel_id, guild_id)
     data: JSON = {"custom_id": custom_id, "component_type": component_type}
@@ -204,14 +311,23 @@ def interaction_component(custom_id: str, user: JSON | None = None, channel_id: 
     return _interaction(3, data, user, member, guild_id, channel_id, permissions, message)
 
 
-def interaction_modal_submit(custom_id: str, components: Mapping[str, str] | Sequence[JSON],
-                             user: JSON | None = None, channel_id: Id | None = None,
-                             guild_id: Id | None = None, member: JSON | None = None, *,
-                             message: JSON | None = None, permissions: int | str | None = None) -> JSON:
+def interaction_modal_submit(
+    custom_id: str,
+    components: Mapping[str, str] | Sequence[JSON],
+    user: JSON | None = None,
+    channel_id: Id | None = None,
+    guild_id: Id | None = None,
+    member: JSON | None = None,
+    *,
+    message: JSON | None = None,
+    permissions: int | str | None = None,
+) -> JSON:
     """INTERACTION_CREATE type 5. ``components`` as {text_input_custom_id: value} or raw component dicts."""
     if isinstance(components, Mapping):  # one action row per text input, as for a classic TextInput modal
-        components = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]}
-                      for k, v in components.items()]
+        components = [
+            {"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]}
+            for k, v in components.items()
+        ]
     data: JSON = {"custom_id": custom_id, "components": list(components)}
     return _interaction(5, data, user, member, guild_id, channel_id, permissions, message)
 
@@ -263,8 +379,11 @@ class _Conn:
 def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     # Exactly "application/json": discord.py compares it verbatim and reads "...; charset=utf-8" as text.
     # Via: discord.py takes a 429 without it for a Cloudflare ban, and real responses always carry it.
-    return web.Response(body=json.dumps(obj).encode(), status=status,
-                        headers={"Content-Type": "application/json", "Via": "1.1 google", **(headers or {})})
+    return web.Response(
+        body=json.dumps(obj).encode(),
+        status=status,
+        headers={"Content-Type": "application/json", "Via": "1.1 google", **(headers or {})},
+    )
 
 
 def _error(status: int, code: int, message: str) -> web.Response:
@@ -272,9 +391,17 @@ def _error(status: int, code: int, message: str) -> web.Response:
 
 
 class DiscordEmulator:
-    def __init__(self, *, bot_id: int = DEFAULT_BOT_ID, application_id: int | None = None,
-                 bot_name: str = "Lore", owner_id: int = DEFAULT_OWNER_ID, guilds: Sequence[JSON] = (),
-                 heartbeat_interval_ms: int = 41_250, echo_messages: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        bot_id: int = DEFAULT_BOT_ID,
+        application_id: int | None = None,
+        bot_name: str = "Lore",
+        owner_id: int = DEFAULT_OWNER_ID,
+        guilds: Sequence[JSON] = (),
+        heartbeat_interval_ms: int = 41_250,
+        echo_messages: bool = True,
+    ) -> None:
         self.bot_user = make_user(bot_id, bot_name, bot=True) | {"verified": True, "mfa_enabled": False}
         self.owner_user = make_user(owner_id, "owner")
         self.application_id = str(application_id or bot_id)  # modern apps: bot user id == application id
@@ -309,8 +436,11 @@ class DiscordEmulator:
         self._runner: web.AppRunner | None = None
         for g in guilds:  # Discord always lists the bot itself among a guild's members (guild.me)
             members = g.get("members", [])
-            members = members if any(m["user"]["id"] == self.bot_user["id"] for m in members) \
+            members = (
+                members
+                if any(m["user"]["id"] == self.bot_user["id"] for m in members)
                 else [*members, make_member(self.bot_user)]
+            )
             self.guilds[g["id"]] = g | {"members": members, "member_count": len(members)}
             self.channels |= {c["id"]: c for c in g.get("channels", []) + g.get("threads", [])}
 
@@ -320,12 +450,17 @@ class DiscordEmulator:
         c, m, w = "/channels/{cid}", "/channels/{cid}/messages/{mid}", "/webhooks/{app}/{token}"
         cmds = ("/applications/{app}/commands", "/applications/{app}/guilds/{gid}/commands")
         for method, path, handler in [
-            ("GET", "/users/@me", self._me), ("GET", "/oauth2/applications/@me", self._app_info),
-            ("GET", "/gateway", self._gateway_info), ("GET", "/gateway/bot", self._gateway_info),
-            ("POST", "/users/@me/channels", self._create_dm), ("GET", c, self._get_channel),
-            ("GET", f"{c}/messages", self._get_history), ("POST", f"{c}/messages", self._post_message),
+            ("GET", "/users/@me", self._me),
+            ("GET", "/oauth2/applications/@me", self._app_info),
+            ("GET", "/gateway", self._gateway_info),
+            ("GET", "/gateway/bot", self._gateway_info),
+            ("POST", "/users/@me/channels", self._create_dm),
+            ("GET", c, self._get_channel),
+            ("GET", f"{c}/messages", self._get_history),
+            ("POST", f"{c}/messages", self._post_message),
             *((verb, m, self._channel_message) for verb in ("GET", "PATCH", "DELETE")),
-            ("POST", f"{c}/typing", self._no_content), ("POST", f"{m}/threads", self._thread_from_message),
+            ("POST", f"{c}/typing", self._no_content),
+            ("POST", f"{m}/threads", self._thread_from_message),
             ("POST", f"{c}/threads", self._thread_without_message),
             ("POST", "/interactions/{iid}/{token}/callback", self._interaction_callback),
             ("POST", w, self._followup),
@@ -364,12 +499,16 @@ class DiscordEmulator:
 
     async def wait_for(self, method: str, path_regex: str, count: int = 1, timeout: float = 10) -> list[Call]:
         """Wait until at least ``count`` calls match; returns all matching calls."""
-        await self._until(lambda: len(self.calls_to(method, path_regex)) >= count, timeout,
-                          f"{count} x {method} {path_regex}; saw {[(c.method, c.path) for c in self.calls]}")
+        await self._until(
+            lambda: len(self.calls_to(method, path_regex)) >= count,
+            timeout,
+            f"{count} x {method} {path_regex}; saw {[(c.method, c.path) for c in self.calls]}",
+        )
         return self.calls_to(method, path_regex)
 
-    def fail_next(self, method: str, path_regex: str, status: int = 429, retry_after: float = 0.5,
-                  times: int = 1) -> None:
+    def fail_next(
+        self, method: str, path_regex: str, status: int = 429, retry_after: float = 0.5, times: int = 1
+    ) -> None:
         """Answer the next ``times`` matching calls with ``status`` (429: a real-looking route rate limit)."""
         self._failures.append(_Failure(method.upper(), path_regex, status, retry_after, times))
 
@@ -399,8 +538,13 @@ class DiscordEmulator:
                 await self._write(self._conn, {"op": 0, "s": self.seq, "t": event, "d": prepared})
             return self.seq
 
-    async def force_reconnect(self, mode: Literal["op7", "close", "invalidate"] = "op7", *,
-                              replay_after: int | None = None, timeout: float = 10) -> None:
+    async def force_reconnect(
+        self,
+        mode: Literal["op7", "close", "invalidate"] = "op7",
+        *,
+        replay_after: int | None = None,
+        timeout: float = 10,
+    ) -> None:
         """Make the client reconnect; returns once it is back. "op7" sends RECONNECT, "close" drops the socket
         with 4000 (both resumable: the client sends RESUME); "invalidate" sends op 9 false (it re-IDENTIFYs).
         ``replay_after=seq`` replays buffered events after ``seq`` on resume even if the client already had
@@ -485,10 +629,18 @@ class DiscordEmulator:
         async with self._lock:
             self.session_id, self.seq, conn.live = secrets.token_hex(16), 0, True
             self._buffer.clear()
-        await self.dispatch("READY", template(
-            "ready", user=self.bot_user, session_id=self.session_id, resume_gateway_url=self.gateway_url,
-            guilds=[{"id": gid, "unavailable": True} for gid in self.guilds], shard=d.get("shard", [0, 1]),
-            application={"id": self.application_id, "flags": 0}))
+        await self.dispatch(
+            "READY",
+            template(
+                "ready",
+                user=self.bot_user,
+                session_id=self.session_id,
+                resume_gateway_url=self.gateway_url,
+                guilds=[{"id": gid, "unavailable": True} for gid in self.guilds],
+                shard=d.get("shard", [0, 1]),
+                application={"id": self.application_id, "flags": 0},
+            ),
+        )
         for g in self.guilds.values():  # READY lists guilds as unavailable; each then arrives as GUILD_CREATE
             await self.dispatch("GUILD_CREATE", g)
         self._ready_sent += 1
@@ -550,13 +702,23 @@ class DiscordEmulator:
         if request.content_type.startswith("multipart/"):  # uploads: JSON rides along as payload_json
             form = await request.post()
             body = json.loads(str(form.get("payload_json", "{}")))
-            files = [{"field": k, "filename": v.filename, "size": len(v.file.read())}
-                     for k, v in form.items() if isinstance(v, web.FileField)]
+            files = [
+                {"field": k, "filename": v.filename, "size": len(v.file.read())}
+                for k, v in form.items()
+                if isinstance(v, web.FileField)
+            ]
         elif raw := await request.read():
             body = json.loads(raw)
         path = request.path.removeprefix(API_PREFIX)
-        call = request[CALL] = Call(request.method, path, body, dict(request.query), dict(request.headers),
-                                      files=files, at=time.monotonic())
+        call = request[CALL] = Call(
+            request.method,
+            path,
+            body,
+            dict(request.query),
+            dict(request.headers),
+            files=files,
+            at=time.monotonic(),
+        )
         try:
             response: web.StreamResponse = self._take_failure(call) or await handler(request)
             call.status = response.status
@@ -570,21 +732,35 @@ class DiscordEmulator:
                 f.left -= 1
                 if f.status != 429:
                     return _error(f.status, 0, f"{f.status}: {http.HTTPStatus(f.status).phrase}")
-                headers = {"Retry-After": str(math.ceil(f.retry_after)), "X-RateLimit-Limit": "5",
-                           "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": f"{f.retry_after:.3f}",
-                           "X-RateLimit-Reset": f"{time.time() + f.retry_after:.3f}",
-                           "X-RateLimit-Scope": "user",
-                           "X-RateLimit-Bucket": f"{zlib.crc32(f.pattern.encode()):08x}"}
-                return _json({"message": "You are being rate limited.", "retry_after": f.retry_after,
-                              "global": False}, 429, headers)
+                headers = {
+                    "Retry-After": str(math.ceil(f.retry_after)),
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": f"{f.retry_after:.3f}",
+                    "X-RateLimit-Reset": f"{time.time() + f.retry_after:.3f}",
+                    "X-RateLimit-Scope": "user",
+                    "X-RateLimit-Bucket": f"{zlib.crc32(f.pattern.encode()):08x}",
+                }
+                return _json(
+                    {"message": "You are being rate limited.", "retry_after": f.retry_after, "global": False},
+                    429,
+                    headers,
+                )
         return None
 
     async def _me(self, _request: web.Request) -> web.Response:
         return _json(self.bot_user)
 
     async def _app_info(self, _request: web.Request) -> web.Response:
-        return _json(template("application", id=self.application_id, name=self.bot_user["username"],
-                              owner=self.owner_user, bot=self.bot_user))
+        return _json(
+            template(
+                "application",
+                id=self.application_id,
+                name=self.bot_user["username"],
+                owner=self.owner_user,
+                bot=self.bot_user,
+            )
+        )
 
     async def _gateway_info(self, _request: web.Request) -> web.Response:  # /gateway and /gateway/bot
         limit = {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}
@@ -617,28 +793,51 @@ class DiscordEmulator:
             msgs = [m for m in msgs if "before" not in q or int(m["id"]) < int(q["before"])][-limit:]
         return _json(msgs[::-1])
 
-    async def _create_message(self, channel_id: str, body: JSON, files: Sequence[JSON] = (),
-                              interaction: JSON | None = None) -> JSON:
+    async def _create_message(
+        self, channel_id: str, body: JSON, files: Sequence[JSON] = (), interaction: JSON | None = None
+    ) -> JSON:
         msg = message_create(body.get("content") or "", self.bot_user, channel_id)
         cdn = f"https://cdn.discordapp.com/attachments/{channel_id}"
-        msg |= {"tts": bool(body.get("tts")), "embeds": body.get("embeds") or [],
-                "components": body.get("components") or [], "flags": int(body.get("flags") or 0),
-                "attachments": [{"id": snowflake(), "filename": f["filename"], "size": f["size"],
-                                 "url": f"{cdn}/{f['filename']}", "proxy_url": f"{cdn}/{f['filename']}"}
-                                for f in files]}
+        msg |= {
+            "tts": bool(body.get("tts")),
+            "embeds": body.get("embeds") or [],
+            "components": body.get("components") or [],
+            "flags": int(body.get("flags") or 0),
+            "attachments": [
+                {
+                    "id": snowflake(),
+                    "filename": f["filename"],
+                    "size": f["size"],
+                    "url": f"{cdn}/{f['filename']}",
+                    "proxy_url": f"{cdn}/{f['filename']}",
+                }
+                for f in files
+            ],
+        }
         if gid := self.channels.get(channel_id, {}).get("guild_id"):
             msg["guild_id"] = gid
         if body.get("nonce") is not None:
             msg["nonce"] = body["nonce"]
         if ref := body.get("message_reference"):  # a reply
-            msg |= {"type": 19, "message_reference": {"type": 0, "channel_id": channel_id, **ref},
-                    "referenced_message": self.messages.get(str(ref.get("message_id")))}
+            msg |= {
+                "type": 19,
+                "message_reference": {"type": 0, "channel_id": channel_id, **ref},
+                "referenced_message": self.messages.get(str(ref.get("message_id"))),
+            }
         if interaction is not None:
             user = interaction.get("user") or interaction["member"]["user"]
-            meta = {"id": interaction["id"], "type": interaction["type"], "user": user,
-                    "authorizing_integration_owners": interaction["authorizing_integration_owners"]}
-            msg |= {"type": 20 if interaction["type"] == 2 else 0, "webhook_id": self.application_id,
-                    "application_id": self.application_id, "interaction_metadata": meta}
+            meta = {
+                "id": interaction["id"],
+                "type": interaction["type"],
+                "user": user,
+                "authorizing_integration_owners": interaction["authorizing_integration_owners"],
+            }
+            msg |= {
+                "type": 20 if interaction["type"] == 2 else 0,
+                "webhook_id": self.application_id,
+                "application_id": self.application_id,
+                "interaction_metadata": meta,
+            }
         self._remember(msg)
         if self.echo_messages and not msg["flags"] & FLAG_EPHEMERAL:
             await self.dispatch("MESSAGE_CREATE", msg)
@@ -677,9 +876,15 @@ class DiscordEmulator:
 
     async def _open_thread(self, parent_id: str, body: JSON, thread_id: str | None, kind: int) -> JSON:
         guild_id = self.channels.get(parent_id, {}).get("guild_id")
-        thread = make_thread(parent_id, guild_id, body.get("name") or "thread", thread_id=thread_id,
-                             owner_id=self.bot_user["id"], thread_type=int(body.get("type") or kind),
-                             auto_archive_duration=int(body.get("auto_archive_duration") or 1440))
+        thread = make_thread(
+            parent_id,
+            guild_id,
+            body.get("name") or "thread",
+            thread_id=thread_id,
+            owner_id=self.bot_user["id"],
+            thread_type=int(body.get("type") or kind),
+            auto_archive_duration=int(body.get("auto_archive_duration") or 1440),
+        )
         self.channels[thread["id"]] = thread
         if guild_id in self.guilds:
             await self.dispatch("THREAD_CREATE", thread | {"newly_created": True})
@@ -713,8 +918,11 @@ class DiscordEmulator:
             body = data if rtype == 4 else {"flags": flags | FLAG_LOADING}
             msg = await self._create_message(inter["channel_id"], body, call.files, inter)
             self.originals[token] = msg
-            info |= {"response_message_id": msg["id"], "response_message_loading": rtype == 5,
-                     "response_message_ephemeral": bool(flags & FLAG_EPHEMERAL)}
+            info |= {
+                "response_message_id": msg["id"],
+                "response_message_loading": rtype == 5,
+                "response_message_ephemeral": bool(flags & FLAG_EPHEMERAL),
+            }
             resource["message"] = msg
         elif rtype in (6, 7) and (source := inter.get("message")):  # (deferred) update of the clicked message
             msg = self.originals[token] = self.messages.get(source["id"]) or source
@@ -747,8 +955,13 @@ class DiscordEmulator:
         if request.method == "PUT":  # bulk overwrite; like Discord, a command keeps its id across syncs
             defaults = {"type": 1, "description": "", "options": [], "default_member_permissions": None}
             self.commands[gid] = [
-                defaults | cmd | {"id": self._command_ids.setdefault((gid, cmd["name"]), snowflake()),
-                                  "application_id": self.application_id, "version": snowflake()}
+                defaults
+                | cmd
+                | {
+                    "id": self._command_ids.setdefault((gid, cmd["name"]), snowflake()),
+                    "application_id": self.application_id,
+                    "version": snowflake(),
+                }
                 | ({"guild_id": gid} if gid else {})
                 for cmd in request[CALL].json or []
             ]

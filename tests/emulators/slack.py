@@ -47,6 +47,7 @@ class Call:
     headers: dict[str, str]
     status: int = 200  # HTTP status we answered with (429/5xx when a failure was injected)
     at: float = field(default_factory=time.monotonic)  # lets tests measure Retry-After gaps
+    name: str = ""  # for response_url calls: the name given to new_response_url()
 
 
 @dataclass
@@ -129,6 +130,20 @@ class SlackEmulator:
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
+    def thread(self, channel: str, thread_ts: str) -> list[JSON]:
+        """Messages stored in `channel` whose thread is `thread_ts` (the parent included), in order."""
+        found = [m for m in self.messages.get(channel, []) if thread_ts in (m["ts"], m.get("thread_ts"))]
+        return sorted(found, key=lambda m: Decimal(m["ts"]))
+
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 10,  # noqa: ASYNC109
+        what: str = "condition",
+    ) -> None:
+        """Wait until `predicate()` holds; it is re-checked after every Web API call and ack."""
+        await self._wait_until(predicate, timeout, what)
+
     # ASYNC109: a timeout argument reads better in tests than wrapping every wait in asyncio.timeout().
     async def wait_for(self, method: str, count: int = 1, timeout: float = 10) -> list[Call]:  # noqa: ASYNC109
         await self._wait_until(lambda: len(self.calls_to(method)) >= count, timeout, f"{count}x {method}")
@@ -200,6 +215,7 @@ class SlackEmulator:
         event_time: int | None = None,
     ) -> str:
         """Wrap `event` in an event_callback; reuse `event_id` with retry_attempt>0 to simulate redelivery."""
+        self._remember_event(event)
         payload = event_callback(
             event,
             team_id=self.team_id,
@@ -254,7 +270,8 @@ class SlackEmulator:
         return web.json_response(body, status=status, headers=headers)
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
-        self.calls.append(Call("response_url", await _read_args(request), dict(request.headers)))
+        args, headers = await _read_args(request), dict(request.headers)
+        self.calls.append(Call("response_url", args, headers, name=request.match_info["name"]))
         await self._notify()
         return web.json_response({"ok": True})
 
@@ -306,6 +323,24 @@ class SlackEmulator:
             self._sockets.remove(ws)
             await self._notify()
         return ws
+
+    def _remember_event(self, event: JSON) -> None:
+        """A user's new message is part of the channel from then on (conversations.replies sees it)."""
+        if (
+            event.get("type") not in ("message", "app_mention")
+            or event.get("subtype")
+            or "channel" not in event
+        ):
+            return
+        stored = self.messages.setdefault(event["channel"], [])
+        if any(m["ts"] == event["ts"] for m in stored):
+            return  # a redelivery, or the app_mention twin of a message event
+        keep = ("type", "user", "text", "ts", "thread_ts", "bot_id", "client_msg_id", "team", "blocks")
+        stored.append({"type": "message"} | {k: event[k] for k in keep if k in event and k != "type"})
+
+    def next_ts(self) -> str:
+        """A fresh message ts, later than every one so far (as Slack's are)."""
+        return self._next_ts()
 
     def _next_ts(self) -> str:
         # Integer microseconds: unique, increasing, and formatted exactly like Slack's "epoch.micros".
@@ -599,10 +634,15 @@ def block_action_payload(
     thread_ts: str | None = None,
     message: JSON | None = None,
     team_id: str = TEAM_ID,
+    response_url: str | None = None,
+    is_ephemeral: bool = False,
 ) -> JSON:
-    """A button click on message `message_ts` (a bot message; pass `message` for the full original)."""
+    """A button click on message `message_ts` (a bot message; pass `message` for the full original).
+
+    Pass `response_url=emulator.new_response_url()` when the app will answer through it. A click
+    on an ephemeral message (`is_ephemeral`) carries no `message`, as in real Slack."""
     thread = {"thread_ts": thread_ts} if thread_ts else {}
-    return {
+    payload: JSON = {
         "type": "block_actions",
         "user": _actor(user, team_id),
         "api_app_id": APP_ID,
@@ -611,7 +651,7 @@ def block_action_payload(
             "type": "message",
             "message_ts": message_ts,
             "channel_id": channel,
-            "is_ephemeral": False,
+            "is_ephemeral": is_ephemeral,
         }
         | thread,
         "trigger_id": trigger_id,
@@ -631,7 +671,7 @@ def block_action_payload(
         }
         | thread,
         "state": {"values": {}},
-        "response_url": f"https://hooks.slack.com/actions/{team_id}/1111111111/emulator",
+        "response_url": response_url or f"https://hooks.slack.com/actions/{team_id}/1111111111/emulator",
         "actions": [
             {
                 "action_id": action_id,
@@ -643,6 +683,9 @@ def block_action_payload(
             }
         ],
     }
+    if is_ephemeral:
+        del payload["message"]
+    return payload
 
 
 def view_submission_payload(

@@ -113,8 +113,9 @@ class LoreTestBot(commands.Bot):
 
 @pytest.fixture
 async def emu() -> AsyncIterator[DiscordEmulator]:
-    guild = make_guild(GUILD_ID, channels=[make_text_channel(CHANNEL_ID, GUILD_ID, "support")],
-                       members=[make_member(ALICE)])
+    guild = make_guild(
+        GUILD_ID, channels=[make_text_channel(CHANNEL_ID, GUILD_ID, "support")], members=[make_member(ALICE)]
+    )
     async with DiscordEmulator(guilds=[guild], heartbeat_interval_ms=int(HEARTBEAT_S * 1000)) as e:
         with patch_discord(e):
             yield e
@@ -186,8 +187,13 @@ async def test_guild_content_is_redacted_without_message_content_intent(emu: Dis
     task = await start(bot)
     try:
         await emu.dispatch("MESSAGE_CREATE", message_create("secret", ALICE, CHANNEL_ID, GUILD_ID))
-        mention = message_create(f"<@{DEFAULT_BOT_ID}> hi", ALICE, CHANNEL_ID, GUILD_ID,
-                                 mentions=[make_user(DEFAULT_BOT_ID, "Lore", bot=True)])
+        mention = message_create(
+            f"<@{DEFAULT_BOT_ID}> hi",
+            ALICE,
+            CHANNEL_ID,
+            GUILD_ID,
+            mentions=[make_user(DEFAULT_BOT_ID, "Lore", bot=True)],
+        )
         await emu.dispatch("MESSAGE_CREATE", mention)
         await emu.wait_for("POST", rf"/channels/{CHANNEL_ID}/messages", count=2)
         assert [m.content for m in bot.seen] == ["", f"<@{DEFAULT_BOT_ID}> hi"]  # mentions keep their content
@@ -256,13 +262,15 @@ async def test_deferred_reply_then_followup(emu: DiscordEmulator, bot: LoreTestB
     assert original["content"] == "Deferred answer to status? (edited)"
 
 
-@pytest.mark.parametrize(("permissions", "expected"), [(0, "You need Manage Server."),
-                                                       (PERM_MANAGE_GUILD, "Reindexing…")])
+@pytest.mark.parametrize(
+    ("permissions", "expected"), [(0, "You need Manage Server."), (PERM_MANAGE_GUILD, "Reindexing…")]
+)
 async def test_manage_server_check_uses_member_permissions(
     emu: DiscordEmulator, bot: LoreTestBot, permissions: int, expected: str
 ) -> None:
-    cmd = interaction_command("reindex", user=ALICE, guild_id=GUILD_ID, channel_id=CHANNEL_ID,
-                              permissions=permissions)
+    cmd = interaction_command(
+        "reindex", user=ALICE, guild_id=GUILD_ID, channel_id=CHANNEL_ID, permissions=permissions
+    )
     await emu.dispatch("INTERACTION_CREATE", cmd)
     [cb] = await emu.wait_for("POST", CALLBACK)
     assert cb.json["data"]["content"] == expected

@@ -1,0 +1,476 @@
+"""`ConversationService`: the platform-neutral core every chat adapter drives.
+
+An adapter acknowledges its platform, translates the payload, and hands the core an
+`IncomingMessage` (or a vote, a share, a /reindex) together with a `Surface` (its outbox and
+thread reader). The core decides whether to answer, de-duplicates deliveries, applies rate
+limits, shows progress, builds bounded thread context, runs the blocking answer engine on worker
+threads, sends the answer (split to the outbox's size), and records the interaction and votes
+through the workers. Every failure reaches the user as a short message with a correlation id,
+and the log as a traceback with the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar, cast
+
+from bot.core import render
+from bot.core.context import bounded_context
+from bot.core.messages import (
+    AnswerReply,
+    ErrorReply,
+    IncomingMessage,
+    MessageRef,
+    Notice,
+    Progress,
+    Target,
+)
+from bot.core.ports import AnswerEngine, StateStore, Surface
+from bot.core.ratelimit import RateLimiter
+from bot.core.split import split_text
+from config.logs import correlation_id
+from config.settings import ChatSettings
+from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord
+from knowledge.answer import Answer, Turn
+from workers.client import SyncHandle, SyncStatus, TaskClient
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Status = Literal["answered", "ignored", "duplicate", "rate_limited", "failed", "refused", "done"]
+UserHasher = Callable[[str, str], str]  # (platform, raw user id) -> pseudonymous id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the core did with one request (for logs, tests and benchmarks)."""
+
+    status: Status
+    correlation_id: str
+    reason: str = ""
+    answer_id: str | None = None
+    ref: MessageRef | None = None
+
+
+@dataclass(frozen=True)
+class VoteInput:
+    """A vote as an adapter parsed it. `key` identifies the click (e.g. the platform's action id)
+    so that a redelivered click records nothing new."""
+
+    platform: str
+    user: str
+    answer_id: str
+    value: Literal["up", "down"]
+    reason: str | None = None
+    correction: str | None = None
+    key: str | None = None
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@contextlib.contextmanager
+def _correlated() -> Iterator[str]:
+    """A fresh correlation id on every log line (and record) of one request."""
+    cid = new_correlation_id()
+    token = correlation_id.set(cid)
+    try:
+        yield cid
+    finally:
+        correlation_id.reset(token)
+
+
+def thread_key(platform: str, channel: str, thread: str) -> str:
+    return f"thread:{platform}:{channel}:{thread}"
+
+
+class ConversationService:
+    def __init__(
+        self,
+        engine: AnswerEngine,
+        tasks: TaskClient,
+        settings: ChatSettings,
+        *,
+        state: StateStore,
+        user_hash: UserHasher,
+        sources: Sequence[str] = (),
+        reindex_timeout: float = 3 * 3600,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.tasks = tasks
+        self.settings = settings
+        self.state = state
+        self.sources = list(sources)
+        self.reindex_timeout = reindex_timeout
+        self._user_hash = user_hash
+        self._limiter = RateLimiter(
+            user_per_minute=settings.user_per_minute,
+            channel_per_minute=settings.channel_per_minute,
+            clock=clock,
+        )
+        # The answer engine (embedding + LLM) blocks: it runs here, never on the event loop.
+        self._executor = ThreadPoolExecutor(settings.answer_workers, thread_name_prefix="lore-answer")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---- messages ----------------------------------------------------------------------------
+
+    async def should_respond(self, msg: IncomingMessage, surface: Surface) -> str | None:
+        """None when Lore should answer `msg`, else the reason it stays quiet."""
+        if msg.author_is_bot:
+            return "a bot's message"
+        if msg.is_edit:
+            return "an edit"
+        if surface.allowed_channels and not msg.is_direct and msg.channel not in surface.allowed_channels:
+            return "channel not in the allowlist"
+        if msg.is_direct or msg.mentions_bot:
+            return None
+        if msg.thread and await self.state.seen(thread_key(msg.platform, msg.channel, msg.thread)):
+            return None  # a follow-up in a thread Lore answered in
+        return "not addressed to Lore"
+
+    async def handle_message(self, msg: IncomingMessage, surface: Surface) -> Outcome:
+        """Answer `msg` if it is for Lore. Never raises: failures become an error reply."""
+        with _correlated() as cid:
+            reason = await self.should_respond(msg, surface)
+            if reason is not None:
+                log.debug("ignoring %s message %s: %s", msg.platform, msg.message_id, reason)
+                return Outcome("ignored", cid, reason)
+            if not await self._first_delivery(msg):
+                log.info("duplicate delivery of %s message %s ignored", msg.platform, msg.message_id)
+                return Outcome("duplicate", cid)
+            target = Target(msg.channel, thread=msg.reply_thread, user=msg.author)
+            return await self._respond(msg, surface, target)
+
+    async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
+        """A command-style question (`/ask`): always addressed to Lore, answered at `target`
+        (usually ephemeral, with a "Share in channel" button)."""
+        with _correlated() as cid:
+            if surface.allowed_channels and not msg.is_direct and msg.channel not in surface.allowed_channels:
+                await self._notify(surface, target, "Lore isn't enabled in this channel. Try a DM with Lore.")
+                return Outcome("ignored", cid, "channel not in the allowlist")
+            return await self._respond(
+                msg, surface, target, shareable=target.ephemeral, usage=render.USAGE_ASK
+            )
+
+    async def _first_delivery(self, msg: IncomingMessage) -> bool:
+        ttl = self.settings.dedupe_ttl
+        if msg.delivery_id and not await self.state.first_time(
+            f"delivery:{msg.platform}:{msg.delivery_id}", ttl
+        ):
+            return False
+        # The same message can also arrive as two events (Slack: app_mention and message).
+        return await self.state.first_time(f"message:{msg.platform}:{msg.channel}:{msg.message_id}", ttl)
+
+    async def _respond(
+        self,
+        msg: IncomingMessage,
+        surface: Surface,
+        target: Target,
+        *,
+        shareable: bool = False,
+        usage: str = render.HELLO,
+    ) -> Outcome:
+        cid = correlation_id.get() or new_correlation_id()
+        if not msg.text.strip():  # just "@Lore": say how to ask rather than nothing
+            await self._notify(surface, target, usage)
+            return Outcome("ignored", cid, "no question")
+        decision = self._limiter.check(f"{msg.platform}:{msg.author}", f"{msg.platform}:{msg.channel}")
+        if not decision.allowed:
+            log.info("rate limited (%s) %s in %s", decision.scope, msg.author, msg.channel)
+            private = replace(target, user=msg.author, ephemeral=True)
+            await self._notify(
+                surface, private, render.rate_limited_text(decision.scope, decision.retry_after_s)
+            )
+            return Outcome("rate_limited", cid, decision.scope)
+        log.info(
+            "answering %s %s in %s%s",
+            msg.platform,
+            "DM" if msg.is_direct else "message",
+            msg.channel,
+            f" (thread {msg.thread})" if msg.thread else "",
+        )
+        ref: MessageRef | None = None
+        try:
+            if target.thread and not target.ephemeral:
+                await self.remember_thread(msg.platform, target.channel, target.thread)
+            progress = surface.outbox.send(target, Progress(self.settings.progress_text))
+            ref, history = await asyncio.gather(progress, self._history(msg, surface))
+            turns = bounded_context(
+                history, max_turns=self.settings.context_turns, max_tokens=self.settings.context_tokens
+            )
+            answer = await self.run_blocking(self.engine.answer, msg.text, turns)
+            ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
+            if shareable:
+                await self.state.put(
+                    f"answer:{answer.answer_id}", answer.model_dump_json(), self.settings.answer_ttl
+                )
+            log.info(
+                "answered %s in %.0f ms (%s, %d sources)",
+                answer.answer_id,
+                answer.timings.total_ms,
+                answer.model,
+                len(answer.citations),
+            )
+        except Exception:
+            log.exception("answering failed")
+            await self._report_error(surface, target, ref, cid)
+            return Outcome("failed", cid, ref=ref)
+        await self._record(
+            InteractionRecord(
+                answer=answer,
+                correlation_id=cid,
+                platform=msg.platform,
+                workspace=msg.workspace,
+                channel=msg.channel,
+                thread=target.thread,
+                user_hash=self._user_hash(msg.platform, msg.author),
+                context=turns,
+            )
+        )
+        return Outcome("answered", cid, answer_id=answer.answer_id, ref=ref)
+
+    async def _history(self, msg: IncomingMessage, surface: Surface) -> list[Turn]:
+        if not msg.thread or surface.threads is None or self.settings.context_turns == 0:
+            return []
+        try:
+            return await surface.threads.history(msg.channel, msg.thread, before=msg.message_id)
+        except Exception:
+            # Context makes follow-ups better; without it Lore still answers the question itself.
+            log.warning(
+                "could not read thread %s in %s; answering without context",
+                msg.thread,
+                msg.channel,
+                exc_info=True,
+            )
+            return []
+
+    async def _deliver(
+        self,
+        surface: Surface,
+        target: Target,
+        ref: MessageRef | None,
+        answer: Answer,
+        *,
+        shareable: bool = False,
+        shared_by: str | None = None,
+    ) -> MessageRef:
+        """The answer in as many messages as the outbox needs; the first replaces `ref`."""
+        parts = split_text(answer.text, surface.outbox.max_message_len) or ["…"]
+        first: MessageRef | None = None
+        for i, text in enumerate(parts, 1):
+            reply = AnswerReply(answer, text, i, len(parts), shareable=shareable, shared_by=shared_by)
+            if i == 1 and ref is not None:
+                first = await surface.outbox.update(ref, reply)
+            else:
+                sent = await surface.outbox.send(target, reply)
+                first = first or sent
+        assert first is not None
+        return first
+
+    async def _report_error(self, surface: Surface, target: Target, ref: MessageRef | None, cid: str) -> None:
+        reply = ErrorReply(cid, render.error_text(cid))
+        try:
+            if ref is not None:
+                try:
+                    await surface.outbox.update(ref, reply)
+                    return
+                except Exception:
+                    log.warning(
+                        "could not replace the progress message with the error; sending it", exc_info=True
+                    )
+            await surface.outbox.send(target, reply)
+        except Exception:
+            log.exception("could not tell the user about the failure either")
+
+    async def _notify(self, surface: Surface, target: Target, text: str) -> MessageRef | None:
+        try:
+            return await surface.outbox.send(target, Notice(text))
+        except Exception:
+            log.exception("could not send a notice")
+            return None
+
+    async def remember_thread(self, platform: str, channel: str, thread: str) -> None:
+        """Follow-ups in this thread get answers without a mention."""
+        await self.state.put(thread_key(platform, channel, thread), "1", self.settings.thread_ttl)
+
+    # ---- blocking work and recording ---------------------------------------------------------
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the answer threads, with this task's context (the correlation id in logs)."""
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(ctx.run, fn, *args))
+
+    async def _record(self, record: InteractionRecord) -> None:
+        try:
+            await asyncio.to_thread(self.tasks.record_interaction, record)
+        except Exception:
+            # The user has the answer; the TaskClient promises not to lose records it accepted.
+            log.exception("could not hand interaction %s to the workers", record.answer_id)
+
+    # ---- votes and sharing -------------------------------------------------------------------
+
+    async def vote(self, vote: VoteInput, surface: Surface, target: Target) -> VoteRecord | None:
+        """Record a vote through the workers and thank the user privately."""
+        with _correlated() as cid:
+            try:
+                record = self._vote_record(vote)
+                await asyncio.to_thread(self.tasks.record_vote, record)
+                log.info("%s vote on %s recorded (%s)", vote.value, vote.answer_id, record.vote_id)
+            except Exception:
+                log.exception("recording a vote failed")
+                await self._notify(surface, target, render.error_text(cid))
+                return None
+            thanks = render.THANKS_UP if vote.value == "up" else render.THANKS_DOWN
+            await self._notify(
+                surface, target, render.THANKS_DETAILS if record.reason or record.correction else thanks
+            )
+            return record
+
+    def _vote_record(self, vote: VoteInput) -> VoteRecord:
+        reason = cast("VoteReason | None", vote.reason if vote.reason in VOTE_REASONS else None)
+        if vote.reason is not None and reason is None:
+            log.warning("unknown vote reason %r dropped", vote.reason)
+        user_hash = self._user_hash(vote.platform, vote.user)
+        record = VoteRecord(
+            answer_id=vote.answer_id,
+            user_hash=user_hash,
+            platform=vote.platform,
+            value=vote.value,
+            reason=reason,
+            correction=(vote.correction or "").strip()[:4000] or None,
+        )
+        if vote.key:  # the same click delivered twice is the same vote
+            record.vote_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{vote.platform}:{vote.key}:{user_hash}").hex
+        return record
+
+    async def share(self, answer_id: str, user: str, surface: Surface, target: Target) -> Outcome:
+        """Post an ephemeral answer (from /ask) publicly at `target`, credited to `user`."""
+        private = Target(target.channel, target.thread, user, ephemeral=True)
+        with _correlated() as cid:
+            try:
+                cached = await self.state.get(f"answer:{answer_id}")
+                if cached is None:
+                    await self._notify(surface, private, render.ANSWER_EXPIRED)
+                    return Outcome("ignored", cid, "answer expired")
+                answer = Answer.model_validate_json(cached)
+                ref = await self._deliver(surface, target, None, answer, shared_by=user)
+                if not ref.target.ephemeral and (target.thread or ref.id):
+                    await self.remember_thread(surface.platform, ref.channel, target.thread or ref.id)
+                log.info("answer %s shared in %s", answer_id, ref.channel)
+                return Outcome("answered", cid, answer_id=answer_id, ref=ref)
+            except Exception:
+                log.exception("sharing answer %s failed", answer_id)
+                await self._report_error(surface, private, None, cid)
+                return Outcome("failed", cid)
+
+    # ---- /reindex ----------------------------------------------------------------------------
+
+    async def reindex(
+        self,
+        source: str | None,
+        *,
+        platform: str,
+        user: str,
+        is_admin: bool,
+        surface: Surface,
+        target: Target,
+        private: Target | None = None,
+        poll_every: float | None = None,
+    ) -> Outcome:
+        """Queue a sync (or join the running one) for admins, with progress edited in place at
+        `target` and a summary at the end. Anyone else gets a refusal at `private` (default: an
+        ephemeral message to `user` beside `target`), which is logged."""
+        private = private or replace(target, user=user, ephemeral=True)
+        with _correlated() as cid:
+            try:
+                if not is_admin:
+                    log.warning(
+                        "refused /reindex %s from non-admin %s user %s", source or "(all)", platform, user
+                    )
+                    await self._notify(surface, private, render.REINDEX_REFUSED)
+                    return Outcome("refused", cid, "not an admin")
+                names = [source] if source else list(self.sources)
+                unknown = [n for n in names if n not in self.sources]
+                if unknown or not names:
+                    known = ", ".join(self.sources) or "none configured"
+                    what = f"Unknown source {unknown[0]!r}." if unknown else "No sources are configured."
+                    await self._notify(surface, private, f"{what} Known sources: {known}.")
+                    return Outcome("refused", cid, "unknown source")
+                log.info("/reindex %s requested by %s user %s", ", ".join(names), platform, user)
+                return await self._run_reindex(names, platform, user, surface, target, poll_every, cid)
+            except Exception:
+                log.exception("/reindex failed")
+                await self._report_error(surface, private, None, cid)
+                return Outcome("failed", cid)
+
+    async def _run_reindex(
+        self,
+        names: list[str],
+        platform: str,
+        user: str,
+        surface: Surface,
+        target: Target,
+        poll_every: float | None,
+        cid: str,
+    ) -> Outcome:
+        requested_by = self._user_hash(platform, user)
+        handles: list[SyncHandle] = []
+        for name in names:
+            handles.append(await asyncio.to_thread(self.tasks.request_sync, name, requested_by=requested_by))
+        joined = [h.source for h in handles if h.joined]
+        ref = await surface.outbox.send(target, Notice(render.reindex_started_text(names, joined)))
+        every = poll_every if poll_every is not None else self.settings.progress_every
+        deadline = time.monotonic() + self.reindex_timeout
+        shown = ""
+        while True:
+            status = await asyncio.to_thread(self.tasks.sync_status)
+            finished = {h.source: r for h in handles if (r := _finished(h, status)) is not None}
+            if len(finished) == len(handles):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the sync of {', '.join(names)} did not finish in {self.reindex_timeout:.0f} s"
+                )
+            progress = {h.source: _progress(h, status) for h in handles if h.source not in finished}
+            text = render.reindex_progress_text(progress)
+            if text != shown:
+                ref = await surface.outbox.update(ref, Notice(text))
+                shown = text
+            await asyncio.sleep(every)
+        ref = await surface.outbox.update(ref, Notice(render.reindex_summary_text(finished)))
+        log.info("/reindex of %s finished", ", ".join(names))
+        return Outcome("done", cid, ref=ref)
+
+
+def _progress(handle: SyncHandle, status: SyncStatus) -> dict[str, Any] | None:
+    """Live progress of the sync `handle` stands for; None while it waits in the queue."""
+    running = status.running.get(handle.source)
+    if running is not None:
+        return running
+    last = status.last.get(handle.source) or {}
+    if last.get("task_id") == handle.task_id and last.get("state") == "retrying":
+        return {"phase": "retrying after an error"}
+    return None
+
+
+def _finished(handle: SyncHandle, status: SyncStatus) -> dict[str, Any] | None:
+    """The result of the sync `handle` stands for, once it has ended (done or failed), else None.
+    A "retrying" result is not the end: the workers run it again under the same task id."""
+    last = status.last.get(handle.source)
+    if last and last.get("task_id") == handle.task_id and last.get("state", "done") in ("done", "failed"):
+        return dict(last)
+    return None

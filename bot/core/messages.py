@@ -1,0 +1,105 @@
+"""What flows through the conversation core: one neutral incoming message, and the replies.
+
+Adapters translate their platform's payloads into `IncomingMessage` (pure functions, tested on
+recorded payloads) and render `Reply` values back; the core never sees a platform payload except
+through `raw`, which it only logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from knowledge.answer import Answer
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    platform: str  # "slack", "discord", "web"
+    channel: str
+    message_id: str  # unique within the channel (Slack ts, Discord snowflake)
+    author: str  # the platform's raw user id; pseudonymised before anything is recorded
+    text: str  # with the bot's own mention removed
+    workspace: str | None = None  # Slack team, Discord guild
+    thread: str | None = None  # the thread the message was posted in; None at the top level
+    reply_thread: str | None = None  # where an answer goes (Slack: the thread, or a new one under it)
+    author_is_bot: bool = False  # any bot, Lore included
+    is_direct: bool = False  # a DM with Lore
+    mentions_bot: bool = False
+    is_edit: bool = False
+    delivery_id: str | None = None  # the platform's id for this delivery (Slack event_id), for de-duplication
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A payload an adapter translated to nothing, and why (logged at debug level)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a reply goes.
+
+    `user` is who it is for: with `ephemeral` only they see it; without, it is the fallback
+    recipient (their DM) when the channel refuses the bot. `interaction` is an opaque handle for
+    answering a command in place (Slack's response_url, Discord's interaction token).
+    """
+
+    channel: str
+    thread: str | None = None
+    user: str | None = None
+    ephemeral: bool = False
+    interaction: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A sent message, as `Outbox.update` needs it (the channel may differ from the target's)."""
+
+    target: Target
+    channel: str
+    id: str  # Slack ts, Discord message id; "" when the platform gives none (Slack response_url)
+
+
+# ---- replies -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    text: str = "Searching the docs…"
+
+
+@dataclass(frozen=True)
+class AnswerReply:
+    """One message's worth of an answer. Long answers are split by the core into `parts`; the
+    last part carries the sources and the feedback buttons."""
+
+    answer: Answer
+    text: str  # this part's Markdown
+    part: int = 1
+    parts: int = 1
+    shareable: bool = False  # offer "Share in channel" (an ephemeral /ask answer)
+    shared_by: str | None = None  # a platform user id, when someone shared it to the channel
+
+    @property
+    def is_last(self) -> bool:
+        return self.part == self.parts
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    correlation_id: str
+    text: str = "Sorry, something went wrong while answering."
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Short plain text: a refusal, a thank-you, a rate-limit message, /reindex progress."""
+
+    text: str
+
+
+Reply = Progress | AnswerReply | ErrorReply | Notice

@@ -1,0 +1,86 @@
+"""The ports the conversation core talks through. Adapters implement the chat-facing ones.
+
+`TaskClient` (recording interactions and votes, queueing syncs) comes from `workers.client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.core.messages import MessageRef, Reply, Target
+from knowledge.answer import Answer, Turn
+from workers.client import TaskClient
+
+__all__ = [
+    "AnswerEngine",
+    "DeliveryError",
+    "Outbox",
+    "StateStore",
+    "Surface",
+    "TaskClient",
+    "ThreadReader",
+    "UnsupportedReply",
+]
+
+
+class DeliveryError(Exception):
+    """The platform refused a message (after its own retries). `retryable` is false for refusals
+    such as "not in channel" that retrying cannot fix."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class UnsupportedReply(TypeError):
+    """An outbox was asked to send a reply type it does not render (an explicit error, never a drop)."""
+
+
+class Outbox(Protocol):
+    """Sends replies to one platform. `max_message_len` is the longest answer text (in characters
+    of the core's Markdown) that one message carries; the core splits longer answers."""
+
+    max_message_len: int
+
+    async def send(self, target: Target, reply: Reply) -> MessageRef: ...
+
+    async def update(self, ref: MessageRef, reply: Reply) -> MessageRef: ...
+
+
+class ThreadReader(Protocol):
+    async def history(self, channel: str, thread: str, *, before: str | None = None) -> list[Turn]:
+        """The thread's messages, oldest first, strictly before message `before` when given."""
+        ...
+
+
+class AnswerEngine(Protocol):
+    """Blocking: embedding and generation. The core only ever calls it from a worker thread."""
+
+    def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer: ...
+
+
+class StateStore(Protocol):
+    """Small shared state with expiry: delivered-event ids, threads Lore answered in, recent
+    answers. Redis when configured (several processes), else in memory (embedded mode)."""
+
+    async def first_time(self, key: str, ttl: float) -> bool:
+        """Atomically mark `key`; true only for the first caller within `ttl` seconds."""
+        ...
+
+    async def seen(self, key: str) -> bool: ...
+
+    async def put(self, key: str, value: str, ttl: float) -> None: ...
+
+    async def get(self, key: str) -> str | None: ...
+
+
+@dataclass
+class Surface:
+    """What one adapter lends the core for a message: how to reply and how to read threads."""
+
+    platform: str
+    outbox: Outbox
+    threads: ThreadReader | None = None
+    allowed_channels: frozenset[str] = field(default_factory=frozenset)  # empty = every channel

@@ -1,0 +1,250 @@
+"""One process, several runners: the web app, Slack (and later Discord) under one event loop.
+
+Services are built once from the settings (settings -> Knowledge -> TaskClient ->
+ConversationService) and shared by every adapter. Each adapter is a *runner*: an async function
+that serves until a shared stop event is set and then finishes its in-flight work. SIGTERM and
+SIGINT set the event; if one runner fails, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+
+    from bot.core.conversation import ConversationService
+    from bot.core.ports import StateStore
+    from bot.slack.app import SlackAdapter
+    from knowledge.service import Knowledge
+    from workers.client import TaskClient
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class StartupError(RuntimeError):
+    """Lore cannot start as configured; the message says why, for the operator."""
+
+
+@dataclass
+class Services:
+    """What every adapter shares. Build with `build_services`; `close()` when done."""
+
+    settings: Settings
+    knowledge: Knowledge
+    tasks: TaskClient
+    state: StateStore
+    conversation: ConversationService
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        self.conversation.close()
+        close = getattr(self.state, "close", None)
+        if close is not None:
+            await close()
+        await asyncio.to_thread(self.tasks.close)  # writes pending votes before returning
+        await asyncio.to_thread(self.knowledge.close)
+
+
+def build_services(
+    settings: Settings,
+    *,
+    knowledge: Knowledge | None = None,
+    tasks: TaskClient | None = None,
+    engine: Any = None,
+) -> Services:
+    """Settings -> Knowledge -> TaskClient -> ConversationService. `engine` replaces the answer
+    engine (benchmarks and failure tests); by default it is the Knowledge itself."""
+    from bot.core.conversation import ConversationService
+    from bot.core.state import make_state_store
+    from feedback.identity import load_key, pseudonymize
+    from knowledge.service import Knowledge
+    from workers.client import make_task_client
+
+    kn = knowledge or Knowledge(settings)
+    task_client = tasks or make_task_client(settings, knowledge=kn)
+    key = load_key(settings)
+    state = make_state_store(settings.redis)
+    conversation = ConversationService(
+        engine if engine is not None else kn,
+        task_client,
+        settings.chat,
+        state=state,
+        user_hash=lambda platform, user: pseudonymize(platform, user, key),
+        sources=[s.name for s in settings.sources],
+        reindex_timeout=settings.worker.sync_time_limit,
+    )
+    return Services(settings, kn, task_client, state, conversation)
+
+
+# ---- runners ---------------------------------------------------------------------------------
+
+
+def slack_adapter(services: Services, **kwargs: Any) -> SlackAdapter:
+    from bot.slack.app import build_slack_app
+
+    return build_slack_app(services.settings, services.conversation, **kwargs)
+
+
+def slack_socket_runner(adapter: SlackAdapter) -> Runner:
+    from bot.slack.run import run_socket_mode
+
+    token = adapter.settings.slack.app_token
+    assert token is not None, "Socket Mode needs slack.app_token"
+
+    async def run(stop: asyncio.Event) -> None:
+        await run_socket_mode(adapter, token.get_secret_value(), stop)
+
+    return run
+
+
+def web_app(services: Services, *, slack: SlackAdapter | None = None) -> FastAPI:
+    from bot.slack.run import slack_router
+    from bot.web.app import create_app
+
+    routers: list[APIRouter] = []
+    if slack is not None:
+        routers.append(slack_router(slack))
+    return create_app(services, routers=routers, health={"slack": _slack_health(services.settings)})
+
+
+def _slack_health(settings: Settings) -> str:
+    return settings.slack.mode if settings.slack.configured else "off"
+
+
+def web_runner(app: FastAPI, host: str, port: int) -> Runner:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # run_runners owns the signals
+            yield
+
+    async def run(stop: asyncio.Event) -> None:
+        server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+
+        async def serve() -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn exits the process when it cannot bind; stop gracefully instead
+                raise StartupError(
+                    f"the web app could not listen on {host}:{port} (see the log above)"
+                ) from None
+
+        serving = asyncio.create_task(serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.05)
+        if serving.done():
+            await serving  # it failed to start (e.g. the port is taken): raise that
+            raise RuntimeError(f"the web server on {host}:{port} stopped at start-up")
+        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+        log.info("web app listening on http://%s:%s", host, bound)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        stopping.cancel()
+        await serving
+
+    return run
+
+
+async def run_runners(runners: dict[str, Runner], stop: asyncio.Event | None = None) -> None:
+    """Run every runner until SIGTERM/SIGINT (or `stop`), then let each shut down gracefully.
+    A runner that fails stops the rest, and its error is raised once all have finished."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+            installed.append(sig)
+    tasks = [asyncio.create_task(runner(stop), name=name) for name, runner in runners.items()]
+    for task in tasks:  # whichever runner ends first (done or failed) stops the others
+        task.add_done_callback(lambda _task: stop.set())
+    try:
+        await stop.wait()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    errors: list[BaseException] = []
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("%s failed", task.get_name(), exc_info=result)
+            errors.append(result)
+    if errors:
+        raise errors[0]
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("%s received; shutting down", sig.name)
+    stop.set()
+
+
+# ---- the two commands ----------------------------------------------------------------------
+
+
+async def serve(
+    settings: Settings,
+    *,
+    slack: bool = True,
+    web: bool = True,
+    host: str | None = None,
+    port: int | None = None,
+    stop: asyncio.Event | None = None,
+    services: Services | None = None,
+) -> None:
+    """`lore serve` (everything configured) and `lore slack` (slack=True, web only for HTTP mode)."""
+    from bot.slack.app import SlackStartError
+    from knowledge.store import IndexError_
+
+    services = services or build_services(settings)
+    runners: dict[str, Runner] = {}
+    adapter: SlackAdapter | None = None
+    try:
+        try:
+            # Open the index now: a second process on an embedded index fails here, clearly.
+            await asyncio.to_thread(lambda: services.knowledge.store)
+            if slack and settings.slack.configured:
+                adapter = slack_adapter(services)
+                await adapter.start()
+        except (IndexError_, SlackStartError) as exc:
+            raise StartupError(str(exc)) from exc
+        asyncio.get_running_loop().run_in_executor(None, _warm_up, services)
+        http_slack = adapter is not None and settings.slack.mode == "http"
+        if adapter is not None and not http_slack:
+            runners["slack"] = slack_socket_runner(adapter)
+        if web or http_slack:
+            app = web_app(services, slack=adapter if http_slack else None)
+            runners["web"] = web_runner(
+                app, host or settings.web.host, settings.web.port if port is None else port
+            )
+        if not runners:
+            raise StartupError(
+                "nothing to run: configure Slack (see README, 'Slack app setup') or enable the web app"
+            )
+        log.info("running: %s", ", ".join(runners))
+        await run_runners(runners, stop)
+    finally:
+        if adapter is not None:
+            await adapter.drain(30)  # answers in flight are finished, not dropped
+            await adapter.close()
+        await services.aclose()
+
+
+def _warm_up(services: Services) -> None:
+    """Load the embedding model and the engine before the first question arrives."""
+    try:
+        services.knowledge.engine  # noqa: B018 - the property builds it (and loads the model)
+    except Exception:
+        log.warning("warming up the answer engine failed; the first answer will retry", exc_info=True)

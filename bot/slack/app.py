@@ -1,0 +1,235 @@
+"""The Slack adapter: a slack-bolt `AsyncApp` whose listeners ack at once and hand the work to
+the conversation core in background tasks.
+
+Listeners own only what STYLE.md gives adapters: translation (`bot.slack.translate`), acking in
+time, and ids in button values. Everything else is `ConversationService`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.conversation import ConversationService, VoteInput
+from bot.core.messages import Ignored, Target
+from bot.core.ports import Surface
+from bot.slack import translate
+from bot.slack.outbox import SlackAdmins, SlackOutbox, SlackThreadReader, make_web_client
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SlackStartError(RuntimeError):
+    """The adapter cannot start (e.g. the token is wrong). The message is for the operator."""
+
+
+class SlackAdapter:
+    """Owns the Bolt app, the outbox and the background tasks of one Slack workspace."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: ConversationService,
+        *,
+        client: AsyncWebClient | None = None,
+    ) -> None:
+        slack = settings.slack
+        self.settings = settings
+        self.service = service
+        self.client = client or make_web_client(slack)
+        secret = slack.signing_secret.get_secret_value() if slack.signing_secret else None
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=secret,
+            # Socket Mode requests are not signed; HTTP mode always verifies.
+            request_verification_enabled=secret is not None,
+            process_before_response=False,
+            ignoring_self_events_enabled=True,
+            logger=logging.getLogger("slack_bolt"),
+        )
+        self.bot_user_id = ""  # from auth.test in start(), or Bolt's context on the first request
+        self.outbox = SlackOutbox(self.client, retries=slack.api_retries)
+        self.reader = SlackThreadReader(
+            self.client, lambda: self.bot_user_id, skip_texts=[settings.chat.progress_text]
+        )
+        self.surface = Surface("slack", self.outbox, self.reader, frozenset(slack.channels))
+        self.admins = SlackAdmins(self.client, slack.admin_users, ttl=slack.admin_cache_seconds)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._register()
+
+    async def start(self) -> None:
+        """Check the bot token once at start-up (auth.test), so a wrong token fails loudly here
+        rather than on every event, and learn Lore's own user id."""
+        try:
+            identity = await self.client.auth_test()
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            raise SlackStartError(f"Slack rejected the bot token (slack.bot_token): {error}") from exc
+        self.bot_user_id = str(identity.get("user_id") or "")
+        log.info("Slack: signed in as %s in %s", identity.get("user"), identity.get("team"))
+        if self.client.session is None:
+            # One pooled session: Web API calls reuse connections (no TLS handshake per message).
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
+            self.client.session = self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            self.client.session = None
+            await self._session.close()
+            self._session = None
+
+    # ---- background work -----------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` after the ack. Tasks are kept (not garbage-collected mid-flight) and
+        drained on shutdown."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("background %s failed", task.get_name(), exc_info=exc)
+
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a shutdown budget
+        """Wait for in-flight work (answers being sent, votes being recorded)."""
+        pending = set(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d Slack tasks still running at shutdown were cancelled", len(late))
+
+    def _learn(self, context: AsyncBoltContext) -> None:
+        if context.bot_user_id and not self.bot_user_id:
+            self.bot_user_id = context.bot_user_id
+
+    # ---- listeners -----------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.event("app_mention")(self._on_event)
+        app.event("message")(self._on_event)
+        app.action(translate.ACTION_UP)(self._on_vote)
+        app.action(translate.ACTION_DOWN)(self._on_vote)
+        app.action(translate.ACTION_SHARE)(self._on_share)
+        app.view(translate.FEEDBACK_VIEW)(self._on_feedback_form)
+        app.command("/ask")(self._on_ask)
+        app.command("/reindex")(self._on_reindex)
+
+    async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        # Bolt acks Events API requests before running this listener.
+        self._learn(context)
+        msg = translate.message_from_event(body, self.bot_user_id)
+        if isinstance(msg, Ignored):
+            log.debug("Slack event ignored: %s", msg.reason)
+            return
+        self.spawn(self.service.handle_message(msg, self.surface), f"slack-message-{msg.message_id}")
+
+    async def _on_vote(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        self._learn(context)
+        clicked = translate.button_action(body)
+        if clicked is None:
+            log.warning("a feedback button without a Lore value: %s", body.get("actions"))
+            return
+        action, click = clicked
+        where = translate.action_context(body)
+        private = Target(
+            where.channel, where.thread, where.user, ephemeral=True, interaction=where.response_url
+        )
+        vote = VoteInput(
+            "slack", where.user, action.answer_id, "up" if action.kind == "up" else "down", key=click
+        )
+        self.spawn(self.service.vote(vote, self.surface, private), f"slack-vote-{action.answer_id}")
+        if action.kind == "down":
+            # The trigger id expires in 3 s, so the form opens here, not in the background.
+            view = translate.feedback_modal(action.answer_id, where.channel, where.thread)
+            try:
+                await self.client.views_open(trigger_id=body["trigger_id"], view=view)
+            except Exception:
+                log.exception("could not open the feedback form")
+
+    async def _on_feedback_form(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        form = translate.parse_feedback_view(view)
+        if isinstance(form, Ignored):
+            await ack()
+            log.warning("feedback form ignored: %s", form.reason)
+            return
+        if form.reason is None:
+            await ack(response_action="errors", errors={"reason": "Pick the closest reason."})
+            return
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        vote = VoteInput(
+            "slack",
+            user,
+            form.answer_id,
+            "down",
+            reason=form.reason,
+            correction=form.correction,
+            key=f"view:{view.get('id')}",
+        )
+        private = Target(form.channel, form.thread, user, ephemeral=True)
+        self.spawn(self.service.vote(vote, self.surface, private), f"slack-feedback-{form.answer_id}")
+
+    async def _on_ask(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack()
+        msg = translate.ask_message(command)
+        target = Target(
+            msg.channel, user=msg.author, ephemeral=True, interaction=command.get("response_url") or None
+        )
+        self.spawn(self.service.ask(msg, self.surface, target), f"slack-ask-{msg.message_id}")
+
+    async def _on_reindex(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack()
+        self.spawn(self._reindex(command), "slack-reindex")
+
+    async def _reindex(self, command: Mapping[str, Any]) -> None:
+        user, channel = str(command.get("user_id") or ""), str(command.get("channel_id") or "")
+        private = Target(channel, user=user, ephemeral=True, interaction=command.get("response_url") or None)
+        await self.service.reindex(
+            translate.reindex_source(str(command.get("text") or "")),
+            platform="slack",
+            user=user,
+            is_admin=await self.admins.is_admin(user),
+            surface=self.surface,
+            target=Target(channel, user=user),  # public progress, edited in place; DM if Lore isn't there
+            private=private,
+        )
+
+    async def _on_share(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        self._learn(context)
+        clicked = translate.button_action(body)
+        if clicked is None:
+            return
+        self.spawn(self._share(clicked[0].answer_id, translate.action_context(body)), "slack-share")
+
+    async def _share(self, answer_id: str, where: translate.ActionContext) -> None:
+        # Through the response_url, the answer can be posted even where Lore is not a member.
+        target = Target(where.channel, where.thread, where.user, interaction=where.response_url)
+        outcome = await self.service.share(answer_id, where.user, self.surface, target)
+        if outcome.status == "answered" and where.response_url and where.is_ephemeral:
+            await self.outbox.delete_original(where.response_url)
+
+
+def build_slack_app(
+    settings: Settings, service: ConversationService, *, client: AsyncWebClient | None = None
+) -> SlackAdapter:
+    """The adapter (its Bolt app is `.app`); run it with `bot.slack.run`."""
+    return SlackAdapter(settings, service, client=client)

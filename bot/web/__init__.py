@@ -1,0 +1,1 @@
+"""Lore's web app: health, Slack HTTP mode, and (later) the console."""

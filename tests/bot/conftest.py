@@ -1,0 +1,328 @@
+"""Fixtures for the conversation core and the Slack adapter.
+
+The answer engine is the real `Knowledge` (Qdrant local mode, MiniLM, the extractive generator)
+over a tiny corpus indexed once per session and copied into each test's data directory. The
+task client is the real `workers.client.make_task_client` in embedded mode (SQLite under the
+test's data dir). Slack is the real Bolt app against `tests.emulators.slack.SlackEmulator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+from tests.conftest import write
+from tests.emulators.slack import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    BOT_USER_ID,
+    Call,
+    SlackEmulator,
+    app_mention_event,
+    message_event,
+)
+
+SIGNING_SECRET = "test-signing-secret-123"
+ADMIN = "U0ADMIN"
+WORKSPACE_ADMIN = "U0OWNER"
+USER = "U1"
+DOCS = {
+    "vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
+    "The VPN config is downloaded automatically after the first sign-in.\n\n"
+    "## Split tunnelling\n\nSplit tunnelling is disabled on company laptops for security reasons.\n",
+    "leave.md": "# Leave\n\nEveryone gets 25 days of paid leave a year. "
+    "At most five unused leave days carry over into the next year.\n",
+    "deploys.md": "# Deploys\n\nProduction deploys happen Tuesday to Thursday through the release pipeline. "
+    "Friday deploys need approval from the on-call lead.\n",
+}
+
+
+@pytest.fixture(scope="session")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("docs")
+    for rel, text in DOCS.items():
+        write(root, rel, text)
+    return root
+
+
+def source_config(docs: Path) -> list[dict[str, Any]]:
+    return [
+        {"name": "handbook", "type": "directory", "path": str(docs), "url_prefix": "https://wiki.example/hb/"}
+    ]
+
+
+@pytest.fixture(scope="session")
+def index_template(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, embedder: Any) -> Path:
+    """The corpus indexed once; tests copy it (a data dir is owned by one Knowledge at a time)."""
+    from config.settings import Settings
+    from knowledge.service import Knowledge
+
+    data = tmp_path_factory.mktemp("index") / "data"
+    kn = Knowledge(
+        Settings(data_dir=data, sources=source_config(docs_dir), llm={"provider": "extractive"}),
+        embedder=embedder,
+    )
+    try:
+        assert kn.sync("handbook").error is None
+    finally:
+        kn.close()
+    return data
+
+
+@pytest.fixture
+def lore_settings(
+    make_settings: Callable[..., Any], docs_dir: Path, index_template: Path, tmp_path: Path
+) -> Callable[..., Any]:
+    """Settings over a private copy of the indexed corpus; keyword overrides merge per section."""
+
+    def make(
+        *,
+        slack: dict[str, Any] | None = None,
+        chat: dict[str, Any] | None = None,
+        extra_sources: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        **over: Any,
+    ) -> Any:
+        data = tmp_path / "data"
+        if not data.exists():
+            shutil.copytree(index_template, data)
+        slack_cfg = {
+            "bot_token": BOT_TOKEN,
+            "app_token": APP_TOKEN,
+            "signing_secret": SIGNING_SECRET,
+            "admin_users": [ADMIN],
+            "api_retries": 3,
+        } | (slack or {})
+        chat_cfg = {"user_per_minute": 1000, "channel_per_minute": 1000} | (chat or {})
+        sources = source_config(docs_dir) + list(extra_sources)
+        return make_settings(sources, data_dir=data, slack=slack_cfg, chat=chat_cfg, **over)
+
+    return make
+
+
+@pytest.fixture
+async def make_services(embedder: Any) -> AsyncIterator[Callable[..., Any]]:
+    """`bot.serve.build_services` with the session's embedder; closed after the test."""
+    from bot.serve import Services, build_services
+    from knowledge.service import Knowledge
+
+    built: list[Services] = []
+
+    def make(settings: Any, **kwargs: Any) -> Services:
+        kwargs.setdefault("knowledge", Knowledge(settings, embedder=embedder))
+        services = build_services(settings, **kwargs)
+        built.append(services)
+        return services
+
+    yield make
+    for services in built:
+        await services.aclose()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackEmulator]:
+    users = {
+        USER: {"name": "ada"},
+        "U2": {"name": "bob"},
+        WORKSPACE_ADMIN: {"name": "olga", "is_owner": True},
+    }
+    async with SlackEmulator(users=users) as emulator:
+        yield emulator
+
+
+@dataclass
+class LoreSlack:
+    """Lore's real Slack adapter connected to the emulator, with helpers to drive it."""
+
+    slack: SlackEmulator
+    settings: Any
+    services: Any
+    adapter: Any
+    handler: Any = None
+    _db: Any = None
+
+    def next_ts(self) -> str:
+        return self.slack.next_ts()
+
+    async def mention(
+        self,
+        text: str = "how do I set up the VPN?",
+        *,
+        user: str = USER,
+        channel: str = "C1",
+        thread_ts: str | None = None,
+        **kw: Any,
+    ) -> str:
+        ts = self.next_ts()
+        event = app_mention_event(f"<@{BOT_USER_ID}> {text}", user, channel, ts, thread_ts)
+        await self.slack.send_event(event, **kw)
+        return ts
+
+    async def say(
+        self,
+        text: str,
+        *,
+        user: str = USER,
+        channel: str = "C1",
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+        **kw: Any,
+    ) -> str:
+        ts = self.next_ts()
+        event = message_event(text, user, channel, ts, thread_ts=thread_ts, channel_type=channel_type)
+        await self.slack.send_event(event, **kw)
+        return ts
+
+    def progress_posts(self, thread_ts: str | None, channel: str = "C1") -> list[Call]:
+        return [
+            c
+            for c in self.slack.calls_to("chat.postMessage")
+            if c.args.get("channel") == channel and c.args.get("thread_ts") == thread_ts and c.status == 200
+        ]
+
+    def posted(self, channel: str = "C1", thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """Lore's messages in a thread (or at the top level when `thread_ts` is None), in order."""
+        return [
+            m
+            for m in self.slack.messages.get(channel, [])
+            if m.get("user") == BOT_USER_ID and m.get("thread_ts") == thread_ts
+        ]
+
+    def answers(self, channel: str = "C1", thread_ts: str | None = None) -> list[Call]:
+        """chat.update calls that put an answer (with vote buttons) into this thread's messages."""
+        mine = {m["ts"] for m in self.slack.messages.get(channel, []) if m.get("thread_ts") == thread_ts}
+        return [
+            c
+            for c in self.slack.calls_to("chat.update")
+            if c.status == 200
+            and c.args.get("channel") == channel
+            and c.args.get("ts") in mine
+            and has_buttons(c.args)
+        ]
+
+    async def wait_answer(self, thread_ts: str | None, channel: str = "C1", timeout: float = 20) -> Call:  # noqa: ASYNC109
+        await self.slack.wait_until(
+            lambda: bool(self.answers(channel, thread_ts)), timeout, f"an answer in {channel}/{thread_ts}"
+        )
+        return self.answers(channel, thread_ts)[0]
+
+    # ---- the real feedback store (what the embedded task client wrote) ----------------------
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            from feedback.db import Database
+
+            self._db = Database.from_settings(self.settings)
+            self._db.ensure_schema()
+        return self._db
+
+    def interaction(self, answer_id: str) -> Any:
+        from sqlalchemy import select
+
+        from feedback.models import Interaction
+
+        with self.db.sessions() as session:
+            return session.scalars(
+                select(Interaction).where(Interaction.answer_id == answer_id)
+            ).one_or_none()
+
+    def current_vote(self, answer_id: str, user: str) -> Any:
+        from feedback.store import current_vote
+
+        return current_vote(self.db.sessions, answer_id, self.user_hash(user))
+
+    def vote_events(self, answer_id: str) -> list[Any]:
+        from sqlalchemy import select
+
+        from feedback.models import VoteEvent
+
+        with self.db.sessions() as session:
+            return list(session.scalars(select(VoteEvent).where(VoteEvent.answer_id == answer_id)))
+
+    def user_hash(self, user: str) -> str:
+        from feedback.identity import load_key, pseudonymize
+
+        return pseudonymize("slack", user, load_key(self.settings))
+
+    async def settle(self, seconds: float = 0.3) -> None:
+        """Let background work that should NOT produce anything have its chance to."""
+        await asyncio.sleep(seconds)
+        await self.adapter.drain(10)
+
+
+def has_buttons(args: dict[str, Any]) -> bool:
+    return any(b.get("type") == "actions" for b in args.get("blocks") or [])
+
+
+def block_texts(args: dict[str, Any]) -> str:
+    out = []
+    for block in args.get("blocks") or []:
+        if block.get("text"):
+            out.append(block["text"]["text"])
+        for el in block.get("elements") or []:
+            if isinstance(el, dict) and el.get("text"):
+                out.append(el["text"] if isinstance(el["text"], str) else el["text"]["text"])
+    return "\n".join(out)
+
+
+def button_values(args: dict[str, Any]) -> list[str]:
+    return [
+        el["value"] for b in args.get("blocks") or [] if b.get("type") == "actions" for el in b["elements"]
+    ]
+
+
+@pytest.fixture
+async def connect_lore(
+    slack: SlackEmulator, lore_settings: Any, make_services: Any
+) -> AsyncIterator[Callable[..., Any]]:
+    """`await connect_lore(engine=None, slack_cfg={...}, chat={...})` -> LoreSlack over Socket Mode."""
+    from bot.slack.app import build_slack_app
+
+    opened: list[LoreSlack] = []
+
+    async def connect(
+        *, engine: Any = None, slack_cfg: dict[str, Any] | None = None, **over: Any
+    ) -> LoreSlack:
+        settings = lore_settings(slack={"api_url": slack.base_url} | (slack_cfg or {}), **over)
+        services = make_services(settings, engine=engine)
+        adapter = build_slack_app(settings, services.conversation)
+        await adapter.start()  # auth.test, and the pooled HTTP session, as `lore slack` does
+        handler = AsyncSocketModeHandler(adapter.app, APP_TOKEN)
+        await handler.connect_async()
+        await slack.wait_connected()
+        lore = LoreSlack(slack, settings, services, adapter, handler)
+        opened.append(lore)
+        return lore
+
+    yield connect
+    for lore in opened:
+        await lore.handler.close_async()
+        await lore.adapter.drain(10)
+        await lore.adapter.close()
+        if lore._db is not None:
+            lore._db.dispose()
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:  # noqa: ASYNC109
+    """Poll a predicate that depends on something other than the emulator (a database, a thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def ts_after(ts: str, seconds: int = 1) -> str:
+    return f"{Decimal(ts) + seconds:.6f}"
