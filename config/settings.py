@@ -261,6 +261,8 @@ class FeedbackSettings(_Section):
     user_hash_key: SecretStr | None = None  # empty = generated once and kept in data_dir
     private_url_patterns: list[str] = Field(default_factory=list)
     spool_flush_interval: float = Field(default=2, gt=0)  # seconds between resends while Redis is down
+    # A published record not confirmed stored after this long is published again (backing off).
+    confirm_timeout: float = Field(default=120, gt=0)
 
 
 class Settings(BaseSettings):

@@ -2,8 +2,11 @@
 
 The same plain functions the Celery tasks call run here on two small thread pools: one
 thread for syncs (so they run one at a time, like the ingest queue), one for feedback writes
-(SQLite takes one writer at a time anyway). Progress and last results go to
-`data_dir/sync-status.json`, so `lore sync status` in another process can read them.
+(SQLite takes one writer at a time anyway). Every interaction and vote goes through the same
+durable outbox as in Celery mode (workers/spool.py) and leaves it only once written, so a
+crash between answering and writing loses nothing: the next start writes what is left.
+Progress and last results go to `data_dir/sync-status.json`, so `lore sync status` in another
+process can read them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,9 @@ from config.settings import Settings
 from feedback.schema import InteractionRecord, VoteRecord
 from workers.client import SyncHandle, SyncStatus
 from workers.jobs import backoff, last_result, run_sync
+from workers.names import TaskName
 from workers.progress import FileBoard, ProgressReporter
+from workers.spool import Spool, Spooled
 
 if TYPE_CHECKING:
     from feedback.db import Database
@@ -43,33 +47,49 @@ class InProcessTaskClient:
         self._pending: dict[str, tuple[str, Future[None]]] = {}  # source -> (task id, future)
         self.board = FileBoard(settings.data_dir / STATUS_FILE)
         self._closed = False
+        self.spool = Spool(settings.data_dir / "spool.sqlite3")
+        for item in self.spool.all(limit=1_000_000):  # left over by a previous run that crashed
+            self._writes.submit(self._write, item)
 
     # -- feedback -----------------------------------------------------------------------
 
     def record_interaction(self, record: InteractionRecord) -> None:
-        from feedback.store import record_interaction
-
-        self._submit_write(lambda db: record_interaction(db.sessions, record), f"answer {record.answer_id}")
+        self._record(
+            TaskName.RECORD_INTERACTION, f"interaction-{record.answer_id}", record.model_dump(mode="json")
+        )
 
     def record_vote(self, record: VoteRecord) -> None:
-        from feedback.store import record_vote
+        self._record(TaskName.RECORD_VOTE, f"vote-{record.vote_id}", record.model_dump(mode="json"))
 
-        self._submit_write(lambda db: record_vote(db.sessions, record), f"vote {record.vote_id}")
-
-    def _submit_write(self, write: Callable[[Database], bool], what: str) -> None:
+    def _record(self, name: TaskName, task_id: str, payload: dict[str, Any]) -> None:
         try:
-            self._writes.submit(self._write, write, what)
+            row = self.spool.put(str(name), task_id, [payload], "inprocess")
+        except Exception:  # the spool itself failed (disk full?): still try to write it now
+            log.exception("could not spool %s; writing it directly", task_id)
+            row = 0
+        item = Spooled(row, str(name), task_id, [payload], "inprocess")
+        try:
+            self._writes.submit(self._write, item)
         except RuntimeError:  # closed: write here rather than drop it
-            self._write(write, what)
+            self._write(item)
 
-    def _write(self, write: Callable[[Database], bool], what: str) -> None:
+    def _write(self, item: Spooled) -> None:
+        from feedback.schema import InteractionRecord, VoteRecord
+        from feedback.store import record_interaction, record_vote
+
         for attempt in range(5):
             try:
-                write(self.database)
+                if item.task_name == TaskName.RECORD_VOTE:
+                    record_vote(self.database.sessions, VoteRecord.model_validate(item.args[0]))
+                else:
+                    record_interaction(self.database.sessions, InteractionRecord.model_validate(item.args[0]))
+                if item.id:
+                    self.spool.delete([item.id])
                 return
             except Exception:
-                log.exception("could not record %s (attempt %d)", what, attempt + 1)
+                log.exception("could not record %s (attempt %d)", item.task_id, attempt + 1)
                 time.sleep(0.2 * 2**attempt)
+        log.error("%s stays in the spool; it is written on the next start", item.task_id)
 
     @property
     def database(self) -> Database:
@@ -146,6 +166,7 @@ class InProcessTaskClient:
         self._closed = True
         self._writes.shutdown(wait=True)  # pending votes are written before we go
         self._syncs.shutdown(wait=True, cancel_futures=True)
+        self.spool.close()
         with self._lock:
             if self._database is not None:
                 self._database.dispose()

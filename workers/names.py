@@ -43,6 +43,9 @@ class Keys:
     def progress(self, source: str) -> str:
         return f"{self.prefix}sync:progress:{source}"
 
+    def stored(self, task_id: str) -> str:  # set by the worker once a record is in the database
+        return f"{self.prefix}stored:{task_id}"
+
     @property
     def last(self) -> str:  # hash: source -> JSON of its last result
         return f"{self.prefix}sync:last"

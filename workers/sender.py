@@ -1,9 +1,11 @@
 """`CeleryTaskClient`: the chat side's client when Redis is configured.
 
-It only sends tasks, by name, through a tiny send-only Celery app. Recording never raises
-and never waits on a down Redis for more than about the connect timeout: a failed publish
-goes to the local spool, and while anything is spooled new records go there too (keeping
-order) until the flusher has sent them.
+It only sends tasks, by name, through a tiny send-only Celery app. Every interaction and vote
+is written to the local outbox (workers/spool.py) before it is published, and deleted only
+once the worker that stored it confirms; so neither a down Redis, nor a worker killed at the
+wrong instant, nor a Redis restart loses it. Recording never raises and never waits on a down
+Redis for more than about the connect timeout; while older records wait, new ones queue behind
+them (keeping order) until the flusher has published them.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ class CeleryTaskClient:
         self.board = RedisBoard(self.redis, Keys(settings.redis.prefix), ttl=settings.worker.lock_ttl * 2)
         self.spool = Spool(settings.data_dir / "spool.sqlite3")
         self._send_lock = threading.Lock()
-        self._flusher = Flusher(self.spool, self._send_spooled, settings.feedback.spool_flush_interval)
+        self.keys = Keys(settings.redis.prefix)
+        self._flusher = Flusher(
+            self.spool,
+            self._send_spooled,
+            settings.feedback.spool_flush_interval,
+            stored=self._stored,
+            confirm_timeout=settings.feedback.confirm_timeout,
+        )
 
     # -- feedback: never raise, never block long, never lose ------------------------
 
@@ -57,16 +66,22 @@ class CeleryTaskClient:
         queue = str(QUEUE_OF[name])
         try:
             with self._send_lock:  # after one failure, later callers spool at once instead of waiting
-                if not self.spool.pending():
+                row = self.spool.put(str(name), task_id, [payload], queue)
+                if self.spool.pending() == 1:  # nothing older is waiting: publish now, in order
                     try:
                         self._publish(str(name), task_id, [payload], queue)
+                        self.spool.mark_sent(row)
                         return
                     except Exception as exc:
-                        log.warning("Redis unreachable (%s): spooling %s locally", exc, name)
-                self.spool.put(str(name), task_id, [payload], queue)
+                        log.warning("Redis unreachable (%s): %s waits in the local spool", exc, name)
             self._flusher.wake()
         except Exception:  # the spool itself failed (disk full?): say so loudly, keep answering
             log.exception("could not record %s %s", name, task_id)
+
+    def _stored(self, task_ids: list[str]) -> list[bool]:
+        """Which of these records a worker has confirmed storing."""
+        values: list[bytes | None] = self.redis.mget([self.keys.stored(t) for t in task_ids])  # type: ignore[assignment]
+        return [v is not None for v in values]
 
     def _send_spooled(self, item: Spooled) -> None:
         with self._send_lock:

@@ -103,12 +103,18 @@ def sync_all(task: Task[Any, Any], sources: list[str] | None = None) -> dict[str
 _DB_TRANSIENT = (OperationalError, DBAPIError)
 
 
+# How long a "stored" confirmation stays in Redis for the sender to collect (workers/spool.py).
+CONFIRMATION_TTL = 7 * 24 * 3600
+
+
 def record_interaction(task: Task[Any, Any], record: dict[str, Any]) -> bool:
     from feedback.schema import InteractionRecord
     from feedback.store import record_interaction as store
 
     rt = runtime_for(_settings(task))
-    return store(rt.database.sessions, InteractionRecord.model_validate(record))
+    created = store(rt.database.sessions, InteractionRecord.model_validate(record))
+    _confirm(task, rt)
+    return created
 
 
 def record_vote(task: Task[Any, Any], record: dict[str, Any]) -> bool:
@@ -116,7 +122,14 @@ def record_vote(task: Task[Any, Any], record: dict[str, Any]) -> bool:
     from feedback.store import record_vote as store
 
     rt = runtime_for(_settings(task))
-    return store(rt.database.sessions, VoteRecord.model_validate(record))
+    created = store(rt.database.sessions, VoteRecord.model_validate(record))
+    _confirm(task, rt)
+    return created
+
+
+def _confirm(task: Task[Any, Any], rt: Any) -> None:
+    """Tell the sender the record is safely in the database, so it can drop its copy."""
+    rt.redis.set(rt.keys.stored(str(task.request.id)), 1, ex=CONFIRMATION_TTL)
 
 
 def register(app: Celery, settings: Settings) -> None:

@@ -76,9 +76,7 @@ def test_a_thousand_votes_with_duplicates_and_a_worker_restart(stack, start_work
 
     wait_for(lambda: db.current() and events() >= 100, 60, "the worker to be writing votes")
     # Restart in the middle of the stream: the worker finishes what it runs and hands back
-    # what it had prefetched. (A kill -9 is covered by the sync test; for a stream of small
-    # tasks kombu's Redis transport can lose a message popped but not yet recorded as
-    # unacked at the instant of the kill: see ARCHITECTURE.md.)
+    # what it had prefetched. (A kill -9 mid-stream is tests/workers/test_outbox.py.)
     worker.stop()
     for v in sends[600:]:
         client.record_vote(v)
