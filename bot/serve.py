@@ -1,4 +1,4 @@
-"""One process, several runners: the web app, Slack (and later Discord) under one event loop.
+"""One process, several runners: the web app, Slack and Discord under one event loop.
 
 Services are built once from the settings (settings -> Knowledge -> TaskClient ->
 ConversationService) and shared by every adapter. Each adapter is a *runner*: an async function
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from bot.core.conversation import ConversationService
     from bot.core.ports import StateStore
+    from bot.discord.app import LoreBot
     from bot.slack.app import SlackAdapter
     from knowledge.service import Knowledge
     from workers.client import TaskClient
@@ -108,6 +109,25 @@ def slack_socket_runner(adapter: SlackAdapter) -> Runner:
     return run
 
 
+def discord_bot(services: Services, **options: Any) -> LoreBot:
+    from bot.discord.app import build_discord_bot
+
+    return build_discord_bot(services.settings, services.conversation, **options)
+
+
+def discord_runner(bot: LoreBot) -> Runner:
+    from bot.discord.app import DiscordStartError
+    from bot.discord.run import run_discord
+
+    async def run(stop: asyncio.Event) -> None:
+        try:
+            await run_discord(bot, stop)
+        except DiscordStartError as exc:
+            raise StartupError(str(exc)) from exc
+
+    return run
+
+
 def web_app(services: Services, *, slack: SlackAdapter | None = None) -> FastAPI:
     from bot.slack.run import slack_router
     from bot.web.app import create_app
@@ -115,7 +135,10 @@ def web_app(services: Services, *, slack: SlackAdapter | None = None) -> FastAPI
     routers: list[APIRouter] = []
     if slack is not None:
         routers.append(slack_router(slack))
-    return create_app(services, routers=routers, health={"slack": _slack_health(services.settings)})
+    health = {"slack": _slack_health(services.settings)}
+    if services.settings.discord.configured:
+        health["discord"] = "gateway"
+    return create_app(services, routers=routers, health=health)
 
 
 def _slack_health(settings: Settings) -> str:
@@ -203,14 +226,20 @@ async def serve(
     port: int | None = None,
     stop: asyncio.Event | None = None,
     services: Services | None = None,
+    discord: bool | None = None,
+    discord_options: dict[str, Any] | None = None,
 ) -> None:
-    """`lore serve` (everything configured) and `lore slack` (slack=True, web only for HTTP mode)."""
+    """`lore serve` (everything configured), `lore slack` (slack=True, web only for HTTP mode) and
+    `lore discord` (discord=True alone). `discord` defaults to `web`: Discord runs beside the web
+    app under `lore serve` when its token is set, and never under `lore slack`."""
+    from bot.discord.app import DiscordStartError
     from bot.slack.app import SlackStartError
     from knowledge.store import IndexError_
 
     services = services or build_services(settings)
     runners: dict[str, Runner] = {}
     adapter: SlackAdapter | None = None
+    bot: LoreBot | None = None
     try:
         try:
             # Open the index now: a second process on an embedded index fails here, clearly.
@@ -218,12 +247,17 @@ async def serve(
             if slack and settings.slack.configured:
                 adapter = slack_adapter(services)
                 await adapter.start()
-        except (IndexError_, SlackStartError) as exc:
+            if (web if discord is None else discord) and settings.discord.configured:
+                bot = discord_bot(services, **(discord_options or {}))
+                await bot.start_session()  # logs in (a wrong token stops here) and syncs commands
+        except (IndexError_, SlackStartError, DiscordStartError) as exc:
             raise StartupError(str(exc)) from exc
         asyncio.get_running_loop().run_in_executor(None, _warm_up, services)
         http_slack = adapter is not None and settings.slack.mode == "http"
         if adapter is not None and not http_slack:
             runners["slack"] = slack_socket_runner(adapter)
+        if bot is not None:
+            runners["discord"] = discord_runner(bot)
         if web or http_slack:
             app = web_app(services, slack=adapter if http_slack else None)
             runners["web"] = web_runner(
@@ -231,7 +265,8 @@ async def serve(
             )
         if not runners:
             raise StartupError(
-                "nothing to run: configure Slack (see README, 'Slack app setup') or enable the web app"
+                "nothing to run: configure Slack or Discord (see the README's app setup sections) "
+                "or enable the web app"
             )
         log.info("running: %s", ", ".join(runners))
         await run_runners(runners, stop)
@@ -239,6 +274,8 @@ async def serve(
         if adapter is not None:
             await adapter.drain(30)  # answers in flight are finished, not dropped
             await adapter.close()
+        if bot is not None:
+            await bot.shutdown(30)
         await services.aclose()
 
 

@@ -226,12 +226,25 @@ class SlackSettings(_Section):
 
 
 class DiscordSettings(_Section):
-    token: SecretStr | None = None
-    admin_users: list[int] = Field(default_factory=list)
+    token: SecretStr | None = None  # the bot token (Developer Portal -> Bot -> Reset Token)
+    admin_users: list[int] = Field(default_factory=list)  # may /reindex; so may admin_roles and Manage Server
     admin_roles: list[int] = Field(default_factory=list)
     guild_ids: list[int] = Field(default_factory=list)  # sync commands here for fast development
     channels: list[int] = Field(default_factory=list)  # allowlist; empty = all
     answer_in: Literal["thread", "reply"] = "thread"
+    thread_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440  # Discord's auto-archive choices
+    # A Discord-compatible REST base and gateway (a proxy, or the test emulator); they replace
+    # discord.py's defaults for the whole process.
+    api_base: str | None = None  # e.g. http://127.0.0.1:8080/api/v10
+    gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/gateway
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None
+
+    def problems(self) -> list[str]:
+        """What stops the adapter from starting; checked by `lore discord`, not at load."""
+        return [] if self.token else ["set discord.token (LORE_DISCORD__TOKEN, the bot token)"]
 
 
 class ChatSettings(_Section):

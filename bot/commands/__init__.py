@@ -10,7 +10,12 @@ import importlib
 
 import typer
 
-MODULES: list[str] = ["bot.commands.worker", "bot.commands.slack", "bot.commands.serve"]
+MODULES: list[str] = [
+    "bot.commands.worker",
+    "bot.commands.slack",
+    "bot.commands.discord",
+    "bot.commands.serve",
+]
 
 
 def register_all(app: typer.Typer) -> None:

@@ -151,7 +151,7 @@ class ConversationService:
             if not await self._first_delivery(msg):
                 log.info("duplicate delivery of %s message %s ignored", msg.platform, msg.message_id)
                 return Outcome("duplicate", cid)
-            target = Target(msg.channel, thread=msg.reply_thread, user=msg.author)
+            target = Target(msg.channel, thread=msg.reply_thread, user=msg.author, reply_to=msg.reply_to)
             return await self._respond(msg, surface, target)
 
     async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
@@ -323,8 +323,13 @@ class ConversationService:
 
     # ---- votes and sharing -------------------------------------------------------------------
 
-    async def vote(self, vote: VoteInput, surface: Surface, target: Target) -> VoteRecord | None:
-        """Record a vote through the workers and thank the user privately."""
+    async def vote(
+        self, vote: VoteInput, surface: Surface, target: Target, *, notify: bool = True
+    ) -> VoteRecord | None:
+        """Record a vote through the workers and thank the user privately at `target`.
+
+        `notify=False` records silently, for an adapter that has already answered the click
+        another way (Discord answers a 👎 by opening the feedback form, which thanks later)."""
         with _correlated() as cid:
             try:
                 record = self._vote_record(vote)
@@ -332,8 +337,11 @@ class ConversationService:
                 log.info("%s vote on %s recorded (%s)", vote.value, vote.answer_id, record.vote_id)
             except Exception:
                 log.exception("recording a vote failed")
-                await self._notify(surface, target, render.error_text(cid))
+                if notify:
+                    await self._notify(surface, target, render.error_text(cid))
                 return None
+            if not notify:
+                return record
             thanks = render.THANKS_UP if vote.value == "up" else render.THANKS_DOWN
             await self._notify(
                 surface, target, render.THANKS_DETAILS if record.reason or record.correction else thanks
@@ -358,8 +366,9 @@ class ConversationService:
         return record
 
     async def share(self, answer_id: str, user: str, surface: Surface, target: Target) -> Outcome:
-        """Post an ephemeral answer (from /ask) publicly at `target`, credited to `user`."""
-        private = Target(target.channel, target.thread, user, ephemeral=True)
+        """Post an ephemeral answer (from /ask) publicly at `target`, credited to `user`. Problems
+        are told to `user` privately, through the same interaction handle when there is one."""
+        private = replace(target, user=user, ephemeral=True, reply_to=None)
         with _correlated() as cid:
             try:
                 cached = await self.state.get(f"answer:{answer_id}")

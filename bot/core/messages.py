@@ -24,6 +24,7 @@ class IncomingMessage:
     workspace: str | None = None  # Slack team, Discord guild
     thread: str | None = None  # the thread the message was posted in; None at the top level
     reply_thread: str | None = None  # where an answer goes (Slack: the thread, or a new one under it)
+    reply_to: str | None = None  # answer as an inline reply to this message (Discord's reply mode)
     author_is_bot: bool = False  # any bot, Lore included
     is_direct: bool = False  # a DM with Lore
     mentions_bot: bool = False
@@ -45,7 +46,8 @@ class Target:
 
     `user` is who it is for: with `ephemeral` only they see it; without, it is the fallback
     recipient (their DM) when the channel refuses the bot. `interaction` is an opaque handle for
-    answering a command in place (Slack's response_url, Discord's interaction token).
+    answering a command in place (Slack's response_url, Discord's interaction token). `reply_to`
+    is the message being answered, for platforms that show inline replies (others ignore it).
     """
 
     channel: str
@@ -53,6 +55,7 @@ class Target:
     user: str | None = None
     ephemeral: bool = False
     interaction: str | None = None
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True)

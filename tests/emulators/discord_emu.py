@@ -367,6 +367,7 @@ class _Failure:
     status: int
     retry_after: float
     left: int
+    code: int = 0
 
 
 @dataclass(eq=False)
@@ -401,12 +402,20 @@ class DiscordEmulator:
         guilds: Sequence[JSON] = (),
         heartbeat_interval_ms: int = 41_250,
         echo_messages: bool = True,
+        token: str | None = None,
+        message_content_allowed: bool = True,
     ) -> None:
         self.bot_user = make_user(bot_id, bot_name, bot=True) | {"verified": True, "mfa_enabled": False}
         self.owner_user = make_user(owner_id, "owner")
         self.application_id = str(application_id or bot_id)  # modern apps: bot user id == application id
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.echo_messages = echo_messages  # like Discord, echo the bot's own posts as MESSAGE_CREATE/UPDATE
+        self.token = (
+            token  # when set, bot-authenticated REST calls and IDENTIFY must use it (else 401 / 4004)
+        )
+        # False: the privileged Message Content intent is not enabled in the (emulated) Developer Portal,
+        # so an IDENTIFY asking for it is closed with 4014, as Discord does.
+        self.message_content_allowed = message_content_allowed
         self.port = 0
         self.calls: list[Call] = []
         self.frames: list[Frame] = []  # received from the client
@@ -507,10 +516,17 @@ class DiscordEmulator:
         return self.calls_to(method, path_regex)
 
     def fail_next(
-        self, method: str, path_regex: str, status: int = 429, retry_after: float = 0.5, times: int = 1
+        self,
+        method: str,
+        path_regex: str,
+        status: int = 429,
+        retry_after: float = 0.5,
+        times: int = 1,
+        code: int = 0,
     ) -> None:
-        """Answer the next ``times`` matching calls with ``status`` (429: a real-looking route rate limit)."""
-        self._failures.append(_Failure(method.upper(), path_regex, status, retry_after, times))
+        """Answer the next ``times`` matching calls with ``status`` (429: a real-looking route rate limit).
+        ``code`` is the JSON error code of other statuses, e.g. 50013 (Missing Permissions) with 403."""
+        self._failures.append(_Failure(method.upper(), path_regex, status, retry_after, times, code))
 
     def add_history(self, channel_id: Id, messages: Sequence[JSON]) -> None:
         """Preload history (e.g. ``message_create`` payloads) served by GET /channels/{id}/messages."""
@@ -625,6 +641,12 @@ class DiscordEmulator:
     async def _identify(self, conn: _Conn, d: JSON) -> None:
         self.identify_count += 1
         self.identifies.append(d)
+        if self.token is not None and d.get("token") != self.token:
+            await conn.ws.close(code=4004, message=b"Authentication failed.")
+            return
+        if not self.message_content_allowed and int(d.get("intents") or 0) & INTENT_MESSAGE_CONTENT:
+            await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
         self._intents = int(d.get("intents") or 0)
         async with self._lock:
             self.session_id, self.seq, conn.live = secrets.token_hex(16), 0, True
@@ -710,6 +732,17 @@ class DiscordEmulator:
         elif raw := await request.read():
             body = json.loads(raw)
         path = request.path.removeprefix(API_PREFIX)
+        # Webhook and interaction-callback routes authenticate with the token in their path instead.
+        bot_auth = not path.startswith(("/webhooks/", "/interactions/"))
+        if (
+            self.token is not None
+            and bot_auth
+            and request.headers.get("Authorization") != f"Bot {self.token}"
+        ):
+            self.calls.append(
+                Call(request.method, path, body, dict(request.query), dict(request.headers), 401)
+            )
+            return _error(401, 0, "401: Unauthorized")
         call = request[CALL] = Call(
             request.method,
             path,
@@ -731,7 +764,7 @@ class DiscordEmulator:
             if f.left > 0 and f.method in (call.method, "*") and re.fullmatch(f.pattern, call.path):
                 f.left -= 1
                 if f.status != 429:
-                    return _error(f.status, 0, f"{f.status}: {http.HTTPStatus(f.status).phrase}")
+                    return _error(f.status, f.code, f"{f.status}: {http.HTTPStatus(f.status).phrase}")
                 headers = {
                     "Retry-After": str(math.ceil(f.retry_after)),
                     "X-RateLimit-Limit": "5",
@@ -892,6 +925,8 @@ class DiscordEmulator:
 
     async def _thread_from_message(self, request: web.Request) -> web.Response:
         mid = request.match_info["mid"]  # like Discord, the thread takes its starter message's id
+        if mid in self.channels:
+            return _error(400, 160004, "A thread has already been created for this message")
         thread = await self._open_thread(request.match_info["cid"], request[CALL].json or {}, mid, 11)
         if msg := self.messages.get(mid):
             msg |= {"thread": thread, "flags": msg["flags"] | FLAG_HAS_THREAD}

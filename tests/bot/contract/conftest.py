@@ -35,7 +35,7 @@ class OutboxHarness:
     raw_calls: Callable[[], list[Any]]  # what reached the emulator, for platform-specific asserts
 
 
-PLATFORMS = ["slack"]
+PLATFORMS = ["slack", "discord"]
 
 
 @pytest.fixture(params=PLATFORMS)
@@ -74,5 +74,68 @@ async def outbox_factory(request: pytest.FixtureRequest) -> AsyncIterator[Outbox
                 delivered,
                 lambda: slack.calls,
             )
+    elif request.param == "discord":
+        async for harness in _discord_harness():
+            yield harness
     else:  # pragma: no cover - a platform listed without a harness
         raise AssertionError(f"no outbox harness for {request.param}")
+
+
+async def _discord_harness() -> AsyncIterator[OutboxHarness]:
+    """The real `DiscordOutbox` on a discord.py client that only logged in (REST, no gateway), so
+    nothing it does can lean on a cache the gateway would have filled."""
+    import discord
+
+    from bot.discord.outbox import DiscordOutbox
+    from tests.emulators.discord_emu import (
+        DEFAULT_BOT_ID,
+        DiscordEmulator,
+        make_guild,
+        make_text_channel,
+        make_user,
+        message_create,
+        patch_discord,
+    )
+
+    guild, channel, user = "1410000000000000001", "1410000000000000002", make_user(1_410_000_000_000_000_003)
+    async with DiscordEmulator(
+        guilds=[make_guild(guild, channels=[make_text_channel(channel, guild)])]
+    ) as emu:
+        with patch_discord(emu):
+            client = discord.Client(intents=discord.Intents.none())
+            await client.login("contract-token")
+            parent = message_create("a question to answer in a thread", user, channel, guild)
+            emu.add_history(channel, [parent])
+
+            async def delivered() -> list[Delivered]:
+                places = [channel] + [
+                    c for c, info in emu.channels.items() if info.get("parent_id") == channel
+                ]
+                mine = [
+                    m
+                    for place in places
+                    for m in emu.history.get(place, [])
+                    if m["author"]["id"] == str(DEFAULT_BOT_ID)
+                ]
+                found = []
+                for m in sorted(mine, key=lambda m: int(m["id"])):
+                    texts = [m.get("content") or ""]
+                    for e in m.get("embeds") or []:
+                        texts += [e.get("title") or "", e.get("description") or ""]
+                        texts.append((e.get("footer") or {}).get("text") or "")
+                    ids = [c["custom_id"] for row in m.get("components") or [] for c in row["components"]]
+                    feedback = any(i.startswith("fb:") for i in ids)
+                    found.append(Delivered(m["id"], "\n".join(t for t in texts if t), feedback))
+                return found
+
+            try:
+                yield OutboxHarness(
+                    "discord",
+                    DiscordOutbox(client),
+                    Target(channel, user=user["id"]),
+                    Target(channel, thread=parent["id"], user=user["id"]),
+                    delivered,
+                    lambda: emu.calls,
+                )
+            finally:
+                await client.close()

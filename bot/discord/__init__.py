@@ -1,0 +1,1 @@
+"""The Discord adapter (discord.py): translate, outbox, views, cogs, app, run."""

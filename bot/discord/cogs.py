@@ -1,0 +1,217 @@
+"""Lore's listeners and slash commands. Each one acknowledges Discord first (interactions are
+deferred or answered with the form at once, well inside the 3 s Discord allows), translates, and
+spawns the core's work in the background, where it never blocks the gateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.core.conversation import VoteInput
+from bot.core.messages import Ignored, Target
+from bot.discord import translate, views
+from bot.discord.outbox import NO_MENTIONS
+
+if TYPE_CHECKING:
+    from bot.discord.app import LoreBot
+
+log = logging.getLogger(__name__)
+
+ALREADY_ACKNOWLEDGED = 40060
+UNKNOWN_INTERACTION = 10062
+
+Interaction = discord.Interaction[Any]
+
+
+async def acknowledge(interaction: Interaction, *, ephemeral: bool, thinking: bool = True) -> bool:
+    """Defer `interaction` (Discord shows "Lore is thinking…", or nothing for a button with
+    `thinking=False`). False when it was already acknowledged: the same interaction delivered
+    again after a resume, which the first delivery is handling."""
+    try:
+        await interaction.response.defer(ephemeral=ephemeral, thinking=thinking)
+        return True
+    except discord.InteractionResponded:
+        return False
+    except discord.HTTPException as exc:
+        if exc.code in (ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION):
+            # Answered by an earlier delivery of the same interaction, or more than 3 s late.
+            log.warning("interaction %s could not be acknowledged (%s); skipped", interaction.id, exc.text)
+            return False
+        raise
+
+
+def where(interaction: Interaction) -> tuple[str, str | None]:
+    """(channel, thread) of an interaction; a thread's channel is its parent, as for messages."""
+    channel = interaction.channel
+    if isinstance(channel, discord.Thread) and channel.parent_id:
+        return str(channel.parent_id), str(channel.id)
+    return str(interaction.channel_id or ""), None
+
+
+class LoreCog(commands.Cog):
+    def __init__(self, bot: LoreBot) -> None:
+        self.bot = bot
+        self.service = bot.service
+        self.settings = bot.settings.discord
+
+    # ---- messages ------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.bot.user
+        if me is None or message.author.id == me.id:
+            return  # Discord echoes Lore's own posts
+        channel = message.channel
+        parent = str(channel.parent_id) if isinstance(channel, discord.Thread) and channel.parent_id else None
+        role = message.guild.self_role if message.guild is not None else None
+        msg = translate.message_from_payload(
+            translate.payload_of(message),
+            bot_id=str(me.id),
+            bot_role_ids=[str(role.id)] if role is not None else [],
+            thread_parent=parent,
+            answer_in=self.settings.answer_in,
+        )
+        if isinstance(msg, Ignored):
+            log.debug("Discord message %s ignored: %s", message.id, msg.reason)
+            return
+        if msg.mentions_bot and msg.reply_thread == msg.message_id:
+            self.bot.outbox.name_thread(msg.message_id, translate.thread_name(msg.text))
+        answering = self.service.handle_message(msg, self.bot.surface)
+        self.bot.spawn(answering, f"discord-message-{msg.message_id}")
+
+    # ---- slash commands ------------------------------------------------------------------
+
+    @app_commands.command(name="ask", description="Ask Lore about the docs; only you see the answer")
+    @app_commands.describe(question="What do you want to know?")
+    async def ask(self, interaction: Interaction, question: app_commands.Range[str, 1, 1000]) -> None:
+        if not await acknowledge(interaction, ephemeral=True):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        msg = translate.ask_message(
+            interaction_id=str(interaction.id),
+            question=question,
+            user=user,
+            channel=channel,
+            thread=thread,
+            guild=str(interaction.guild_id) if interaction.guild_id else None,
+        )
+        target = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
+        self.bot.spawn(self.service.ask(msg, self.bot.surface, target), f"discord-ask-{interaction.id}")
+
+    @app_commands.command(name="reindex", description="Refresh Lore's index from the docs (Lore admins)")
+    @app_commands.describe(source="One source to refresh; every source when left out")
+    async def reindex(self, interaction: Interaction, source: str | None = None) -> None:
+        admin = self.is_admin(interaction)
+        # Admins see progress in the channel; anyone else only their own refusal.
+        if not await acknowledge(interaction, ephemeral=not admin):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        token = interaction.token
+        self.bot.spawn(
+            self.service.reindex(
+                source,
+                platform="discord",
+                user=user,
+                is_admin=admin,
+                surface=self.bot.surface,
+                target=Target(channel, thread, user, interaction=token),
+                private=Target(channel, thread, user, ephemeral=True, interaction=token),
+            ),
+            f"discord-reindex-{interaction.id}",
+        )
+
+    @reindex.autocomplete("source")
+    async def _source_choices(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = [s for s in self.service.sources if current.lower() in s.lower()]
+        return [app_commands.Choice(name=s, value=s) for s in names[:25]]
+
+    def is_admin(self, interaction: Interaction) -> bool:
+        user = interaction.user
+        roles = [r.id for r in user.roles] if isinstance(user, discord.Member) else []
+        return translate.is_admin(
+            user.id,
+            roles,
+            interaction.permissions.value,
+            admin_users=self.settings.admin_users,
+            admin_roles=self.settings.admin_roles,
+        )
+
+    # ---- buttons and the feedback form ---------------------------------------------------
+
+    async def on_vote(self, interaction: Interaction, kind: Literal["up", "down"], answer_id: str) -> None:
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        vote = VoteInput("discord", user, answer_id, kind, key=f"click:{interaction.id}")
+        private = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
+        if kind == "down":
+            try:
+                # The form is the answer to the click; the vote is recorded meanwhile, and the
+                # form's submission (a later, fuller vote) brings the thank-you.
+                await interaction.response.send_modal(views.FeedbackModal(answer_id))
+            except discord.InteractionResponded:
+                return
+            except discord.HTTPException as exc:
+                if exc.code in (ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION):
+                    return
+                log.exception("could not open the feedback form; recording the 👎 alone")
+            else:
+                self.bot.spawn(
+                    self.service.vote(vote, self.bot.surface, private, notify=False),
+                    f"discord-vote-{answer_id}",
+                )
+                return
+        if not await acknowledge(interaction, ephemeral=True):
+            return
+        self.bot.spawn(self.service.vote(vote, self.bot.surface, private), f"discord-vote-{answer_id}")
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: Interaction) -> None:
+        """Feedback form submissions, recognised by their custom_id (`fb:form:<answer_id>`), so a
+        form opened before a restart still counts."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        form = translate.parse_feedback_form(cast(Mapping[str, Any], interaction.data or {}))
+        if isinstance(form, Ignored):
+            return
+        if not await acknowledge(interaction, ephemeral=True):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        vote = VoteInput(
+            "discord",
+            user,
+            form.answer_id,
+            "down",
+            reason=form.reason,
+            correction=form.correction,
+            key=f"form:{interaction.id}",
+        )
+        private = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
+        self.bot.spawn(self.service.vote(vote, self.bot.surface, private), f"discord-form-{form.answer_id}")
+
+    async def on_share(self, interaction: Interaction, answer_id: str) -> None:
+        if not await acknowledge(interaction, ephemeral=False, thinking=False):
+            return
+        self.bot.spawn(self._share(interaction, answer_id), f"discord-share-{answer_id}")
+
+    async def _share(self, interaction: Interaction, answer_id: str) -> None:
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        # A public follow-up: it reaches the channel even where Lore could not post by itself.
+        target = Target(channel, thread, user, interaction=interaction.token)
+        outcome = await self.service.share(answer_id, user, self.bot.surface, target)
+        message = interaction.message
+        if outcome.status == "answered" and message is not None and message.flags.ephemeral:
+            try:  # the private copy keeps its vote buttons but cannot be shared twice
+                await interaction.edit_original_response(
+                    view=views.view_for(translate.answer_buttons(answer_id)), allowed_mentions=NO_MENTIONS
+                )
+            except discord.HTTPException:
+                log.warning("could not remove the Share button from the private answer", exc_info=True)

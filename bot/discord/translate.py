@@ -1,0 +1,409 @@
+"""Discord payloads <-> the core's neutral types. Pure functions only, tested on recorded payloads.
+
+In: MESSAGE_CREATE payloads -> `IncomingMessage` or `Ignored`; channel history -> thread turns;
+button custom_ids and the feedback form's submission -> small parsed records; who may /reindex.
+Out: `Reply` -> `Rendered` (content, embeds as API dicts, button specs). Nothing here talks to
+the network; `payload_of` only reads a `discord.Message` that discord.py already parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import discord
+
+from bot.core.messages import (
+    AnswerReply,
+    ErrorReply,
+    Ignored,
+    IncomingMessage,
+    Notice,
+    Progress,
+    Reply,
+)
+from bot.core.ports import UnsupportedReply
+from bot.core.render import updated_date
+from feedback.schema import VOTE_REASONS
+from knowledge.answer import Citation, Turn
+
+JSON = dict[str, Any]
+PLATFORM = "discord"
+
+# Discord's limits: 2,000 characters of message content, 4,096 per embed description, 6,000 in
+# all embeds of a message, 100 characters per thread name and per custom_id.
+MAX_CONTENT = 2000
+EMBED_DESCRIPTION_MAX = 4096
+EMBED_FOOTER_MAX = 2048
+THREAD_NAME_MAX = 100
+EMBED_COLOUR = 0x5865F2  # Discord blurple
+
+_ID = r"(?P<answer_id>[A-Za-z0-9_-]{1,64})"
+VOTE_TEMPLATE = rf"fb:(?P<kind>up|down):{_ID}"
+SHARE_TEMPLATE = rf"share:{_ID}"
+FORM_TEMPLATE = rf"fb:form:{_ID}"
+REASON_ID = "reason"
+CORRECTION_ID = "correction"
+CORRECTION_MAX = 1000
+
+# MESSAGE_CREATE types a person writes: DEFAULT and REPLY. Everything else (pins, joins, thread
+# starters, boosts, command invocations) is the system or an app talking.
+_USER_MESSAGE_TYPES = {0, 19}
+AnswerIn = Literal["thread", "reply"]
+
+
+# ---- incoming --------------------------------------------------------------------------------
+
+
+def payload_of(message: discord.Message) -> JSON:
+    """The MESSAGE_CREATE fields translation reads, from a message discord.py parsed (it keeps no
+    raw payload). Same shape as the gateway's, so live and recorded messages take one path."""
+    guild = message.guild
+    return {
+        "id": str(message.id),
+        "channel_id": str(message.channel.id),
+        "guild_id": str(guild.id) if guild is not None else None,
+        "type": message.type.value,
+        "author": {
+            "id": str(message.author.id),
+            "bot": message.author.bot,
+            "system": message.author.system,
+        },
+        "webhook_id": str(message.webhook_id) if message.webhook_id else None,
+        "content": message.content,
+        "mentions": [{"id": str(user.id)} for user in message.mentions],
+        "mention_roles": [str(role_id) for role_id in message.raw_role_mentions],
+    }
+
+
+def strip_mentions(text: str, bot_id: str, role_ids: Collection[str] = ()) -> str:
+    """The text without Lore's own `<@id>`/`<@!id>` mentions (or its managed role's), tidied."""
+    patterns = [rf"<@!?{re.escape(bot_id)}>"] if bot_id else []
+    patterns += [rf"<@&{re.escape(r)}>" for r in role_ids]
+    stripped = re.sub("|".join(patterns), " ", text) if patterns else text
+    return re.sub(r"[ \t]+", " ", stripped).strip()
+
+
+def mentions_bot(data: Mapping[str, Any], bot_id: str, role_ids: Collection[str] = ()) -> bool:
+    """Lore is mentioned: by user (also a reply that pings it), or through its managed role, which
+    Discord's autocomplete sometimes picks instead of the bot user."""
+    if not bot_id:
+        return False
+    if any(str(u.get("id")) == bot_id for u in data.get("mentions") or []):
+        return True
+    if re.search(rf"<@!?{re.escape(bot_id)}>", str(data.get("content") or "")):
+        return True
+    return bool(set(map(str, data.get("mention_roles") or [])) & set(role_ids))
+
+
+def message_from_payload(
+    data: Mapping[str, Any],
+    *,
+    bot_id: str,
+    bot_role_ids: Collection[str] = (),
+    thread_parent: str | None = None,
+    answer_in: AnswerIn = "thread",
+) -> IncomingMessage | Ignored:
+    """A MESSAGE_CREATE payload as the core's message, or why there is none.
+
+    `thread_parent` is the parent channel when the message was posted in a thread (the gateway
+    payload does not say; the adapter asks discord.py's cache). Lore's thread keys, allowlist and
+    context all use (parent channel, thread), so a follow-up finds the thread Lore answered in.
+    """
+    mtype = int(data.get("type") or 0)
+    if mtype not in _USER_MESSAGE_TYPES:
+        return Ignored(f"message type {mtype}")
+    message_id, channel_id = str(data.get("id") or ""), str(data.get("channel_id") or "")
+    author: Mapping[str, Any] = data.get("author") or {}
+    if not message_id or not channel_id or not author.get("id"):
+        return Ignored("no id, channel or author")
+    author_id = str(author["id"])
+    guild = str(data["guild_id"]) if data.get("guild_id") else None
+    is_direct = guild is None  # MESSAGE_CREATE without guild_id is a DM
+    roles = bot_role_ids if guild else ()
+    if thread_parent and not is_direct:
+        channel, thread = thread_parent, channel_id
+    else:
+        channel, thread = channel_id, None
+    if is_direct:
+        reply_thread = None
+    elif thread is not None:
+        reply_thread = thread  # answer inside the thread it was asked in
+    else:
+        reply_thread = message_id if answer_in == "thread" else None  # the thread Lore will start on it
+    return IncomingMessage(
+        platform=PLATFORM,
+        channel=channel,
+        message_id=message_id,
+        author=author_id,
+        text=strip_mentions(str(data.get("content") or ""), bot_id, roles),
+        workspace=guild,
+        thread=thread,
+        reply_thread=reply_thread,
+        reply_to=message_id if answer_in == "reply" and not is_direct else None,
+        author_is_bot=bool(author.get("bot") or author.get("system"))
+        or bool(data.get("webhook_id"))
+        or author_id == bot_id,
+        is_direct=is_direct,
+        mentions_bot=mentions_bot(data, bot_id, roles),
+        raw=data,
+    )
+
+
+def thread_turns(
+    messages: Iterable[Mapping[str, Any]],
+    *,
+    bot_id: str,
+    before: str | None = None,
+    skip_texts: Sequence[str] = (),
+) -> list[Turn]:
+    """Channel history payloads (any order; a thread's starter message may be among them) as turns,
+    oldest first, only those before message `before`. Lore's messages are the assistant's."""
+    limit = _snowflake(before)
+    picked: dict[int, Turn] = {}
+    for m in messages:
+        mid = _snowflake(m.get("id"))
+        if mid is None or (limit is not None and mid >= limit) or mid in picked:
+            continue
+        if int(m.get("type") or 0) not in _USER_MESSAGE_TYPES | {20}:  # 20: Lore's /ask replies
+            continue
+        author: Mapping[str, Any] = m.get("author") or {}
+        is_lore = str(author.get("id")) == bot_id
+        if not is_lore and (author.get("bot") or m.get("webhook_id")):
+            continue  # other bots' chatter is not conversation
+        text = str(m.get("content") or "").strip()
+        if not text or text in skip_texts:
+            continue
+        role = "assistant" if is_lore else "user"
+        picked[mid] = Turn(role=role, text=text if is_lore else strip_mentions(text, bot_id))
+    return [picked[k] for k in sorted(picked)]
+
+
+def _snowflake(value: Any) -> int | None:
+    try:
+        return int(str(value)) if value is not None and str(value) else None
+    except ValueError:
+        return None
+
+
+def thread_name(question: str) -> str:
+    """A thread title from the question: its first line, cut at a word within Discord's limit."""
+    first = next((line.strip() for line in question.splitlines() if line.strip()), "")
+    first = re.sub(r"\s+", " ", first) or "Lore"
+    if len(first) <= THREAD_NAME_MAX:
+        return first
+    cut = first[: THREAD_NAME_MAX - 1].rsplit(" ", 1)[0]
+    return (cut if len(cut) > THREAD_NAME_MAX // 2 else first[: THREAD_NAME_MAX - 1]) + "…"
+
+
+def ask_message(
+    *,
+    interaction_id: str,
+    question: str,
+    user: str,
+    channel: str,
+    thread: str | None = None,
+    guild: str | None = None,
+) -> IncomingMessage:
+    """`/ask QUESTION` as a message addressed to Lore (its interaction id stands in for a message id)."""
+    return IncomingMessage(
+        platform=PLATFORM,
+        channel=channel,
+        message_id=interaction_id,
+        author=user,
+        text=question.strip(),
+        workspace=guild,
+        thread=thread,
+        is_direct=guild is None,
+        mentions_bot=True,
+    )
+
+
+def is_admin(
+    user: int,
+    role_ids: Iterable[int],
+    permissions: int,
+    *,
+    admin_users: Collection[int],
+    admin_roles: Collection[int],
+) -> bool:
+    """Who may /reindex: configured users or roles, or members with Manage Server (or Administrator)
+    in the interaction's computed permissions."""
+    perms = discord.Permissions(permissions)
+    return (
+        user in admin_users
+        or bool(set(role_ids) & set(admin_roles))
+        or perms.manage_guild
+        or perms.administrator
+    )
+
+
+@dataclass(frozen=True)
+class ButtonAction:
+    kind: Literal["up", "down", "share"]
+    answer_id: str
+
+
+def parse_custom_id(custom_id: str) -> ButtonAction | None:
+    """`fb:up:<answer_id>`, `fb:down:<answer_id>` or `share:<answer_id>`; None for anything else."""
+    if vote := re.fullmatch(VOTE_TEMPLATE, custom_id or ""):
+        return ButtonAction("up" if vote["kind"] == "up" else "down", vote["answer_id"])
+    if share := re.fullmatch(SHARE_TEMPLATE, custom_id or ""):
+        return ButtonAction("share", share["answer_id"])
+    return None
+
+
+def vote_custom_id(kind: Literal["up", "down"], answer_id: str) -> str:
+    return f"fb:{kind}:{answer_id}"
+
+
+def share_custom_id(answer_id: str) -> str:
+    return f"share:{answer_id}"
+
+
+def form_custom_id(answer_id: str) -> str:
+    return f"fb:form:{answer_id}"
+
+
+@dataclass(frozen=True)
+class FeedbackForm:
+    answer_id: str
+    reason: str | None
+    correction: str | None
+
+
+def parse_feedback_form(data: Mapping[str, Any]) -> FeedbackForm | Ignored:
+    """A submitted 👎 form (INTERACTION_CREATE type 5 `data`): the reason picked in the select and
+    the optional correction. Accepts both layouts Discord sends: Label components (type 18, one
+    child each) and classic action rows (type 1)."""
+    match = re.fullmatch(FORM_TEMPLATE, str(data.get("custom_id") or ""))
+    if not match:
+        return Ignored(f"modal {data.get('custom_id')!r} is not Lore's feedback form")
+    values: dict[str, Mapping[str, Any]] = {}
+    for top in data.get("components") or []:
+        children = [top.get("component")] if top.get("type") == 18 else list(top.get("components") or [])
+        for child in children:
+            if isinstance(child, Mapping) and child.get("custom_id"):
+                values[str(child["custom_id"])] = child
+    picked = list((values.get(REASON_ID) or {}).get("values") or [])
+    reason = str(picked[0]) if picked else None
+    correction = str((values.get(CORRECTION_ID) or {}).get("value") or "").strip()
+    return FeedbackForm(
+        answer_id=match["answer_id"],
+        reason=reason if reason in VOTE_REASONS else None,
+        correction=correction[:CORRECTION_MAX] or None,
+    )
+
+
+# ---- outgoing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ButtonSpec:
+    custom_id: str
+    label: str
+    emoji: str | None = None
+    style: Literal["primary", "secondary", "success", "danger"] = "secondary"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One message: `content` (at most MAX_CONTENT characters), embeds as API dicts, and the
+    buttons (their custom_ids carry the answer id, so they work after a restart)."""
+
+    content: str
+    embeds: list[JSON] = field(default_factory=list)
+    buttons: list[ButtonSpec] = field(default_factory=list)
+
+
+def _link_url(url: str) -> str:
+    """A URL safe inside `[title](url)`: parentheses and spaces would end the link early."""
+    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace(">", "%3E")
+
+
+def _escape(text: str) -> str:
+    return discord.utils.escape_markdown(text, as_needed=False).replace("[", "\\[").replace("]", "\\]")
+
+
+def source_line(c: Citation) -> str:
+    """`**1.** [Title](https://…) · updated 2024-05-01` (no link for non-web URLs such as file://)."""
+    title = re.sub(r"\s+", " ", c.title).strip()[:200] or c.path or c.url
+    date = updated_date(c.updated_at)
+    if c.url.startswith(("http://", "https://")):
+        shown = f"[{_escape(title)}]({_link_url(c.url)})"
+    else:
+        shown = f"{_escape(title)} ({_escape(c.path or c.url)})"
+    return f"**{c.n}.** {shown}" + (f" · updated {date}" if date else "")
+
+
+def sources_embed(citations: Sequence[Citation], notice: str | None = None) -> JSON | None:
+    """The sources as one embed: numbered titles with links and last-updated dates."""
+    if not citations and not notice:
+        return None
+    lines: list[str] = []
+    used = 0
+    for c in citations:
+        line = source_line(c)
+        if used + len(line) + 1 > EMBED_DESCRIPTION_MAX - 2:
+            lines.append("…")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    embed: JSON = {"type": "rich", "color": EMBED_COLOUR}
+    if lines:
+        embed |= {"title": "Sources", "description": "\n".join(lines)}
+    if notice:
+        embed["footer"] = {"text": f"ℹ️ {notice}"[:EMBED_FOOTER_MAX]}
+    return embed
+
+
+def answer_buttons(answer_id: str, *, shareable: bool = False) -> list[ButtonSpec]:
+    buttons = [
+        ButtonSpec(vote_custom_id("up", answer_id), "Helpful", "👍"),
+        ButtonSpec(vote_custom_id("down", answer_id), "Not helpful", "👎"),
+    ]
+    if shareable:
+        buttons.append(ButtonSpec(share_custom_id(answer_id), "Share", "📣", "primary"))
+    return buttons
+
+
+def answer_message(reply: AnswerReply) -> Rendered:
+    """One part of an answer. The text is the core's Markdown, which Discord renders as is; the
+    last part carries the sources embed and the vote (and share) buttons."""
+    embeds: list[JSON] = []
+    if reply.shared_by and reply.part == 1:
+        embeds.append({"type": "rich", "description": f"Shared by <@{reply.shared_by}>"})
+    buttons: list[ButtonSpec] = []
+    if reply.is_last:
+        if sources := sources_embed(reply.answer.citations, reply.answer.notice):
+            embeds.append(sources)
+        buttons = answer_buttons(reply.answer.answer_id, shareable=reply.shareable)
+    return Rendered(_fit(reply.text) or "…", embeds, buttons)
+
+
+def progress_content(text: str) -> str:
+    return f"⏳ {text}"
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= MAX_CONTENT else text[: MAX_CONTENT - 1] + "…"
+
+
+def render(reply: Reply) -> Rendered:
+    """Any reply as one message; an unknown reply type is an explicit error."""
+    if isinstance(reply, AnswerReply):
+        return answer_message(reply)
+    if isinstance(reply, Progress):
+        return Rendered(_fit(progress_content(reply.text)))
+    if isinstance(reply, ErrorReply):
+        text = (
+            reply.text
+            if reply.correlation_id in reply.text
+            else f"{reply.text} (reference: {reply.correlation_id})"
+        )
+        return Rendered(_fit(f"⚠️ {text}"))
+    if isinstance(reply, Notice):
+        return Rendered(_fit(reply.text))
+    raise UnsupportedReply(f"the Discord outbox cannot render {type(reply).__name__}")
