@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 import discord
 from discord.ext import commands
 
+from bot.core.background import BackgroundTasks
 from bot.core.conversation import ConversationService
 from bot.core.ports import Surface
 from bot.discord import translate, views
@@ -86,7 +86,7 @@ class LoreBot(commands.Bot):
         self.surface = Surface("discord", self.outbox, self.reader, frozenset(str(c) for c in cfg.channels))
         self.buttons: views.ButtonHandler | None = None  # the cog, once set up
         self.synced: list[discord.app_commands.AppCommand] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("Discord")
 
     async def setup_hook(self) -> None:
         from bot.discord.cogs import LoreCog
@@ -143,32 +143,12 @@ class LoreBot(commands.Bot):
     # ---- background work -----------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Run `coro` after the event was acknowledged. Tasks are kept (not garbage-collected
-        mid-flight) and drained on shutdown."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("background %s failed", task.get_name(), exc_info=exc)
+        """Run `coro` after the event was acknowledged (kept until done, drained on shutdown)."""
+        return self.tasks.spawn(coro, name)
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a shutdown budget
-        """Wait for in-flight work (answers being sent, votes being recorded), including work that
-        starts meanwhile; cancel what is still running after `timeout` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._tasks:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            await asyncio.wait(set(self._tasks), timeout=left)
-        late = set(self._tasks)
-        for task in late:
-            task.cancel()
-        if late:
-            log.warning("%d Discord tasks still running at shutdown were cancelled", len(late))
+        """Wait for in-flight work (answers being sent, votes being recorded)."""
+        await self.tasks.drain(timeout)
 
     async def shutdown(self, timeout: float = 30) -> None:  # noqa: ASYNC109 - a shutdown budget
         """Finish answers in flight (the gateway stays up meanwhile), then disconnect."""

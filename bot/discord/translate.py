@@ -15,6 +15,11 @@ from typing import Any, Literal
 
 import discord
 
+from bot.core.actions import (
+    FORM_TEMPLATE,
+    share_id,
+    vote_id,
+)
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
@@ -40,10 +45,6 @@ EMBED_FOOTER_MAX = 2048
 THREAD_NAME_MAX = 100
 EMBED_COLOUR = 0x5865F2  # Discord blurple
 
-_ID = r"(?P<answer_id>[A-Za-z0-9_-]{1,64})"
-VOTE_TEMPLATE = rf"fb:(?P<kind>up|down):{_ID}"
-SHARE_TEMPLATE = rf"share:{_ID}"
-FORM_TEMPLATE = rf"fb:form:{_ID}"
 REASON_ID = "reason"
 CORRECTION_ID = "correction"
 CORRECTION_MAX = 1000
@@ -241,33 +242,6 @@ def is_admin(
 
 
 @dataclass(frozen=True)
-class ButtonAction:
-    kind: Literal["up", "down", "share"]
-    answer_id: str
-
-
-def parse_custom_id(custom_id: str) -> ButtonAction | None:
-    """`fb:up:<answer_id>`, `fb:down:<answer_id>` or `share:<answer_id>`; None for anything else."""
-    if vote := re.fullmatch(VOTE_TEMPLATE, custom_id or ""):
-        return ButtonAction("up" if vote["kind"] == "up" else "down", vote["answer_id"])
-    if share := re.fullmatch(SHARE_TEMPLATE, custom_id or ""):
-        return ButtonAction("share", share["answer_id"])
-    return None
-
-
-def vote_custom_id(kind: Literal["up", "down"], answer_id: str) -> str:
-    return f"fb:{kind}:{answer_id}"
-
-
-def share_custom_id(answer_id: str) -> str:
-    return f"share:{answer_id}"
-
-
-def form_custom_id(answer_id: str) -> str:
-    return f"fb:form:{answer_id}"
-
-
-@dataclass(frozen=True)
 class FeedbackForm:
     answer_id: str
     reason: str | None
@@ -361,11 +335,11 @@ def sources_embed(citations: Sequence[Citation], notice: str | None = None) -> J
 
 def answer_buttons(answer_id: str, *, shareable: bool = False) -> list[ButtonSpec]:
     buttons = [
-        ButtonSpec(vote_custom_id("up", answer_id), "Helpful", "👍"),
-        ButtonSpec(vote_custom_id("down", answer_id), "Not helpful", "👎"),
+        ButtonSpec(vote_id("up", answer_id), "Helpful", "👍"),
+        ButtonSpec(vote_id("down", answer_id), "Not helpful", "👎"),
     ]
     if shareable:
-        buttons.append(ButtonSpec(share_custom_id(answer_id), "Share", "📣", "primary"))
+        buttons.append(ButtonSpec(share_id(answer_id), "Share", "📣", "primary"))
     return buttons
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, cast
 
 import discord
 
+from bot.core import actions
 from bot.discord import translate
 from feedback.schema import VOTE_REASONS
 
@@ -50,9 +51,7 @@ def _button(spec: translate.ButtonSpec) -> discord.ui.Button[discord.ui.View]:
     )
 
 
-class VoteButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=translate.VOTE_TEMPLATE
-):
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=actions.VOTE_TEMPLATE):
     def __init__(self, kind: Literal["up", "down"], answer_id: str) -> None:
         up, down = translate.answer_buttons(answer_id)
         super().__init__(_button(up if kind == "up" else down))
@@ -74,7 +73,7 @@ class VoteButton(
 
 
 class ShareButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=translate.SHARE_TEMPLATE
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=actions.SHARE_TEMPLATE
 ):
     def __init__(self, answer_id: str) -> None:
         spec = translate.answer_buttons(answer_id, shareable=True)[-1]
@@ -104,7 +103,7 @@ def view_for(buttons: Sequence[translate.ButtonSpec]) -> discord.ui.View | None:
         return None
     view = discord.ui.View(timeout=None)
     for spec in buttons:
-        action = translate.parse_custom_id(spec.custom_id)
+        action = actions.parse_button(spec.custom_id)
         item: discord.ui.Item[Any]
         if action is None:
             item = _button(spec)  # not a Lore action; rendered but routed nowhere
@@ -121,7 +120,7 @@ class FeedbackModal(discord.ui.Modal):
     answer. Submissions are handled from the payload (see the module docstring), not here."""
 
     def __init__(self, answer_id: str, *, timeout: float | None = 900) -> None:
-        custom_id = translate.form_custom_id(answer_id)
+        custom_id = actions.form_id(answer_id)
         super().__init__(title="Answer feedback", custom_id=custom_id, timeout=timeout)
         self.reason: discord.ui.Select[discord.ui.View] = discord.ui.Select(
             custom_id=translate.REASON_ID,

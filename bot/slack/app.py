@@ -18,6 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.core.background import BackgroundTasks
 from bot.core.conversation import ConversationService, VoteInput
 from bot.core.messages import Ignored, Target
 from bot.core.ports import Surface
@@ -63,7 +64,7 @@ class SlackAdapter:
         )
         self.surface = Surface("slack", self.outbox, self.reader, frozenset(slack.channels))
         self.admins = SlackAdmins(self.client, slack.admin_users, ttl=slack.admin_cache_seconds)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = BackgroundTasks("Slack")
         self._session: aiohttp.ClientSession | None = None
         self._register()
 
@@ -91,28 +92,12 @@ class SlackAdapter:
     # ---- background work -----------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Run `coro` after the ack. Tasks are kept (not garbage-collected mid-flight) and
-        drained on shutdown."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("background %s failed", task.get_name(), exc_info=exc)
+        """Run `coro` after the ack (kept until done, drained on shutdown)."""
+        return self.tasks.spawn(coro, name)
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a shutdown budget
         """Wait for in-flight work (answers being sent, votes being recorded)."""
-        pending = set(self._tasks)
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=timeout)
-        for task in late:
-            task.cancel()
-        if late:
-            log.warning("%d Slack tasks still running at shutdown were cancelled", len(late))
+        await self.tasks.drain(timeout)
 
     def _learn(self, context: AsyncBoltContext) -> None:
         if context.bot_user_id and not self.bot_user_id:

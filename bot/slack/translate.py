@@ -12,8 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
 
+from bot.core.actions import ButtonAction, parse_button, share_id, vote_id
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
@@ -140,25 +141,10 @@ def _ts(value: Any) -> Decimal | None:
         return None
 
 
-@dataclass(frozen=True)
-class ButtonAction:
-    kind: Literal["up", "down", "share"]
-    answer_id: str
-
-
-def parse_action_value(value: str) -> ButtonAction | None:
-    """`fb:up:<answer_id>`, `fb:down:<answer_id>` or `share:<answer_id>`; None for anything else."""
-    match = re.fullmatch(r"(?:fb:(up|down)|(share)):([A-Za-z0-9_-]{1,64})", value or "")
-    if not match:
-        return None
-    kind = match.group(1) or match.group(2)
-    return ButtonAction(kind, match.group(3))  # type: ignore[arg-type]  # the regex allows only these
-
-
 def button_action(body: Mapping[str, Any]) -> tuple[ButtonAction, str] | None:
     """The clicked Lore button in a `block_actions` payload and the click's id (for idempotency)."""
     for action in body.get("actions") or []:
-        parsed = parse_action_value(str(action.get("value") or ""))
+        parsed = parse_button(str(action.get("value") or ""))
         if parsed is not None:
             click = f"{action.get('action_id')}:{action.get('action_ts') or body.get('trigger_id')}"
             return parsed, click
@@ -280,11 +266,11 @@ def source_blocks(citations: Sequence[Citation]) -> list[JSON]:
 
 def feedback_buttons(answer_id: str, *, shareable: bool = False) -> JSON:
     elements: list[JSON] = [
-        _button(ACTION_UP, "👍 Helpful", f"fb:up:{answer_id}"),
-        _button(ACTION_DOWN, "👎 Not helpful", f"fb:down:{answer_id}"),
+        _button(ACTION_UP, "👍 Helpful", vote_id("up", answer_id)),
+        _button(ACTION_DOWN, "👎 Not helpful", vote_id("down", answer_id)),
     ]
     if shareable:
-        elements.append(_button(ACTION_SHARE, "Share in channel", f"share:{answer_id}", style="primary"))
+        elements.append(_button(ACTION_SHARE, "Share in channel", share_id(answer_id), style="primary"))
     return {"type": "actions", "block_id": f"lore_actions:{answer_id}", "elements": elements}
 
 

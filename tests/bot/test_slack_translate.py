@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from bot.core import actions
 from bot.core.messages import AnswerReply, ErrorReply, Ignored, Notice, Progress
 from bot.core.ports import UnsupportedReply
 from bot.slack import translate
@@ -83,7 +84,7 @@ def test_slash_commands():
 def test_lores_buttons_carry_the_answer_id():
     body = load_payload("block_actions_feedback_up")
     action, click = translate.button_action(body)
-    assert action == translate.ButtonAction("up", ANSWER_ID)
+    assert action == actions.ButtonAction("up", ANSWER_ID)
     assert click == "lore_feedback_up:1718031299.114502"
     where = translate.action_context(body)
     assert (where.user, where.channel, where.thread) == ("U03E8A2KQ5T", "C05RK8T1B9D", "1718031203.471239")
@@ -93,7 +94,7 @@ def test_lores_buttons_carry_the_answer_id():
 def test_share_click_on_an_ephemeral_answer():
     body = load_payload("block_actions_share_ephemeral")
     action, _ = translate.button_action(body)
-    assert action == translate.ButtonAction("share", ANSWER_ID)
+    assert action == actions.ButtonAction("share", ANSWER_ID)
     where = translate.action_context(body)
     assert (
         where.is_ephemeral
@@ -105,7 +106,7 @@ def test_share_click_on_an_ephemeral_answer():
 def test_foreign_button_values_are_not_lores():
     assert translate.button_action(load_payload("block_actions")) is None  # another app's "q_…" values
     for value in ["fb:up:", "fb:sideways:abc", "share:a b", "fb:up:" + "x" * 65, ""]:
-        assert translate.parse_action_value(value) is None
+        assert actions.parse_button(value) is None
 
 
 def test_feedback_form_submission():

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from bot.core import actions
 from bot.core.messages import AnswerReply, ErrorReply, Ignored, IncomingMessage, Notice, Progress
 from bot.core.ports import UnsupportedReply
 from bot.core.split import split_text
@@ -155,14 +156,12 @@ def test_who_may_reindex():
 def test_custom_ids_carry_the_answer_id_and_parse_back():
     answer_id = "0f9c2a7b4d3e4f5a8b9c0d1e2f3a4b5c"
     for kind in ("up", "down"):
-        custom_id = translate.vote_custom_id(kind, answer_id)
-        assert re.fullmatch(translate.VOTE_TEMPLATE, custom_id) and len(custom_id) <= 100
-        assert translate.parse_custom_id(custom_id) == translate.ButtonAction(kind, answer_id)
-    assert translate.parse_custom_id(translate.share_custom_id(answer_id)) == translate.ButtonAction(
-        "share", answer_id
-    )
+        custom_id = actions.vote_id(kind, answer_id)
+        assert re.fullmatch(actions.VOTE_TEMPLATE, custom_id) and len(custom_id) <= 100
+        assert actions.parse_button(custom_id) == actions.ButtonAction(kind, answer_id)
+    assert actions.parse_button(actions.share_id(answer_id)) == actions.ButtonAction("share", answer_id)
     for junk in ("", "fb:sideways:abc", "fb:up:", "share:a b", "lore:feedback:up", "fb:up:" + "x" * 65):
-        assert translate.parse_custom_id(junk) is None
+        assert actions.parse_button(junk) is None
 
 
 def test_the_submitted_form_gives_the_reason_and_the_trimmed_correction():
