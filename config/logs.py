@@ -82,5 +82,13 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for noisy in ("httpx", "httpcore", "urllib3", "sentence_transformers", "filelock", "asyncio"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "urllib3",
+        "sentence_transformers",
+        "filelock",
+        "asyncio",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -77,7 +77,8 @@ class Database:
     def head(self) -> str | None:
         from alembic.script import ScriptDirectory
 
-        return ScriptDirectory.from_config(self._alembic(None)).get_current_head()
+        with _quiet_alembic():
+            return ScriptDirectory.from_config(self._alembic(None)).get_current_head()
 
     def ensure_schema(self) -> None:
         """Upgrade to head once per process (cheap when already there)."""
