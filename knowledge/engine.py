@@ -1,4 +1,11 @@
-"""The answer engine: a LlamaIndex query engine over the Qdrant index that cites and abstains."""
+"""The answer engine: a LlamaIndex query engine over the index that cites and abstains.
+
+Retrieval is hybrid by default: the dense (MiniLM) and BM25 sparse results of the question,
+fused by reciprocal rank in the engine. The question is first normalised (mentions,
+greetings), given the thread's context when it is a follow-up, and expanded with the
+corpus's own abbreviations. Lore abstains when its confidence in the best passage is below
+`retrieval.abstain_below` (see `confidence()` and BENCHMARKS.md for how it was chosen).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,19 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.response.schema import Response
 from llama_index.core.bridge.pydantic import ConfigDict
+from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import MetadataMode, NodeWithScore
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores.types import VectorStoreQueryMode
 
 from config.settings import Settings
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
@@ -26,14 +37,31 @@ from knowledge.generate import (
     LocalGenerator,
     OpenAIGenerator,
     local_available,
+    sentences,
 )
 from knowledge.prompt import PROMPT_VERSION
 from knowledge.query import normalize_question, retrieval_query
 from knowledge.store import IndexStore
+from knowledge.vector_store import SIGNALS_KEY
+from knowledge.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_QUERY_MODES = {
+    "dense": VectorStoreQueryMode.DEFAULT,
+    "sparse": VectorStoreQueryMode.SPARSE,
+    "hybrid": VectorStoreQueryMode.HYBRID,
+}
+_VOCABULARY_TTL = 60.0  # seconds; a sync in this process refreshes it at once
+CONFIDENCE_CHUNKS = 3  # the top chunks (and their sentences) that confidence looks at
+
+
+@dataclass
+class Retrieval:
+    query: str  # what was searched: normalised, with follow-up context and abbreviations
+    chunks: list[RetrievedChunk]
+    confidence: float
 
 
 def make_generator(settings: Settings, embedder: Embedder) -> Generator:
@@ -59,6 +87,8 @@ class AnswerEngine(CustomQueryEngine):
     embedder: Any
     generator: Any
     fallback: Any = None
+    index_cache: Any = None
+    vocabulary_cache: Any = None
 
     @classmethod
     def build(
@@ -74,19 +104,81 @@ class AnswerEngine(CustomQueryEngine):
 
     # -- retrieval -------------------------------------------------------------
 
-    def retriever(self, top_k: int, source: str | None = None) -> BaseRetriever:
-        index = VectorStoreIndex.from_vector_store(self.store.vector_store(), embed_model=self.embedder.model)
+    def _index(self) -> VectorStoreIndex:
+        if self.index_cache is None:
+            self.index_cache = VectorStoreIndex.from_vector_store(
+                self.store.vector_store(), embed_model=self.embedder.query_model
+            )
+        return self.index_cache  # type: ignore[no-any-return]
+
+    def retriever(self, top_k: int, source: str | None = None, mode: str | None = None) -> BaseRetriever:
         filters = MetadataFilters(filters=[MetadataFilter(key="source", value=source)]) if source else None
-        return index.as_retriever(similarity_top_k=top_k, filters=filters)
+        return VectorIndexRetriever(
+            self._index(),
+            similarity_top_k=top_k,
+            filters=filters,
+            vector_store_query_mode=_QUERY_MODES[mode or self.settings.retrieval.mode],
+        )
+
+    def vocabulary(self) -> Vocabulary:
+        """The abbreviations the indexed documents define, for query expansion."""
+        cached = self.vocabulary_cache
+        if cached is not None and time.monotonic() - cached[0] < _VOCABULARY_TTL:
+            return cached[1]  # type: ignore[no-any-return]
+        per_document = []
+        for src in self.settings.sources:
+            state = self.store.get_state("vocabulary", src.name) or {}
+            per_document.extend(state.get("docs", {}).values())
+        sparse = self.store.sparse
+        vocabulary = Vocabulary(per_document, is_stopword=lambda word: not sparse.terms(word))
+        self.vocabulary_cache = (time.monotonic(), vocabulary)
+        return vocabulary
+
+    def refresh(self) -> None:
+        """Forget cached state that a sync may have changed."""
+        self.vocabulary_cache = None
 
     def search(
-        self, query: str, *, top_k: int | None = None, source: str | None = None
+        self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
     ) -> list[RetrievedChunk]:
-        if not self.store.client.collection_exists(self.store.collection):
-            return []
-        self.store.check_model(self.embedder.identity)
-        nodes = self.retriever(top_k or self.settings.retrieval.top_k, source).retrieve(query)
-        return [_to_chunk(n) for n in nodes]
+        """The top chunks for `query` (abbreviations expanded), best first."""
+        return self.lookup(query, top_k=top_k, source=source, mode=mode).chunks
+
+    def lookup(
+        self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
+    ) -> Retrieval:
+        """`search`, plus the confidence that abstention compares with the threshold."""
+        if not self.store.ready_for(self.embedder.identity):
+            return Retrieval(query=query, chunks=[], confidence=0.0)
+        expanded = self.vocabulary().expand(query)
+        vector = self.embedder.query_model.get_query_embedding(expanded)
+        bundle = QueryBundle(query_str=expanded, embedding=vector)
+        nodes = self.retriever(top_k or self.settings.retrieval.top_k, source, mode).retrieve(bundle)
+        chunks = [_to_chunk(n) for n in nodes]
+        return Retrieval(query=expanded, chunks=chunks, confidence=self.confidence(vector, chunks))
+
+    def confidence(self, query_vector: Sequence[float], chunks: Sequence[RetrievedChunk]) -> float:
+        """How well the best passages match the question: the highest cosine similarity between
+        the question and one of the top three chunks, or one sentence of them.
+
+        Fused (RRF) scores say which chunk is best, not whether it answers, so abstention
+        doesn't use them; and an answer often sits in one sentence of a longer chunk.
+        """
+        top = list(chunks[:CONFIDENCE_CHUNKS])
+        if not top:
+            return 0.0
+        query = np.asarray(query_vector, dtype=np.float32)
+        best = max(
+            c.dense_score if c.dense_score is not None else _cosine(query, self._embed([c.text])[0])
+            for c in top
+        )
+        texts = [s for c in top for s in sentences(c.text)]
+        if texts:
+            best = max(best, float(max(_cosine(query, v) for v in self._embed(texts))))
+        return best
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.embedder.query_model.get_text_embedding_batch(texts), dtype=np.float32)
 
     # -- answering -------------------------------------------------------------
 
@@ -101,13 +193,13 @@ class AnswerEngine(CustomQueryEngine):
         started = time.perf_counter()
         history = list(history)
         clean = normalize_question(question) or question.strip()
-        chunks = self.search(retrieval_query(clean, history), source=source, top_k=top_k)
+        found = self.lookup(retrieval_query(clean, history), source=source, top_k=top_k)
+        chunks, confidence = found.chunks, found.confidence
         retrieved = time.perf_counter()
         _number_by_document(chunks)
-        top = chunks[0].score if chunks else 0.0
         notice = None
         model = self.generator.name
-        if not chunks or top < self.settings.retrieval.abstain_below:
+        if not chunks or confidence < self.settings.retrieval.abstain_below:
             text = f"{ABSTAIN_TEXT}." if chunks else f"{ABSTAIN_TEXT}: nothing has been indexed yet."
             abstained = True
         else:
@@ -139,11 +231,17 @@ class AnswerEngine(CustomQueryEngine):
                 total_ms=round((finished - started) * 1000, 1),
             ),
             notice=notice,
+            confidence=round(confidence, 4),
         )
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
 def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
-    meta = hit.node.metadata
+    meta = dict(hit.node.metadata)
+    signals = meta.pop(SIGNALS_KEY, {})
     return RetrievedChunk(
         chunk_id=hit.node.node_id,
         doc_id=str(meta.get("doc_id", hit.node.ref_doc_id or "")),
@@ -156,6 +254,7 @@ def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
         text=hit.node.get_content(metadata_mode=MetadataMode.NONE),
         score=round(float(hit.score or 0.0), 4),
         doc_hash=str(meta.get("content_hash", "")),
+        dense_score=round(signals["dense"], 4) if "dense" in signals else None,
     )
 
 

@@ -56,6 +56,7 @@ def score(question: Question, answer: Answer, k: int) -> dict[str, Any]:
     found = expected & set(ranked_paths)
     first = next((i for i, p in enumerate(ranked_paths, 1) if p in expected), None)
     facts_hit = [f for f in question.facts if f.lower() in answer.text.lower()]
+    top_score = answer.chunks[0].score if answer.chunks else 0.0
     return {
         "id": question.id,
         "kind": question.kind,
@@ -63,7 +64,10 @@ def score(question: Question, answer: Answer, k: int) -> dict[str, Any]:
         "recall": len(found) / len(expected) if expected else None,
         "rr": 1.0 / first if first else 0.0,
         "abstained": answer.abstained,
-        "top_score": answer.chunks[0].score if answer.chunks else 0.0,
+        "top_score": top_score,
+        # What abstention compares with the threshold (bench/abstention.py tabulates it).
+        "confidence": answer.confidence if answer.confidence is not None else top_score,
+        "signals": [[c.score, c.dense_score] for c in answer.chunks[:k]],
         "facts": len(question.facts),
         "facts_hit": len(facts_hit),
         "retrieved": ranked_paths,

@@ -119,6 +119,16 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*|\|)")
 
 
+def sentences(text: str, min_length: int = 25) -> list[str]:
+    """The sentences of a chunk worth quoting (or matching): no markup, no code fences, not tiny."""
+    out = []
+    for raw in _SENTENCE.split(text):
+        sentence = _MARKUP.sub("", raw).strip().strip("|").strip()
+        if len(sentence) >= min_length and not sentence.startswith("```"):
+            out.append(sentence)
+    return out
+
+
 class ExtractiveGenerator:
     """No LLM: the sentences of the top chunks closest to the question, each with its citation."""
 
@@ -132,9 +142,8 @@ class ExtractiveGenerator:
         candidates: list[tuple[str, int]] = []
         seen: set[str] = set()
         for chunk in chunks[:4]:
-            for raw in _SENTENCE.split(chunk.text):
-                sentence = _MARKUP.sub("", raw).strip().strip("|").strip()
-                if len(sentence) < 25 or sentence.lower() in seen or sentence.startswith("```"):
+            for sentence in sentences(chunk.text):
+                if sentence.lower() in seen:
                     continue
                 seen.add(sentence.lower())
                 candidates.append((sentence, chunk.n or 0))

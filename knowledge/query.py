@@ -14,13 +14,15 @@ _GREETING = re.compile(
     re.IGNORECASE,
 )
 _FILLER = re.compile(r"^\s*(?:quick question|q|question|so|um+|uh+)\s*[:,-]\s*", re.IGNORECASE)
+_ASKING = re.compile(r"^\s*(?:does\s+|do\s+)?any(?:one|body)\s+know\s+(?:if\s+|whether\s+)?", re.IGNORECASE)
+_SIGN_OFF = re.compile(r"[\s,.!]*\b(?:thanks|thank you|thx|ty|tia|lol|pls|please)[\s!.]*$", re.IGNORECASE)
 _FOLLOW_UP = re.compile(r"\b(it|that|this|they|them|those|these|there|same|also|too|what about|and)\b", re.I)
 
 
 def normalize_question(text: str) -> str:
     text = _MENTION.sub(" ", text)
     text = re.sub(r"\s+", " ", text).strip()
-    for pattern in (_GREETING, _GREETING, _FILLER):  # "hey lore, quick q: …"
+    for pattern in (_GREETING, _GREETING, _FILLER, _ASKING, _SIGN_OFF):  # "hey lore, quick q: …"
         text = pattern.sub("", text, count=1).strip()
     return text or ""
 

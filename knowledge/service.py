@@ -54,9 +54,14 @@ class Knowledge:
         self, name: str, *, full: bool = False, on_progress: ProgressCallback | None = None
     ) -> SyncProgress:
         source = self.settings.source(name)
-        return sync_source(
-            self.settings, self.store, self.embedder, source, full=full, on_progress=on_progress
-        )
+        try:
+            return sync_source(
+                self.settings, self.store, self.embedder, source, full=full, on_progress=on_progress
+            )
+        finally:
+            with self._lock:
+                if self._engine is not None:
+                    self._engine.refresh()
 
     def rebuild(self) -> None:
         """Drop the whole index (every source) so it can be rebuilt, e.g. with a new model."""
@@ -68,6 +73,7 @@ class Knowledge:
                 docstore.delete_document(doc_id, raise_error=False)
             store.delete_state("pending", src.name)
             store.delete_state("sync", src.name)
+            store.delete_state("vocabulary", src.name)
         store.ensure_collection(self.embedder.identity)
         store.persist()
 
@@ -101,3 +107,15 @@ class Knowledge:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+
+    def current_versions(self, doc_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each document's current content hash in the index (None if it is gone), so a reviewer
+        can see whether a document has changed since an answer cited it."""
+        versions: dict[str, str | None] = {}
+        for doc_id in dict.fromkeys(doc_ids):
+            versions[doc_id] = None
+            for _point, payload, _dense in self.store.backend.scroll({"doc_id": doc_id}, ["content_hash"]):
+                if payload.get("content_hash"):
+                    versions[doc_id] = str(payload["content_hash"])
+                    break
+        return versions

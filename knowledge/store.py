@@ -1,8 +1,13 @@
-"""Where the index lives: the Qdrant collection, and the key-value store beside it.
+"""Where the index lives: the vector engine, and the key-value store beside it.
 
-Embedded (default): Qdrant local mode under `data_dir/qdrant` and a JSON key-value file,
-both owned by one process (a lock file says so clearly). Server mode (`qdrant.url`): a
-Qdrant server plus Redis for the docstore, so any worker can sync any source.
+Embedded (default, `qdrant.url` empty): the engine named by `index.engine` under `data_dir`
+(`edge`: Qdrant's Rust engine in-process; `qdrant-local`: qdrant-client's local mode) and a
+JSON key-value file, all owned by one process (a lock file says so clearly). Server mode
+(`qdrant.url`): a Qdrant server plus Redis for the docstore, so any worker can sync any source.
+
+The collection records what built it: the embedding model and dimension, the sparse encoder
+and the payload layout. Anything else is refused with a message saying to run
+`lore index --full`, and so is an embedded index built by the other engine.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +26,22 @@ from typing import Any
 from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
 from llama_index.core.storage.kvstore.simple_kvstore import SimpleKVStore
 from llama_index.core.storage.kvstore.types import BaseKVStore
-from llama_index.vector_stores.qdrant import QdrantVectorStore
-from qdrant_client import QdrantClient
-from qdrant_client.http import models as qm
 
 from config.settings import Settings
+from knowledge.backends import DENSE_VECTOR, LAYOUT_VERSION, SPARSE_VECTOR, Backend, BackendLocked
 from knowledge.embeddings import EmbedIdentity
+from knowledge.sparse import SparseEncoder
+from knowledge.vector_store import LoreVectorStore
 
 log = logging.getLogger(__name__)
 
-DENSE_VECTOR = "text-dense"  # LlamaIndex's QdrantVectorStore default name
+__all__ = ["DENSE_VECTOR", "SPARSE_VECTOR", "DataDirLocked", "IndexStore", "LayoutMismatch", "ModelMismatch"]
+
+ENGINES = ("edge", "qdrant-local")
+_SERVER_HINT = (
+    "Embedded mode is single-process: stop that process, or run a Qdrant server and set "
+    "LORE_QDRANT__URL (plus LORE_REDIS__URL) so several processes can share the index."
+)
 
 
 class IndexError_(Exception):
@@ -39,32 +52,16 @@ class ModelMismatch(IndexError_):
     pass
 
 
+class LayoutMismatch(ModelMismatch):
+    """The index was built another way (engine, sparse encoder, payload layout): rebuild it."""
+
+
 class DataDirLocked(IndexError_):
     pass
 
 
-class _Serialized:
-    """Qdrant local mode is not thread-safe; this proxy runs one call at a time."""
-
-    def __init__(self, client: QdrantClient) -> None:
-        self._wrapped = client
-        self._lock = threading.RLock()
-        self._client = client._client
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._wrapped, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
 class _DataDirLock:
-    """An advisory lock so a second process gets a clear message instead of a Qdrant traceback."""
+    """An advisory lock so a second process gets a clear message instead of an engine traceback."""
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +75,7 @@ class _DataDirLock:
             self._fh.close()
             raise DataDirLocked(
                 f"the embedded index in {data_dir} is in use by another Lore process (pid {holder}). "
-                "Embedded mode is single-process: stop that process, or run a Qdrant server and set "
-                "LORE_QDRANT__URL (plus LORE_REDIS__URL) so several processes can share the index."
+                + _SERVER_HINT
             ) from None
         self._fh.seek(0)
         self._fh.truncate()
@@ -111,25 +107,63 @@ class _FileKV(SimpleKVStore):
             os.replace(tmp, path)
 
 
+def _engine_dir(data_dir: Path, engine: str) -> Path:
+    return data_dir / ("edge" if engine == "edge" else "qdrant")
+
+
+def _embedded_collection_exists(data_dir: Path, engine: str, collection: str) -> bool:
+    if engine == "edge":
+        return (_engine_dir(data_dir, engine) / f"{collection}.json").exists()
+    from knowledge.backends.qdrant import local_collection_exists
+
+    return local_collection_exists(_engine_dir(data_dir, engine), collection)
+
+
+def _open_backend(settings: Settings, engine: str) -> Backend:
+    collection = settings.qdrant.collection
+    if engine == "edge":
+        from knowledge.backends.edge import EdgeBackend
+
+        return EdgeBackend(
+            _engine_dir(settings.data_dir, engine),
+            collection,
+            hnsw_m=settings.index.hnsw_m,
+            hnsw_ef_construct=settings.index.hnsw_ef_construct,
+        )
+    from knowledge.backends.qdrant import QdrantBackend
+
+    if engine == "qdrant-local":
+        return QdrantBackend(collection, path=_engine_dir(settings.data_dir, engine))
+    key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
+    return QdrantBackend(collection, url=settings.qdrant.url, api_key=key, timeout=settings.qdrant.timeout)
+
+
 class IndexStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.collection = settings.qdrant.collection
         self.embedded = settings.qdrant.url is None
+        self.engine = settings.index.engine if self.embedded else "qdrant"
         self._lock: _DataDirLock | None = None
         if self.embedded:
             self._lock = _DataDirLock(settings.data_dir)
-            path = settings.data_dir / "qdrant"
-            try:
-                self.client: Any = _Serialized(QdrantClient(path=str(path)))
-            except RuntimeError as exc:  # Qdrant's own lock, if someone bypassed ours
+        try:
+            self.backend: Backend = _open_backend(settings, self.engine)
+        except BackendLocked as exc:  # the engine's own lock, if someone bypassed ours
+            if self._lock:
                 self._lock.release()
-                raise DataDirLocked(
-                    f"{exc}. Use a Qdrant server (LORE_QDRANT__URL) for several processes."
-                ) from exc
-        else:
-            key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
-            self.client = QdrantClient(url=settings.qdrant.url, api_key=key, timeout=settings.qdrant.timeout)
+            raise DataDirLocked(f"{exc}. {_SERVER_HINT}") from exc
+        except BaseException:
+            if self._lock:
+                self._lock.release()
+            raise
+        self.sparse = SparseEncoder()
+        self._vector_store: LoreVectorStore | None = None
+        # The last successful check for searches: (identity, when, whether an index exists).
+        self._checked: tuple[EmbedIdentity, float, bool] | None = None
+        # Embedded: only this process changes the index, so a check holds until it does.
+        # Server: a worker elsewhere may rebuild it, so check again now and then.
+        self._check_ttl = float("inf") if self.embedded else 30.0
         self.kv = self._make_kv(settings)
 
     def _make_kv(self, settings: Settings) -> BaseKVStore:
@@ -147,16 +181,45 @@ class IndexStore:
 
     # -- the collection ------------------------------------------------------
 
+    def layout(self, identity: EmbedIdentity) -> dict[str, Any]:
+        """What the collection records about how it was built."""
+        return {
+            "embed_model": identity.name,
+            "dim": identity.dim,
+            "sparse": self.sparse.name,
+            "layout": LAYOUT_VERSION,
+            "engine": self.engine,
+        }
+
+    def exists(self) -> bool:
+        return self.backend.exists()
+
+    def ready_for(self, identity: EmbedIdentity) -> bool:
+        """For searches: whether there is an index to search, after a (cached) `check_model`."""
+        checked, now = self._checked, time.monotonic()
+        if checked is not None and checked[0] == identity and now - checked[1] < self._check_ttl:
+            return checked[2]
+        self.check_model(identity)
+        exists = self.backend.exists()
+        self._checked = (identity, now, exists)
+        return exists
+
     def collection_info(self) -> dict[str, Any] | None:
-        if not self.client.collection_exists(self.collection):
+        info = self.backend.info()
+        if info is None:
             return None
-        info = self.client.get_collection(self.collection)
-        meta = dict(info.config.metadata or {})
-        params = info.config.params.vectors
-        size = params[DENSE_VECTOR].size if isinstance(params, dict) else params.size
-        return {"model": meta.get("embed_model"), "dim": size, "points": info.points_count or 0}
+        return {
+            "model": info.meta.get("embed_model"),
+            "dim": info.dim,
+            "points": info.points,
+            "engine": self.engine,
+            "sparse": info.meta.get("sparse") if info.has_sparse else None,
+            "layout": info.meta.get("layout", 1),
+        }
 
     def check_model(self, identity: EmbedIdentity) -> None:
+        """Refuse an index built another way than configured; the message says to rebuild."""
+        self._check_other_engine()
         info = self.collection_info()
         if info is None:
             return
@@ -166,57 +229,89 @@ class IndexStore:
                 f"embedding model is {identity.describe()}. Mixing them would give wrong results: "
                 "run `lore index --full` to rebuild the index with the new model."
             )
+        if info["layout"] != LAYOUT_VERSION or info["sparse"] != self.sparse.name:
+            built = (
+                "without sparse (BM25) vectors, by an older Lore"
+                if info["sparse"] is None
+                else f"with the sparse encoder {info['sparse']} (layout {info['layout']})"
+            )
+            raise LayoutMismatch(
+                f"the index was built {built}; this Lore needs {self.sparse.name} (layout "
+                f"{LAYOUT_VERSION}) for hybrid search: run `lore index --full` to rebuild it."
+            )
+
+    def _check_other_engine(self) -> None:
+        if not self.embedded:
+            return
+        data_dir = self.settings.data_dir
+        for other in ENGINES:
+            if other == self.engine or not _embedded_collection_exists(data_dir, other, self.collection):
+                continue
+            if not self.backend.exists():
+                raise LayoutMismatch(
+                    f"the index in {data_dir} was built with the {other!r} engine, but index.engine is "
+                    f"{self.engine!r}: run `lore index --full` to rebuild it with {self.engine!r} "
+                    f"(or set index.engine = {other!r} again)."
+                )
 
     def ensure_collection(self, identity: EmbedIdentity) -> None:
         self.check_model(identity)
-        if self.client.collection_exists(self.collection):
-            return
-        self.client.create_collection(
-            self.collection,
-            vectors_config={DENSE_VECTOR: qm.VectorParams(size=identity.dim, distance=qm.Distance.COSINE)},
-            metadata={"embed_model": identity.name, "dim": identity.dim},
-        )
-        if not self.embedded:  # local mode ignores payload indexes (and warns)
-            for field in ("doc_id", "source"):
-                self.client.create_payload_index(self.collection, field, qm.PayloadSchemaType.KEYWORD)
+        if not self.backend.exists():
+            self.backend.create(identity.dim, self.layout(identity))
+            self._checked = None
 
     def drop_collection(self) -> None:
-        if self.client.collection_exists(self.collection):
-            self.client.delete_collection(self.collection)
+        """Drop the collection, and in embedded mode the other engine's copy too (a rebuild)."""
+        self._checked = None
+        self.backend.drop()
+        if not self.embedded:
+            return
+        for other in ENGINES:
+            if other != self.engine and _embedded_collection_exists(
+                self.settings.data_dir, other, self.collection
+            ):
+                log.info("removing the %s engine's copy of the index", other)
+                if other == "edge":
+                    root = _engine_dir(self.settings.data_dir, other)
+                    (root / f"{self.collection}.json").unlink(missing_ok=True)
+                    shutil.rmtree(root / self.collection, ignore_errors=True)
+                else:
+                    backend = _open_backend(self.settings, other)
+                    try:
+                        backend.drop()
+                    finally:
+                        backend.close()
 
-    def vector_store(self) -> QdrantVectorStore:
-        return QdrantVectorStore(collection_name=self.collection, client=self.client, batch_size=256)
+    def vector_store(self) -> LoreVectorStore:
+        if self._vector_store is None:
+            retrieval = self.settings.retrieval
+            self._vector_store = LoreVectorStore(
+                self.backend,
+                self.sparse,
+                candidates=retrieval.candidates,
+                rrf_k=retrieval.rrf_k,
+                hnsw_ef=self.settings.index.hnsw_ef,
+            )
+        return self._vector_store
 
     def count_chunks(self, source: str | None = None) -> int:
-        if not self.client.collection_exists(self.collection):
-            return 0
-        flt = _source_filter(source) if source else None
-        return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+        return self.backend.count({"source": source} if source else None)
 
     def chunk_ids(self, source: str | None = None) -> Iterator[tuple[str, str]]:
         """(chunk id, doc id) of every point, for checks and tests."""
-        if not self.client.collection_exists(self.collection):
-            return
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection,
-                scroll_filter=_source_filter(source) if source else None,
-                limit=1024,
-                offset=offset,
-                with_payload=["doc_id"],
-                with_vectors=False,
-            )
-            for p in points:
-                yield str(p.id), str((p.payload or {}).get("doc_id", ""))
-            if offset is None:
-                return
+        for point_id, payload, _ in self.backend.scroll({"source": source} if source else None, ["doc_id"]):
+            yield point_id, str(payload.get("doc_id", ""))
 
     def delete_source_points(self, source: str) -> None:
-        if self.client.collection_exists(self.collection):
-            self.client.delete(
-                self.collection, points_selector=qm.FilterSelector(filter=_source_filter(source))
-            )
+        self.backend.delete_where("source", source)
+
+    def delete_document(self, doc_id: str) -> None:
+        self.backend.delete_where("doc_id", doc_id)
+
+    def optimize(self) -> None:
+        """After a sync: build the search index (HNSW) if enough changed. Cheap when nothing did."""
+        self.backend.flush()
+        self.backend.optimize()
 
     # -- docstores and small state ------------------------------------------
 
@@ -241,11 +336,7 @@ class IndexStore:
     def close(self) -> None:
         self.persist()
         try:
-            self.client.close()
+            self.backend.close()
         finally:
             if self._lock:
                 self._lock.release()
-
-
-def _source_filter(source: str | None) -> qm.Filter:
-    return qm.Filter(must=[qm.FieldCondition(key="source", match=qm.MatchValue(value=source or ""))])

@@ -4,19 +4,28 @@ Per batch of documents, LlamaIndex's `IngestionPipeline` (docstore + UPSERTS) sk
 documents and replaces changed ones. Deletions run once at the end over everything the
 source listed, because UPSERTS_AND_DELETE would treat "not in this batch" as "deleted".
 
+Pipelining: a read-ahead thread lists, reads (HTML cleaning, PDF text) and chunks documents
+while the main thread embeds and upserts the batch before, so the embedding model, which
+releases the GIL, is rarely left waiting. Embedding is the bottleneck; see BENCHMARKS.md for
+indexing speed as a share of the model's raw speed.
+
 Crash safety: before a batch touches the vector store its document ids go into a pending
 journal; the next sync first clears those documents completely. With deterministic chunk
 ids, re-running after a crash converges to exactly what a clean index would hold.
+
+Each indexed document's abbreviations ("paid time off (PTO)") are kept per source in the
+index's state, for query expansion (`knowledge/vocabulary.py`).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any
 
 from llama_index.core import Document
@@ -27,6 +36,7 @@ from knowledge.chunking import StructuredChunker
 from knowledge.embeddings import Embedder
 from knowledge.sources import Skipped, SourceUnavailable, make_loader
 from knowledge.store import IndexStore
+from knowledge.vocabulary import mine
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +46,7 @@ SUMMARY_KEYS = ("added", "changed", "deleted", "unchanged", "chunks_embedded", "
 @dataclass
 class SyncProgress:
     source: str
-    phase: str = "starting"  # listing, indexing, deleting, done, failed
+    phase: str = "starting"  # listing, indexing, deleting, optimizing, done, failed
     total: int | None = None
     seen: int = 0
     added: int = 0
@@ -98,22 +108,22 @@ def sync_source(
     _finish_interrupted(store, source.name)
 
     loader = make_loader(source, data_dir=settings.data_dir, max_bytes=int(settings.index.max_file_mb * 1e6))
+    vocabulary = _VocabularyState(store, source.name)
     progress.phase = "listing"
     notify(progress)
+    reader: _ReadAhead | None = None
     try:
         progress.total = loader.estimate()
         known = {doc_id: h for h, doc_id in docstore.get_all_document_hashes().items()}
         listed: set[str] = set()
+        chunker = StructuredChunker(
+            chunk_size=settings.chunking.size,
+            chunk_overlap=settings.chunking.overlap,
+            embed_headings=settings.chunking.embed_headings,
+            tokenizer=embedder.tokenizer,
+        )
         pipeline = IngestionPipeline(
-            transformations=[
-                StructuredChunker(
-                    chunk_size=settings.chunking.size,
-                    chunk_overlap=settings.chunking.overlap,
-                    embed_headings=settings.chunking.embed_headings,
-                    tokenizer=embedder.tokenizer,
-                ),
-                embedder.model,
-            ],
+            transformations=[chunker, embedder.document_model],
             vector_store=store.vector_store(),
             docstore=docstore,
             docstore_strategy=DocstoreStrategy.UPSERTS,
@@ -121,7 +131,8 @@ def sync_source(
         )
         progress.phase = "indexing"
         notify(progress)
-        for batch in _batched(loader.load(), settings.index.batch_docs):
+        reader = _ReadAhead(loader.load(), chunker, known, settings.index.batch_docs)
+        for batch in reader:
             docs: list[Document] = []
             for item in batch:
                 progress.seen += 1
@@ -141,8 +152,9 @@ def sync_source(
                     continue
                 docs.append(item)
             if docs:
+                vocabulary.update(docs)
                 with embedder.indexing():
-                    _index_batch(store, pipeline, source.name, docs, progress)
+                    _index_batch(store, pipeline, source.name, docs, progress, vocabulary)
             notify(progress)
     except SourceUnavailable as exc:
         progress.phase = "failed"
@@ -153,13 +165,22 @@ def sync_source(
         _record(store, progress)
         notify(progress)
         return progress
+    finally:
+        if reader is not None:
+            reader.close()
 
     progress.phase = "deleting"
     notify(progress)
     for doc_id in sorted(set(known) - listed):
-        store.vector_store().delete(doc_id)  # vectors first: a crash here leaves it to retry
+        store.delete_document(doc_id)  # vectors first: a crash here leaves it to retry
         docstore.delete_document(doc_id, raise_error=False)
+        vocabulary.forget(doc_id)
         progress.deleted += 1
+    vocabulary.save()
+    if progress.chunks_embedded or progress.deleted:
+        progress.phase = "optimizing"
+        notify(progress)
+        store.optimize()
     progress.phase = "done"
     _record(store, progress)
     notify(progress)
@@ -167,14 +188,112 @@ def sync_source(
     return progress
 
 
+class _ReadAhead:
+    """Lists, reads and chunks documents on a thread, a few batches ahead of the embedder.
+
+    Yields batches of `Document | Skipped`; a changed document comes with its chunks already
+    computed (held by the chunker until the pipeline asks for them). Errors raised by the
+    loader (e.g. `SourceUnavailable`) are re-raised in the consuming thread.
+    """
+
+    _DONE = object()
+
+    def __init__(
+        self,
+        items: Iterator[Document | Skipped],
+        chunker: StructuredChunker,
+        known: dict[str, str],
+        batch_size: int,
+        depth: int = 2,
+    ) -> None:
+        self._items = items
+        self._chunker = chunker
+        self._known = known
+        self._batch_size = batch_size
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lore-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        batch: list[Document | Skipped] = []
+        try:
+            for item in self._items:
+                if self._stop.is_set():
+                    return
+                if isinstance(item, Document) and self._known.get(item.id_) != item.hash:
+                    self._chunker.prepare(item)
+                batch.append(item)
+                if len(batch) >= self._batch_size:
+                    self._put(batch)
+                    batch = []
+            if batch:
+                self._put(batch)
+            self._put(self._DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[list[Document | Skipped]]:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._chunker.forget_prepared()
+
+
+class _VocabularyState:
+    """The abbreviations each document of one source defines, saved with each batch."""
+
+    def __init__(self, store: IndexStore, source: str) -> None:
+        self._store = store
+        self._source = source
+        state = store.get_state("vocabulary", source) or {}
+        self.docs: dict[str, dict[str, str]] = dict(state.get("docs", {}))
+
+    def update(self, docs: list[Document]) -> None:
+        for doc in docs:
+            pairs = mine(doc.text)
+            if pairs:
+                self.docs[doc.id_] = pairs
+            else:
+                self.docs.pop(doc.id_, None)
+
+    def forget(self, doc_id: str) -> None:
+        self.docs.pop(doc_id, None)
+
+    def save(self) -> None:
+        self._store.put_state("vocabulary", self._source, {"docs": self.docs})
+
+
 def _index_batch(
-    store: IndexStore, pipeline: IngestionPipeline, source: str, docs: list[Document], progress: SyncProgress
+    store: IndexStore,
+    pipeline: IngestionPipeline,
+    source: str,
+    docs: list[Document],
+    progress: SyncProgress,
+    vocabulary: _VocabularyState,
 ) -> None:
     store.put_state("pending", source, {"doc_ids": [d.id_ for d in docs]})
     store.persist()
     nodes = pipeline.run(documents=docs, store_doc_text=False)
     progress.chunks_embedded += len(nodes)
     store.delete_state("pending", source)
+    vocabulary.save()
     store.persist()
 
 
@@ -183,11 +302,10 @@ def _finish_interrupted(store: IndexStore, source: str) -> None:
     if not pending:
         return
     docstore = store.docstore(source)
-    vector_store = store.vector_store()
     ids = pending.get("doc_ids", [])
     log.warning("%s: clearing %d documents left half-indexed by an interrupted sync", source, len(ids))
     for doc_id in ids:
-        vector_store.delete(doc_id)
+        store.delete_document(doc_id)
         docstore.delete_document(doc_id, raise_error=False)
     store.delete_state("pending", source)
     store.persist()
@@ -198,6 +316,7 @@ def _forget_source(store: IndexStore, source: str) -> None:
     docstore = store.docstore(source)
     for doc_id in list(docstore.get_all_document_hashes().values()):
         docstore.delete_document(doc_id, raise_error=False)
+    store.delete_state("vocabulary", source)
     store.persist()
 
 
@@ -210,9 +329,3 @@ def _record(store: IndexStore, progress: SyncProgress) -> None:
     )
     store.put_state("sync", progress.source, last)
     store.persist()
-
-
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch

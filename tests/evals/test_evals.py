@@ -1,49 +1,113 @@
 """The eval sets run in the suite with thresholds a little below the achieved figures
-(BENCHMARKS.md), so a retrieval regression fails CI."""
+(BENCHMARKS.md, "Retrieval quality and speed"), so a retrieval regression fails CI.
+
+Each set is indexed once per session with the default settings (hybrid retrieval on Qdrant
+Edge, ONNX embeddings) and answered through the full answer path (extractive generator).
+The dense-only figures come from the same index, so "hybrid beats dense" is checked too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from config import load_settings
-from knowledge.evaluate import load_questions, run_eval
+from knowledge.evaluate import Question, load_questions, run_eval
+from knowledge.query import normalize_question
 from knowledge.service import Knowledge
 from tests.conftest import HANDBOOK, REPO
 
-pytestmark = [pytest.mark.eval, pytest.mark.slow]
+# Indexing the Python docs (~5.4k chunks) is model-bound: minutes on two busy cores.
+pytestmark = [pytest.mark.eval, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 PYDOCS = REPO / "bench" / "pydocs"
 PYDOCS_CORPUS = Path("/usr/share/doc/python3.11/html/index.html")
 
 
-def evaluate(kn: Knowledge, questions: Path) -> dict:
-    return run_eval(load_questions(questions), lambda q, k: kn.answer(q, top_k=k), k=5)["overall"]
+def evaluate(kn: Knowledge, questions: list[Question]) -> dict[str, Any]:
+    return dict(run_eval(questions, lambda q, k: kn.answer(q, top_k=k), k=5)["overall"])
 
 
-def test_handbook_eval(make_knowledge):
-    kn = make_knowledge([{"name": "handbook", "type": "directory", "path": str(HANDBOOK)}])
-    assert kn.sync("handbook").error is None
-    result = evaluate(kn, HANDBOOK / "questions.jsonl")
-    assert result["recall_at_k"] >= 0.90, result
-    assert result["mrr"] >= 0.86, result
-    assert result["abstain_not_in_corpus"] >= 0.45, result
-    assert result["false_abstain"] <= 0.05, result
+def dense_mrr(kn: Knowledge, questions: list[Question]) -> float:
+    ranks = []
+    for q in questions:
+        if q.kind == "not-in-corpus":
+            continue
+        question = normalize_question(q.question) or q.question  # as the answer path does
+        paths = [c.path for c in kn.engine.search(question, top_k=5, mode="dense")]
+        first = next((i for i, p in enumerate(paths, 1) if p in q.sources), None)
+        ranks.append(1 / first if first else 0.0)
+    return sum(ranks) / len(ranks)
 
 
-def test_python_docs_eval(embedder, tmp_path, monkeypatch):
+def run_set(settings: Any, embedder: Any, source: str, questions_file: Path) -> Iterator[dict[str, Any]]:
+    kn = Knowledge(settings, embedder=embedder)
+    try:
+        assert kn.sync(source).error is None
+        questions = load_questions(questions_file)
+        result = evaluate(kn, questions)
+        result["dense_mrr"] = dense_mrr(kn, questions)
+        yield result
+    finally:
+        kn.close()
+
+
+@pytest.fixture(scope="module")
+def handbook(embedder, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    from config.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("handbook-eval"),
+        sources=[{"name": "handbook", "type": "directory", "path": str(HANDBOOK)}],
+        llm={"provider": "extractive"},
+    )
+    yield from run_set(settings, embedder, "handbook", HANDBOOK / "questions.jsonl")
+
+
+@pytest.fixture(scope="module")
+def pydocs(embedder, tmp_path_factory) -> Iterator[dict[str, Any]]:
     assert PYDOCS_CORPUS.exists(), (
         "the corpus is missing: run bench/pydocs/install_corpus.sh (scripts/services does)"
     )
-    monkeypatch.setenv("LORE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LORE_LLM__PROVIDER", "extractive")
-    kn = Knowledge(load_settings(PYDOCS / "lore.toml"), embedder=embedder)
-    try:
-        assert kn.sync("pydocs").error is None
-        result = evaluate(kn, PYDOCS / "questions.jsonl")
-    finally:
-        kn.close()
-    assert result["recall_at_k"] >= 0.80, result
-    assert result["mrr"] >= 0.78, result
-    assert result["false_abstain"] <= 0.05, result
+    settings = load_settings(
+        PYDOCS / "lore.toml", data_dir=tmp_path_factory.mktemp("pydocs-eval"), llm={"provider": "extractive"}
+    )
+    yield from run_set(settings, embedder, "pydocs", PYDOCS / "questions.jsonl")
+
+
+def test_handbook_eval(handbook):
+    # Achieved: recall@5 0.9875, MRR 0.9365 (dense only 0.900); abstains on 9/11, falsely on 5/80.
+    assert handbook["recall_at_k"] >= 0.97, handbook
+    assert handbook["mrr"] >= 0.92, handbook
+    assert handbook["mrr"] > handbook["dense_mrr"], handbook
+    assert handbook["abstain_not_in_corpus"] >= 0.80, handbook
+    assert handbook["false_abstain"] <= 0.07, handbook
+
+
+def test_python_docs_eval(pydocs):
+    # Achieved: recall@5 0.870, MRR 0.827 (dense only 0.819); abstains on 6/7, falsely on 0/77.
+    assert pydocs["recall_at_k"] >= 0.85, pydocs
+    assert pydocs["mrr"] >= 0.81, pydocs
+    assert pydocs["mrr"] > pydocs["dense_mrr"], pydocs
+    assert pydocs["abstain_not_in_corpus"] >= 0.80, pydocs
+    assert pydocs["false_abstain"] <= 0.03, pydocs
+
+
+def test_abstention_over_both_sets(handbook, pydocs):
+    # The target: at least 5 of 6 not-in-corpus questions, at most 5% false abstention.
+    # Achieved: 15/18 and 5/157.
+    # The reports round rates to 4 places: count questions, not fractions of them.
+    def count(rate: float, n: int) -> int:
+        return round(rate * n)
+
+    outside = handbook["not_in_corpus"] + pydocs["not_in_corpus"]
+    answerable = handbook["answerable"] + pydocs["answerable"]
+    abstained = count(handbook["abstain_not_in_corpus"], handbook["not_in_corpus"])
+    abstained += count(pydocs["abstain_not_in_corpus"], pydocs["not_in_corpus"])
+    false = count(handbook["false_abstain"], handbook["answerable"])
+    false += count(pydocs["false_abstain"], pydocs["answerable"])
+    assert abstained * 6 >= outside * 5, (abstained, outside)
+    assert false / answerable <= 0.05, (false, answerable)

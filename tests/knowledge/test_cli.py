@@ -169,19 +169,23 @@ def test_lore_config_points_at_another_file(project, tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
 
 
-def test_second_process_gets_a_clear_message(project):
+@pytest.mark.parametrize("engine", ["edge", "qdrant-local"])
+def test_second_process_gets_a_clear_message(project, engine, monkeypatch):
     import subprocess
     import sys
 
     from config import load_settings
     from knowledge.store import DataDirLocked, IndexStore
 
+    monkeypatch.setenv("LORE_INDEX__ENGINE", engine)
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "from config import load_settings; from knowledge.store import IndexStore\n"
-            "s = IndexStore(load_settings()); print('ready', flush=True); import time; time.sleep(60)",
+            "from knowledge.embeddings import EmbedIdentity\n"
+            "s = IndexStore(load_settings()); s.ensure_collection(EmbedIdentity('m', 4))\n"
+            "print('ready', flush=True); import time; time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -196,3 +200,8 @@ def test_second_process_gets_a_clear_message(project):
     finally:
         holder.kill()
         holder.wait()
+    store = IndexStore(load_settings())  # a killed holder leaves nothing behind that blocks
+    try:
+        assert store.collection_info()["engine"] == engine
+    finally:
+        store.close()

@@ -1,0 +1,262 @@
+"""The 100k-chunk scale test: full index, no-op resync, retrieval latency and memory, per engine.
+
+The corpus: the real documents of the full Python-docs selection (bench/pydocs/lore.full.toml)
+and the handbook, converted once to Markdown (the text Lore extracts from them), then copied
+`--copies` times, each copy its own source (`copy00`, `copy01`, ...), until it holds about
+100k chunks. Copy 0 is embedded by the real model (once; the vectors are cached in
+~/.cache/lore/bench). Every other copy's chunk gets its copy-0 twin's real vector plus small
+Gaussian noise (renormalised): embedding 100k chunks through MiniLM would take over an hour on
+two cores, and search cost depends on the number and spread of the vectors, not on what they
+say. Sparse (BM25) vectors are computed for real from each chunk's text.
+
+Everything else is the real pipeline: `Knowledge.sync` reads the files, chunks them, encodes
+BM25, upserts, writes the docstore, and (edge) builds the HNSW index off to the side. So the
+"full index" figure is Lore's own overhead with the model taken out; the model's share is
+chunks / its measured throughput (bench/index_throughput.py), printed alongside.
+
+Queries are the 175 eval questions (handbook + Python docs), embedded by the real query model
+(one thread). Latency is `engine.search` (query embedding plus hybrid search), with and
+without a source filter (one copy: 10% of the points). Each engine runs in its own process,
+one after the other, so RSS is per engine.
+
+Run: .venv/bin/python bench/scale.py [--copies 10] [--engines edge qdrant-local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import HANDBOOK, REPO, EmbeddingCache, bench_cache_dir, percentile, settings_for
+
+PYDOCS = REPO / "bench" / "pydocs"
+NOISE = 0.03  # per dimension, as in bench/retrieval_latency.py: cosine to the twin ~0.86
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process, in MB."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def prepare_corpus(copies: int) -> Path:
+    """Markdown copies of the real documents (built once, cached beside the embeddings)."""
+    from config import load_settings
+    from knowledge.sources import Skipped, make_loader
+
+    root = bench_cache_dir() / f"scale-corpus-{copies}"
+    marker = root / ".complete"
+    if marker.exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    full = load_settings(PYDOCS / "lore.full.toml").sources[0]
+    handbook = settings_for(root, [{"name": "handbook", "type": "directory", "path": str(HANDBOOK)}]).sources[
+        0
+    ]
+    docs = []
+    for source in (full, handbook):
+        for item in make_loader(source, data_dir=root, max_bytes=10**8).load():
+            if not isinstance(item, Skipped):
+                docs.append((f"{source.name}/{item.metadata['path']}", item.metadata["title"], item.text))
+    for i in range(copies):
+        for rel, title, text in docs:
+            path = root / f"copy{i:02d}" / (rel.rsplit(".", 1)[0] + ".md")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            body = text if text.lstrip().startswith("# ") else f"# {title}\n\n{text}"
+            path.write_text(body, encoding="utf-8")
+    marker.touch()
+    return root
+
+
+def twin_embedder(embedder: Any) -> Any:
+    """Copy 0: real vectors (cached). Other copies: the copy-0 twin's vector plus noise."""
+    from dataclasses import replace
+
+    import numpy as np
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.bridge.pydantic import PrivateAttr
+    from llama_index.core.schema import BaseNode, MetadataMode
+
+    cache = EmbeddingCache(embedder.identity.name)
+    real = embedder.document_model
+
+    class Twins(BaseEmbedding):
+        _real: Any = PrivateAttr()
+
+        def __init__(self) -> None:
+            super().__init__(model_name="bench-twins")
+            self._real = real
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return list(self._real.get_query_embedding(query))
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return list(self._real.get_text_embedding(text))
+
+        def __call__(self, nodes: Any, **kwargs: Any) -> Any:
+            texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+            found = cache.get_many(texts)
+            missing = [t for t in dict.fromkeys(texts) if cache.key(t) not in found]
+            if missing:
+                vectors = self._real.get_text_embedding_batch(missing)
+                cache.put_many(list(zip(missing, vectors, strict=True)))
+                found.update(
+                    {
+                        cache.key(t): np.asarray(v, dtype=np.float32)
+                        for t, v in zip(missing, vectors, strict=True)
+                    }
+                )
+            for node, text in zip(nodes, texts, strict=True):
+                vec = np.asarray(found[cache.key(text)], dtype=np.float64)
+                if node.metadata.get("source") != "copy00":
+                    seed = int(hashlib.sha1(node.node_id.encode()).hexdigest()[:8], 16)
+                    vec = vec + np.random.default_rng(seed).normal(0, NOISE, vec.shape)
+                    vec = vec / np.linalg.norm(vec)
+                node.embedding = vec.tolist()
+            nodes_out: list[BaseNode] = list(nodes)
+            return nodes_out
+
+    twins = Twins()
+    return replace(embedder, index_model_factory=lambda: twins, _index_model=twins)
+
+
+def questions() -> list[str]:
+    out = []
+    for path in (HANDBOOK / "questions.jsonl", PYDOCS / "questions.jsonl"):
+        out += [json.loads(line)["question"] for line in path.read_text().splitlines() if line.strip()]
+    return out
+
+
+def run_engine(engine: str, copies: int, repeats: int) -> dict[str, Any]:
+    from knowledge.embeddings import build_embedder
+    from knowledge.query import normalize_question
+    from knowledge.service import Knowledge
+
+    corpus = prepare_corpus(copies)
+    data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"lore-bench-scale-{engine}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    sources = [
+        {"name": f"copy{i:02d}", "type": "directory", "path": str(corpus / f"copy{i:02d}")}
+        for i in range(copies)
+    ]
+    settings = settings_for(data_dir, sources, index={"engine": engine, "batch_docs": 64})
+    base = build_embedder(settings.embedding)
+    kn = Knowledge(settings, embedder=twin_embedder(base))
+    kn.sync("copy00")  # warm the vector cache (the real model runs only the first time)
+    kn.rebuild()
+    rss_before = rss_mb()[0]
+
+    started = time.perf_counter()
+    for src in sources:
+        result = kn.sync(src["name"])
+        assert result.error is None, result.error
+    full_s = time.perf_counter() - started
+    chunks = kn.store.count_chunks()
+
+    started = time.perf_counter()
+    for src in sources:
+        noop = kn.sync(src["name"])
+        assert noop.chunks_embedded == 0 and noop.added == noop.changed == noop.deleted == 0
+    noop_s = time.perf_counter() - started
+
+    qs = [normalize_question(q) or q for q in questions()]
+    engine_ = kn.engine
+    for q in qs[:10]:
+        engine_.search(q)
+        engine_.search(q, source="copy03")
+    plain, filtered = [], []
+    for _ in range(repeats):
+        for q in qs:
+            t0 = time.perf_counter()
+            engine_.search(q)
+            plain.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            hits = engine_.search(q, source="copy03")
+            filtered.append((time.perf_counter() - t0) * 1000)
+            assert all(h.source == "copy03" for h in hits)
+    rss_now, rss_peak = rss_mb()
+    kn.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return {
+        "engine": engine,
+        "chunks": chunks,
+        "documents": sum(1 for _ in corpus.rglob("*.md")),
+        "full_index_s": round(full_s, 1),
+        "noop_resync_s": round(noop_s, 1),
+        "queries": len(plain),
+        "p50_ms": round(percentile(plain, 50), 2),
+        "p95_ms": round(percentile(plain, 95), 2),
+        "filtered_p50_ms": round(percentile(filtered, 50), 2),
+        "filtered_p95_ms": round(percentile(filtered, 95), 2),
+        "rss_mb": round(rss_now),
+        "rss_peak_mb": round(rss_peak),
+        "rss_model_and_python_mb": round(rss_before),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--copies", type=int, default=10)
+    parser.add_argument("--engines", nargs="+", default=["edge", "qdrant-local"])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one engine, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_engine(args.one, args.copies, args.repeats)), flush=True)
+        return
+    prepare_corpus(args.copies)
+    rows = []
+    for engine in args.engines:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            engine,
+            "--copies",
+            str(args.copies),
+            "--repeats",
+            str(args.repeats),
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{engine} failed:\n{out.stderr[-3000:]}")
+        rows.append(json.loads(line[len("RESULT ") :]))
+    keys = [
+        ("engine", "engine"),
+        ("chunks", "chunks"),
+        ("documents", "files"),
+        ("full_index_s", "full index s (no model)"),
+        ("noop_resync_s", "no-op resync s"),
+        ("p50_ms", "retrieve p50 ms"),
+        ("p95_ms", "retrieve p95 ms"),
+        ("filtered_p50_ms", "filtered p50 ms"),
+        ("filtered_p95_ms", "filtered p95 ms"),
+        ("rss_mb", "RSS MB"),
+        ("rss_peak_mb", "peak RSS MB"),
+    ]
+    print("| " + " | ".join(label for _, label in keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k, _ in keys) + " |")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""qdrant-client: local mode under `data_dir/qdrant` (pure Python), or a Qdrant server (`url=`).
+
+The server path cannot run on the development machine (there is no server binary), so it is
+the same calls as local mode, which the tests do run, with `url=` instead of `path=`; the only
+server-only call is creating payload indexes, which local mode ignores.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client.http import models as qm
+
+from knowledge.backends import (
+    DENSE_VECTOR,
+    SPARSE_VECTOR,
+    BackendLocked,
+    CollectionInfo,
+    Hit,
+    IndexPoint,
+    SearchRequest,
+)
+
+UPSERT_BATCH = 256
+
+
+class QdrantBackend:
+    def __init__(
+        self,
+        collection: str,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        timeout: int = 30,
+    ) -> None:
+        self.collection = collection
+        self.local = url is None
+        self.engine = "qdrant-local" if self.local else "qdrant"
+        if self.local:
+            assert path is not None
+            try:
+                client = QdrantClient(path=str(path))
+            except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
+                raise BackendLocked(str(exc)) from exc
+        else:
+            client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
+        self.client = client
+        # Local mode is not thread-safe: one call at a time. A server client is.
+        self._lock: threading.RLock | None = threading.RLock() if self.local else None
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self.client, name)
+        if self._lock is None:
+            return method(*args, **kwargs)
+        with self._lock:
+            return method(*args, **kwargs)
+
+    # -- the collection ----------------------------------------------------------
+
+    def info(self) -> CollectionInfo | None:
+        if not self._call("collection_exists", self.collection):
+            return None
+        info = self._call("get_collection", self.collection)
+        params = info.config.params
+        vectors = params.vectors
+        if isinstance(vectors, dict):
+            dim = vectors[DENSE_VECTOR].size if DENSE_VECTOR in vectors else None
+        else:
+            dim = vectors.size if vectors is not None else None
+        return CollectionInfo(
+            meta=dict(info.config.metadata or {}),
+            dim=dim,
+            points=int(info.points_count or 0),
+            has_sparse=SPARSE_VECTOR in (params.sparse_vectors or {}),
+        )
+
+    def exists(self) -> bool:
+        return bool(self._call("collection_exists", self.collection))
+
+    def create(self, dim: int, meta: dict[str, Any]) -> None:
+        self._call(
+            "create_collection",
+            self.collection,
+            vectors_config={DENSE_VECTOR: qm.VectorParams(size=dim, distance=qm.Distance.COSINE)},
+            sparse_vectors_config={SPARSE_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+            metadata=meta,
+        )
+        if not self.local:  # local mode ignores payload indexes (and warns)
+            for key in ("doc_id", "source"):
+                self._call("create_payload_index", self.collection, key, qm.PayloadSchemaType.KEYWORD)
+
+    def drop(self) -> None:
+        if self._call("collection_exists", self.collection):
+            self._call("delete_collection", self.collection)
+
+    # -- points ------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        for start in range(0, len(points), UPSERT_BATCH):
+            batch = [
+                qm.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE_VECTOR: list(map(float, p.dense)),
+                        SPARSE_VECTOR: qm.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+                    },
+                    payload=p.payload,
+                )
+                for p in points[start : start + UPSERT_BATCH]
+            ]
+            self._call("upsert", self.collection, batch, wait=True)
+
+    def delete_where(self, key: str, value: str) -> None:
+        if self._call("collection_exists", self.collection):
+            self._call(
+                "delete",
+                self.collection,
+                points_selector=qm.FilterSelector(
+                    filter=qm.Filter(must=[qm.FieldCondition(key=key, match=qm.MatchValue(value=value))])
+                ),
+                wait=True,
+            )
+
+    def count(self, where: dict[str, str] | None = None) -> int:
+        if not self._call("collection_exists", self.collection):
+            return 0
+        return int(self._call("count", self.collection, count_filter=_filter(where), exact=True).count)
+
+    def scroll(
+        self, where: dict[str, str] | None = None, fields: Sequence[str] = (), with_dense: bool = False
+    ) -> Iterator[tuple[str, dict[str, Any], list[float] | None]]:
+        if not self._call("collection_exists", self.collection):
+            return
+        offset = None
+        while True:
+            points, offset = self._call(
+                "scroll",
+                self.collection,
+                scroll_filter=_filter(where),
+                limit=1024,
+                offset=offset,
+                with_payload=list(fields) if fields else False,
+                with_vectors=[DENSE_VECTOR] if with_dense else False,
+            )
+            for p in points:
+                yield str(p.id), dict(p.payload or {}), _dense_of(p.vector)
+            if offset is None:
+                return
+
+    def search(self, request: SearchRequest) -> list[Hit]:
+        return self.search_batch([request])[0]
+
+    def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        out: list[list[Hit] | None] = [[] if r.mode == "sparse" and not r.sparse else None for r in requests]
+        todo = [(i, r) for i, r in enumerate(requests) if out[i] is None]  # only stop words: no match
+        if todo:
+            results = self._call(
+                "query_batch_points", self.collection, requests=[self._request(r) for _, r in todo]
+            )
+            for (i, _), res in zip(todo, results, strict=True):
+                out[i] = [_hit(p) for p in res.points]
+        return [hits or [] for hits in out]
+
+    def _request(self, request: SearchRequest) -> qm.QueryRequest:
+        if request.mode == "sparse":
+            assert request.sparse is not None, "a sparse search needs the sparse query"
+            query: Any = qm.SparseVector(indices=request.sparse.indices, values=request.sparse.values)
+            using = SPARSE_VECTOR
+        else:
+            assert request.dense is not None, "a dense search needs the query vector"
+            query, using = list(map(float, request.dense)), DENSE_VECTOR
+        return qm.QueryRequest(
+            query=query,
+            using=using,
+            filter=_filter(request.where),
+            # Local mode is exact search anyway (and warns about search parameters).
+            params=None if self.local else qm.SearchParams(hnsw_ef=request.hnsw_ef, exact=request.exact),
+            limit=request.limit,
+            with_payload=request.with_payload,
+            with_vector=[DENSE_VECTOR] if request.with_dense else False,
+        )
+
+    def fetch(self, ids: Sequence[str], *, with_dense: bool = False) -> list[Hit]:
+        if not ids:
+            return []
+        records = self._call(
+            "retrieve",
+            self.collection,
+            list(ids),
+            with_payload=True,
+            with_vectors=[DENSE_VECTOR] if with_dense else False,
+        )
+        return [Hit(str(r.id), 0.0, dict(r.payload or {}), _dense_of(r.vector)) for r in records]
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def optimize(self, *, force: bool = False) -> bool:
+        """A server builds its HNSW in the background; local mode has none to build."""
+        return False
+
+    def flush(self) -> None:
+        """Local mode writes through to its SQLite file; a server persists on its own."""
+
+    def close(self) -> None:
+        self._call("close")
+
+
+def _hit(point: Any) -> Hit:
+    return Hit(str(point.id), float(point.score), dict(point.payload or {}), _dense_of(point.vector))
+
+
+def _filter(where: dict[str, str] | None) -> qm.Filter | None:
+    if not where:
+        return None
+    return qm.Filter(
+        must=[qm.FieldCondition(key=k, match=qm.MatchValue(value=v)) for k, v in sorted(where.items())]
+    )
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict) and DENSE_VECTOR in vector:
+        return list(vector[DENSE_VECTOR])
+    return None
+
+
+def local_collection_exists(path: Path, collection: str) -> bool:
+    """Whether local-mode storage under `path` holds `collection`, without opening (and locking) it."""
+    return (path / "collection" / collection).is_dir()

@@ -1,0 +1,194 @@
+"""The embedding model on ONNX Runtime, exported from the same weights as sentence-transformers.
+
+Export happens once, at first use, into a cache directory (`~/.cache/lore/onnx` by default),
+keyed by a hash of the weights and the exporter versions, and written atomically under a
+file lock so parallel processes don't race. The graph is the transformer plus mean pooling;
+tokenization is the model's own `tokenizer.json` (via `tokenizers`), truncated at the model's
+`max_seq_length`, and vectors are L2-normalised: the same computation as sentence-transformers,
+which `tests/knowledge/test_embeddings.py` checks (cosine >= 0.999).
+
+`int8` is dynamic quantisation of the weights, per channel (per tensor loses too much).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import PrivateAttr
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "int8"]
+OPSET = 17
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lore" / "onnx"
+
+
+def _fingerprint(model_dir: Path) -> str:
+    import onnxruntime
+    import torch
+
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_Pooling/config.json"):
+        path = model_dir / name
+        if path.exists():
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    digest.update(f"torch={torch.__version__};ort={onnxruntime.__version__};opset={OPSET}".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_file(model_dir: Path, precision: Precision, cache_dir: Path | None = None) -> Path:
+    """The exported (and, for int8, quantised) model, exporting it first if needed."""
+    # Keyed by content, not by name: the same weights under another name share one export.
+    folder = (cache_dir or default_cache_dir()) / _fingerprint(model_dir)
+    target = folder / ("model.onnx" if precision == "fp32" else "model-int8.onnx")
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be exporting the same model
+        try:
+            fp32 = folder / "model.onnx"
+            if not fp32.exists():
+                _export(model_dir, fp32)
+            if precision == "int8" and not target.exists():
+                _quantize(fp32, target)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
+
+
+def _export(model_dir: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    log.info("exporting %s to ONNX (once) into %s", model_dir.name, target.parent)
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    sample = AutoTokenizer.from_pretrained(str(model_dir))(
+        ["an example", "a second, longer example sentence"], padding=True, return_tensors="pt"
+    )
+    tmp = target.with_suffix(".tmp")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's notes about BERT's indexing ops
+        torch.onnx.export(
+            MeanPooled(model),
+            tuple(sample[n] for n in names),
+            str(tmp),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes={
+                **{n: {0: "batch", 1: "tokens"} for n in names},
+                "sentence_embedding": {0: "batch"},
+            },
+        )
+    os.replace(tmp, target)
+
+
+def _quantize(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_suffix(".tmp")
+    quantize_dynamic(str(source), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+    os.replace(tmp, target)
+
+
+def max_seq_length(model_dir: Path, default: int = 256) -> int:
+    config = model_dir / "sentence_bert_config.json"
+    if config.exists():
+        return int(json.loads(config.read_text()).get("max_seq_length", default))
+    return default
+
+
+class OnnxEmbedding(BaseEmbedding):
+    """A LlamaIndex embedding on ONNX Runtime. Batches are sorted by length to pad less."""
+
+    model_path: str
+    max_length: int = 256
+
+    _tokenizer: Any = PrivateAttr()
+    _session: Any = PrivateAttr()
+
+    def __init__(self, *, model_path: Path, tokenizer_path: Path, threads: int = 1, **kwargs: Any) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        kwargs["model_path"] = str(model_path)
+        super().__init__(**kwargs)
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer.enable_truncation(max_length=self.max_length)
+        tokenizer.enable_padding()  # to the longest in the batch, not the file's fixed length
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._tokenizer = tokenizer
+        self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LoreOnnxEmbedding"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        for start in range(0, len(order), self.embed_batch_size):
+            idx = order[start : start + self.embed_batch_size]
+            enc = self._tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.asarray([e.ids for e in enc], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+            vecs = self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        return out
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in self.encode([query])[0]]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return [float(x) for x in self.encode([text])[0]]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self.encode(texts)]
+
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[list[float]]:
+        # One call for the whole list, so the length sort spans it rather than each small batch.
+        return self._get_text_embeddings(texts)

@@ -1,0 +1,185 @@
+"""`LoreVectorStore`: a LlamaIndex vector store over any backend in `knowledge.backends`.
+
+`IngestionPipeline` writes through it and `VectorStoreIndex` retrievers read through it, so
+nothing above this module knows which engine holds the vectors. On the way in each node gets
+a BM25 sparse vector of the same text that was embedded (title and heading path included).
+On the way out the query mode picks dense (`default`), sparse or hybrid search: the engine
+ranks the dense and the sparse side in one call, and `rrf()` fuses the two lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.schema import BaseNode, MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    FilterOperator,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+
+from knowledge.backends import Backend, Hit, IndexPoint, SearchMode, SearchRequest
+from knowledge.sparse import SparseEncoder
+
+# Set on each returned node's metadata (never stored): the scores behind its rank.
+SIGNALS_KEY = "_lore_signals"
+TIE_MARGIN = 5
+_MODES: dict[VectorStoreQueryMode, SearchMode] = {
+    VectorStoreQueryMode.DEFAULT: "dense",
+    VectorStoreQueryMode.SPARSE: "sparse",
+    VectorStoreQueryMode.HYBRID: "hybrid",
+}
+
+
+class LoreVectorStore(BasePydanticVectorStore):
+    stores_text: bool = True
+    flat_metadata: bool = False
+    candidates: int = 50
+    rrf_k: int = 1
+    hnsw_ef: int | None = None
+
+    _backend: Backend = PrivateAttr()
+    _sparse: SparseEncoder = PrivateAttr()
+
+    def __init__(self, backend: Backend, sparse: SparseEncoder, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._backend = backend
+        self._sparse = sparse
+
+    @property
+    def client(self) -> Backend:
+        return self._backend
+
+    @property
+    def sparse_encoder(self) -> SparseEncoder:
+        return self._sparse
+
+    # -- writing -----------------------------------------------------------------
+
+    def add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+        points = []
+        for node in nodes:
+            embedding = node.get_embedding()
+            payload = {
+                **node.metadata,
+                "doc_id": node.ref_doc_id or node.metadata.get("doc_id", ""),
+                "text": node.get_content(metadata_mode=MetadataMode.NONE),
+            }
+            sparse = self._sparse.document(node.get_content(metadata_mode=MetadataMode.EMBED))
+            points.append(IndexPoint(id=node.node_id, dense=embedding, sparse=sparse, payload=payload))
+        self._backend.upsert(points)
+        return [p.id for p in points]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        self._backend.delete_where("doc_id", ref_doc_id)
+
+    # -- reading -----------------------------------------------------------------
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        if query.node_ids or query.doc_ids:
+            raise NotImplementedError("LoreVectorStore filters by metadata, not by node or document ids")
+        if query.mode not in _MODES:
+            raise NotImplementedError(f"query mode {query.mode} is not supported (dense, sparse or hybrid)")
+        mode = _MODES[query.mode]
+        dense = query.query_embedding
+        sparse = self._sparse.query(query.query_str) if mode != "dense" and query.query_str else None
+        if mode == "hybrid" and not sparse:  # only stop words: nothing lexical to fuse
+            mode = "dense"
+        if mode == "hybrid" and dense is None:
+            mode = "sparse"
+        if mode == "dense" and dense is None:
+            raise ValueError("a dense or hybrid query needs the query embedding")
+        top_k = query.similarity_top_k
+        common: dict[str, Any] = {
+            "where": _where(query.filters),
+            "hnsw_ef": self.hnsw_ef,
+            "exact": bool(kwargs.get("exact", False)),
+        }
+        # A few more than asked, so that ties at the cut are broken the same way every time,
+        # whatever order the engine's segments happen to be in.
+        wanted = top_k + TIE_MARGIN
+        if mode == "hybrid":
+            candidates = max(self.candidates, wanted)
+            lists = self._backend.search_batch(
+                [
+                    SearchRequest("dense", candidates, dense=dense, with_payload=False, **common),
+                    SearchRequest("sparse", candidates, sparse=sparse, with_payload=False, **common),
+                ]
+            )
+            fused = rrf(lists, self.rrf_k)
+            chosen = sorted(fused, key=lambda i: (-fused[i], i))[:wanted]
+            hits = [
+                Hit(h.id, fused[h.id], h.payload, h.dense)
+                for h in self._backend.fetch(chosen, with_dense=True)
+            ]
+        else:
+            request = SearchRequest(
+                mode, wanted, dense=dense, sparse=sparse, with_dense=mode == "sparse", **common
+            )
+            hits = self._backend.search(request)
+        scored = []
+        for hit in hits:
+            if mode == "dense":
+                cosine: float | None = hit.score
+            else:
+                cosine = _cosine(dense, hit.dense) if dense is not None and hit.dense is not None else None
+            scored.append((hit, cosine))
+        # Best score first; ties go to the closer chunk (cosine), then to the lower id.
+        scored.sort(
+            key=lambda hc: (-round(hc[0].score, 6), -(hc[1] if hc[1] is not None else -2.0), hc[0].id)
+        )
+        scored = scored[:top_k]
+        nodes = [self._node(hit, mode, cosine) for hit, cosine in scored]
+        return VectorStoreQueryResult(
+            nodes=nodes, similarities=[h.score for h, _ in scored], ids=[h.id for h, _ in scored]
+        )
+
+    def _node(self, hit: Hit, mode: SearchMode, cosine: float | None) -> TextNode:
+        payload = dict(hit.payload)
+        text = str(payload.pop("text", ""))
+        doc_id = str(payload.get("doc_id", ""))
+        signals: dict[str, Any] = {"mode": mode, "score": hit.score}
+        if cosine is not None:
+            signals["dense"] = cosine
+        payload[SIGNALS_KEY] = signals
+        node = TextNode(id_=hit.id, text=text, metadata=payload)
+        if doc_id:
+            node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
+        return node
+
+
+def rrf(lists: Sequence[Sequence[Hit]], k: int) -> dict[str, float]:
+    """Reciprocal-rank fusion: each point scores the sum over lists of 1 / (k + rank), ranks
+    from 0. Tied scores share a rank (the best of theirs), so the result doesn't depend on how
+    the engine happened to order equal scores."""
+    fused: dict[str, float] = {}
+    for hits in lists:
+        rank, previous = 0, None
+        for i, hit in enumerate(sorted(hits, key=lambda h: (-round(h.score, 6), h.id))):
+            score = round(hit.score, 6)
+            if score != previous:
+                rank, previous = i, score
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    va, vb = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12))
+
+
+def _where(filters: MetadataFilters | None) -> dict[str, str]:
+    if filters is None:
+        return {}
+    where = {}
+    for f in filters.filters:
+        if isinstance(f, MetadataFilters) or f.operator != FilterOperator.EQ:
+            raise NotImplementedError("LoreVectorStore supports `key == value` metadata filters only")
+        where[f.key] = str(f.value)
+    return where

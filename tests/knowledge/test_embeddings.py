@@ -1,0 +1,61 @@
+"""The embedding backends: ONNX Runtime exported from the same weights matches sentence-transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from config.settings import EmbeddingSettings
+from knowledge.embeddings import build_embedder, local_model_path
+
+TEXTS = [
+    "How do I set up the VPN on my Mac?",
+    "whats the per diem in new york",
+    "Everyone gets 25 days of paid leave a year. Up to five unused days carry over into the next year.",
+    "functools.lru_cache(maxsize=128, typed=False): decorator to wrap a function with a memoizing callable "
+    "that saves up to the maxsize most recent calls.",
+    "Ünïcödé, emoji 🎉 and punctuation — «quotes» … should embed too",
+    "a",
+    # Longer than the model's 256-token window: both must truncate the same way.
+    " ".join(["The quick brown fox jumps over the lazy dog near the riverbank at dawn."] * 40),
+]
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(local_model_path(EmbeddingSettings())), device="cpu")
+    return np.asarray(model.encode(TEXTS, normalize_embeddings=True))
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_onnx_matches_sentence_transformers(reference, tmp_path):
+    embedder = build_embedder(EmbeddingSettings(backend="onnx", onnx_cache_dir=str(tmp_path / "onnx")))
+    docs = np.asarray(embedder.document_model.get_text_embedding_batch(TEXTS))
+    queries = np.asarray([embedder.query_model.get_query_embedding(t) for t in TEXTS])
+    assert cosines(docs, reference).min() >= 0.999
+    assert cosines(queries, reference).min() >= 0.999
+    assert embedder.identity.name == "all-MiniLM-L6-v2" and embedder.identity.dim == 384
+    exported = list((tmp_path / "onnx").glob("*/model.onnx"))
+    assert len(exported) == 1  # exported once, into the cache dir
+    stamp = exported[0].stat().st_mtime_ns
+    again = build_embedder(EmbeddingSettings(backend="onnx", onnx_cache_dir=str(tmp_path / "onnx")))
+    assert again.model.get_query_embedding("x") and exported[0].stat().st_mtime_ns == stamp  # reused
+
+
+def test_torch_backend_is_the_same_model(reference, embedder):
+    torch_embedder = build_embedder(EmbeddingSettings(backend="torch"))
+    vectors = np.asarray(torch_embedder.model.get_text_embedding_batch(TEXTS))
+    assert cosines(vectors, reference).min() >= 0.9999
+    assert torch_embedder.identity == embedder.identity  # either backend can query the other's index
+
+
+def test_int8_is_close_but_its_own_identity(reference):
+    embedder = build_embedder(EmbeddingSettings(backend="onnx-int8"))
+    vectors = np.asarray(embedder.model.get_text_embedding_batch(TEXTS))
+    assert cosines(vectors, reference).min() >= 0.95
+    assert embedder.identity.name == "all-MiniLM-L6-v2:int8"  # never mixed with fp32 vectors
