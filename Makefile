@@ -1,11 +1,8 @@
 # The one task runner: the README's commands and CI call these targets.
 .PHONY: run test lint bootstrap bootstrap-dev services eval
 
-QUESTION ?= How do I set up the VPN on my laptop?
-
-run: bootstrap  ## index the example handbook and answer a question
-	.venv/bin/lore index
-	.venv/bin/lore ask "$(QUESTION)"
+run: bootstrap  ## the web console on http://127.0.0.1:8000 (indexes the example handbook first if needed)
+	.venv/bin/lore serve
 
 test: bootstrap-dev services  ## the whole test suite, evals included
 	.venv/bin/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from bot.commands import register_all
 from config import ConfigError, Settings, load_settings
@@ -37,6 +39,8 @@ app.add_typer(config_app, name="config")
 
 out = Console(soft_wrap=True)  # never break long paths and URLs mid-line
 err = Console(stderr=True, soft_wrap=True)
+_log = logging.getLogger("lore")
+_json_logs = False  # log_format = "json": messages for the operator become JSON log records too
 
 
 @app.callback()
@@ -49,14 +53,34 @@ def _startup(
     try:
         settings = load_settings(config)
     except ConfigError as exc:
+        if ctx.invoked_subcommand == "doctor":  # the doctor reports it in its table
+            ctx.obj = exc
+            return
         error(exc, label="Configuration error")
         raise typer.Exit(2) from None
     configure_logging(settings)
+    global _json_logs
+    _json_logs = settings.log_format == "json"
     ctx.obj = settings
 
 
 def error(message: object, *, label: str = "Error") -> None:
+    if _json_logs:
+        _log.error("%s: %s", label, message)
+        return
     err.print(f"[red]{label}:[/red] {escape(str(message))}", highlight=False)
+
+
+def say(markup: str) -> None:
+    """A message for the operator on stderr (rich markup), or a log record with JSON logs."""
+    if _json_logs:
+        _log.info("%s", Text.from_markup(markup).plain)
+    else:
+        err.print(markup, highlight=False)
+
+
+def json_logs() -> bool:
+    return _json_logs
 
 
 def settings_of(ctx: typer.Context) -> Settings:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
     from bot.core.conversation import ConversationService
-    from bot.core.ports import StateStore
+    from bot.core.ports import KnowledgeBase, StateStore
     from bot.discord.app import LoreBot
     from bot.slack.app import SlackAdapter
     from knowledge.service import Knowledge
@@ -42,7 +42,7 @@ class Services:
     """What every adapter shares. Build with `build_services`; `close()` when done."""
 
     settings: Settings
-    knowledge: Knowledge
+    knowledge: KnowledgeBase  # `Knowledge`, or a `RemoteKnowledge` with index.owner = "worker"
     tasks: TaskClient
     state: StateStore
     conversation: ConversationService
@@ -60,20 +60,28 @@ class Services:
 def build_services(
     settings: Settings,
     *,
-    knowledge: Knowledge | None = None,
+    knowledge: KnowledgeBase | None = None,
     tasks: TaskClient | None = None,
     engine: Any = None,
 ) -> Services:
     """Settings -> Knowledge -> TaskClient -> ConversationService. `engine` replaces the answer
-    engine (benchmarks and failure tests); by default it is the Knowledge itself."""
+    engine (benchmarks and failure tests); by default it is the Knowledge itself. With
+    index.owner = "worker" the Knowledge is remote: this process never opens the index."""
     from bot.core.conversation import ConversationService
     from bot.core.state import make_state_store
     from feedback.identity import load_key, pseudonymize
-    from knowledge.service import Knowledge
-    from workers.client import make_task_client
+    from workers.client import make_task_client, remote_knowledge
 
-    kn = knowledge or Knowledge(settings)
-    task_client = tasks or make_task_client(settings, knowledge=kn)
+    kn: KnowledgeBase
+    if knowledge is not None:
+        kn = knowledge
+    elif settings.index.owner == "worker":
+        kn = remote_knowledge(settings)
+    else:
+        from knowledge.service import Knowledge
+
+        kn = Knowledge(settings)
+    task_client = tasks or make_task_client(settings, knowledge=local_knowledge(kn))
     key = load_key(settings)
     state = make_state_store(settings.redis)
     conversation = ConversationService(
@@ -86,6 +94,11 @@ def build_services(
         reindex_timeout=settings.worker.sync_time_limit,
     )
     return Services(settings, kn, task_client, state, conversation)
+
+
+def local_knowledge(knowledge: KnowledgeBase) -> Knowledge | None:
+    """The in-process `Knowledge`, or None when the index is asked remotely (index.owner = worker)."""
+    return None if getattr(knowledge, "remote", False) else knowledge  # type: ignore[return-value]
 
 
 # ---- runners ---------------------------------------------------------------------------------
@@ -128,7 +141,7 @@ def discord_runner(bot: LoreBot) -> Runner:
     return run
 
 
-def web_app(services: Services, *, slack: SlackAdapter | None = None) -> FastAPI:
+def web_app(services: Services, *, slack: SlackAdapter | None = None, console: bool = True) -> FastAPI:
     from bot.slack.run import slack_router
     from bot.web.app import create_app
 
@@ -138,7 +151,7 @@ def web_app(services: Services, *, slack: SlackAdapter | None = None) -> FastAPI
     health = {"slack": _slack_health(services.settings)}
     if services.settings.discord.configured:
         health["discord"] = "gateway"
-    return create_app(services, routers=routers, health=health)
+    return create_app(services, routers=routers, health=health, console=console)
 
 
 def _slack_health(settings: Settings) -> str:
@@ -242,8 +255,12 @@ async def serve(
     bot: LoreBot | None = None
     try:
         try:
-            # Open the index now: a second process on an embedded index fails here, clearly.
-            await asyncio.to_thread(lambda: services.knowledge.store)
+            local = local_knowledge(services.knowledge)
+            if local is not None:
+                # Open the index now: a second process on an embedded index fails here, clearly.
+                await asyncio.to_thread(lambda: local.store)
+            else:
+                log.info("answers come from the index owner (index.owner = worker, the answer queue)")
             if slack and settings.slack.configured:
                 adapter = slack_adapter(services)
                 await adapter.start()
@@ -259,10 +276,13 @@ async def serve(
         if bot is not None:
             runners["discord"] = discord_runner(bot)
         if web or http_slack:
-            app = web_app(services, slack=adapter if http_slack else None)
+            app = web_app(services, slack=adapter if http_slack else None, console=web)
             runners["web"] = web_runner(
                 app, host or settings.web.host, settings.web.port if port is None else port
             )
+        elif settings.web.ops_port and runners:  # probes and metrics of `lore slack` / `lore discord`
+            app = web_app(services, console=False)
+            runners["ops"] = web_runner(app, host or settings.web.host, settings.web.ops_port)
         if not runners:
             raise StartupError(
                 "nothing to run: configure Slack or Discord (see the README's app setup sections) "
@@ -281,7 +301,10 @@ async def serve(
 
 def _warm_up(services: Services) -> None:
     """Load the embedding model and the engine before the first question arrives."""
+    local = local_knowledge(services.knowledge)
+    if local is None:
+        return  # the owner has them loaded
     try:
-        services.knowledge.engine  # noqa: B018 - the property builds it (and loads the model)
+        local.engine  # noqa: B018 - the property builds it (and loads the model)
     except Exception:
         log.warning("warming up the answer engine failed; the first answer will retry", exc_info=True)

@@ -82,6 +82,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    logging.captureWarnings(True)  # warnings are log records too: same format, same masking
     for noisy in (
         "httpx",
         "httpcore",

@@ -158,6 +158,13 @@ class IndexSettings(_Section):
     hnsw_m: int = Field(default=16, ge=4, le=128)
     hnsw_ef_construct: int = Field(default=100, ge=8)
     hnsw_ef: int = Field(default=128, ge=1)  # recall@10 vs exact 0.993 on real chunks (BENCHMARKS.md)
+    # Who opens the index to answer. `self`: each answering process opens it itself (a Qdrant
+    # server, or the one process of an embedded index). `worker`: chat processes never open it;
+    # they send questions to the `answer` queue, served by the process that owns the index (the
+    # ingest worker of an embedded index, or `lore worker -Q answer` with a Qdrant server). Needs Redis.
+    owner: Literal["self", "worker"] = "self"
+    answer_timeout: float = Field(default=60, gt=0)  # seconds a chat process waits for the owner's answer
+    answer_threads: int = Field(default=2, ge=1)  # questions the owner answers at once, beside a sync
 
 
 class RedisSettings(_Section):
@@ -197,6 +204,13 @@ class WorkerSettings(_Section):
     retry_backoff_max: float = Field(default=600, gt=0)
     feedback_time_limit: int = Field(default=30, ge=1)
     feedback_concurrency: int = Field(default=2, ge=1)
+    # After SIGTERM a running sync goes on this long, then stops at its next batch and hands itself
+    # back to the queue for another (or the restarted) worker; it resumes where it stopped.
+    shutdown_grace: float = Field(default=10, ge=0)
+    # Prometheus metrics of this worker (all its processes) at http://metrics_host:metrics_port/metrics;
+    # 0 = off. Each worker on one host needs its own port.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("default_every")
     @classmethod
@@ -256,6 +270,12 @@ class DiscordSettings(_Section):
     api_base: str | None = None  # e.g. http://127.0.0.1:8080/api/v10
     gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/gateway
 
+    @field_validator("thread_archive_minutes", mode="before")
+    @classmethod
+    def _minutes_from_text(cls, value: Any) -> Any:
+        # From the environment it arrives as text, which an int Literal would refuse.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
     @property
     def configured(self) -> bool:
         return self.token is not None
@@ -281,19 +301,76 @@ class ChatSettings(_Section):
 
 
 class WebSettings(_Section):
+    """The web console (`lore serve`): chat, review queue, sources and exports."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     session_secret: SecretStr | None = None  # empty = generated once and kept in data_dir
-    private_chat: bool = False
-    secure_cookies: bool = False  # set true behind HTTPS
+    private_chat: bool = False  # true: the chat page needs signing in too
+    secure_cookies: bool = False  # set true behind HTTPS (the session cookie gets `Secure`)
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)  # a session ends this long after sign-in
+    login_attempts: int = Field(default=5, ge=1)  # failed sign-ins per username and address ...
+    login_window: int = Field(default=300, ge=10)  # ... within this many seconds, then a pause
+    index_on_start: bool = True  # `lore serve` indexes the sources first when the index is empty
+    metrics: bool = True  # serve Prometheus metrics at /metrics (no user data in them)
+    # `lore slack` / `lore discord` (no console): serve /healthz and /metrics on web.host at this
+    # port, for probes and Prometheus; 0 = no HTTP server. `lore serve` uses web.port.
+    ops_port: int = Field(default=0, ge=0, le=65535)
+
+
+DatasetFormat = Literal["sft", "dpo", "kto"]
+DATASET_FORMATS: tuple[DatasetFormat, ...] = ("sft", "dpo", "kto")
+
+
+class DatasetSettings(_Section):
+    """Fine-tuning exports (`lore dataset export`, the console's button, the scheduled task)."""
+
+    out_dir: Path | None = None  # where exports go; empty = data_dir/datasets
+    formats: list[DatasetFormat] = Field(default_factory=lambda: list(DATASET_FORMATS))
+    export_every: str | None = None  # e.g. "1d": a scheduled export of `formats` (Celery beat)
+    seed: int = 1337  # the train/validation split is a seeded hash of each near-duplicate group
+    validation_fraction: float = Field(default=0.1, ge=0, lt=1)
+    # Questions whose word-shingle Jaccard similarity reaches `duplicate_similarity` are duplicates
+    # (one is kept); those above `group_similarity` land on the same side of the split.
+    duplicate_similarity: float = Field(default=0.8, gt=0, le=1)
+    group_similarity: float = Field(default=0.5, gt=0, le=1)
+    max_context_chunks: int = Field(default=8, ge=1)  # retrieved chunks shown to the model per example
+
+    @field_validator("export_every")
+    @classmethod
+    def _check_every(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSettings:
+        if self.group_similarity > self.duplicate_similarity:
+            raise ValueError("datasets.group_similarity must not exceed datasets.duplicate_similarity")
+        return self
+
+    def directory(self, data_dir: Path) -> Path:
+        return self.out_dir if self.out_dir is not None else data_dir / "datasets"
 
 
 class FeedbackSettings(_Section):
     user_hash_key: SecretStr | None = None  # empty = generated once and kept in data_dir
+    # Regular expressions for internal URLs that exports must not contain (e.g.
+    # "https?://[^/]*\\.corp\\.example\\b\\S*"); each match becomes [PRIVATE_URL].
     private_url_patterns: list[str] = Field(default_factory=list)
     spool_flush_interval: float = Field(default=2, gt=0)  # seconds between resends while Redis is down
     # A published record not confirmed stored after this long is published again (backing off).
     confirm_timeout: float = Field(default=120, gt=0)
+
+    @field_validator("private_url_patterns")
+    @classmethod
+    def _check_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
 
 
 class Settings(BaseSettings):
@@ -301,6 +378,9 @@ class Settings(BaseSettings):
         env_prefix="LORE_",
         env_nested_delimiter="__",
         env_file=".env",
+        # An empty LORE_X (e.g. `LORE_SLACK__BOT_TOKEN=` in a .env made from .env.example, or
+        # `${VAR:-}` in compose) means "not set", not an empty value.
+        env_ignore_empty=True,
         extra="forbid",
     )
 
@@ -322,6 +402,16 @@ class Settings(BaseSettings):
     discord: DiscordSettings = DiscordSettings()
     web: WebSettings = WebSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    datasets: DatasetSettings = DatasetSettings()
+
+    @model_validator(mode="after")
+    def _owner_needs_redis(self) -> Settings:
+        if self.index.owner == "worker" and not self.redis.url:
+            raise ValueError(
+                "index.owner = 'worker' sends questions to the index-owning worker through Redis: "
+                "set redis.url (LORE_REDIS__URL), or use index.owner = 'self'"
+            )
+        return self
 
     @field_validator("sources")
     @classmethod

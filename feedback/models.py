@@ -6,6 +6,14 @@
 
 There is no foreign key from votes to interactions: the two travel on different paths and a
 vote may arrive first.
+
+Curation (the web console's review queue; revision 0002):
+
+- `reviews`: a reviewer's verdict on one answer (`answer_id` unique): status, the ideal answer,
+  tags, and a `version` that every write checks and bumps (optimistic concurrency).
+- `review_events`: every attempted write, kept: the ones that won and the ones that lost a race
+  (`outcome = "conflict"`), so no reviewer's text is ever lost.
+- `console_users`: who may sign in to the console, with an argon2 hash and a role.
 """
 
 from __future__ import annotations
@@ -13,7 +21,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -110,3 +129,52 @@ class VoteEvent(Base):
     correction: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     recorded_at: Mapped[datetime]
+
+
+REVIEW_STATUSES = ("new", "approved", "edited", "rejected")
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("answer_id", name="uq_reviews_answer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # one of REVIEW_STATUSES
+    ideal_answer: Mapped[str | None] = mapped_column(Text)  # the reviewer's answer (status "edited")
+    tags: Mapped[list[Any]]
+    reviewer: Mapped[str | None] = mapped_column(String(64))  # console username of the last write
+    version: Mapped[int] = mapped_column(Integer)  # bumped by every write; writers say which they saw
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReviewEvent(Base):
+    __tablename__ = "review_events"
+    __table_args__ = (Index("ix_review_events_answer_id", "answer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # approve, edit, reject, tag, reopen
+    outcome: Mapped[str] = mapped_column(String(16))  # "saved", or "conflict" (lost a race; kept anyway)
+    status: Mapped[str] = mapped_column(String(16))  # the status this write asked for
+    ideal_answer: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[Any]]
+    reviewer: Mapped[str] = mapped_column(String(64))
+    base_version: Mapped[int] = mapped_column(Integer)  # the version the reviewer started from
+    version: Mapped[int | None] = mapped_column(Integer)  # the version it produced (None: conflict)
+    created_at: Mapped[datetime]
+
+
+class ConsoleUser(Base):
+    __tablename__ = "console_users"
+    __table_args__ = (UniqueConstraint("username", name="uq_console_users_username"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, PHC string format
+    role: Mapped[str] = mapped_column(String(16))  # "reviewer" or "admin"
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]

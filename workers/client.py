@@ -15,7 +15,10 @@ from config.settings import Settings
 from feedback.schema import InteractionRecord, VoteRecord
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from knowledge.service import Knowledge
+    from workers.remote import RemoteKnowledge
 
 
 @dataclass
@@ -83,3 +86,31 @@ def read_sync_status(settings: Settings) -> SyncStatus:
     from workers.progress import read_file_board
 
     return read_file_board(settings.data_dir / STATUS_FILE)
+
+
+def remote_knowledge(settings: Settings) -> RemoteKnowledge:
+    """The chat side's index when `index.owner = "worker"`: it never opens the index, it asks the
+    worker that owns it (over the `answer` queue). See workers/remote.py and workers/answers.py."""
+    from workers.remote import RemoteKnowledge
+
+    return RemoteKnowledge(settings)
+
+
+def queue_depth_collector(settings: Settings) -> Collector:
+    """A Prometheus collector of the queues' depths, read from Redis at scrape time."""
+    from workers.metrics import QueueDepthCollector
+
+    return QueueDepthCollector(settings)
+
+
+def worker_queues(settings: Settings, timeout: float = 2.0) -> dict[str, list[str]]:
+    """The live workers (those that answer a broadcast within `timeout`) and the queues each
+    consumes. Empty when none answers; raises when Redis is unreachable."""
+    from workers.app import make_celery
+
+    app = make_celery(settings, sender=True)
+    try:
+        replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    finally:
+        app.close()
+    return {str(node): sorted(str(q["name"]) for q in queues) for node, queues in replies.items()}

@@ -20,26 +20,35 @@ class SyncFailed(Exception):
     """A sync ended with an error (after any retries). The message is the recorded reason."""
 
 
+class HandBack(Exception):
+    """The worker is shutting down: stop this sync at a batch boundary and requeue it."""
+
+
 def run_sync(
     knowledge: Knowledge, source: str, *, full: bool, on_progress: Callable[[SyncProgress], None]
 ) -> SyncProgress:
     """`Knowledge.sync`, with exceptions turned into a failed result marked transient or not.
 
     Source problems already come back as `.error`/`.transient`; this adds the index side
-    (a busy or unreachable Qdrant) and configuration errors (an unknown source).
+    (a busy or unreachable Qdrant) and configuration errors (an unknown source). Every sync that
+    ends (not one stopped by `LockLost` or `HandBack`) is counted in `workers.metrics`.
     """
     from knowledge.sync import SyncProgress
+    from workers.metrics import observe_sync
 
+    started = time.monotonic()
     try:
-        return knowledge.sync(source, full=full, on_progress=on_progress)
-    except LockLost:
+        result = knowledge.sync(source, full=full, on_progress=on_progress)
+    except (LockLost, HandBack):
         raise
     except KeyError as exc:  # unknown source: configuration, retrying won't help
-        return SyncProgress(source=source, phase="failed", error=str(exc.args[0]), transient=False)
+        result = SyncProgress(source=source, phase="failed", error=str(exc.args[0]), transient=False)
     except Exception as exc:
-        return SyncProgress(
+        result = SyncProgress(
             source=source, phase="failed", error=f"{type(exc).__name__}: {exc}", transient=is_transient(exc)
         )
+    observe_sync(source, result, time.monotonic() - started)
+    return result
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -11,6 +11,9 @@ from enum import StrEnum
 class Queue(StrEnum):
     INGEST = "ingest"  # syncs: heavy, low concurrency (one process owns an embedded index)
     FEEDBACK = "feedback"  # light: interaction and vote writes, and the sync dispatcher
+    # Questions for the process that owns the index (index.owner = "worker"): the ingest worker
+    # of an embedded index serves it beside its syncs; with a Qdrant server, `lore worker -Q answer`.
+    ANSWER = "answer"
 
 
 class TaskName(StrEnum):
@@ -18,6 +21,9 @@ class TaskName(StrEnum):
     SYNC_ALL = "lore.sync_all"
     RECORD_INTERACTION = "lore.record_interaction"
     RECORD_VOTE = "lore.record_vote"
+    EXPORT_DATASETS = "lore.export_datasets"
+    ANSWER = "lore.answer"  # a question, answered by the index owner; the reply goes to Keys.reply
+    INDEX_QUERY = "lore.index_query"  # a read of the owner's index: counts, sources, versions, info
 
 
 QUEUE_OF: dict[TaskName, Queue] = {
@@ -25,6 +31,9 @@ QUEUE_OF: dict[TaskName, Queue] = {
     TaskName.SYNC_ALL: Queue.FEEDBACK,
     TaskName.RECORD_INTERACTION: Queue.FEEDBACK,
     TaskName.RECORD_VOTE: Queue.FEEDBACK,
+    TaskName.EXPORT_DATASETS: Queue.FEEDBACK,  # reads the database and writes files; no index
+    TaskName.ANSWER: Queue.ANSWER,
+    TaskName.INDEX_QUERY: Queue.ANSWER,
 }
 
 
@@ -45,6 +54,12 @@ class Keys:
 
     def stored(self, task_id: str) -> str:  # set by the worker once a record is in the database
         return f"{self.prefix}stored:{task_id}"
+
+    def reply(self, task_id: str) -> str:  # a list the index owner pushes its reply to
+        return f"{self.prefix}reply:{task_id}"
+
+    def queue(self, queue: str) -> str:  # the broker's list of waiting messages (kombu's Redis transport)
+        return f"{self.prefix}{queue}"
 
     @property
     def last(self) -> str:  # hash: source -> JSON of its last result

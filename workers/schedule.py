@@ -3,6 +3,8 @@
 Sources with the same interval (`every`, else `worker.default_every`) share one entry that
 runs `sync_all(sources=[…])`; that light task queues each sync and joins any already
 running or queued, so a slow sync never piles up scheduled copies behind it.
+
+With `datasets.export_every` set, one more entry exports `datasets.formats` on that interval.
 """
 
 from __future__ import annotations
@@ -27,5 +29,16 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "kwargs": {"sources": names},
             # A tick nobody picked up in time is dropped: the next one does the same work.
             "options": {"queue": str(QUEUE_OF[TaskName.SYNC_ALL]), "expires": max(1.0, seconds * 0.9)},
+        }
+    if settings.datasets.export_every:
+        seconds = parse_duration(settings.datasets.export_every).total_seconds()
+        schedule[f"export-datasets-every-{settings.datasets.export_every}"] = {
+            "task": str(TaskName.EXPORT_DATASETS),
+            "schedule": seconds,
+            "kwargs": {"formats": list(settings.datasets.formats)},
+            "options": {
+                "queue": str(QUEUE_OF[TaskName.EXPORT_DATASETS]),
+                "expires": max(1.0, seconds * 0.9),
+            },
         }
     return schedule

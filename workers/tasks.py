@@ -15,9 +15,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config.settings import Settings
 from workers.dispatch import request_sync
-from workers.jobs import SyncFailed, backoff, last_result, run_sync
+from workers.jobs import HandBack, SyncFailed, backoff, last_result, run_sync
 from workers.locks import LockLost, SourceLock
 from workers.names import QUEUE_OF, TaskName
+from workers.process import hand_back_due
 from workers.progress import ProgressReporter
 from workers.runtime import runtime_for
 
@@ -58,6 +59,8 @@ def sync_source(
 
     def on_progress(progress: Any) -> None:
         lock.check()  # stop early if another worker took over our (expired) lock
+        if hand_back_due(settings.worker.shutdown_grace):
+            raise HandBack(name)
         reporter(progress)
 
     try:
@@ -66,6 +69,9 @@ def sync_source(
     except LockLost:
         rt.board.event({"event": "superseded", "source": name, "task_id": task_id})
         return {"source": name, "superseded": True}
+    except HandBack:
+        _hand_back(task, name, full, requested_by, lock, rt)
+        return {"source": name, "handed_back": True}
 
     w = settings.worker
     if result.error and result.transient and attempt < w.sync_max_retries:
@@ -84,6 +90,28 @@ def sync_source(
     if result.error:
         raise SyncFailed(result.error)  # permanent, or out of retries: FAILURE with the reason
     return {"source": name, **result.summary()}
+
+
+def _hand_back(
+    task: Task[Any, Any], name: str, full: bool, requested_by: str | None, lock: SourceLock, rt: Any
+) -> None:
+    """This worker is stopping: queue the same sync again (same task id and attempt) for another
+    worker, or this one restarted. It resumes where it stopped: documents already indexed are
+    unchanged for it, and the pending journal cleans up the batch that was cut short."""
+    settings = _settings(task)
+    task_id = str(task.request.id)
+    lock.release(requeued_ttl=settings.worker.sync_time_limit)  # requests meanwhile join the requeued one
+    task.apply_async(
+        args=[name],
+        kwargs={"full": full, "requested_by": requested_by},
+        task_id=task_id,
+        retries=int(task.request.retries or 0),
+        queue=QUEUE_OF[TaskName.SYNC_SOURCE],
+    )
+    rt.board.update(name, {"source": name, "phase": "handed back", "task_id": task_id})
+    worker = socket.gethostname()
+    rt.board.event({"event": "handed_back", "source": name, "task_id": task_id, "worker": worker})
+    log.warning("worker stopping: sync of %s handed back to the queue (%s)", name, task_id)
 
 
 def sync_all(task: Task[Any, Any], sources: list[str] | None = None) -> dict[str, str]:
@@ -127,6 +155,36 @@ def record_vote(task: Task[Any, Any], record: dict[str, Any]) -> bool:
     return created
 
 
+def export_datasets(
+    task: Task[Any, Any], formats: list[str] | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """Write a versioned dataset export per format (default: `datasets.formats`). Each call makes
+    new directories, and an interrupted one leaves nothing behind, so a redelivery is harmless."""
+    from feedback.datasets.export import export_all, parse_since
+
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    results = export_all(rt.database.sessions, settings, formats, since=parse_since(since))
+    return [r.summary() for r in results]
+
+
+def answer(task: Task[Any, Any], payload: dict[str, Any]) -> None:
+    """A question for this process's index (`lore worker -Q answer` with a Qdrant server); the
+    reply goes to the asker's reply list. See workers/answers.py."""
+    _serve(task, TaskName.ANSWER, payload)
+
+
+def index_query(task: Task[Any, Any], payload: dict[str, Any]) -> None:
+    _serve(task, TaskName.INDEX_QUERY, payload)
+
+
+def _serve(task: Task[Any, Any], name: TaskName, payload: dict[str, Any]) -> None:
+    from workers.answers import send_reply, serve_request
+
+    rt = runtime_for(_settings(task))
+    send_reply(rt.redis, rt.keys, str(task.request.id), serve_request(rt.knowledge, name, payload))
+
+
 def _confirm(task: Task[Any, Any], rt: Any) -> None:
     """Tell the sender the record is safely in the database, so it can drop its copy."""
     rt.redis.set(rt.keys.stored(str(task.request.id)), 1, ex=CONFIRMATION_TTL)
@@ -163,3 +221,24 @@ def register(app: Celery, settings: Settings) -> None:
         record_interaction
     )
     app.task(name=TaskName.RECORD_VOTE, queue=QUEUE_OF[TaskName.RECORD_VOTE], **feedback)(record_vote)
+    app.task(
+        name=TaskName.EXPORT_DATASETS,
+        queue=QUEUE_OF[TaskName.EXPORT_DATASETS],
+        soft_time_limit=30 * 60,
+        time_limit=30 * 60 + 60,
+        autoretry_for=_DB_TRANSIENT,
+        retry_backoff=10,
+        max_retries=5,
+        **common,
+    )(export_datasets)
+    # Questions: never retried; a question whose worker died comes back (acks_late) and is answered
+    # if its asker still waits, and Celery drops it once expired (`expires` = the asker's timeout).
+    # A second reply to the same question is harmless: the asker reads the first.
+    ask: dict[str, Any] = {
+        "ignore_result": True,
+        "soft_time_limit": settings.index.answer_timeout,
+        "time_limit": settings.index.answer_timeout + 30,
+        **common,
+    }
+    app.task(name=TaskName.ANSWER, queue=QUEUE_OF[TaskName.ANSWER], **ask)(answer)
+    app.task(name=TaskName.INDEX_QUERY, queue=QUEUE_OF[TaskName.INDEX_QUERY], **ask)(index_query)

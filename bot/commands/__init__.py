@@ -15,6 +15,9 @@ MODULES: list[str] = [
     "bot.commands.slack",
     "bot.commands.discord",
     "bot.commands.serve",
+    "bot.commands.users",
+    "bot.commands.dataset",
+    "bot.commands.doctor",
 ]
 
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli import error, settings_of
+from bot.cli import error, say, settings_of
 from config.settings import Settings
 
 out = Console(soft_wrap=True)
@@ -49,30 +49,42 @@ def _celery(settings: Settings) -> Any:
 
 def worker(
     ctx: typer.Context,
-    queues: Annotated[str, typer.Option("-Q", "--queues", help="Comma-separated: ingest, feedback.")] = (
-        "ingest,feedback"
-    ),
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="Comma-separated: ingest, feedback, answer.")
+    ] = "ingest,feedback",
     concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: see below).")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     hostname: Annotated[str | None, typer.Option("-n", "--hostname", help="Node name.")] = None,
 ) -> None:
-    """Start a Celery worker (prefork). Embedded Qdrant: one process, which owns the index."""
-    from workers.names import Queue
+    """Start a Celery worker (prefork). Embedded index: one process, which owns the index (and,
+    with index.owner = worker, answers the chat processes' questions too). SIGTERM: running tasks
+    finish; a long sync hands itself back to the queue after worker.shutdown_grace seconds."""
+    from workers.process import prepare_metrics_dir
 
     settings = settings_of(ctx)
+    prepare_metrics_dir(settings)  # before Celery and prometheus_client are imported
+    from workers.names import Queue
+    from workers.process import install_worker_hooks, use_lore_logging
+
     app = _celery(settings)
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(wanted) - {q.value for q in Queue})
     if unknown or not wanted:
-        error(f"unknown queue(s) {', '.join(unknown) or '(none)'}; use ingest and/or feedback")
+        error(f"unknown queue(s) {', '.join(unknown) or '(none)'}; use ingest, feedback and/or answer")
         raise typer.Exit(2)
+    embedded = settings.qdrant.url is None
+    if Queue.INGEST.value in wanted and Queue.ANSWER.value in wanted and embedded:
+        # The pool process that owns the index serves the answer queue on its own threads
+        # (workers/answers.py); through Celery's one-process pool, questions would wait for syncs.
+        wanted.remove(Queue.ANSWER.value)
     if concurrency is None:
         concurrency = settings.worker.feedback_concurrency if wanted == [Queue.FEEDBACK.value] else 1
-    if Queue.INGEST.value in wanted and settings.qdrant.url is None and concurrency > 1:
-        err.print(
-            "[yellow]embedded Qdrant is single-process: running the ingest queue with one process[/yellow]"
-        )
+    opens_index = {Queue.INGEST.value, Queue.ANSWER.value} & set(wanted)
+    if opens_index and embedded and concurrency > 1:
+        say("[yellow]the embedded index is single-process: running this worker with one process[/yellow]")
         concurrency = 1
+    use_lore_logging(settings)
+    install_worker_hooks(app, settings)
     argv = [
         "worker",
         "--queues",
@@ -88,6 +100,8 @@ def worker(
         "--hostname",
         hostname or f"lore-{'-'.join(wanted)}@%h",
     ]
+    if settings.log_format == "json":
+        argv.insert(0, "--quiet")  # no banner: every line on stderr is a JSON log record
     app.worker_main(argv)
 
 
@@ -95,11 +109,17 @@ def beat(
     ctx: typer.Context,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Start the scheduler: each source syncs every `every` (or worker.default_every)."""
+    """Start the scheduler: each source syncs every `every` (or worker.default_every). Stops on SIGTERM."""
+    from workers.process import use_lore_logging
+
     settings = settings_of(ctx)
     app = _celery(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app.start(["beat", "--schedule", str(settings.data_dir / "celerybeat-schedule"), "--loglevel", loglevel])
+    use_lore_logging(settings)
+    argv = ["beat", "--schedule", str(settings.data_dir / "celerybeat-schedule"), "--loglevel", loglevel]
+    if settings.log_format == "json":
+        argv.insert(0, "--quiet")
+    app.start(argv)
 
 
 # -- sync -----------------------------------------------------------------------

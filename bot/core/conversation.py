@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar, cast
 
+from bot import metrics
 from bot.core import render
 from bot.core.context import bounded_context
 from bot.core.messages import (
@@ -203,6 +204,7 @@ class ConversationService:
             f" (thread {msg.thread})" if msg.thread else "",
         )
         ref: MessageRef | None = None
+        started = time.monotonic()
         try:
             if target.thread and not target.ephemeral:
                 await self.remember_thread(msg.platform, target.channel, target.thread)
@@ -213,6 +215,7 @@ class ConversationService:
             )
             answer = await self.run_blocking(self.engine.answer, msg.text, turns)
             ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
+            metrics.answered(msg.platform, answer, time.monotonic() - started)
             if shareable:
                 await self.state.put(
                     f"answer:{answer.answer_id}", answer.model_dump_json(), self.settings.answer_ttl
@@ -226,6 +229,7 @@ class ConversationService:
             )
         except Exception:
             log.exception("answering failed")
+            metrics.failed(msg.platform)
             await self._report_error(surface, target, ref, cid)
             return Outcome("failed", cid, ref=ref)
         await self._record(
@@ -334,6 +338,7 @@ class ConversationService:
             try:
                 record = self._vote_record(vote)
                 await asyncio.to_thread(self.tasks.record_vote, record)
+                metrics.voted(vote.platform, vote.value)
                 log.info("%s vote on %s recorded (%s)", vote.value, vote.answer_id, record.vote_id)
             except Exception:
                 log.exception("recording a vote failed")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core.messages import MessageRef, Reply, Target
 from knowledge.answer import Answer, Turn
@@ -16,6 +16,7 @@ from workers.client import TaskClient
 __all__ = [
     "AnswerEngine",
     "DeliveryError",
+    "KnowledgeBase",
     "Outbox",
     "StateStore",
     "Surface",
@@ -59,6 +60,22 @@ class AnswerEngine(Protocol):
     """Blocking: embedding and generation. The core only ever calls it from a worker thread."""
 
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer: ...
+
+
+class KnowledgeBase(Protocol):
+    """What the chat side reads from the index: `knowledge.service.Knowledge` when this process
+    opens the index (index.owner = "self"), or `workers.remote.RemoteKnowledge`, which asks the
+    worker that owns it (index.owner = "worker"). All blocking."""
+
+    def answer(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer: ...
+
+    def is_empty(self) -> bool: ...
+
+    def sources_status(self) -> list[dict[str, Any]]: ...
+
+    def current_versions(self, doc_ids: Sequence[str]) -> dict[str, str | None]: ...
+
+    def close(self) -> None: ...
 
 
 class StateStore(Protocol):

@@ -1,0 +1,81 @@
+"""`lore dataset export`: fine-tuning data (SFT, DPO, KTO) from the reviewed feedback log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from bot.cli import error, settings_of
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+dataset_app = typer.Typer(no_args_is_help=True, help="Fine-tuning datasets from reviewed answers.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("export")
+def export(
+    ctx: typer.Context,
+    format: Annotated[str, typer.Option("--format", "-f", help="sft, dpo or kto.")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Parent directory (default datasets.out_dir, else data_dir/datasets)."),
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only answers from this date on (YYYY-MM-DD).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Write a redacted, de-duplicated, split and validated export to OUT/<format>-<timestamp>/."""
+    from feedback.datasets.build import FORMATS
+    from feedback.datasets.export import ExportError, export_dataset, parse_since
+    from feedback.datasets.schemas import InvalidExample
+    from feedback.db import Database
+
+    if format not in FORMATS:
+        error(f"--format must be one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    try:
+        since_at = parse_since(since)
+    except ValueError as exc:
+        error(exc)
+        raise typer.Exit(2) from None
+    settings = settings_of(ctx)
+    db = Database.from_settings(settings)
+    try:
+        db.ensure_schema()
+        result = export_dataset(db.sessions, format, settings, out_dir=out_dir, since=since_at)
+    except (ExportError, InvalidExample) as exc:
+        error(exc, label="Export failed (nothing was written)")
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    if as_json:
+        out.print_json(json.dumps(result.summary()))
+        return
+    c, s = result.counts, result.splits
+    out.print(f"{result.directory}", highlight=False, markup=False)
+    err.print(
+        f"{c['examples']} examples ({s['train']} train, {s['validation']} validation) from "
+        f"{c['answers_considered']} answers; duplicates dropped: {c['duplicates_dropped']['exact']} exact, "
+        f"{c['duplicates_dropped']['near']} near",
+        highlight=False,
+    )
+    redacted = ", ".join(f"{k} {n}" for k, n in result.redactions.items()) or "nothing"
+    err.print(f"redacted: {escape(redacted)}", highlight=False)
+    if result.changes:
+        ch = result.changes
+        err.print(
+            f"since {ch['previous']}: {ch['new']} new, {ch['changed']} changed, {ch['removed']} removed",
+            highlight=False,
+        )
+    if not c["examples"]:
+        err.print(
+            "[yellow]no examples: review some answers in the console first (lore serve → /review)[/yellow]"
+        )

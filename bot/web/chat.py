@@ -1,0 +1,288 @@
+"""The web chat: a third adapter on the conversation core, beside Slack and Discord.
+
+The page posts a question with fetch (`POST /api/ask`). The route translates it into an
+`IncomingMessage(platform="web", is_direct=True)` and hands it to `ConversationService` with a
+`WebOutbox` that captures the replies (progress, answer parts, errors, notices) instead of
+sending them anywhere; the captured answer goes back as JSON, rendered by the page's small
+script. Votes (`POST /api/vote`) go through `ConversationService.vote`, so they reach the same
+feedback store through the same task client as Slack's.
+
+A browser conversation is its own "channel" (a random id), so follow-ups get the earlier turns
+as context (`WebThreadReader`, kept in the state store), and rate limits apply per person and per
+conversation. The author is the signed-in user, or an anonymous per-browser id when the chat is
+public; the core pseudonymises it before anything is recorded, and no raw id is stored.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from bot.core.conversation import VoteInput
+from bot.core.messages import (
+    AnswerReply,
+    ErrorReply,
+    IncomingMessage,
+    MessageRef,
+    Notice,
+    Progress,
+    Reply,
+    Target,
+)
+from bot.core.ports import StateStore, Surface, UnsupportedReply
+from bot.web.context import Console
+from bot.web.markdown import render_markdown, safe_href
+from feedback.schema import VOTE_REASONS
+from knowledge.answer import Turn
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "web"
+MAX_QUESTION = 2000
+MAX_TURNS_KEPT = 20
+
+
+@dataclass
+class WebMessage:
+    ref: MessageRef
+    reply: Reply
+    updates: int = 0
+
+
+@dataclass
+class WebOutbox:
+    """`Outbox` that keeps what would be shown, in order, for the HTTP response to return."""
+
+    max_message_len: int = 12_000
+    messages: list[WebMessage] = field(default_factory=list)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def send(self, target: Target, reply: Reply) -> MessageRef:
+        _check(reply)
+        ref = MessageRef(target, target.channel, f"web-{next(self._ids)}")
+        self.messages.append(WebMessage(ref, reply))
+        return ref
+
+    async def update(self, ref: MessageRef, reply: Reply) -> MessageRef:
+        _check(reply)
+        for message in self.messages:
+            if message.ref.id == ref.id:
+                message.reply, message.updates = reply, message.updates + 1
+                return ref
+        raise KeyError(f"no web message {ref.id}")
+
+    def answer_parts(self) -> list[AnswerReply]:
+        return [m.reply for m in self.messages if isinstance(m.reply, AnswerReply)]
+
+    def notices(self) -> list[str]:
+        return [m.reply.text for m in self.messages if isinstance(m.reply, Notice)]
+
+    def errors(self) -> list[ErrorReply]:
+        return [m.reply for m in self.messages if isinstance(m.reply, ErrorReply)]
+
+
+def _check(reply: Reply) -> None:
+    if not isinstance(reply, Progress | AnswerReply | ErrorReply | Notice):
+        raise UnsupportedReply(f"the web chat cannot show {type(reply).__name__}")
+
+
+def reply_view(reply: Reply) -> dict[str, Any]:
+    """A reply as the page shows it (also what the Outbox contract tests read back)."""
+    if isinstance(reply, AnswerReply):
+        a = reply.answer
+        sources = (
+            [
+                {
+                    "n": c.n,
+                    "title": c.title,
+                    "url": c.url,
+                    "href": safe_href(c.url),
+                    "updated": c.updated_at[:10] if c.updated_at else "",
+                }
+                for c in a.citations
+            ]
+            if reply.is_last
+            else []
+        )
+        return {
+            "kind": "answer",
+            "text": reply.text,
+            "html": str(render_markdown(reply.text, cite_prefix=f"src-{a.answer_id[:12]}-")),
+            "sources": sources,
+            "feedback": reply.is_last,
+        }
+    if isinstance(reply, ErrorReply):
+        return {"kind": "error", "text": reply.text, "correlation_id": reply.correlation_id}
+    if isinstance(reply, Notice):
+        return {"kind": "notice", "text": reply.text}
+    return {"kind": "progress", "text": reply.text}
+
+
+class WebThreadReader:
+    """The earlier turns of a browser conversation, kept in the shared state store."""
+
+    def __init__(self, state: StateStore, ttl: float) -> None:
+        self.state, self.ttl = state, ttl
+
+    @staticmethod
+    def key(conversation: str) -> str:
+        return f"web:turns:{conversation}"
+
+    async def load(self, conversation: str) -> dict[str, Any]:
+        raw = await self.state.get(self.key(conversation))
+        return json.loads(raw) if raw else {"owner": None, "turns": []}
+
+    async def history(self, channel: str, thread: str, *, before: str | None = None) -> list[Turn]:
+        data = await self.load(thread)
+        return [Turn(role=t["role"], text=t["text"]) for t in data.get("turns", [])]
+
+    async def append(self, conversation: str, owner: str, question: str, answer: str) -> None:
+        data = await self.load(conversation)
+        turns = [
+            *data.get("turns", []),
+            {"role": "user", "text": question},
+            {"role": "assistant", "text": answer},
+        ]
+        await self.state.put(
+            self.key(conversation), json.dumps({"owner": owner, "turns": turns[-MAX_TURNS_KEPT:]}), self.ttl
+        )
+
+
+class AskBody(BaseModel):
+    question: str = Field(max_length=MAX_QUESTION)
+    conversation: str | None = Field(default=None, pattern=r"^[a-f0-9]{32}$")
+
+
+class VoteBody(BaseModel):
+    answer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    value: str = Field(pattern=r"^(up|down)$")
+    reason: str | None = None
+    correction: str | None = Field(default=None, max_length=4000)
+
+
+def chat_router(console: Console) -> APIRouter:
+    router = APIRouter()
+    services = console.services
+    settings = services.settings
+    threads = WebThreadReader(services.state, settings.chat.thread_ttl)
+
+    async def author_of(request: Request) -> str | None:
+        """Who is chatting: the signed-in user, or (public chat) this browser's anonymous id.
+        None when the chat is private and nobody is signed in."""
+        user = await run_in_threadpool(console.user, request)
+        if user is not None:
+            return f"user:{user.id}"
+        if settings.web.private_chat:
+            return None
+        anon = request.session.get("anon")
+        if not isinstance(anon, str):
+            anon = uuid.uuid4().hex
+            request.session["anon"] = anon
+        return f"anon:{anon}"
+
+    @router.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse("/chat", status_code=303)
+
+    @router.get("/chat", response_class=HTMLResponse)
+    async def chat_page(request: Request) -> Response:
+        if await author_of(request) is None:
+            return RedirectResponse("/login?next=/chat", status_code=303)
+        return console.page(request, "chat.html", reasons=VOTE_REASONS)
+
+    @router.post("/api/ask")
+    async def ask(request: Request, body: AskBody) -> Response:
+        author = await author_of(request)
+        if author is None:
+            return JSONResponse({"error": "sign in to use the chat"}, status_code=401)
+        question = body.question.strip()
+        if not question:
+            return JSONResponse({"error": "ask a question"}, status_code=400)
+        owner = console.user_hash(author)
+        conversation = body.conversation
+        if conversation is not None and (await threads.load(conversation)).get("owner") not in (None, owner):
+            conversation = None  # not theirs: start afresh rather than read someone else's thread
+        is_follow_up = conversation is not None
+        conversation = conversation or uuid.uuid4().hex
+        msg = IncomingMessage(
+            platform=PLATFORM,
+            channel=conversation,
+            message_id=uuid.uuid4().hex,
+            author=author,
+            text=question,
+            thread=conversation if is_follow_up else None,
+            reply_thread=conversation,
+            is_direct=True,
+        )
+        outbox = WebOutbox()
+        started = time.perf_counter()
+        outcome = await services.conversation.handle_message(msg, Surface(PLATFORM, outbox, threads))
+        wall_ms = round((time.perf_counter() - started) * 1000, 1)
+        parts = outbox.answer_parts()
+        if outcome.status == "answered" and parts:
+            answer = parts[-1].answer
+            await services.state.put(f"web:answer:{answer.answer_id}", owner, settings.chat.answer_ttl)
+            await threads.append(conversation, owner, question, answer.text)
+            views = [reply_view(p) for p in parts]
+            return JSONResponse(
+                {
+                    "status": "answered",
+                    "answer_id": answer.answer_id,
+                    "conversation": conversation,
+                    "html": "\n".join(v["html"] for v in views),
+                    "text": "\n\n".join(p.text for p in parts),
+                    "sources": views[-1]["sources"],
+                    "abstained": answer.abstained,
+                    "notice": answer.notice,
+                    "model": answer.model,
+                    "timings": {**answer.timings.model_dump(), "wall_ms": wall_ms},
+                }
+            )
+        errors, notices = outbox.errors(), outbox.notices()
+        if outcome.status == "rate_limited":
+            return JSONResponse({"status": "rate_limited", "error": " ".join(notices)}, status_code=429)
+        if errors or outcome.status == "failed":
+            text = errors[-1].text if errors else f"Sorry, something went wrong ({outcome.correlation_id})."
+            return JSONResponse({"status": "failed", "error": text}, status_code=502)
+        return JSONResponse(
+            {"status": outcome.status, "error": " ".join(notices) or outcome.reason}, status_code=400
+        )
+
+    @router.post("/api/vote")
+    async def vote(request: Request, body: VoteBody) -> Response:
+        author = await author_of(request)
+        if author is None:
+            return JSONResponse({"error": "sign in to use the chat"}, status_code=401)
+        owner = await services.state.get(f"web:answer:{body.answer_id}")
+        if owner != console.user_hash(author):
+            raise HTTPException(404, "no such answer in this browser's conversation")
+        reason = body.reason if body.reason in VOTE_REASONS else None
+        outbox = WebOutbox()
+        target = Target(channel=f"vote-{body.answer_id}", user=author, ephemeral=True)
+        record = await services.conversation.vote(
+            VoteInput(
+                platform=PLATFORM,
+                user=author,
+                answer_id=body.answer_id,
+                value=body.value,  # type: ignore[arg-type]
+                reason=reason if body.value == "down" else None,
+                correction=(body.correction or None) if body.value == "down" else None,
+            ),
+            Surface(PLATFORM, outbox),
+            target,
+        )
+        if record is None:
+            return JSONResponse({"ok": False, "error": " ".join(outbox.notices())}, status_code=502)
+        return JSONResponse({"ok": True, "message": " ".join(outbox.notices()), "vote_id": record.vote_id})
+
+    return router

@@ -1,0 +1,270 @@
+"""Sessions, CSRF, sign-in throttling and role checks for the web console.
+
+- **Sessions**: Starlette's signed-cookie session (itsdangerous) named `lore_session`: HttpOnly,
+  SameSite=Lax, `Secure` when `web.secure_cookies`. It holds the user's id, when they signed in,
+  the CSRF token and, for the public chat, an anonymous per-browser id. The user and their role
+  are read from the database on every request, so removing a user or changing a role takes
+  effect at once; a session also ends `web.session_hours` after sign-in. The signing key is
+  `web.session_secret`, else one generated once and kept in `data_dir/session.key` (0600).
+- **CSRF**: one random token per session. `CSRFMiddleware` refuses every POST/PUT/PATCH/DELETE
+  (except Slack's own signed routes) unless the token arrives as the `csrf_token` form field or
+  the `X-CSRF-Token` header (what the console's fetch calls send), and refuses cross-site
+  `Origin`s. It runs before any route, so a new form cannot forget it.
+- **Throttling**: failed sign-ins per username and per address within `web.login_window` seconds.
+- **Roles**: `require_reviewer` / `require_admin` dependencies on whole routers; signed-out
+  browsers are redirected to /login, API calls get 401, the wrong role gets 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from config.settings import Settings
+from feedback.users import User
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "lore_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+_SAFE = {"GET", "HEAD", "OPTIONS", "TRACE"}
+_MAX_FORM = 2 * 1024 * 1024
+
+
+def load_session_secret(settings: Settings) -> str:
+    """`web.session_secret`, else a key generated once in `data_dir/session.key` (mode 0600)."""
+    if settings.web.session_secret is not None:
+        return settings.web.session_secret.get_secret_value()
+    path = settings.data_dir / "session.key"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(key)
+    try:
+        os.link(tmp, path)  # atomic; if another process won the race, use theirs
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+    finally:
+        tmp.unlink()
+    return key
+
+
+def csrf_token(session: MutableMapping[str, Any]) -> str:
+    """This session's CSRF token (created on first use)."""
+    token = session.get("csrf")
+    if not isinstance(token, str) or len(token) < 32:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+class CSRFMiddleware:
+    """Refuse state-changing requests without this session's CSRF token (pure ASGI; runs inside
+    the session middleware). Form bodies are read here and replayed to the route unchanged."""
+
+    def __init__(self, app: ASGIApp, *, exempt_prefixes: tuple[str, ...] = ("/slack/",)) -> None:
+        self.app = app
+        self.exempt = exempt_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _SAFE or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not _same_origin(headers):
+            log.warning("refused a cross-site %s %s", scope["method"], scope["path"])
+            await _refuse(scope, receive, send, "cross-site request refused")
+            return
+        expected = (scope.get("session") or {}).get("csrf")
+        token = headers.get(CSRF_HEADER)
+        replay: list[Message] = []
+        content_type = headers.get("content-type", "")
+        if token is None and content_type.startswith("application/x-www-form-urlencoded"):
+            body = b""
+            while True:
+                message = await receive()
+                replay.append(message)
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if len(body) > _MAX_FORM:
+                    await _refuse(scope, receive, send, "form too large", status=413)
+                    return
+                if not message.get("more_body", False):
+                    break
+            values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get(CSRF_FIELD)
+            token = values[0] if values else None
+        if not expected or not token or not hmac.compare_digest(str(expected), token):
+            log.warning("refused %s %s: missing or wrong CSRF token", scope["method"], scope["path"])
+            await _refuse(
+                scope, receive, send, "missing or invalid CSRF token: reload the page and try again"
+            )
+            return
+        if not replay:
+            await self.app(scope, receive, send)
+            return
+
+        async def replayed() -> Message:
+            return replay.pop(0) if replay else await receive()
+
+        await self.app(scope, replayed, send)
+
+
+def _same_origin(headers: Headers) -> bool:
+    origin = headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None  # an opaque ("null") origin is never ours
+    return urlsplit(origin).netloc == headers.get("host", "")
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, why: str, *, status: int = 403) -> None:
+    accept = Headers(scope=scope).get("accept", "")
+    response: Response
+    if "application/json" in accept or scope["path"].startswith("/api/"):
+        response = JSONResponse({"error": why}, status_code=status)
+    else:
+        response = PlainTextResponse(f"Refused: {why}.", status_code=status)
+    await response(scope, receive, send)
+
+
+# ---- sign-in throttling ---------------------------------------------------------------------
+
+
+class LoginThrottle:
+    """At most `attempts` failed sign-ins per username and per address (5x as many) per `window`
+    seconds; then sign-ins for that key wait until the oldest failure leaves the window."""
+
+    def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.attempts, self.window, self.clock = attempts, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, address: str) -> list[tuple[str, int]]:
+        return [(f"user:{username.lower()}", self.attempts), (f"addr:{address}", self.attempts * 5)]
+
+    def retry_after(self, username: str, address: str) -> int:
+        """Seconds to wait before trying again (0: go ahead)."""
+        now = self.clock()
+        wait = 0.0
+        with self._lock:
+            for key, limit in self._keys(username, address):
+                q = self._failures.get(key)
+                if q is None:
+                    continue
+                while q and now - q[0] > self.window:
+                    q.popleft()
+                if len(q) >= limit:
+                    wait = max(wait, self.window - (now - q[0]))
+        return int(wait) + 1 if wait > 0 else 0
+
+    def failed(self, username: str, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._failures) > 100_000:  # bounded memory under a flood
+                self._failures.clear()
+            for key, _limit in self._keys(username, address):
+                self._failures.setdefault(key, deque()).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"user:{username.lower()}", None)
+
+
+# ---- who is asking ---------------------------------------------------------------------------
+
+
+class SignInRequired(Exception):
+    """Raised by the role dependencies; answered with a redirect to /login or a 401."""
+
+
+class Forbidden(Exception):
+    """Signed in, but without the role this needs; answered with a 403."""
+
+
+UserLoader = Callable[[int], User | None]
+
+
+def session_user(request: Request, load: UserLoader, session_hours: float) -> User | None:
+    """The signed-in user (cached on the request), or None. Expired sessions are cleared."""
+    if hasattr(request.state, "user"):
+        cached: User | None = request.state.user
+        return cached
+    user: User | None = None
+    uid, since = request.session.get("uid"), request.session.get("login_at")
+    if isinstance(uid, int) and isinstance(since, int | float):
+        if time.time() - since > session_hours * 3600:
+            request.session.pop("uid", None)
+            request.session.pop("login_at", None)
+        else:
+            user = load(uid)
+            if user is None:  # removed or deactivated since signing in
+                request.session.pop("uid", None)
+    request.state.user = user
+    return user
+
+
+def sign_in(request: Request, user: User) -> None:
+    """A fresh session for `user`: nothing from before sign-in is kept, and a new CSRF token."""
+    anon = request.session.get("anon")
+    request.session.clear()
+    request.session.update({"uid": user.id, "login_at": int(time.time())})
+    if anon:
+        request.session["anon"] = anon
+    csrf_token(request.session)
+    request.state.user = user
+
+
+def sign_out(request: Request) -> None:
+    request.session.clear()
+    request.state.user = None
+
+
+def signed_in(request: Request) -> User:
+    """The user the router's role dependency already checked (routes behind `requirement`)."""
+    user = getattr(request.state, "user", None)
+    if not isinstance(user, User):
+        raise SignInRequired()
+    return user
+
+
+def requirement(
+    role: str, load_user: Callable[[Request], User | None]
+) -> Callable[[Request], Awaitable[User]]:
+    """A dependency: the signed-in user with `role` (admins may do everything reviewers may).
+
+    Put it on a whole router (`APIRouter(dependencies=[Depends(...)])`) so that no route in it can
+    forget the check; routes then read the user with `signed_in(request)`."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def check(request: Request) -> User:
+        user = await run_in_threadpool(load_user, request)
+        if user is None:
+            raise SignInRequired()
+        if role == "admin" and not user.is_admin:
+            log.warning(
+                "refused %s %s to reviewer %s (admin only)", request.method, request.url.path, user.username
+            )
+            raise Forbidden()
+        return user
+
+    return check

@@ -1,0 +1,289 @@
+// Lore's web console: the chat, keyboard shortcuts for the review queue, live reindex progress
+// and export status. No framework; answers arrive as server-sanitised HTML, everything else is
+// inserted as text.
+"use strict";
+
+(function () {
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+
+  async function post(url, body, asForm) {
+    const headers = { "X-CSRF-Token": csrf(), Accept: "application/json" };
+    let payload;
+    if (asForm) {
+      payload = new URLSearchParams(body);
+    } else {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+    const response = await fetch(url, { method: "POST", headers, body: payload, credentials: "same-origin" });
+    let data = {};
+    try { data = await response.json(); } catch (e) { data = {}; }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  const typing = (event) => {
+    const t = event.target;
+    return t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName));
+  };
+
+  // ---- chat ---------------------------------------------------------------------------------
+
+  function chat() {
+    const form = document.getElementById("ask-form");
+    const box = document.getElementById("question");
+    const list = document.getElementById("conversation");
+    const template = document.getElementById("answer-template");
+    const button = document.getElementById("ask-button");
+    let conversation = sessionStorage.getItem("lore-conversation");
+
+    document.getElementById("new-conversation").addEventListener("click", () => {
+      conversation = null;
+      sessionStorage.removeItem("lore-conversation");
+      list.replaceChildren();
+      box.focus();
+    });
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const question = box.value.trim();
+      if (!question) return;
+      const card = template.content.firstElementChild.cloneNode(true);
+      card.querySelector(".question").textContent = question;
+      const body = card.querySelector(".body");
+      body.textContent = "Searching the docs…";
+      card.classList.add("pending");
+      card.querySelector(".vote").hidden = true;
+      list.append(card);
+      card.scrollIntoView({ block: "end" });
+      button.disabled = true;
+      box.value = "";
+      const started = performance.now();
+      let reply;
+      try {
+        reply = await post("/api/ask", { question, conversation });
+      } catch (e) {
+        reply = { ok: false, data: { error: "Lore could not be reached. Check your connection and try again." } };
+      } finally {
+        button.disabled = false;
+      }
+      card.classList.remove("pending");
+      if (!reply.ok) {
+        body.textContent = reply.data.error || "Sorry, something went wrong.";
+        card.classList.add("failed");
+        return;
+      }
+      const a = reply.data;
+      conversation = a.conversation;
+      sessionStorage.setItem("lore-conversation", conversation);
+      card.dataset.answerId = a.answer_id;
+      body.innerHTML = a.html; // built server-side from escaped text and fixed tags only
+      if (a.notice) card.querySelector(".notice").textContent = a.notice;
+      const sources = card.querySelector(".sources");
+      for (const s of a.sources) {
+        const li = el("li");
+        li.value = s.n;
+        li.id = `src-${a.answer_id.slice(0, 12)}-${s.n}`;
+        if (s.href) {
+          const link = el("a", s.title);
+          link.href = s.href;
+          link.rel = "noopener noreferrer";
+          link.target = "_blank";
+          li.append(link);
+        } else {
+          li.append(el("span", s.title));
+        }
+        if (s.updated) li.append(el("span", ` · updated ${s.updated}`, "muted small"));
+        sources.append(li);
+      }
+      const seconds = ((a.timings.wall_ms || performance.now() - started) / 1000).toFixed(1);
+      card.querySelector(".meta").textContent =
+        `Answered in ${seconds} s (retrieval ${Math.round(a.timings.retrieve_ms)} ms, ` +
+        `generation ${Math.round(a.timings.generate_ms)} ms) · ${a.model}`;
+      wireVotes(card, a.answer_id);
+      card.querySelector(".vote").hidden = false;
+      card.scrollIntoView({ block: "end" });
+    });
+    box.focus();
+  }
+
+  function wireVotes(card, answerId) {
+    const thanks = card.querySelector(".thanks");
+    const feedback = card.querySelector("form.feedback");
+    const up = card.querySelector("button.up");
+    const down = card.querySelector("button.down");
+
+    async function send(value, extra) {
+      const reply = await post("/api/vote", { answer_id: answerId, value, ...extra });
+      thanks.textContent = reply.ok ? reply.data.message : reply.data.error || "Your vote could not be recorded.";
+      return reply.ok;
+    }
+    up.addEventListener("click", async () => {
+      up.classList.add("chosen");
+      down.classList.remove("chosen");
+      feedback.hidden = true;
+      await send("up", {});
+    });
+    down.addEventListener("click", async () => {
+      down.classList.add("chosen");
+      up.classList.remove("chosen");
+      feedback.hidden = false;
+      await send("down", {});
+      feedback.querySelector("textarea").focus();
+    });
+    feedback.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const data = new FormData(feedback);
+      const ok = await send("down", { reason: data.get("reason"), correction: data.get("correction") });
+      if (ok) feedback.hidden = true;
+    });
+  }
+
+  // ---- review queue ---------------------------------------------------------------------------
+
+  function queue() {
+    const rows = Array.from(document.querySelectorAll("#queue tbody tr"));
+    let i = Math.max(0, rows.findIndex((r) => r.classList.contains("selected")));
+    const select = (n) => {
+      if (!rows.length) return;
+      rows[i].classList.remove("selected");
+      i = Math.min(rows.length - 1, Math.max(0, n));
+      rows[i].classList.add("selected");
+      rows[i].scrollIntoView({ block: "nearest" });
+    };
+    document.addEventListener("keydown", (event) => {
+      if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.key === "j") select(i + 1);
+      else if (event.key === "k") select(i - 1);
+      else if ((event.key === "Enter" || event.key === "o") && rows.length) location.href = rows[i].dataset.href;
+      else if (event.key === "/") {
+        event.preventDefault();
+        document.querySelector("#filters select").focus();
+      } else return;
+      event.preventDefault();
+    });
+  }
+
+  function item() {
+    const section = document.querySelector("section.item");
+    const click = (id) => document.getElementById(id) && document.getElementById(id).click();
+    const text = document.getElementById("ideal-answer");
+    text.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        click("save-edit");
+      }
+    });
+    document.addEventListener("keydown", (event) => {
+      if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
+      const go = (where) => where && (location.href = where);
+      switch (event.key) {
+        case "a": click("approve"); break;
+        case "r": click("reject"); break;
+        case "e": text.focus(); text.setSelectionRange(text.value.length, text.value.length); break;
+        case "t": document.getElementById("tags").focus(); break;
+        case "j": case "n": go(section.dataset.next); break;
+        case "k": case "p": go(section.dataset.prev); break;
+        case "u": go(document.querySelector(".crumbs a").getAttribute("href")); break;
+        default: return;
+      }
+      event.preventDefault();
+    });
+  }
+
+  // ---- sources: reindex with live progress -------------------------------------------------------
+
+  function sources() {
+    const message = document.getElementById("sync-message");
+    const waiting = new Map(); // source -> task id
+    let timer = null;
+
+    function show(source, progress, state) {
+      const row = document.querySelector(`tr[data-source="${CSS.escape(source)}"]`);
+      if (!row) return;
+      const bar = row.querySelector("progress");
+      const label = row.querySelector(".progress-text");
+      bar.hidden = false;
+      if (progress && typeof progress.percent === "number") bar.value = progress.percent;
+      else bar.removeAttribute("value");
+      label.textContent = state;
+    }
+
+    async function poll() {
+      const response = await fetch("/admin/sync-status", { headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const status = await response.json();
+      for (const [source, taskId] of Array.from(waiting.entries())) {
+        const last = status.last[source];
+        const running = status.running[source];
+        if (last && last.task_id === taskId && (last.state === "done" || last.state === "failed")) {
+          waiting.delete(source);
+          show(source, { percent: 100 }, last.state === "done"
+            ? `done: +${last.added || 0} ~${last.changed || 0} -${last.deleted || 0}, ${last.chunks_embedded || 0} chunks`
+            : `failed: ${last.error}`);
+        } else if (running) {
+          const seen = running.total ? `${running.seen || 0}/${running.total}` : `${running.seen || 0}`;
+          show(source, running, `${running.phase || "running"} · ${seen} documents · ${running.chunks_embedded || 0} chunks`);
+        } else {
+          show(source, null, "queued");
+        }
+      }
+      if (!waiting.size) {
+        clearInterval(timer);
+        timer = null;
+        message.textContent = "Reindex finished. Reload the page for the new counts.";
+      }
+    }
+
+    document.querySelectorAll("form.reindex").forEach((form) => {
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const reply = await post("/admin/reindex", new FormData(form), true);
+        if (!reply.ok) {
+          message.textContent = reply.data.error || "The reindex could not be queued.";
+          return;
+        }
+        for (const h of reply.data.queued) {
+          waiting.set(h.source, h.task_id);
+          show(h.source, null, h.joined ? "joined the running sync" : "queued");
+        }
+        message.textContent = "Reindexing…";
+        if (!timer) timer = setInterval(poll, 1000);
+      });
+    });
+  }
+
+  // ---- exports: follow a running export ------------------------------------------------------------
+
+  function exportsPage() {
+    const status = document.getElementById("export-status");
+    if (status.dataset.running !== "true") return;
+    const timer = setInterval(async () => {
+      const response = await fetch("/admin/exports/status", { headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const state = await response.json();
+      if (!state.running) {
+        clearInterval(timer);
+        location.reload();
+      }
+    }, 1000);
+  }
+
+  const pages = { chat, queue, item, sources, exports: exportsPage };
+  document.addEventListener("DOMContentLoaded", () => {
+    const page = pages[document.body.dataset.page];
+    if (page) page();
+  });
+})();

@@ -1,0 +1,103 @@
+"""Reviewed answers -> training examples, per format.
+
+- `sft`: approved items (the answer as given) and edited items (the reviewer's ideal answer).
+- `dpo`: edited items: the reviewer's answer is preferred, the original (down-voted) one is not.
+  Written in TRL's `prompt/chosen/rejected` and OpenAI's `input/preferred_output/
+  non_preferred_output` shapes.
+- `kto`: straight from the votes: the original answer, labelled desirable when it has more 👍
+  than 👎 and undesirable when it has more 👎 (ties say nothing), unless a reviewer rejected it.
+
+Every prompt carries the retrieved context the answer was given (`prompt.prompt_messages`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from config.settings import DATASET_FORMATS, DatasetFormat
+from feedback.datasets.prompt import prompt_messages
+from feedback.reviews import CuratedItem
+
+Format = DatasetFormat
+FORMATS: tuple[Format, ...] = DATASET_FORMATS
+_STATUS_RANK = {"edited": 3, "approved": 2, "new": 1, "rejected": 0}
+
+
+@dataclass
+class Example:
+    """One item's records for one format (`records[shape]`, e.g. "dpo-trl" and "dpo-openai")."""
+
+    answer_id: str
+    question: str
+    created_at: datetime
+    sources: tuple[str, ...]
+    records: dict[str, dict[str, Any]]
+    rank: tuple[Any, ...]  # higher wins among duplicates
+    partition: Hashable = None  # never merged across partitions (KTO: the label)
+    redactions: Counter[str] = field(default_factory=Counter)
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text.strip()}]
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
+
+
+def build_examples(
+    fmt: Format, items: Sequence[CuratedItem], *, max_context_chunks: int
+) -> tuple[list[Example], Counter[str]]:
+    """The examples `fmt` can use, and why the other items were left out (counted)."""
+    examples: list[Example] = []
+    skipped: Counter[str] = Counter()
+    for item in items:
+        if item.status == "rejected":
+            skipped["rejected by a reviewer"] += 1
+            continue
+        prompt = prompt_messages(item.question, item.chunks, item.context, limit=max_context_chunks)
+        records: dict[str, dict[str, Any]] = {}
+        partition: Hashable = None
+        if fmt == "sft":
+            if item.status == "edited" and item.ideal_answer:
+                completion = item.ideal_answer
+            elif item.status == "approved":
+                completion = item.answer_text
+            else:
+                skipped["not approved or edited"] += 1
+                continue
+            records["sft"] = {"messages": [*prompt, *_assistant(completion)]}
+        elif fmt == "dpo":
+            if item.status != "edited" or not item.ideal_answer:
+                skipped["not edited"] += 1
+                continue
+            if _same(item.ideal_answer, item.answer_text):
+                skipped["edited answer same as the original"] += 1
+                continue
+            chosen, rejected = _assistant(item.ideal_answer), _assistant(item.answer_text)
+            records["dpo-trl"] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+            records["dpo-openai"] = {
+                "input": {"messages": prompt, "tools": [], "parallel_tool_calls": False},
+                "preferred_output": chosen,
+                "non_preferred_output": rejected,
+            }
+        else:
+            if item.up == item.down:
+                skipped["no votes" if item.up == 0 else "tied votes"] += 1
+                continue
+            label = item.up > item.down
+            records["kto"] = {"prompt": prompt, "completion": _assistant(item.answer_text), "label": label}
+            partition = label
+        if not item.answer_text.strip() or not item.question.strip():
+            skipped["empty question or answer"] += 1
+            continue
+        sources = tuple(dict.fromkeys(str(c.get("source")) for c in item.chunks if c.get("source")))
+        rank = (_STATUS_RANK.get(item.status, 0), item.up + item.down, item.created_at, item.answer_id)
+        examples.append(
+            Example(item.answer_id, item.question, item.created_at, sources, records, rank, partition)
+        )
+    return examples, skipped

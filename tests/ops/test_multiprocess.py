@@ -1,0 +1,409 @@
+"""Lore as a multi-process deployment on this machine: real Redis, real PostgreSQL, five processes.
+
+    lore worker -Q ingest     owns the embedded index (no Qdrant server here): syncs, and answers
+                              the other processes' questions over the `answer` queue
+    lore worker -Q feedback   answer and vote writes into PostgreSQL, the sync dispatcher
+    lore beat                 the schedule (every source syncs every 10 s here)
+    lore serve                web console + Slack (Socket Mode) + Discord, with index.owner = worker:
+                              it never opens the index
+
+Each process has its own data directory, as on separate machines: they share only Redis and
+PostgreSQL. Slack and Discord are the local emulators; every token is a distinctive fake value,
+and the logs of the whole run are grepped for them at the end. Logs are JSON. The tests run in
+order on one cluster; the last one stops every process with SIGTERM, as an orchestrator would.
+
+Not exercised here: a Qdrant server (none can be installed on this machine), so the index is the
+embedded engine owned by the ingest worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from redis import Redis
+
+from tests.conftest import free_port
+from tests.emulators.discord_emu import (
+    DiscordEmulator,
+    make_guild,
+    make_text_channel,
+    make_user,
+    message_create,
+)
+from tests.emulators.slack import BOT_USER_ID, SlackEmulator, app_mention_event
+from tests.ops.conftest import (
+    LORE,
+    REDIS_URL,
+    Proc,
+    base_env,
+    drop_prefix,
+    make_docs,
+    metric,
+    new_prefix,
+    pg_database,
+)
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.redis,
+    pytest.mark.postgres,
+    pytest.mark.worker,
+    pytest.mark.slow,
+]
+
+MARK = "LOREMARK7Q"  # in every fake secret: no log line may contain it
+SECRETS = {
+    "slack_bot": f"xoxb-7001-{MARK}-bot-token",
+    "slack_app": f"xapp-1-A0LORE-7001-{MARK}-app-token",
+    "slack_signing": f"{MARK}-signing-secret-0123",
+    "discord": f"{MARK}.discord-bot-token.0123456789",
+    "llm": f"sk-{MARK}-llm-key-0123456789",
+    "session": f"{MARK}-session-secret-0123456789",
+    "hash": f"{MARK}-user-hash-key-0123456789",
+}
+ADMIN, ADMIN_PW = "ada", "correct horse battery staple"
+DM_CHANNEL = "1500000000000000004"
+ALICE = make_user(1_500_000_000_000_000_010, "alice")
+GUILD_ID = "1500000000000000001"
+
+
+@dataclass
+class Cluster:
+    tmp: Path
+    prefix: str
+    db_url: str
+    slack: SlackEmulator
+    discord: DiscordEmulator
+    web_port: int
+    metrics_ports: dict[str, int]
+    procs: dict[str, Proc] = field(default_factory=dict)
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)  # what earlier tests found, for later ones
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def redis(self) -> Redis:
+        return Redis.from_url(REDIS_URL)
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.db_url) as conn:
+            return list(conn.execute(sql, args).fetchall())
+
+
+async def _start(tmp: Path, slack: SlackEmulator, discord: DiscordEmulator, db_url: str) -> Cluster:
+    docs = make_docs(tmp / "docs")
+    cluster = Cluster(
+        tmp=tmp,
+        prefix=new_prefix(),
+        db_url=db_url,
+        slack=slack,
+        discord=discord,
+        web_port=free_port(),
+        metrics_ports={"ingest": free_port(), "feedback": free_port()},
+    )
+    common = {
+        "sources": [
+            {
+                "name": "handbook",
+                "type": "directory",
+                "path": str(docs),
+                "url_prefix": "https://wiki.example/hb/",
+                "every": "10s",
+            }
+        ],
+        "log_format": "json",
+        "llm": {"provider": "extractive", "api_key": SECRETS["llm"]},
+        "redis": {"url": REDIS_URL, "prefix": cluster.prefix},
+        "database": {"url": db_url},
+        "index": {"owner": "worker"},
+        "chat": {"user_per_minute": 1000, "channel_per_minute": 1000},
+        "slack": {
+            "bot_token": SECRETS["slack_bot"],
+            "app_token": SECRETS["slack_app"],
+            "signing_secret": SECRETS["slack_signing"],
+            "api_url": slack.base_url,
+        },
+        "discord": {
+            "token": SECRETS["discord"],
+            "api_base": discord.rest_base,
+            "gateway_url": discord.gateway_url,
+        },
+        "web": {"session_secret": SECRETS["session"], "port": cluster.web_port, "index_on_start": False},
+        "feedback": {"user_hash_key": SECRETS["hash"], "spool_flush_interval": 0.5},
+    }
+
+    def env(role: str, **extra: Any) -> dict[str, str]:
+        data = tmp / f"data-{role}"  # separate machines: nothing shared but Redis and PostgreSQL
+        settings = {**common, "data_dir": str(data), **extra}
+        cluster.envs[role] = base_env(tmp, **settings)
+        return cluster.envs[role]
+
+    run = lambda name, args, e: cluster.procs.setdefault(name, Proc(name, args, e, tmp))  # noqa: E731
+    uid = uuid.uuid4().hex[:6]
+    run(
+        "ingest",
+        ["worker", "-Q", "ingest", "-n", f"ingest-{uid}@%h"],
+        env("ingest", worker={"metrics_port": cluster.metrics_ports["ingest"]}),
+    )
+    run(
+        "feedback",
+        ["worker", "-Q", "feedback", "-n", f"feedback-{uid}@%h"],
+        env("feedback", worker={"metrics_port": cluster.metrics_ports["feedback"]}),
+    )
+    run("beat", ["beat"], env("beat"))
+    run("serve", ["serve"], env("serve"))
+    await cluster.procs["ingest"].wait_log(r"answer server ready", 180)
+    await cluster.procs["feedback"].wait_log(r" ready\.", 120)
+    await cluster.procs["beat"].wait_log(r"beat: Starting", 120)
+    await cluster.procs["serve"].wait_log(r"web app listening", 180)
+    await slack.wait_connected(timeout=60)
+    await discord.wait_ready(timeout=60)
+    return cluster
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    guild = make_guild(GUILD_ID, channels=[make_text_channel(None, GUILD_ID, "support")])
+    with pg_database() as db_url:
+        async with (
+            SlackEmulator(tokens=[SECRETS["slack_bot"]], app_tokens=[SECRETS["slack_app"]]) as slack,
+            DiscordEmulator(guilds=[guild], token=SECRETS["discord"]) as discord,
+        ):
+            started: Cluster | None = None
+            try:
+                started = await _start(tmp, slack, discord, db_url)
+                yield started
+            finally:
+                if started is not None:
+                    for proc in started.procs.values():
+                        proc.kill()
+                    drop_prefix(started.prefix)
+
+
+async def signed_in(cluster: Cluster) -> tuple[httpx.AsyncClient, str]:
+    """A browser session of the admin, and its CSRF token."""
+    proc = await asyncio.create_subprocess_exec(
+        LORE,
+        "users",
+        "add",
+        ADMIN,
+        "--role",
+        "admin",
+        "--password-stdin",
+        env=cluster.envs["serve"],
+        cwd=cluster.tmp,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output = (await asyncio.wait_for(proc.communicate(ADMIN_PW.encode() + b"\n"), 120))[0].decode()
+    assert proc.returncode == 0, output
+    client = httpx.AsyncClient(base_url=cluster.base, timeout=60)
+    login = await client.get("/login")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', login.text).group(1)
+    response = await client.post(
+        "/login",
+        data={"username": ADMIN, "password": ADMIN_PW, "next": "/admin/sources", "csrf_token": token},
+    )
+    assert response.status_code == 303, response.text
+    page = await client.get("/admin/sources")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+    return client, token
+
+
+async def test_a_sync_requested_from_the_console_completes_on_the_ingest_worker(cluster: Cluster) -> None:
+    client, token = await signed_in(cluster)
+    try:
+        queued = await client.post(
+            "/admin/reindex",
+            data={"source": "handbook"},
+            headers={"X-CSRF-Token": token, "Accept": "application/json"},
+        )
+        assert queued.status_code == 200, queued.text
+        [handle] = queued.json()["queued"]
+        deadline = time.monotonic() + 120
+        while True:
+            status = (await client.get("/admin/sync-status")).json()
+            last = status["last"].get("handbook") or {}
+            if last.get("task_id") == handle["task_id"] and last.get("state") == "done":
+                break
+            assert time.monotonic() < deadline, f"sync not done: {status}\n{cluster.procs['ingest'].tail()}"
+            await asyncio.sleep(0.5)
+        assert last["added"] + last["unchanged"] == 4, last
+        # The sources page reads the index through its owner: the chat process never opens it.
+        page = await client.get("/admin/sources")
+        assert page.status_code == 200 and "could not be read" not in page.text
+        assert re.search(r"handbook", page.text)
+        ready = (await client.get("/readyz")).json()
+        assert ready["status"] == "ready", ready
+    finally:
+        await client.aclose()
+    ingest = cluster.procs["ingest"].err()
+    assert handle["task_id"] in ingest and "succeeded" in ingest
+    assert not (cluster.tmp / "data-serve" / "edge").exists()  # the web process has no index of its own
+
+
+async def test_answers_come_from_the_index_owner_with_one_correlation_id_across_processes(
+    cluster: Cluster,
+) -> None:
+    async with httpx.AsyncClient(base_url=cluster.base, timeout=60) as client:
+        chat = await client.get("/chat")
+        token = re.search(r'name="csrf-token" content="([^"]+)"', chat.text).group(1)
+        answer = await client.post(
+            "/api/ask", json={"question": "How do I set up the VPN?"}, headers={"X-CSRF-Token": token}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert not body["abstained"] and any(s["url"].endswith("it/vpn.md") for s in body["sources"])
+        vote = await client.post(
+            "/api/vote",
+            json={"answer_id": body["answer_id"], "value": "down", "reason": "outdated"},
+            headers={"X-CSRF-Token": token},
+        )
+        assert vote.status_code == 200, vote.text
+    cluster.facts["web_answer"] = body["answer_id"]
+    serve, ingest = cluster.procs["serve"], cluster.procs["ingest"]
+    [bot_line] = [r for r in serve.records() if r["msg"].startswith(f"answered {body['answer_id']}")]
+    owner_line = await ingest.wait_for(
+        lambda: [r for r in ingest.records() if r["msg"].startswith(f"answered {body['answer_id']} for")],
+        10,
+        "the owner's answer line",
+    )
+    assert bot_line["correlation_id"] not in ("-", None)
+    assert owner_line[0]["correlation_id"] == bot_line["correlation_id"]
+
+
+async def test_votes_flow_through_the_feedback_worker_into_postgresql(cluster: Cluster) -> None:
+    answer_id = cluster.facts["web_answer"]
+    deadline = time.monotonic() + 60
+    while not (votes := cluster.query("SELECT value, reason FROM votes WHERE answer_id = %s", answer_id)):
+        assert time.monotonic() < deadline, cluster.procs["feedback"].tail()
+        await asyncio.sleep(0.5)
+    assert votes == [("down", "outdated")]
+    [(platform, question)] = cluster.query(
+        "SELECT platform, question FROM interactions WHERE answer_id = %s", answer_id
+    )
+    assert platform == "web" and "VPN" in question
+    assert re.search(r"Task lore\.record_vote\[vote-\w+\] succeeded", cluster.procs["feedback"].err())
+
+
+async def test_slack_and_discord_answer_through_the_same_processes(cluster: Cluster) -> None:
+    slack, discord = cluster.slack, cluster.discord
+    await slack.send_event(
+        app_mention_event(f"<@{BOT_USER_ID}> how many days of leave do we get?", "U1", "C1", slack.next_ts())
+    )
+    [update] = await slack.wait_for("chat.update", timeout=60)
+    assert "25 days" in json.dumps(update.args)
+    await discord.wait_for("PUT", r"/applications/\d+/commands", timeout=30)
+    await discord.dispatch(
+        "MESSAGE_CREATE", message_create("what is the per diem in New York?", ALICE, DM_CHANNEL)
+    )
+
+    def answered() -> bool:
+        return any("95 USD" in json.dumps(m) for m in discord.history.get(DM_CHANNEL, []))
+
+    await cluster.procs["serve"].wait_for(answered, 60, "the Discord answer")
+
+
+async def test_beat_schedules_syncs_that_the_workers_run(cluster: Cluster) -> None:
+    redis = cluster.redis()
+
+    def scheduled() -> list[dict[str, Any]]:
+        events = [json.loads(x) for x in redis.lrange(f"{cluster.prefix}sync:history", 0, -1)]
+        return [e for e in events if e.get("event") == "started" and e.get("requested_by") == "schedule"]
+
+    try:
+        await cluster.procs["beat"].wait_for(scheduled, 60, "a scheduled sync to start")
+    finally:
+        redis.close()
+    assert "lore.sync_all" in cluster.procs["feedback"].err()
+
+
+async def test_metrics_from_the_web_process_and_the_workers(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        web = (await client.get(f"{cluster.base}/metrics")).text
+        ingest = (await client.get(f"http://127.0.0.1:{cluster.metrics_ports['ingest']}/metrics")).text
+        feedback = (await client.get(f"http://127.0.0.1:{cluster.metrics_ports['feedback']}/metrics")).text
+    for platform in ("web", "slack", "discord"):
+        assert (metric(web, "lore_answers_total", platform=platform, outcome="answered") or 0) >= 1, platform
+    assert metric(web, "lore_votes_total", platform="web", vote="down") == 1
+    assert (metric(web, "lore_answer_seconds_count", platform="web", stage="retrieve") or 0) >= 1
+    assert metric(web, "lore_queue_depth", queue="ingest") is not None
+    assert metric(web, "lore_broker_up") == 1
+    assert (metric(ingest, "lore_sync_duration_seconds_count", source="handbook", outcome="done") or 0) >= 1
+    assert (metric(ingest, "lore_sync_documents_sum", source="handbook") or 0) >= 4
+    assert metric(ingest, "lore_sync_chunks_embedded_count", source="handbook") is not None
+    assert metric(feedback, "lore_queue_depth", queue="feedback") is not None
+    assert "answer" not in re.findall(r"user|channel|question", web)  # no user data in labels
+    assert "U1" not in web and "alice" not in web
+
+
+async def test_doctor_is_all_green_against_the_running_deployment(cluster: Cluster) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        LORE,
+        "doctor",
+        "--json",
+        env=cluster.envs["serve"],
+        cwd=cluster.tmp,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    report = json.loads(out)
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert proc.returncode == 0 and report["ok"], json.dumps(report, indent=1) + err.decode()[-2000:]
+    assert statuses == {
+        "settings": "pass",
+        "redis": "pass",
+        "database": "pass",
+        "index": "pass",
+        "collection": "pass",
+        "slack": "pass",
+        "slack app token": "pass",
+        "discord": "pass",
+        "llm": "pass",
+        "workers": "pass",
+    }
+    assert MARK not in out.decode() + err.decode()
+
+
+async def test_every_process_stops_cleanly_on_sigterm_and_no_log_holds_a_secret(cluster: Cluster) -> None:
+    order = ["serve", "beat", "feedback", "ingest"]  # the chat side first, as in a rolling stop
+    for name in order:
+        proc = cluster.procs[name]
+        proc.terminate()
+        code = await proc.stopped(timeout=60)
+        assert code == 0, f"{name} exited {code}\n{proc.tail()}"
+    assert "SIGTERM received; shutting down" in cluster.procs["serve"].err()
+    assert "answer server stopped" in cluster.procs["ingest"].err()
+
+    for name, proc in cluster.procs.items():
+        for path in (proc.out_path, proc.err_path):
+            text = path.read_text(errors="replace")
+            assert MARK not in text, f"a secret leaked into {path.name}"
+            for secret in SECRETS.values():
+                assert secret not in text
+        # Every stderr line is a JSON log record; Celery's own notices on stdout are the only plain text.
+        for line in proc.err().splitlines():
+            assert line.startswith("{") and json.loads(line)["level"], f"{name}: {line!r}"
+        for line in proc.out().splitlines():
+            assert line.startswith("worker: ") or not line.strip(), f"{name} stdout: {line!r}"
+    # Correlation ids are on the answer lines.
+    answered = [r for r in cluster.procs["serve"].records() if r["msg"].startswith("answered ")]
+    assert len(answered) >= 3 and all(re.fullmatch(r"[0-9a-f]{12}", r["correlation_id"]) for r in answered)

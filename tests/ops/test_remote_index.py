@@ -1,0 +1,110 @@
+"""`index.owner = "worker"`: the chat side asks the index owner over the `answer` queue.
+
+Without an owner it degrades clearly (an error reply with a reference id, a failing readiness
+check that says what to start); with `lore worker -Q answer` (the Celery tasks of the same
+names, the way to scale answers with a Qdrant server) the same questions are answered.
+The ingest worker's own answer server is exercised in test_multiprocess.py and test_shutdown.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ops.conftest import REDIS_URL, Procs, base_env, make_docs
+
+pytestmark = [pytest.mark.redis]
+
+
+def remote_settings(tmp: Path, prefix: str, answer_timeout: float = 1) -> dict[str, Any]:
+    docs = make_docs(tmp / "docs")
+    return {
+        "data_dir": str(tmp / "data"),
+        "sources": [{"name": "handbook", "type": "directory", "path": str(docs)}],
+        "llm": {"provider": "extractive"},
+        "redis": {"url": REDIS_URL, "prefix": prefix},
+        "index": {"owner": "worker", "answer_timeout": answer_timeout},
+    }
+
+
+def test_owner_worker_needs_redis() -> None:
+    from pydantic import ValidationError
+
+    from config.settings import Settings
+
+    with pytest.raises(ValidationError, match=r"index.owner = 'worker'.*set redis.url"):
+        Settings(index={"owner": "worker"})
+
+
+async def test_without_an_owner_the_chat_side_says_what_is_missing(tmp_path: Path, prefix: str) -> None:
+    import httpx
+
+    from bot.serve import build_services, web_app
+    from config.settings import Settings
+    from workers.remote import OwnerUnavailable, RemoteKnowledge
+
+    settings = Settings(**remote_settings(tmp_path, prefix))
+    remote = RemoteKnowledge(settings)
+    started = time.monotonic()
+    with pytest.raises(OwnerUnavailable, match=r"did not reply within 1 s.*lore worker -Q ingest"):
+        remote.answer("How do I set up the VPN?")
+    assert time.monotonic() - started < 10
+    remote.close()
+
+    services = build_services(settings)
+    assert getattr(services.knowledge, "remote", False)  # the chat process never opens the index
+    app = web_app(services)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://lore.test"
+        ) as http:
+            chat = await http.get("/chat")
+            import re
+
+            token = re.search(r'name="csrf-token" content="([^"]+)"', chat.text).group(1)
+            answer = await http.post(
+                "/api/ask", json={"question": "How do I set up the VPN?"}, headers={"X-CSRF-Token": token}
+            )
+            assert answer.status_code == 502 and re.search(r"[0-9a-f]{12}", answer.json()["error"])
+            ready = await http.get("/readyz")
+            body = ready.json()
+            assert ready.status_code == 503 and body["failing"] == ["index"], body
+            assert "lore worker -Q ingest" in body["checks"]["index"]["detail"]
+    finally:
+        await services.aclose()
+    assert not (tmp_path / "data" / "edge").exists()
+
+
+@pytest.mark.worker
+async def test_answer_workers_serve_the_queue_through_celery(
+    tmp_path: Path, procs: Procs, prefix: str, make_knowledge: Any
+) -> None:
+    from config.settings import Settings
+    from workers.remote import RemoteKnowledge
+
+    data = remote_settings(tmp_path, prefix, answer_timeout=60)
+    kn = make_knowledge(data["sources"], data_dir=Path(data["data_dir"]))
+    assert kn.sync("handbook").error is None
+    kn.close()
+    settings = Settings(**data)
+    env = base_env(tmp_path, **data)
+    worker = procs("answer", ["worker", "-Q", "answer", "-n", f"a-{uuid.uuid4().hex[:6]}@%h"], env)
+    await worker.wait_log(r" ready\.", 120)
+    remote = RemoteKnowledge(settings)
+    try:
+        answer = remote.answer("How do I set up the VPN?")
+        assert "WireGuard" in answer.text and answer.citations
+        assert not remote.is_empty()
+        [row] = remote.sources_status()
+        assert row["name"] == "handbook" and row["documents"] == 4
+        info = remote.index_info()
+        assert info["collection"]["model"] == "all-MiniLM-L6-v2" and info["owner_problem"] is None
+    finally:
+        remote.close()
+    assert "Task lore.answer[" in worker.err() and "answer server" not in worker.err()
+    worker.terminate()
+    assert await worker.stopped(60) == 0

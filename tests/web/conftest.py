@@ -1,0 +1,223 @@
+"""Fixtures for the web console: the real app over real services.
+
+The services are `bot.serve.build_services` with the real `Knowledge` (MiniLM, the embedded
+index, the extractive generator) over a small corpus indexed once per session and copied into
+each test's data directory, the real embedded task client and the real feedback store (SQLite
+under the data directory). The app is `bot.serve.web_app(services)`, exactly what `lore serve`
+runs; HTTP tests drive it through httpx's ASGI transport, the browser test through uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import write
+
+DOCS = {
+    "it/vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
+    "The VPN config is downloaded automatically after the first sign-in.\n\n"
+    "## Split tunnelling\n\nSplit tunnelling is disabled on company laptops for security reasons.\n",
+    "hr/leave.md": "# Leave\n\nEveryone gets 25 days of paid leave a year. "
+    "At most five unused leave days carry over into the next year.\n",
+    "expenses/per-diem.md": "# Per diem\n\nThe per diem in New York is 95 USD a day for meals. "
+    "Other US cities get 75 USD a day.\n",
+    "engineering/deploys.md": "# Deploys\n\nProduction deploys happen Tuesday to Thursday through the "
+    "release pipeline. Friday deploys need approval from the on-call lead.\n",
+}
+ADMIN, ADMIN_PW = "ada", "correct horse battery"
+REVIEWER, REVIEWER_PW = "rex", "staple paper clips"
+REVIEWER2, REVIEWER2_PW = "rita", "blue sky morning"
+
+
+@pytest.fixture(scope="session")
+def web_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("webdocs")
+    for rel, text in DOCS.items():
+        write(root, rel, text)
+    return root
+
+
+def sources(docs: Path) -> list[dict[str, Any]]:
+    return [
+        {"name": "handbook", "type": "directory", "path": str(docs), "url_prefix": "https://wiki.example/hb/"}
+    ]
+
+
+@pytest.fixture(scope="session")
+def web_index(tmp_path_factory: pytest.TempPathFactory, web_docs: Path, embedder: Any) -> Path:
+    """The corpus indexed once; each test copies it (one Knowledge owns a data dir at a time)."""
+    from config.settings import Settings
+    from knowledge.service import Knowledge
+
+    data = tmp_path_factory.mktemp("webindex") / "data"
+    kn = Knowledge(
+        Settings(data_dir=data, sources=sources(web_docs), llm={"provider": "extractive"}), embedder=embedder
+    )
+    try:
+        assert kn.sync("handbook").error is None
+    finally:
+        kn.close()
+    return data
+
+
+@pytest.fixture
+def web_settings(
+    make_settings: Callable[..., Any], web_docs: Path, web_index: Path, tmp_path: Path
+) -> Callable[..., Any]:
+    """Settings over a private copy of the indexed corpus (and, with `docs`, a private corpus)."""
+
+    def make(*, docs: Path | None = None, data_dir: str = "data", **over: Any) -> Any:
+        data = tmp_path / data_dir
+        if not data.exists():
+            shutil.copytree(web_index, data)
+        over.setdefault("chat", {"user_per_minute": 1000, "channel_per_minute": 1000})
+        return make_settings(sources(docs or web_docs), data_dir=data, **over)
+
+    return make
+
+
+@dataclass
+class Lore:
+    """The console app over real services, plus the feedback database it writes to."""
+
+    settings: Any
+    services: Any
+    app: Any
+    clients: list[WebClient] = field(default_factory=list)
+
+    @property
+    def console(self) -> Any:
+        return self.app.state.console
+
+    @property
+    def db(self) -> Any:
+        return self.console.db
+
+    def add_user(self, username: str, password: str, role: str = "reviewer") -> Any:
+        from feedback.users import add_user
+
+        return add_user(self.db.sessions, username, password, role)  # type: ignore[arg-type]
+
+    def client(self, base_url: str = "http://lore.test") -> WebClient:
+        c = WebClient(httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=base_url))
+        self.clients.append(c)
+        return c
+
+    async def signed_in(self, username: str, password: str) -> WebClient:
+        c = self.client()
+        response = await c.login(username, password)
+        assert response.status_code == 303, response.text
+        return c
+
+    def interaction(self, answer_id: str) -> Any:
+        from sqlalchemy import select
+
+        from feedback.models import Interaction
+
+        with self.db.sessions() as s:
+            return s.scalars(select(Interaction).where(Interaction.answer_id == answer_id)).one_or_none()
+
+    def votes(self, answer_id: str) -> list[Any]:
+        from sqlalchemy import select
+
+        from feedback.models import Vote
+
+        with self.db.sessions() as s:
+            return list(s.scalars(select(Vote).where(Vote.answer_id == answer_id)))
+
+
+@dataclass
+class WebClient:
+    http: httpx.AsyncClient
+    token: str | None = None
+
+    async def page(self, path: str) -> httpx.Response:
+        response = await self.http.get(path)
+        found = re.search(r'name="csrf-token" content="([^"]+)"', response.text)
+        if found:
+            self.token = found.group(1)
+        return response
+
+    async def csrf(self) -> str:
+        if self.token is None:
+            await self.page("/login")
+        assert self.token
+        return self.token
+
+    async def login(self, username: str, password: str) -> httpx.Response:
+        await self.page("/login")
+        response = await self.form("/login", {"username": username, "password": password, "next": "/review"})
+        if response.status_code == 303:
+            await self.page("/review")  # a fresh session comes with a fresh CSRF token
+        return response
+
+    async def form(self, path: str, data: dict[str, Any], *, csrf: bool = True, **kw: Any) -> httpx.Response:
+        body = {**data, "csrf_token": await self.csrf()} if csrf else data
+        return await self.http.post(path, data=body, **kw)
+
+    async def json(self, path: str, body: dict[str, Any], *, csrf: bool = True) -> httpx.Response:
+        headers = {"X-CSRF-Token": await self.csrf()} if csrf else {}
+        return await self.http.post(path, json=body, headers={**headers, "Accept": "application/json"})
+
+    async def ask(self, question: str, conversation: str | None = None) -> dict[str, Any]:
+        if self.token is None:
+            await self.page("/chat")
+        response = await self.json("/api/ask", {"question": question, "conversation": conversation})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+@pytest.fixture
+async def make_lore(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Lore]]:
+    """`make_lore(engine=None, **settings overrides)` -> the console on real services (closed afterwards);
+    `engine` replaces the answer engine, for failure tests."""
+    from bot.serve import build_services, web_app
+    from knowledge.service import Knowledge
+
+    built: list[Lore] = []
+
+    def make(*, engine: Any = None, **over: Any) -> Lore:
+        settings = web_settings(**over)
+        services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder), engine=engine)
+        lore = Lore(settings, services, web_app(services))
+        built.append(lore)
+        return lore
+
+    yield make
+    for lore in built:
+        for c in lore.clients:
+            await c.http.aclose()
+        lore.console.exports.join(60)
+        await lore.services.aclose()
+        lore.console.close()
+
+
+@pytest.fixture
+async def lore(make_lore: Callable[..., Lore]) -> Lore:
+    """The console with an admin and two reviewers."""
+    lore = make_lore()
+    lore.add_user(ADMIN, ADMIN_PW, "admin")
+    lore.add_user(REVIEWER, REVIEWER_PW, "reviewer")
+    lore.add_user(REVIEWER2, REVIEWER2_PW, "reviewer")
+    return lore
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:  # noqa: ASYNC109
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout}s")
+        await asyncio.sleep(0.05)
