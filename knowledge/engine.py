@@ -142,20 +142,27 @@ class AnswerEngine(CustomQueryEngine):
         self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
     ) -> list[RetrievedChunk]:
         """The top chunks for `query` (abbreviations expanded), best first."""
-        return self.lookup(query, top_k=top_k, source=source, mode=mode).chunks
+        return self._retrieve(query, top_k, source, mode)[2]
 
     def lookup(
         self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
     ) -> Retrieval:
         """`search`, plus the confidence that abstention compares with the threshold."""
-        if not self.store.ready_for(self.embedder.identity):
+        expanded, vector, chunks = self._retrieve(query, top_k, source, mode)
+        if vector is None:
             return Retrieval(query=query, chunks=[], confidence=0.0)
+        return Retrieval(query=expanded, chunks=chunks, confidence=self.confidence(vector, chunks))
+
+    def _retrieve(
+        self, query: str, top_k: int | None, source: str | None, mode: str | None
+    ) -> tuple[str, list[float] | None, list[RetrievedChunk]]:
+        if not self.store.ready_for(self.embedder.identity):
+            return query, None, []
         expanded = self.vocabulary().expand(query)
         vector = self.embedder.query_model.get_query_embedding(expanded)
         bundle = QueryBundle(query_str=expanded, embedding=vector)
         nodes = self.retriever(top_k or self.settings.retrieval.top_k, source, mode).retrieve(bundle)
-        chunks = [_to_chunk(n) for n in nodes]
-        return Retrieval(query=expanded, chunks=chunks, confidence=self.confidence(vector, chunks))
+        return expanded, vector, [_to_chunk(n) for n in nodes]
 
     def confidence(self, query_vector: Sequence[float], chunks: Sequence[RetrievedChunk]) -> float:
         """How well the best passages match the question: the highest cosine similarity between
