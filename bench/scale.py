@@ -19,7 +19,7 @@ Queries are the 175 eval questions (handbook + Python docs), embedded by the rea
 without a source filter (one copy: 10% of the points). Each engine runs in its own process,
 one after the other, so RSS is per engine.
 
-Run: .venv/bin/python bench/scale.py [--copies 10] [--engines edge qdrant-local]
+Run: .venv/bin/python bench/scale.py [--copies 10] [--engines edge qdrant-local] [--max-queries N]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def questions() -> list[str]:
     return out
 
 
-def run_engine(engine: str, copies: int, repeats: int) -> dict[str, Any]:
+def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict[str, Any]:
     from knowledge.embeddings import build_embedder
     from knowledge.query import normalize_question
     from knowledge.service import Knowledge
@@ -173,14 +173,18 @@ def run_engine(engine: str, copies: int, repeats: int) -> dict[str, Any]:
         assert noop.chunks_embedded == 0 and noop.added == noop.changed == noop.deleted == 0
     noop_s = time.perf_counter() - started
 
-    qs = [normalize_question(q) or q for q in questions()]
+    qs = [normalize_question(q) or q for q in questions()][:max_queries]
     engine_ = kn.engine
     for q in qs[:10]:
         engine_.search(q)
         engine_.search(q, source="copy03")
-    plain, filtered = [], []
+    query_model = kn.embedder.query_model
+    plain, filtered, embed = [], [], []
     for _ in range(repeats):
         for q in qs:
+            t0 = time.perf_counter()
+            query_model.get_query_embedding(q)  # the model's share of a search, on its own
+            embed.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             engine_.search(q)
             plain.append((time.perf_counter() - t0) * 1000)
@@ -198,6 +202,8 @@ def run_engine(engine: str, copies: int, repeats: int) -> dict[str, Any]:
         "full_index_s": round(full_s, 1),
         "noop_resync_s": round(noop_s, 1),
         "queries": len(plain),
+        "embed_p50_ms": round(percentile(embed, 50), 2),
+        "embed_p95_ms": round(percentile(embed, 95), 2),
         "p50_ms": round(percentile(plain, 50), 2),
         "p95_ms": round(percentile(plain, 95), 2),
         "filtered_p50_ms": round(percentile(filtered, 50), 2),
@@ -215,10 +221,13 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=10)
     parser.add_argument("--engines", nargs="+", default=["edge", "qdrant-local"])
     parser.add_argument("--repeats", type=int, default=2)
+    # Local mode scores sparse vectors in Python, seconds per query at 100k: sample it with fewer.
+    parser.add_argument("--max-queries", type=int, default=1000, help="the first N eval questions")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one engine, print JSON
     args = parser.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_engine(args.one, args.copies, args.repeats)), flush=True)
+        result = run_engine(args.one, args.copies, args.repeats, args.max_queries)
+        print("RESULT " + json.dumps(result), flush=True)
         return
     prepare_corpus(args.copies)
     rows = []
@@ -232,6 +241,8 @@ def main() -> None:
             str(args.copies),
             "--repeats",
             str(args.repeats),
+            "--max-queries",
+            str(args.max_queries),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -244,6 +255,8 @@ def main() -> None:
         ("documents", "files"),
         ("full_index_s", "full index s (no model)"),
         ("noop_resync_s", "no-op resync s"),
+        ("embed_p50_ms", "query embed p50 ms"),
+        ("embed_p95_ms", "query embed p95 ms"),
         ("p50_ms", "retrieve p50 ms"),
         ("p95_ms", "retrieve p95 ms"),
         ("filtered_p50_ms", "filtered p50 ms"),
