@@ -6,7 +6,7 @@ every question (for bench/abstention.py). Settings come from the defaults plus a
 `--set key=value` overrides (e.g. `--set chunking.size=256 --set index.engine=qdrant-local`).
 
 Run: .venv/bin/python bench/retrieval_quality.py [--sets handbook pydocs] [--modes dense sparse hybrid]
-     [--set section.key=value ...] [--cache] [--out bench/results/quality.json]
+     [--set section.key=value ...] [--cache] [--int8] [--out bench/results/quality.json]
 
 `--cache` serves document embeddings from ~/.cache/lore/bench (real model vectors of the
 same texts, computed once), to compare settings that don't change the chunk texts quickly.
@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["dense", "sparse", "hybrid"])
     parser.add_argument("--set", dest="pairs", action="append", default=[])
     parser.add_argument("--cache", action="store_true")
+    # int8 ONNX is not a setting (it lost more recall than allowed); this measures it.
+    parser.add_argument("--int8", action="store_true", help="embed with the int8 ONNX model")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     extra = overrides(args.pairs)
@@ -91,7 +93,7 @@ def main() -> None:
         work = scratch(f"quality-{name}")
         settings = build_settings(name, work / "data", extra)
         if embedder is None:
-            embedder = build_embedder(settings.embedding)
+            embedder = build_embedder(settings.embedding, precision="int8" if args.int8 else "fp32")
             if args.cache:
                 embedder = cached_embedder(embedder)
         kn = Knowledge(settings, embedder=embedder)

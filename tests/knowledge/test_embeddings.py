@@ -55,7 +55,8 @@ def test_torch_backend_is_the_same_model(reference, embedder):
 
 
 def test_int8_is_close_but_its_own_identity(reference):
-    embedder = build_embedder(EmbeddingSettings(backend="onnx-int8"))
+    # Benchmarks only (not a setting): bench/embedding_speed.py and retrieval_quality.py --int8.
+    embedder = build_embedder(EmbeddingSettings(backend="onnx"), precision="int8")
     vectors = np.asarray(embedder.model.get_text_embedding_batch(TEXTS))
     assert cosines(vectors, reference).min() >= 0.95
     assert embedder.identity.name == "all-MiniLM-L6-v2:int8"  # never mixed with fp32 vectors
