@@ -136,26 +136,37 @@ def index(
     with knowledge_for(settings) as kn:
         if full and not source:
             kn.rebuild()
-        with _progress(disable=as_json and not sys.stderr.isatty()) as bar:
-            for name in names:
-                task = bar.add_task(name, total=None, chunks=0)
-
-                def show(p: Any, task: Any = task) -> None:
-                    bar.update(
-                        task,
-                        total=p.total,
-                        completed=p.seen,
-                        chunks=p.chunks_embedded,
-                        description=f"{p.source} · {p.phase}",
-                    )
-
-                results[name] = kn.sync(name, full=full, on_progress=show)
+        for name, result in sync_with_progress(
+            kn, names, full=full, disable=as_json and not sys.stderr.isatty()
+        ):
+            results[name] = result
     failed = [n for n, r in results.items() if r.error]
     if as_json:
         out.print_json(json.dumps({"sources": {n: r.summary() for n, r in results.items()}}))
     else:
         _print_index_summary(results)
     raise typer.Exit(1 if failed else 0)
+
+
+def sync_with_progress(
+    kn: Any, names: list[str], *, full: bool = False, disable: bool = False
+) -> Iterator[tuple[str, Any]]:
+    """Sync each source under one progress bar per source (documents, chunks, ETA), yielding
+    each result as it finishes."""
+    with _progress(disable=disable) as bar:
+        for name in names:
+            task = bar.add_task(name, total=None, chunks=0)
+
+            def show(p: Any, task: Any = task) -> None:
+                bar.update(
+                    task,
+                    total=p.total,
+                    completed=p.seen,
+                    chunks=p.chunks_embedded,
+                    description=f"{p.source} · {p.phase}",
+                )
+
+            yield name, kn.sync(name, full=full, on_progress=show)
 
 
 def _progress(*, disable: bool) -> Progress:

@@ -7,7 +7,7 @@ On a fresh data directory it first indexes the configured sources (with progress
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -71,7 +71,7 @@ def serve_command(
 def index_if_empty(services: Services) -> bool:
     """Index every configured source when nothing is indexed yet. Embedded mode syncs here, with
     progress on stderr; with Redis the syncs are queued for the workers. True if it indexed."""
-    from bot.cli import _progress
+    from bot.cli import sync_with_progress
     from bot.serve import local_knowledge
 
     settings, knowledge = services.settings, services.knowledge
@@ -94,25 +94,12 @@ def index_if_empty(services: Services) -> bool:
             say(f"nothing indexed yet: queued a sync of {name} for the workers ({handle.task_id})")
         return False
     say(f"Nothing is indexed yet: indexing {', '.join(names)} first (once).")
-    with _progress(disable=json_logs()) as bar:
-        for name in names:
-            task = bar.add_task(name, total=None, chunks=0)
-
-            def show(p: Any, task: Any = task) -> None:
-                bar.update(
-                    task,
-                    total=p.total,
-                    completed=p.seen,
-                    chunks=p.chunks_embedded,
-                    description=f"{p.source} · {p.phase}",
-                )
-
-            result = local.sync(name, on_progress=show)
-            if result.error:
-                say(f"[red]{name} failed[/red] (serving anyway): {result.error}")
-            else:
-                s = result.summary()
-                say(f"{name}: {s['added']} documents, {s['chunks_embedded']} chunks in {s['seconds']:.0f} s")
+    for name, result in sync_with_progress(local, names, disable=json_logs()):
+        if result.error:
+            say(f"[red]{name} failed[/red] (serving anyway): {result.error}")
+        else:
+            s = result.summary()
+            say(f"{name}: {s['added']} documents, {s['chunks_embedded']} chunks in {s['seconds']:.0f} s")
     return True
 
 
