@@ -3,8 +3,9 @@
 - Throughput: the same chunk texts (the handbook's, chunked as Lore chunks them) through each
   backend with the indexing thread count, rounds interleaved (A B C A B C ...) so a busy
   machine hurts every backend alike. Reported as chunks/s and as a ratio to torch.
-- Query latency: the 175 eval questions one at a time with one thread (the query path), with
-  `--busy` also while another process keeps one of the two cores busy.
+- Query latency: the 175 eval questions one at a time through each query configuration
+  (backend, threads, whether idle pool threads spin), interleaved; with `--busy` also while
+  one and then two other processes keep the cores busy.
 - Fidelity: the lowest cosine between each backend's vectors and sentence-transformers'.
 
 Run: .venv/bin/python bench/embedding_speed.py [--rounds 3] [--busy]
@@ -17,6 +18,7 @@ import json
 import multiprocessing
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,8 @@ from llama_index.core.schema import MetadataMode
 
 from config.settings import EmbeddingSettings
 from knowledge.chunking import StructuredChunker
-from knowledge.embeddings import build_embedder, local_model_path
+from knowledge.embeddings import Embedder, build_embedder, local_model_path
+from knowledge.onnx import OnnxEmbedding
 from knowledge.sources import Skipped, make_loader
 
 BACKENDS = ["torch", "onnx", "onnx-int8"]
@@ -34,6 +37,20 @@ BACKENDS = ["torch", "onnx", "onnx-int8"]
 def spin(stop: Any) -> None:
     while not stop.is_set():
         sum(i * i for i in range(10_000))
+
+
+def onnx_session(onnx: Embedder, *, threads: int, spin: bool) -> OnnxEmbedding:
+    """Another session on the model Lore's ONNX backend uses, with other thread settings."""
+    model = onnx.query_model
+    assert isinstance(model, OnnxEmbedding)
+    return OnnxEmbedding(
+        model_path=Path(model.model_path),
+        tokenizer_path=local_model_path(EmbeddingSettings()) / "tokenizer.json",
+        threads=threads,
+        spin=spin,
+        max_length=model.max_length,
+        embed_batch_size=model.embed_batch_size,
+    )
 
 
 def main() -> None:
@@ -77,42 +94,57 @@ def main() -> None:
     for path in (HANDBOOK / "questions.jsonl", REPO / "bench" / "pydocs" / "questions.jsonl"):
         questions += [json.loads(line)["question"] for line in path.read_text().splitlines() if line.strip()]
 
+    onnx = embedders["onnx"]
+    # Query configurations: (backend, threads, spin). Lore's defaults are marked in the output.
+    queries: dict[str, Any] = {
+        "torch, 1 thread": embedders["torch"].query_model,
+        "onnx, 1 thread": onnx.query_model,
+        "onnx, 2 threads, spinning": onnx_session(onnx, threads=2, spin=True),
+        "onnx, 2 threads, sleeping": onnx_session(onnx, threads=2, spin=False),
+        "onnx-int8, 1 thread": embedders["onnx-int8"].query_model,
+    }
+    defaults = {"torch, 1 thread", "onnx, 1 thread"}
+
     def latencies() -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {b: [] for b in BACKENDS}
+        out: dict[str, list[float]] = {name: [] for name in queries}
         for q in questions:
-            for b, e in embedders.items():
+            for name, model in queries.items():
                 started = time.perf_counter()
-                e.query_model.get_query_embedding(q)
-                out[b].append((time.perf_counter() - started) * 1000)
+                model.get_query_embedding(q)
+                out[name].append((time.perf_counter() - started) * 1000)
         return out
 
-    for e in embedders.values():
-        e.query_model.get_query_embedding("warm up")
-    idle = latencies()
-    busy: dict[str, list[float]] | None = None
+    for model in queries.values():
+        model.get_query_embedding("warm up")
+    loads = {"idle": latencies()}
     if args.busy:
         stop = multiprocessing.Event()
-        spinner = multiprocessing.Process(target=spin, args=(stop,))
-        spinner.start()
+        spinners: list[Any] = []
         try:
-            busy = latencies()
+            for busy_cores in (1, 2):
+                spinners.append(multiprocessing.Process(target=spin, args=(stop,)))
+                spinners[-1].start()
+                time.sleep(0.5)
+                loads[f"{busy_cores} busy core{'s' if busy_cores > 1 else ''}"] = latencies()
         finally:
             stop.set()
-            spinner.join()
+            for spinner in spinners:
+                spinner.join()
 
     torch_rate = statistics.median(rates["torch"])
-    print(f"{len(texts)} handbook chunks x {args.rounds} interleaved rounds; {len(questions)} queries\n")
-    header = "| backend | chunks/s (median) | vs torch | query p50 / p95 ms |"
-    header += " busy core p50 / p95 ms |" if busy else ""
-    print(header + " min cosine to sentence-transformers |")
-    print("|---|---|---|---|" + ("---|" if busy else "") + "---|")
+    print(f"{len(texts)} handbook chunks x {args.rounds} interleaved rounds\n")
+    print("| backend | document chunks/s (median) | vs torch | min cosine to sentence-transformers |")
+    print("|---|---|---|---|")
     for b in BACKENDS:
         rate = statistics.median(rates[b])
-        row = f"| {b} | {rate:.1f} | {rate / torch_rate:.2f} | "
-        row += f"{percentile(idle[b], 50):.1f} / {percentile(idle[b], 95):.1f} |"
-        if busy:
-            row += f" {percentile(busy[b], 50):.1f} / {percentile(busy[b], 95):.1f} |"
-        print(row + f" {fidelity[b]:.4f} |")
+        print(f"| {b} | {rate:.1f} | {rate / torch_rate:.2f} | {fidelity[b]:.4f} |")
+    print(f"\n{len(questions)} single queries, configurations interleaved; p50 / p95 ms\n")
+    print("| query configuration | " + " | ".join(loads) + " |")
+    print("|---|" + "---|" * len(loads))
+    for name in queries:
+        label = f"**{name}** (default)" if name in defaults else name
+        cells = [f"{percentile(xs[name], 50):.1f} / {percentile(xs[name], 95):.1f}" for xs in loads.values()]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

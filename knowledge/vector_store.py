@@ -123,13 +123,11 @@ class LoreVectorStore(BasePydanticVectorStore):
                 mode, wanted, dense=dense, sparse=sparse, with_dense=mode == "sparse", **common
             )
             hits = self._backend.search(request)
-        scored = []
-        for hit in hits:
-            if mode == "dense":
-                cosine: float | None = hit.score
-            else:
-                cosine = _cosine(dense, hit.dense) if dense is not None and hit.dense is not None else None
-            scored.append((hit, cosine))
+        if mode == "dense":
+            cosines: list[float | None] = [hit.score for hit in hits]
+        else:
+            cosines = _cosines(dense, [hit.dense for hit in hits])
+        scored = list(zip(hits, cosines, strict=True))
         # Best score first; ties go to the closer chunk (cosine), then to the lower id.
         scored.sort(
             key=lambda hc: (-round(hc[0].score, 6), -(hc[1] if hc[1] is not None else -2.0), hc[0].id)
@@ -169,9 +167,18 @@ def rrf(lists: Sequence[Sequence[Hit]], k: int) -> dict[str, float]:
     return fused
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    va, vb = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) + 1e-12))
+def _cosines(query: Sequence[float] | None, vectors: Sequence[Sequence[float] | None]) -> list[float | None]:
+    """The query's cosine to each vector (None where a vector is missing), in one matrix product."""
+    present = [i for i, v in enumerate(vectors) if v is not None]
+    out: list[float | None] = [None] * len(vectors)
+    if query is None or not present:
+        return out
+    q = np.asarray(query, dtype=np.float32)
+    m = np.asarray([vectors[i] for i in present], dtype=np.float32)
+    values = (m @ q) / (np.linalg.norm(m, axis=1) * np.linalg.norm(q) + 1e-12)
+    for i, value in zip(present, values.tolist(), strict=True):
+        out[i] = value
+    return out
 
 
 def _where(filters: MetadataFilters | None) -> dict[str, str]:

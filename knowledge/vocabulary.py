@@ -102,7 +102,12 @@ class Vocabulary:
 
     def expand(self, query: str) -> str:
         additions = []
+        folded = query.casefold()
         for short, long, short_re, long_re in self._patterns:
+            # A plain substring test first: most abbreviations are in no query, and the two
+            # regex searches per abbreviation added up to a millisecond on a large corpus.
+            if short.casefold() not in folded and long.casefold() not in folded:
+                continue
             has_short, has_long = short_re.search(query), long_re.search(query)
             if has_short and not has_long:
                 additions.append(f"({long})")
