@@ -237,15 +237,26 @@ async def test_a_sync_requested_from_the_console_completes_on_the_ingest_worker(
         )
         assert queued.status_code == 200, queued.text
         [handle] = queued.json()["queued"]
-        deadline = time.monotonic() + 120
-        while True:
-            status = (await client.get("/admin/sync-status")).json()
-            last = status["last"].get("handbook") or {}
-            if last.get("task_id") == handle["task_id"] and last.get("state") == "done":
-                break
-            assert time.monotonic() < deadline, f"sync not done: {status}\n{cluster.procs['ingest'].tail()}"
-            await asyncio.sleep(0.5)
-        assert last["added"] + last["unchanged"] == 4, last
+        # The beat syncs every source every 10 s here, so `last` on the status page may already
+        # be a later sync's: wait for this task's own "finished" event in the history.
+        redis = cluster.redis()
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                events = [json.loads(x) for x in redis.lrange(f"{cluster.prefix}sync:history", 0, -1)]
+                mine = [e for e in events if e.get("task_id") == handle["task_id"]]
+                done = [e for e in mine if e.get("event") == "finished"]
+                if done:
+                    break
+                assert time.monotonic() < deadline, (
+                    f"{handle} not finished; history: {events}\n{cluster.procs['ingest'].tail()}"
+                )
+                await asyncio.sleep(0.5)
+        finally:
+            redis.close()
+        assert done[0].get("error") is None and done[0]["added"] + done[0]["unchanged"] == 4, done[0]
+        status = (await client.get("/admin/sync-status")).json()
+        assert status["last"]["handbook"]["state"] == "done", status
         # The sources page reads the index through its owner: the chat process never opens it.
         page = await client.get("/admin/sources")
         assert page.status_code == 200 and "could not be read" not in page.text
