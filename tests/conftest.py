@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,42 @@ def make_knowledge(make_settings: Callable[..., Any], embedder: Any) -> Iterator
     yield make
     for kn in opened:
         kn.close()
+
+
+def corpus_sources(docs: Path) -> list[dict[str, Any]]:
+    """A small test corpus as Lore's one source, `handbook`, with links under wiki.example."""
+    return [
+        {"name": "handbook", "type": "directory", "path": str(docs), "url_prefix": "https://wiki.example/hb/"}
+    ]
+
+
+def index_corpus(data: Path, docs: Path, embedder: Any) -> Path:
+    """Index `docs` into `data` once per session; tests copy the result, because one Knowledge
+    owns a data directory at a time."""
+    from config.settings import Settings
+    from knowledge.service import Knowledge
+
+    kn = Knowledge(
+        Settings(data_dir=data, sources=corpus_sources(docs), llm={"provider": "extractive"}),
+        embedder=embedder,
+    )
+    try:
+        assert kn.sync("handbook").error is None
+    finally:
+        kn.close()
+    return data
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:  # noqa: ASYNC109
+    """Poll a predicate that depends on something the test can't await (a database, a thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} within {timeout}s")
+        await asyncio.sleep(0.05)
 
 
 def write(root: Path, rel: str, text: str | bytes) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from tests.conftest import write
+from tests.conftest import corpus_sources, index_corpus, write
 from tests.emulators.slack import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -54,28 +53,9 @@ def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def source_config(docs: Path) -> list[dict[str, Any]]:
-    return [
-        {"name": "handbook", "type": "directory", "path": str(docs), "url_prefix": "https://wiki.example/hb/"}
-    ]
-
-
 @pytest.fixture(scope="session")
 def index_template(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, embedder: Any) -> Path:
-    """The corpus indexed once; tests copy it (a data dir is owned by one Knowledge at a time)."""
-    from config.settings import Settings
-    from knowledge.service import Knowledge
-
-    data = tmp_path_factory.mktemp("index") / "data"
-    kn = Knowledge(
-        Settings(data_dir=data, sources=source_config(docs_dir), llm={"provider": "extractive"}),
-        embedder=embedder,
-    )
-    try:
-        assert kn.sync("handbook").error is None
-    finally:
-        kn.close()
-    return data
+    return index_corpus(tmp_path_factory.mktemp("index") / "data", docs_dir, embedder)
 
 
 @pytest.fixture
@@ -102,7 +82,7 @@ def lore_settings(
             "api_retries": 3,
         } | (slack or {})
         chat_cfg = {"user_per_minute": 1000, "channel_per_minute": 1000} | (chat or {})
-        sources = source_config(docs_dir) + list(extra_sources)
+        sources = corpus_sources(docs_dir) + list(extra_sources)
         return make_settings(sources, data_dir=data, slack=slack_cfg, chat=chat_cfg, **over)
 
     return make
@@ -310,18 +290,6 @@ async def connect_lore(
         await lore.adapter.close()
         if lore._db is not None:
             lore._db.dispose()
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:  # noqa: ASYNC109
-    """Poll a predicate that depends on something other than the emulator (a database, a thread)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 def ts_after(ts: str, seconds: int = 1) -> str:

@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.bot.conftest import SIGNING_SECRET, USER, block_texts, button_values, wait_for
+from tests.bot.conftest import SIGNING_SECRET, USER, block_texts, button_values
+from tests.conftest import wait_for
 from tests.emulators.slack import (
     BOT_USER_ID,
     app_mention_event,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from feedback.schema import VOTE_REASONS
-from tests.bot.conftest import ADMIN, USER, WORKSPACE_ADMIN, block_texts, button_values, wait_for
-from tests.conftest import write
+from tests.bot.conftest import ADMIN, USER, WORKSPACE_ADMIN, block_texts, button_values
+from tests.conftest import wait_for, write
 from tests.emulators.slack import block_action_payload, slash_command_payload, view_submission_payload
 
 

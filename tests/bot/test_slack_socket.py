@@ -7,7 +7,8 @@ import asyncio
 import logging
 import re
 
-from tests.bot.conftest import USER, block_texts, button_values, has_buttons, wait_for
+from tests.bot.conftest import USER, block_texts, button_values, has_buttons
+from tests.conftest import wait_for
 from tests.emulators.slack import (
     BOT_ID,
     BOT_USER_ID,

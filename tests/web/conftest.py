@@ -9,10 +9,8 @@ runs; HTTP tests drive it through httpx's ASGI transport, the browser test throu
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import write
+from tests.conftest import corpus_sources, index_corpus, write
 
 DOCS = {
     "it/vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
@@ -47,27 +45,9 @@ def web_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def sources(docs: Path) -> list[dict[str, Any]]:
-    return [
-        {"name": "handbook", "type": "directory", "path": str(docs), "url_prefix": "https://wiki.example/hb/"}
-    ]
-
-
 @pytest.fixture(scope="session")
 def web_index(tmp_path_factory: pytest.TempPathFactory, web_docs: Path, embedder: Any) -> Path:
-    """The corpus indexed once; each test copies it (one Knowledge owns a data dir at a time)."""
-    from config.settings import Settings
-    from knowledge.service import Knowledge
-
-    data = tmp_path_factory.mktemp("webindex") / "data"
-    kn = Knowledge(
-        Settings(data_dir=data, sources=sources(web_docs), llm={"provider": "extractive"}), embedder=embedder
-    )
-    try:
-        assert kn.sync("handbook").error is None
-    finally:
-        kn.close()
-    return data
+    return index_corpus(tmp_path_factory.mktemp("webindex") / "data", web_docs, embedder)
 
 
 @pytest.fixture
@@ -81,7 +61,7 @@ def web_settings(
         if not data.exists():
             shutil.copytree(web_index, data)
         over.setdefault("chat", {"user_per_minute": 1000, "channel_per_minute": 1000})
-        return make_settings(sources(docs or web_docs), data_dir=data, **over)
+        return make_settings(corpus_sources(docs or web_docs), data_dir=data, **over)
 
     return make
 
@@ -210,14 +190,3 @@ async def lore(make_lore: Callable[..., Lore]) -> Lore:
     lore.add_user(REVIEWER, REVIEWER_PW, "reviewer")
     lore.add_user(REVIEWER2, REVIEWER2_PW, "reviewer")
     return lore
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no {what} within {timeout}s")
-        await asyncio.sleep(0.05)

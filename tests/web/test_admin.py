@@ -9,7 +9,8 @@ import socket
 
 import pytest
 
-from tests.web.conftest import ADMIN, ADMIN_PW, wait_for
+from tests.conftest import wait_for
+from tests.web.conftest import ADMIN, ADMIN_PW
 
 
 async def test_sources_show_counts_last_sync_and_the_errors_of_the_last_run(make_lore, web_docs, tmp_path):

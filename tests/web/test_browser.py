@@ -17,8 +17,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import free_port
-from tests.web.conftest import sources, wait_for
+from tests.conftest import corpus_sources, free_port, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,7 +43,7 @@ async def running_lore(web_settings, web_docs, embedder, tmp_path):
     config = tmp_path / "lore.toml"
     config.write_text(
         f'data_dir = "{settings.data_dir}"\n[[sources]]\nname = "handbook"\ntype = "directory"\n'
-        f'path = "{sources(web_docs)[0]["path"]}"\n'
+        f'path = "{corpus_sources(web_docs)[0]["path"]}"\n'
     )
     added = CliRunner().invoke(
         cli,

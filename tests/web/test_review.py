@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from feedback.schema import InteractionRecord, VoteRecord
 from feedback.store import record_interaction, record_vote
 from knowledge.answer import Answer, Citation, RetrievedChunk, Timings, Turn
-from tests.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER2, REVIEWER2_PW, REVIEWER_PW, wait_for
+from tests.conftest import wait_for
+from tests.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER2, REVIEWER2_PW, REVIEWER_PW
 
 
 def logged(

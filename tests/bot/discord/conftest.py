@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.bot.conftest import wait_for
+from tests.conftest import wait_for
 from tests.emulators.discord_emu import (
     DEFAULT_BOT_ID,
     FLAG_EPHEMERAL,

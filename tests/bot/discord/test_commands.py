@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from tests.bot.conftest import block_texts, wait_for
+from tests.bot.conftest import block_texts
 from tests.bot.discord.conftest import ALICE, BOT_ID, DM_CHANNEL, GUILD_ID, TOKEN, answer_id_of, custom_ids
+from tests.conftest import wait_for
 from tests.emulators.discord_emu import DiscordEmulator, make_guild, make_text_channel, message_create
 from tests.emulators.slack import APP_TOKEN, BOT_TOKEN, BOT_USER_ID, app_mention_event
 

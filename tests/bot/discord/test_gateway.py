@@ -10,7 +10,6 @@ import logging
 import re
 import time
 
-from tests.bot.conftest import wait_for
 from tests.bot.discord.conftest import (
     ALICE,
     BOT_ID,
@@ -27,7 +26,7 @@ from tests.bot.discord.conftest import (
     embed_text,
     visible_text,
 )
-from tests.conftest import write
+from tests.conftest import wait_for, write
 from tests.emulators.discord_emu import (
     INTENT_DMS,
     INTENT_GUILD_MESSAGES,

@@ -7,7 +7,6 @@ import logging
 import time
 
 from feedback.schema import VOTE_REASONS
-from tests.bot.conftest import wait_for
 from tests.bot.discord.conftest import (
     ALICE,
     BOB,
@@ -20,7 +19,7 @@ from tests.bot.discord.conftest import (
     embed_text,
     visible_text,
 )
-from tests.conftest import write
+from tests.conftest import wait_for, write
 from tests.emulators.discord_emu import FLAG_EPHEMERAL, PERM_MANAGE_GUILD, interaction_modal_submit
 
 DEFERRED, MODAL, DEFERRED_UPDATE = 5, 9, 6
