@@ -31,6 +31,7 @@ def test_expansion_adds_the_other_form_once():
     )
     assert vocab.expand("how much pto do I get?") == "how much pto do I get? (paid time off)"
     assert vocab.expand("is paid time off capped") == "is paid time off capped (PTO)"
+    assert vocab.expand("Is PAID Time Off capped") == "Is PAID Time Off capped (PTO)"  # any case
     assert vocab.expand("PTO vs paid time off") == "PTO vs paid time off"
     assert vocab.expand("is it down?") == "is it down?"  # "it" is a word; only "IT" is the abbreviation
     assert vocab.expand("ask IT for a laptop").endswith("(information technology)")
