@@ -7,6 +7,7 @@ import pytest
 
 from config.settings import EmbeddingSettings
 from knowledge.embeddings import build_embedder, local_model_path
+from knowledge.onnx import blocks
 
 TEXTS = [
     "How do I set up the VPN on my Mac?",
@@ -45,6 +46,25 @@ def test_onnx_matches_sentence_transformers(reference, tmp_path):
     stamp = exported[0].stat().st_mtime_ns
     again = build_embedder(EmbeddingSettings(backend="onnx", onnx_cache_dir=str(tmp_path / "onnx")))
     assert again.model.get_query_embedding("x") and exported[0].stat().st_mtime_ns == stamp  # reused
+
+
+def test_blocks_cap_texts_and_padded_tokens():
+    lengths = [5, 40, 10, 300, 10, 20]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)  # 0, 2, 4, 5, 1, 3
+    assert list(blocks(order, lengths, max_texts=32, max_tokens=10**9)) == [order]
+    assert list(blocks(order, lengths, max_texts=2, max_tokens=10**9)) == [[0, 2], [4, 5], [1, 3]]
+    # 4 texts x 20 tokens fit in 80; a 5th of 40 would pad all to 40 (200); 300 is alone, over the cap.
+    assert list(blocks(order, lengths, max_texts=32, max_tokens=80)) == [[0, 2, 4, 5], [1], [3]]
+    assert [i for block in blocks(order, lengths, 3, 50) for i in block] == order  # each once, in order
+
+
+def test_onnx_block_sizes_do_not_change_vectors():
+    embedder = build_embedder(EmbeddingSettings(backend="onnx"))
+    model = embedder.document_model
+    whole = np.asarray(model.get_text_embedding_batch(TEXTS))
+    model.block_tokens = 1  # one text per model call
+    single = np.asarray(model.get_text_embedding_batch(TEXTS))
+    assert cosines(whole, single).min() >= 0.99999  # same rows: unpadded and padded agree
 
 
 def test_torch_backend_is_the_same_model(reference, embedder):
