@@ -28,7 +28,14 @@ from llama_index.core.storage.kvstore.simple_kvstore import SimpleKVStore
 from llama_index.core.storage.kvstore.types import BaseKVStore
 
 from config.settings import Settings
-from knowledge.backends import DENSE_VECTOR, LAYOUT_VERSION, SPARSE_VECTOR, Backend, BackendLocked
+from knowledge.backends import (
+    DENSE_VECTOR,
+    LAYOUT_VERSION,
+    SPARSE_VECTOR,
+    Backend,
+    BackendLocked,
+    local_collection_exists,
+)
 from knowledge.embeddings import EmbedIdentity
 from knowledge.sparse import SparseEncoder
 from knowledge.vector_store import LoreVectorStore
@@ -114,8 +121,6 @@ def _engine_dir(data_dir: Path, engine: str) -> Path:
 def _embedded_collection_exists(data_dir: Path, engine: str, collection: str) -> bool:
     if engine == "edge":
         return (_engine_dir(data_dir, engine) / f"{collection}.json").exists()
-    from knowledge.backends.qdrant import local_collection_exists
-
     return local_collection_exists(_engine_dir(data_dir, engine), collection)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from knowledge.sparse import SparseVector
@@ -103,3 +104,9 @@ class Backend(Protocol):
 
 class BackendLocked(Exception):
     """Another process (or another open in this one) holds the embedded storage."""
+
+
+def local_collection_exists(path: Path, collection: str) -> bool:
+    """Whether Qdrant local-mode storage under `path` holds `collection`, without opening (and
+    locking) it, or importing qdrant-client (over a second) when Lore runs on Edge."""
+    return (path / "collection" / collection).is_dir()

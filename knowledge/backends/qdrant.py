@@ -226,8 +226,3 @@ def _dense_of(vector: Any) -> list[float] | None:
     if isinstance(vector, dict) and DENSE_VECTOR in vector:
         return list(vector[DENSE_VECTOR])
     return None
-
-
-def local_collection_exists(path: Path, collection: str) -> bool:
-    """Whether local-mode storage under `path` holds `collection`, without opening (and locking) it."""
-    return (path / "collection" / collection).is_dir()
