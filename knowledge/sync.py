@@ -217,6 +217,8 @@ class _ReadAhead:
 
     def _run(self) -> None:
         batch: list[Document | Skipped] = []
+        # A short first batch: the model starts on it while the rest of a full one is read.
+        size = max(1, self._batch_size // 8)
         try:
             for item in self._items:
                 if self._stop.is_set():
@@ -224,9 +226,9 @@ class _ReadAhead:
                 if isinstance(item, Document) and self._known.get(item.id_) != item.hash:
                     self._chunker.prepare(item)
                 batch.append(item)
-                if len(batch) >= self._batch_size:
+                if len(batch) >= size:
                     self._put(batch)
-                    batch = []
+                    batch, size = [], self._batch_size
             if batch:
                 self._put(batch)
             self._put(self._DONE)
