@@ -17,7 +17,8 @@ chunks / its measured throughput (bench/index_throughput.py), printed alongside.
 Queries are the 175 eval questions (handbook + Python docs), embedded by the real query model
 (one thread). Latency is `engine.search` (query embedding plus hybrid search), with and
 without a source filter (one copy: 10% of the points). Each engine runs in its own process,
-one after the other, so RSS is per engine.
+one after the other, so RSS is per engine. Latency depends on the host: the CPU model and the
+share of CPU time the hypervisor took away (steal) while the queries ran are printed with it.
 
 Run: .venv/bin/python bench/scale.py [--copies 10] [--engines edge qdrant-local] [--max-queries N]
 """
@@ -39,6 +40,19 @@ from _common import HANDBOOK, REPO, EmbeddingCache, bench_cache_dir, percentile,
 
 PYDOCS = REPO / "bench" / "pydocs"
 NOISE = 0.03  # per dimension, as in bench/retrieval_latency.py: cosine to the twin ~0.86
+
+
+def cpu_times() -> tuple[int, int]:
+    """(all, steal) jiffies of the whole machine: steal is time the hypervisor gave elsewhere."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[7]
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def rss_mb() -> tuple[float, float]:
@@ -180,6 +194,7 @@ def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict
         engine_.search(q, source="copy03")
     query_model = kn.embedder.query_model
     plain, filtered, embed = [], [], []
+    cpu_before = cpu_times()
     for _ in range(repeats):
         for q in qs:
             t0 = time.perf_counter()
@@ -192,6 +207,7 @@ def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict
             hits = engine_.search(q, source="copy03")
             filtered.append((time.perf_counter() - t0) * 1000)
             assert all(h.source == "copy03" for h in hits)
+    cpu_after = cpu_times()
     rss_now, rss_peak = rss_mb()
     kn.close()
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -208,6 +224,8 @@ def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict
         "p95_ms": round(percentile(plain, 95), 2),
         "filtered_p50_ms": round(percentile(filtered, 50), 2),
         "filtered_p95_ms": round(percentile(filtered, 95), 2),
+        "steal_pct": round(100 * (cpu_after[1] - cpu_before[1]) / max(1, cpu_after[0] - cpu_before[0]), 1),
+        "cpu": cpu_model(),
         "rss_mb": round(rss_now),
         "rss_peak_mb": round(rss_peak),
         "rss_model_and_python_mb": round(rss_before),
@@ -261,6 +279,7 @@ def main() -> None:
         ("p95_ms", "retrieve p95 ms"),
         ("filtered_p50_ms", "filtered p50 ms"),
         ("filtered_p95_ms", "filtered p95 ms"),
+        ("steal_pct", "CPU steal % (queries)"),
         ("rss_mb", "RSS MB"),
         ("rss_peak_mb", "peak RSS MB"),
     ]
@@ -269,6 +288,7 @@ def main() -> None:
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k, _ in keys) + " |")
     print(json.dumps(rows))
+    print(f"CPU: {rows[0]['cpu']}" if rows else "")
 
 
 if __name__ == "__main__":
