@@ -29,7 +29,7 @@ from llama_index.core.schema import MetadataMode
 
 from config.settings import EmbeddingSettings
 from knowledge.chunking import StructuredChunker
-from knowledge.embeddings import Embedder, build_embedder, local_model_path
+from knowledge.embeddings import build_embedder, local_model_path
 from knowledge.onnx import OnnxEmbedding
 from knowledge.sources import Skipped, make_loader
 
@@ -82,7 +82,10 @@ def main() -> None:
 
     onnx = embedders["onnx"]
     documents = {b: (e, e.document_model) for b, e in embedders.items()}
-    documents[COUNT_BLOCKS] = (onnx, onnx_session(onnx.document_model, threads=onnx.index_threads, block_tokens=10**9))
+    documents[COUNT_BLOCKS] = (
+        onnx,
+        onnx_session(onnx.document_model, threads=onnx.index_threads, block_tokens=10**9),
+    )
     rates: dict[str, list[float]] = {b: [] for b in documents}
     fidelity = {}
     for e, model in documents.values():
