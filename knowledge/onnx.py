@@ -151,7 +151,7 @@ class OnnxEmbedding(BaseEmbedding):
     Documents are embedded in blocks of similar token length, capped by padded tokens as well
     as by count: little padding, and a block's activations stay in the CPU cache. On two cores
     1024-token blocks embed about 30% more chunks/s than 32 texts of up to 256 tokens
-    (bench/embedding_speed.py), and a sync's batches embed as fast as one long sorted list.
+    (bench/embedding_speed.py).
     """
 
     model_path: str
