@@ -55,6 +55,19 @@ def test_first_sync_indexes_every_document(kn):
     assert top_paths(kn, "how many vacation days do I get")[0] == "hr/leave.md"
 
 
+def test_documents_across_several_read_ahead_batches_are_all_indexed(make_knowledge, tmp_path):
+    # batch_docs 8: the read-ahead hands over 1 document first (so the model starts at once),
+    # then 8, 8 and the last 3; every one of the 20 must land, with its own chunks.
+    root = tmp_path / "many"
+    for i in range(20):
+        write(root, f"topic{i:02d}.md", f"# Topic {i}\n\nCode word zq{i:02d}x belongs to topic {i}.\n")
+    kn = make_knowledge([{"name": "hb", "type": "directory", "path": str(root)}], index={"batch_docs": 8})
+    result = kn.sync("hb")
+    assert (result.added, result.error) == (20, None)
+    assert len(chunks_by_doc(kn)) == 20 and result.chunks_embedded == kn.store.count_chunks("hb")
+    assert [c.path for c in kn.engine.search("zq13x", top_k=1, mode="sparse")] == ["topic13.md"]
+
+
 def test_resync_without_changes_embeds_nothing(kn):
     kn.sync("hb")
     again = kn.sync("hb")
