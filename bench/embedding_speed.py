@@ -33,7 +33,6 @@ from knowledge.embeddings import build_embedder, local_model_path
 from knowledge.onnx import OnnxEmbedding
 from knowledge.sources import Skipped, make_loader
 
-BACKENDS = ["torch", "onnx", "onnx-int8"]
 # The ONNX backend's document model as it was before token-capped blocks: 32 texts per call.
 COUNT_BLOCKS = "onnx, 32-text blocks"
 
