@@ -28,6 +28,8 @@ class Question(BaseModel):
     sources: list[str]
     facts: list[str]
     kind: str
+    # not-in-corpus questions: the salient terms they ask about, which no document contains
+    absent: list[str] = []
 
 
 class EvalFileError(Exception):
