@@ -172,7 +172,8 @@ def check(name: str, stats: bool) -> int:
     if n < MIN_QUESTIONS:
         problems.append(f"only {n} questions, expected at least {MIN_QUESTIONS}")
     if kinds["not-in-corpus"] < MIN_NOT_IN_CORPUS:
-        problems.append(f"only {kinds['not-in-corpus']} not-in-corpus questions, expected {MIN_NOT_IN_CORPUS}")
+        outside = kinds["not-in-corpus"]
+        problems.append(f"only {outside} not-in-corpus questions, expected {MIN_NOT_IN_CORPUS}")
     problems += [f"no {k} questions" for k in KINDS if not kinds[k]]
     print(f"{name}: {n} questions: " + ", ".join(f"{k} {kinds[k]}" for k in KINDS))
     if stats:
