@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bot.discord.app import LoreBot
     from bot.slack.app import SlackAdapter
     from knowledge.service import Knowledge
-    from workers.client import TaskClient
+    from workers.ports import TaskClient
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
 from feedback.schema import InteractionRecord, VoteRecord
-from workers.client import SyncHandle, SyncStatus
 from workers.jobs import backoff, last_result, run_sync
 from workers.names import TaskName
+from workers.ports import SyncHandle, SyncStatus
 from workers.progress import FileBoard, ProgressReporter
 from workers.spool import Spool, Spooled
 
