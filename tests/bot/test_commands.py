@@ -93,14 +93,13 @@ async def test_a_real_process_answers_and_stops_on_sigterm(
 
 
 def test_the_commands_are_registered():
-    from bot.commands import MODULES
-
-    assert {"bot.commands.slack", "bot.commands.serve"} <= set(MODULES)
+    assert {"slack", "serve"} <= {c.name for c in app.registered_commands}
     assert (REPO / "deploy" / "slack" / "manifest.yaml").is_file()
 
 
 async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(slack, lore_settings, make_services):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     settings = lore_settings(slack={"api_url": slack.base_url, "bot_token": "xoxb-wrong"})
     with pytest.raises(StartupError, match=r"Slack rejected the bot token \(slack.bot_token\): invalid_auth"):
@@ -109,7 +108,8 @@ async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(slack, lore
 
 
 async def test_a_taken_port_stops_start_up_cleanly(lore_settings, make_services):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

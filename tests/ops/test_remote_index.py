@@ -43,7 +43,8 @@ def test_owner_worker_needs_redis() -> None:
 async def test_without_an_owner_the_chat_side_says_what_is_missing(tmp_path: Path, prefix: str) -> None:
     import httpx
 
-    from bot.serve import build_services, web_app
+    from bot.serve import web_app
+    from bot.services import build_services
     from config.settings import Settings
     from workers.remote import OwnerUnavailable, RemoteKnowledge
 

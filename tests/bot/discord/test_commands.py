@@ -31,13 +31,12 @@ def test_lore_discord_without_a_token_says_what_to_set(tmp_path, monkeypatch):
 
 
 def test_the_command_is_registered():
-    from bot.commands import MODULES
-
-    assert "bot.commands.discord" in MODULES
+    assert "discord" in {c.name for c in app.registered_commands}
 
 
 async def test_a_wrong_token_stops_start_up_with_a_clear_message(lore_settings, make_services):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     async with DiscordEmulator(token=TOKEN) as emu:
         with emu.patched():
@@ -48,7 +47,8 @@ async def test_a_wrong_token_stops_start_up_with_a_clear_message(lore_settings, 
 
 
 async def test_a_missing_message_content_intent_is_explained(lore_settings, make_services, emu):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     emu.message_content_allowed = False
     settings = lore_settings(slack={"bot_token": None}, discord={"token": TOKEN})
