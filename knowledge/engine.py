@@ -77,7 +77,7 @@ def make_generator(settings: Settings, embedder: Embedder) -> Generator:
     return ExtractiveGenerator(embedder.model)
 
 
-class AnswerEngine(CustomQueryEngine):
+class CitingQueryEngine(CustomQueryEngine):
     """`answer()` is the full path Lore uses; `query()` works too, as for any LlamaIndex engine."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -93,7 +93,7 @@ class AnswerEngine(CustomQueryEngine):
     @classmethod
     def build(
         cls, settings: Settings, store: IndexStore, embedder: Embedder, generator: Generator | None = None
-    ) -> AnswerEngine:
+    ) -> CitingQueryEngine:
         gen = generator or make_generator(settings, embedder)
         fallback = ExtractiveGenerator(embedder.model) if settings.llm.fallback_to_extractive else None
         return cls(settings=settings, store=store, embedder=embedder, generator=gen, fallback=fallback)
