@@ -335,7 +335,6 @@ class DatasetSettings(_Section):
     # (one is kept); those above `group_similarity` land on the same side of the split.
     duplicate_similarity: float = Field(default=0.8, gt=0, le=1)
     group_similarity: float = Field(default=0.5, gt=0, le=1)
-    max_context_chunks: int = Field(default=8, ge=1)  # retrieved chunks shown to the model per example
 
     @field_validator("export_every")
     @classmethod

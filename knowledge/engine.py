@@ -39,8 +39,8 @@ from knowledge.generate import (
     local_available,
     sentences,
 )
-from knowledge.prompt import PROMPT_VERSION
-from knowledge.query import normalize_question, retrieval_query
+from knowledge.prompt import PROMPT_VERSION, number_by_document
+from knowledge.query import prompt_question, retrieval_query
 from knowledge.store import IndexStore
 from knowledge.vector_store import SIGNALS_KEY
 from knowledge.vocabulary import Vocabulary
@@ -199,11 +199,11 @@ class CitingQueryEngine(CustomQueryEngine):
     ) -> Answer:
         started = time.perf_counter()
         history = list(history)
-        clean = normalize_question(question) or question.strip()
+        clean = prompt_question(question)
         found = self.lookup(retrieval_query(clean, history), source=source, top_k=top_k)
         chunks, confidence = found.chunks, found.confidence
         retrieved = time.perf_counter()
-        _number_by_document(chunks)
+        number_by_document(chunks)  # the numbers the prompt shows and the answer cites
         notice = None
         model = self.generator.name
         if not chunks or confidence < self.settings.retrieval.abstain_below:
@@ -263,13 +263,6 @@ def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
         doc_hash=str(meta.get("content_hash", "")),
         dense_score=round(signals["dense"], 4) if "dense" in signals else None,
     )
-
-
-def _number_by_document(chunks: list[RetrievedChunk]) -> None:
-    """Chunks of the same document share one source number, in order of best score."""
-    numbers: dict[str, int] = {}
-    for c in chunks:
-        c.n = numbers.setdefault(c.doc_id, len(numbers) + 1)
 
 
 def _cite(text: str, chunks: list[RetrievedChunk]) -> tuple[str, list[Citation]]:
