@@ -1,7 +1,7 @@
 """The answer engine: a LlamaIndex query engine over the index that cites and abstains.
 
 Retrieval is hybrid by default: the dense (MiniLM) and BM25 sparse results of the question,
-fused by reciprocal rank in the engine. The question is first normalised (mentions,
+fused by reciprocal rank (`knowledge.vector_store.rrf`). The question is first normalised (mentions,
 greetings), given the thread's context when it is a follow-up, and expanded with the
 corpus's own abbreviations. Lore abstains when its confidence in the best passage is below
 `retrieval.abstain_below` (see `confidence()` and BENCHMARKS.md for how it was chosen).
