@@ -1,4 +1,5 @@
-"""The port the chat side codes against: `TaskClient`, and the `SyncHandle`/`SyncStatus` it returns.
+"""The port the chat side codes against: `TaskClient`, and the `SyncHandle`/`SyncStatus` it returns;
+and the errors of an index asked remotely (`index.owner = "worker"`), which the chat side may catch.
 
 Only types live here. The implementations (`workers.sender.CeleryTaskClient`,
 `workers.inprocess.InProcessTaskClient`) import this module, and the factory that picks one
@@ -43,3 +44,15 @@ class TaskClient(Protocol):
     def sync_status(self) -> SyncStatus: ...
 
     def close(self) -> None: ...
+
+
+class OwnerUnavailable(RuntimeError):
+    """The index owner did not reply in time (or Redis is unreachable). The message says what to run."""
+
+
+class RemoteIndexError(RuntimeError):
+    """The owner replied with an error (e.g. the index was built with another model)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -62,13 +62,17 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 @contextmanager
 def knowledge_for(settings: Settings) -> Iterator[Any]:
-    from knowledge.service import Knowledge
+    """The index as this process may use it (`bot.services.knowledge_base`): a local `Knowledge`,
+    or, with index.owner = "worker", the owner's, asked over the `answer` queue (this process
+    never opens an index of its own). An index error ends the command with its message."""
+    from bot.services import knowledge_base
     from knowledge.store import IndexError_
+    from workers.ports import OwnerUnavailable, RemoteIndexError
 
-    kn = Knowledge(settings)
+    kn = knowledge_base(settings)
     try:
         yield kn
-    except IndexError_ as exc:
+    except (IndexError_, OwnerUnavailable, RemoteIndexError) as exc:
         error(exc)
         raise typer.Exit(1) from None
     finally:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.commands._common import err, error, knowledge_for, out, progress_bar, settings_of, sync_with_progress
+from config import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +36,13 @@ def index(
     if not settings.sources:
         err.print("No sources configured. Add a [[sources]] table to lore.toml (see README).")
         raise typer.Exit(1)
+    if settings.index.owner == "worker":  # building one here would make a second, unused index
+        error(
+            'the index belongs to the workers (index.owner = "worker"): '
+            f"`lore sync run {source or '--all'}{' --full' if full else ''} --wait` "
+            "queues the syncs for them"
+        )
+        raise typer.Exit(2)
     try:
         names = [settings.source(source).name] if source else [s.name for s in settings.sources]
     except KeyError as exc:
@@ -91,7 +99,7 @@ def ask(
     settings = settings_of(ctx)
     with knowledge_for(settings) as kn:
         if kn.is_empty():
-            err.print("Nothing is indexed yet. Run `lore index` first (sources come from lore.toml).")
+            err.print(_nothing_indexed(settings))
             raise typer.Exit(1)
         answer = kn.answer(question, source=source)
     if as_json:
@@ -151,9 +159,10 @@ def eval_(
     except EvalFileError as exc:
         error(exc)
         raise typer.Exit(1) from None
-    with knowledge_for(settings_of(ctx)) as kn:
+    settings = settings_of(ctx)
+    with knowledge_for(settings) as kn:
         if kn.is_empty():
-            err.print("Nothing is indexed yet. Run `lore index` first.")
+            err.print(_nothing_indexed(settings))
             raise typer.Exit(1)
         with progress_bar(disable=as_json and not sys.stderr.isatty()) as bar:
             task = bar.add_task("eval", total=len(qs), chunks=0)
@@ -172,6 +181,12 @@ def eval_(
             ),
         )
     out.print(table)
+
+
+def _nothing_indexed(settings: Settings) -> str:
+    if settings.index.owner == "worker":
+        return "Nothing is indexed yet. Queue the syncs for the workers: `lore sync run --all --wait`."
+    return "Nothing is indexed yet. Run `lore index` first (sources come from lore.toml)."
 
 
 def _fmt(value: float | None) -> str:
