@@ -143,7 +143,10 @@ async def run_runners(runners: dict[str, Runner], stop: asyncio.Event | None = N
             loop.remove_signal_handler(sig)
     errors: list[BaseException] = []
     for task, result in zip(tasks, results, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, StartupError):  # the command prints its one clear line
+            log.debug("%s could not start", task.get_name(), exc_info=result)
+            errors.append(result)
+        elif isinstance(result, BaseException):
             log.error("%s failed", task.get_name(), exc_info=result)
             errors.append(result)
     if errors:
@@ -228,7 +231,9 @@ async def serve(
 
 
 def _warm_up(services: Services) -> None:
-    """Load the embedding model and the engine before the first question arrives."""
+    """Say so if nothing is indexed yet, then load the embedding model and the engine before the
+    first question arrives."""
+    _warn_if_empty(services)
     local = local_knowledge(services.knowledge)
     if local is None:
         return  # the owner has them loaded
@@ -236,3 +241,19 @@ def _warm_up(services: Services) -> None:
         local.engine  # noqa: B018 - the property builds it (and loads the model)
     except Exception:
         log.warning("warming up the answer engine failed; the first answer will retry", exc_info=True)
+
+
+def _warn_if_empty(services: Services) -> None:
+    """An empty index answers every question with "not in the docs": tell the operator why."""
+    try:
+        empty = services.knowledge.is_empty()
+    except Exception as exc:  # the owner is not up yet: /readyz and `lore doctor` say so too
+        log.warning("could not ask the index whether anything is indexed: %s", exc)
+        return
+    if empty:
+        workers = " (with workers: `lore sync run --all`)" if services.settings.redis.url else ""
+        log.warning(
+            "nothing is indexed yet, so every answer will say the docs don't cover it: "
+            "index the configured sources with `lore index`%s",
+            workers,
+        )

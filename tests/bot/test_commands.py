@@ -85,7 +85,45 @@ async def test_a_real_process_answers_and_stops_on_sigterm(
         output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
         assert proc.returncode == 0, output
         assert "SIGTERM received; shutting down" in output and "Slack disconnected" in output
+        assert "nothing is indexed yet" not in output
         assert not slack.connected
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize("command", ["slack", "serve"])
+async def test_a_real_process_over_an_empty_index_tells_the_operator_to_run_lore_index(
+    command, slack, docs_dir, tmp_path
+):
+    (tmp_path / "lore.toml").write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[llm]\nprovider = "extractive"\n[web]\nindex_on_start = false\n\n'
+        f'[[sources]]\nname = "handbook"\ntype = "directory"\npath = "{docs_dir}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")} | {
+        "LORE_SLACK__BOT_TOKEN": BOT_TOKEN,
+        "LORE_SLACK__APP_TOKEN": APP_TOKEN,
+        "LORE_SLACK__API_URL": slack.base_url,
+        "LORE_WEB__PORT": str(free_port()),
+        "HF_HUB_OFFLINE": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("lore")),
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await slack.wait_connected(timeout=60)
+        await asyncio.sleep(2)  # the check runs beside start-up, off the event loop
+        proc.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+        assert proc.returncode == 0, output
+        [warning] = [line for line in output.splitlines() if "nothing is indexed yet" in line]
+        assert " WARNING " in warning and "`lore index`" in warning
     finally:
         if proc.returncode is None:
             proc.kill()

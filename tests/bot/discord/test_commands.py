@@ -142,6 +142,40 @@ async def test_a_real_process_answers_and_stops_on_sigterm(
                 await proc.wait()
 
 
+@pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
+async def test_a_start_up_failure_is_one_clear_line_with_the_traceback_only_at_debug(log_level, tmp_path):
+    """`lore discord` over an empty index, refused the Message Content intent by the gateway."""
+    (tmp_path / "lore.toml").write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[llm]\nprovider = "extractive"\n\n'
+        f'[[sources]]\nname = "handbook"\ntype = "directory"\npath = "{tmp_path / "docs"}"\n'
+    )
+    async with DiscordEmulator(token=TOKEN) as emu:
+        emu.message_content_allowed = False
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")} | {
+            "LORE_DISCORD__TOKEN": TOKEN,
+            "LORE_DISCORD__API_BASE": emu.rest_base,
+            "LORE_DISCORD__GATEWAY_URL": emu.gateway_url,
+            "LORE_LOG_LEVEL": log_level,
+            "HF_HUB_OFFLINE": "1",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("lore")),
+            "discord",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output = (await asyncio.wait_for(proc.communicate(), 120))[0].decode()
+    assert proc.returncode == 1, output
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("Cannot start: Discord refused the Message Content intent"), output
+    assert output.count("Discord refused the Message Content intent") == (1 if log_level == "INFO" else 3)
+    assert ("Traceback" in output) == (log_level == "DEBUG"), output
+    [warning] = [line for line in output.splitlines() if "nothing is indexed yet" in line]
+    assert " WARNING " in warning and "`lore index`" in warning
+
+
 def test_the_readme_invite_url_asks_for_exactly_the_permissions_lore_uses():
     from bot.discord.app import PERMISSIONS, SCOPES, invite_url
     from tests.conftest import REPO
