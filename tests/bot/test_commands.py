@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from tests.bot.conftest import USER, block_texts
-from tests.conftest import REPO
+from tests.conftest import REPO, start_lore
 from tests.emulators.slack import APP_TOKEN, BOT_TOKEN, BOT_USER_ID, app_mention_event
 
 
@@ -108,14 +108,7 @@ async def test_a_real_process_over_an_empty_index_tells_the_operator_to_run_lore
         "LORE_WEB__PORT": str(free_port()),
         "HF_HUB_OFFLINE": "1",
     }
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("lore")),
-        command,
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    proc = await start_lore(command, cwd=tmp_path, env=env)
     try:
         await slack.wait_connected(timeout=60)
         await asyncio.sleep(2)  # the check runs beside start-up, off the event loop

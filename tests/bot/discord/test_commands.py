@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from tests.bot.conftest import block_texts
 from tests.bot.discord.conftest import ALICE, BOT_ID, DM_CHANNEL, GUILD_ID, TOKEN, answer_id_of, custom_ids
-from tests.conftest import wait_for
+from tests.conftest import start_lore, wait_for
 from tests.emulators.discord_emu import DiscordEmulator, make_guild, make_text_channel, message_create
 from tests.emulators.slack import APP_TOKEN, BOT_TOKEN, BOT_USER_ID, app_mention_event
 
@@ -158,14 +158,7 @@ async def test_a_start_up_failure_is_one_clear_line_with_the_traceback_only_at_d
             "LORE_LOG_LEVEL": log_level,
             "HF_HUB_OFFLINE": "1",
         }
-        proc = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).with_name("lore")),
-            "discord",
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await start_lore("discord", cwd=tmp_path, env=env)
         output = (await asyncio.wait_for(proc.communicate(), 120))[0].decode()
     assert proc.returncode == 1, output
     last = output.rstrip().splitlines()[-1]
