@@ -2,7 +2,7 @@
 abstention on answerable ones, for several thresholds.
 
 Reads the per-question confidence that `lore eval --json` (or bench/retrieval_quality.py
---out) records. Confidence is what `AnswerEngine.confidence` computes: the highest cosine
+--out) records. Confidence is what `CitingQueryEngine.confidence` computes: the highest cosine
 similarity between the question and one of the top three retrieved chunks or one sentence of
 them. Run the evals with abstention off so every question is answered and scored:
 

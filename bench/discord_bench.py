@@ -149,7 +149,7 @@ async def _until(cond: Any, timeout: float) -> None:  # noqa: ASYNC109 - a bench
 
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bot.discord.app import build_discord_bot
-    from bot.serve import build_services
+    from bot.services import build_services
     from knowledge.service import Knowledge
 
     data = args.data or scratch("discord") / "data"

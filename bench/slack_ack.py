@@ -90,7 +90,7 @@ async def scenario(slack: SlackEmulator, n: int, rate: float, *, label: str) -> 
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-    from bot.serve import build_services
+    from bot.services import build_services
     from bot.slack.app import build_slack_app
     from knowledge.service import Knowledge
 

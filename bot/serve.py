@@ -1,9 +1,9 @@
 """One process, several runners: the web app, Slack and Discord under one event loop.
 
-Services are built once from the settings (settings -> Knowledge -> TaskClient ->
-ConversationService) and shared by every adapter. Each adapter is a *runner*: an async function
-that serves until a shared stop event is set and then finishes its in-flight work. SIGTERM and
-SIGINT set the event; if one runner fails, the others are stopped too.
+The services are built once (`bot.services.build_services`) and shared by every adapter. Each
+adapter is a *runner*: an async function that serves until a shared stop event is set and then
+finishes its in-flight work. SIGTERM and SIGINT set the event; if one runner fails, the others
+are stopped too.
 """
 
 from __future__ import annotations
@@ -13,92 +13,20 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot.services import Services, StartupError, build_services, local_knowledge
 from config.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
-    from bot.core.conversation import ConversationService
-    from bot.core.ports import KnowledgeBase, StateStore
     from bot.discord.app import LoreBot
     from bot.slack.app import SlackAdapter
-    from knowledge.service import Knowledge
-    from workers.client import TaskClient
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
-
-
-class StartupError(RuntimeError):
-    """Lore cannot start as configured; the message says why, for the operator."""
-
-
-@dataclass
-class Services:
-    """What every adapter shares. Build with `build_services`; `close()` when done."""
-
-    settings: Settings
-    knowledge: KnowledgeBase  # `Knowledge`, or a `RemoteKnowledge` with index.owner = "worker"
-    tasks: TaskClient
-    state: StateStore
-    conversation: ConversationService
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    async def aclose(self) -> None:
-        self.conversation.close()
-        close = getattr(self.state, "close", None)
-        if close is not None:
-            await close()
-        await asyncio.to_thread(self.tasks.close)  # writes pending votes before returning
-        await asyncio.to_thread(self.knowledge.close)
-
-
-def build_services(
-    settings: Settings,
-    *,
-    knowledge: KnowledgeBase | None = None,
-    tasks: TaskClient | None = None,
-    engine: Any = None,
-) -> Services:
-    """Settings -> Knowledge -> TaskClient -> ConversationService. `engine` replaces the answer
-    engine (benchmarks and failure tests); by default it is the Knowledge itself. With
-    index.owner = "worker" the Knowledge is remote: this process never opens the index."""
-    from bot.core.conversation import ConversationService
-    from bot.core.state import make_state_store
-    from feedback.identity import load_key, pseudonymize
-    from workers.client import make_task_client, remote_knowledge
-
-    kn: KnowledgeBase
-    if knowledge is not None:
-        kn = knowledge
-    elif settings.index.owner == "worker":
-        kn = remote_knowledge(settings)
-    else:
-        from knowledge.service import Knowledge
-
-        kn = Knowledge(settings)
-    task_client = tasks or make_task_client(settings, knowledge=local_knowledge(kn))
-    key = load_key(settings)
-    state = make_state_store(settings.redis)
-    conversation = ConversationService(
-        engine if engine is not None else kn,
-        task_client,
-        settings.chat,
-        state=state,
-        user_hash=lambda platform, user: pseudonymize(platform, user, key),
-        sources=[s.name for s in settings.sources],
-        reindex_timeout=settings.worker.sync_time_limit,
-    )
-    return Services(settings, kn, task_client, state, conversation)
-
-
-def local_knowledge(knowledge: KnowledgeBase) -> Knowledge | None:
-    """The in-process `Knowledge`, or None when the index is asked remotely (index.owner = worker)."""
-    return None if getattr(knowledge, "remote", False) else knowledge  # type: ignore[return-value]
 
 
 # ---- runners ---------------------------------------------------------------------------------
@@ -215,7 +143,10 @@ async def run_runners(runners: dict[str, Runner], stop: asyncio.Event | None = N
             loop.remove_signal_handler(sig)
     errors: list[BaseException] = []
     for task, result in zip(tasks, results, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, StartupError):  # the command prints its one clear line
+            log.debug("%s could not start", task.get_name(), exc_info=result)
+            errors.append(result)
+        elif isinstance(result, BaseException):
             log.error("%s failed", task.get_name(), exc_info=result)
             errors.append(result)
     if errors:
@@ -300,7 +231,9 @@ async def serve(
 
 
 def _warm_up(services: Services) -> None:
-    """Load the embedding model and the engine before the first question arrives."""
+    """Say so if nothing is indexed yet, then load the embedding model and the engine before the
+    first question arrives."""
+    _warn_if_empty(services)
     local = local_knowledge(services.knowledge)
     if local is None:
         return  # the owner has them loaded
@@ -308,3 +241,19 @@ def _warm_up(services: Services) -> None:
         local.engine  # noqa: B018 - the property builds it (and loads the model)
     except Exception:
         log.warning("warming up the answer engine failed; the first answer will retry", exc_info=True)
+
+
+def _warn_if_empty(services: Services) -> None:
+    """An empty index answers every question with "not in the docs": tell the operator why."""
+    try:
+        empty = services.knowledge.is_empty()
+    except Exception as exc:  # the owner is not up yet: /readyz and `lore doctor` say so too
+        log.warning("could not ask the index whether anything is indexed: %s", exc)
+        return
+    if empty:
+        workers = " (with workers: `lore sync run --all`)" if services.settings.redis.url else ""
+        log.warning(
+            "nothing is indexed yet, so every answer will say the docs don't cover it: "
+            "index the configured sources with `lore index`%s",
+            workers,
+        )

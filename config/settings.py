@@ -182,15 +182,9 @@ class DatabaseSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    """Celery on Redis. How a lost task comes back quickly without redelivering long syncs:
-
-    kombu's Redis transport redelivers an unacked message once it is older than
-    `visibility_timeout`. Every live worker re-stamps the messages it holds (running or
-    waiting for a retry countdown) every `lease_interval` seconds, and sweeps for expired
-    ones every `restore_interval`. So `visibility_timeout` only has to exceed the longest
-    gap between two stamps, not the longest sync, and a killed worker's task is back after
-    about `visibility_timeout + restore_interval` seconds. See ARCHITECTURE.md.
-    """
+    """Celery on Redis. `visibility_timeout`, `lease_interval` and `restore_interval` are the knobs
+    of the lease that brings a lost task back quickly without redelivering long syncs: why and
+    how, in workers/app.py's docstring."""
 
     default_every: str = "1h"  # sync interval for sources without their own `every`
     visibility_timeout: int = Field(default=30, ge=3)  # seconds without a lease stamp = lost
@@ -335,7 +329,6 @@ class DatasetSettings(_Section):
     # (one is kept); those above `group_similarity` land on the same side of the split.
     duplicate_similarity: float = Field(default=0.8, gt=0, le=1)
     group_similarity: float = Field(default=0.5, gt=0, le=1)
-    max_context_chunks: int = Field(default=8, ge=1)  # retrieved chunks shown to the model per example
 
     @field_validator("export_every")
     @classmethod

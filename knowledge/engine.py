@@ -1,7 +1,7 @@
 """The answer engine: a LlamaIndex query engine over the index that cites and abstains.
 
 Retrieval is hybrid by default: the dense (MiniLM) and BM25 sparse results of the question,
-fused by reciprocal rank in the engine. The question is first normalised (mentions,
+fused by reciprocal rank (`knowledge.vector_store.rrf`). The question is first normalised (mentions,
 greetings), given the thread's context when it is a follow-up, and expanded with the
 corpus's own abbreviations. Lore abstains when its confidence in the best passage is below
 `retrieval.abstain_below` (see `confidence()` and BENCHMARKS.md for how it was chosen).
@@ -39,8 +39,8 @@ from knowledge.generate import (
     local_available,
     sentences,
 )
-from knowledge.prompt import PROMPT_VERSION
-from knowledge.query import normalize_question, retrieval_query
+from knowledge.prompt import PROMPT_VERSION, number_by_document
+from knowledge.query import prompt_question, retrieval_query
 from knowledge.store import IndexStore
 from knowledge.vector_store import SIGNALS_KEY
 from knowledge.vocabulary import Vocabulary
@@ -77,7 +77,7 @@ def make_generator(settings: Settings, embedder: Embedder) -> Generator:
     return ExtractiveGenerator(embedder.model)
 
 
-class AnswerEngine(CustomQueryEngine):
+class CitingQueryEngine(CustomQueryEngine):
     """`answer()` is the full path Lore uses; `query()` works too, as for any LlamaIndex engine."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -93,7 +93,7 @@ class AnswerEngine(CustomQueryEngine):
     @classmethod
     def build(
         cls, settings: Settings, store: IndexStore, embedder: Embedder, generator: Generator | None = None
-    ) -> AnswerEngine:
+    ) -> CitingQueryEngine:
         gen = generator or make_generator(settings, embedder)
         fallback = ExtractiveGenerator(embedder.model) if settings.llm.fallback_to_extractive else None
         return cls(settings=settings, store=store, embedder=embedder, generator=gen, fallback=fallback)
@@ -199,11 +199,11 @@ class AnswerEngine(CustomQueryEngine):
     ) -> Answer:
         started = time.perf_counter()
         history = list(history)
-        clean = normalize_question(question) or question.strip()
+        clean = prompt_question(question)
         found = self.lookup(retrieval_query(clean, history), source=source, top_k=top_k)
         chunks, confidence = found.chunks, found.confidence
         retrieved = time.perf_counter()
-        _number_by_document(chunks)
+        number_by_document(chunks)  # the numbers the prompt shows and the answer cites
         notice = None
         model = self.generator.name
         if not chunks or confidence < self.settings.retrieval.abstain_below:
@@ -263,13 +263,6 @@ def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
         doc_hash=str(meta.get("content_hash", "")),
         dense_score=round(signals["dense"], 4) if "dense" in signals else None,
     )
-
-
-def _number_by_document(chunks: list[RetrievedChunk]) -> None:
-    """Chunks of the same document share one source number, in order of best score."""
-    numbers: dict[str, int] = {}
-    for c in chunks:
-        c.n = numbers.setdefault(c.doc_id, len(numbers) + 1)
 
 
 def _cite(text: str, chunks: list[RetrievedChunk]) -> tuple[str, list[Citation]]:

@@ -14,7 +14,7 @@ from llama_index.core.llms import ChatMessage, MessageRole
 
 from config.settings import LLMSettings
 from knowledge.answer import RetrievedChunk, Turn
-from knowledge.prompt import SYSTEM, user_message
+from knowledge.prompt import chat_messages
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class OpenAIGenerator:
         import openai
 
         messages = [
-            ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM),
-            ChatMessage(role=MessageRole.USER, content=user_message(question, chunks, history)),
+            ChatMessage(role=MessageRole(m["role"]), content=m["content"])
+            for m in chat_messages(question, chunks, history)
         ]
         try:
             return str(self._llm.chat(messages).message.content or "").strip()
@@ -83,10 +83,7 @@ class LocalGenerator:
         self._lock = threading.Lock()  # a llama.cpp context serves one request at a time
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:
-        messages = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": user_message(question, chunks, history)},
-        ]
+        messages = chat_messages(question, chunks, history)
         with self._lock:
             out = self._llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]

@@ -1,8 +1,16 @@
-"""The prompt. Retrieved text is fenced as data: instructions inside documents are not followed."""
+"""The prompt: one function, `chat_messages`, turns a question, its chunks and the conversation
+into the messages a model is sent.
+
+Both generators (`knowledge/generate.py`) send exactly these messages, and the dataset exporter
+(`feedback/datasets/prompt.py`) rebuilds them from the feedback log with the same function, so a
+fine-tuning example is byte for byte what the model was shown. Retrieved text is fenced as data:
+instructions inside documents are not followed.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from knowledge.answer import ABSTAIN_TEXT, RetrievedChunk, Turn
 
@@ -27,7 +35,15 @@ def fence(text: str) -> str:
     return _FENCE.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), text)
 
 
-def render_sources(chunks: list[RetrievedChunk]) -> str:
+def number_by_document(chunks: Sequence[RetrievedChunk]) -> None:
+    """Number the sources as the prompt shows them: chunks of one document share a number, in
+    order of each document's best chunk (chunks come best first)."""
+    numbers: dict[str, int] = {}
+    for c in chunks:
+        c.n = numbers.setdefault(c.doc_id, len(numbers) + 1)
+
+
+def render_sources(chunks: Sequence[RetrievedChunk]) -> str:
     parts = []
     for c in chunks:
         heading = f"\nsection: {fence(c.heading)}" if c.heading and c.heading != c.title else ""
@@ -37,9 +53,20 @@ def render_sources(chunks: list[RetrievedChunk]) -> str:
     return "<sources>\n" + "\n\n".join(parts) + "\n</sources>"
 
 
-def user_message(question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:
+def user_message(question: str, chunks: Sequence[RetrievedChunk], history: Sequence[Turn]) -> str:
     convo = ""
     if history:
         lines = "\n".join(f"{t.role}: {fence(t.text)}" for t in history)
         convo = f"\nEarlier in this conversation (context only):\n{lines}\n"
     return f"{render_sources(chunks)}\n{convo}\nQuestion: {question}"
+
+
+def chat_messages(
+    question: str, chunks: Sequence[RetrievedChunk], history: Sequence[Turn]
+) -> list[dict[str, str]]:
+    """[system, user]: the rules, then the numbered sources (`number_by_document`), the
+    conversation so far and the question (as `knowledge.query.prompt_question` gives it)."""
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": user_message(question, chunks, history)},
+    ]

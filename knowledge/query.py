@@ -27,6 +27,11 @@ def normalize_question(text: str) -> str:
     return text or ""
 
 
+def prompt_question(question: str) -> str:
+    """The question as the model is asked it: chat noise removed (or, if nothing is left, as typed)."""
+    return normalize_question(question) or question.strip()
+
+
 def retrieval_query(question: str, history: list[Turn]) -> str:
     """The text to search with. A short follow-up borrows the previous question's words."""
     earlier = [t.text for t in history if t.role == "user"]

@@ -10,7 +10,7 @@ from typing import Any
 from config.settings import Settings
 from knowledge.answer import Answer, Turn
 from knowledge.embeddings import Embedder, build_embedder
-from knowledge.engine import AnswerEngine
+from knowledge.engine import CitingQueryEngine
 from knowledge.generate import Generator
 from knowledge.store import IndexStore
 from knowledge.sync import ProgressCallback, SyncProgress, sync_source
@@ -27,7 +27,7 @@ class Knowledge:
         self._lock = threading.RLock()
         self._store: IndexStore | None = None
         self._embedder = embedder  # share one loaded model between instances (tests, benchmarks)
-        self._engine: AnswerEngine | None = None
+        self._engine: CitingQueryEngine | None = None
 
     @property
     def store(self) -> IndexStore:
@@ -44,10 +44,12 @@ class Knowledge:
             return self._embedder
 
     @property
-    def engine(self) -> AnswerEngine:
+    def engine(self) -> CitingQueryEngine:
         with self._lock:
             if self._engine is None:
-                self._engine = AnswerEngine.build(self.settings, self.store, self.embedder, self._generator)
+                self._engine = CitingQueryEngine.build(
+                    self.settings, self.store, self.embedder, self._generator
+                )
             return self._engine
 
     def sync(

@@ -109,6 +109,20 @@ def write(root: Path, rel: str, text: str | bytes) -> Path:
     return path
 
 
+async def start_lore(*args: str, cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """A real `lore` process (this venv's console script), its stderr merged into stdout."""
+    import sys
+
+    return await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("lore")),
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
 def free_port() -> int:
     import socket
 

@@ -4,6 +4,24 @@
 message per process, results in the same Redis, time limits on every task, and the lease
 step below. `make_celery(settings, sender=True)` is the tiny app of processes that only
 send tasks by name (the chat side): no tasks, no result backend, short timeouts.
+
+Redelivery: a lease instead of a huge visibility timeout. kombu's Redis transport keeps each
+unacked message in a sorted set scored by delivery time and restores those older than
+`worker.visibility_timeout`, in a sweep that runs only every ~100 s (kombu 5.6: every 10th call
+of a 10 s timer). A fixed timeout can't be both "above the longest sync" and "a lost task back
+within a minute". So every worker runs the `Lease` bootstep: a thread in the main process (never
+starved by a busy task, the pool runs tasks in children) that every `worker.lease_interval` (5 s)
+re-stamps the messages this worker still holds (`ZADD <prefix>unacked_index XX now tag`, so an
+acked message is not re-added), and every `worker.restore_interval` (5 s) runs kombu's own sweep
+(`QoS.restore_visible`, which takes kombu's mutex). `visibility_timeout` (30 s) then only has to
+exceed the longest gap between two stamps (`WorkerSettings` validates that), not the longest sync.
+Held messages include ETA messages waiting for a retry countdown, so a backoff can be longer than
+the timeout. A killed worker stops stamping, and its messages come back about
+`visibility_timeout + restore_interval` later: tests/workers/test_crash.py kills a worker with
+`kill -9` mid-sync and sees it redelivered about 31 s later, and runs a sync lasting more than
+twice the visibility timeout exactly once. The per-source sync lock's `worker.lock_ttl` (20 s) is
+below the visibility timeout, so a redelivered sync finds the dead worker's lock already expired
+(workers/locks.py).
 """
 
 from __future__ import annotations
@@ -92,15 +110,8 @@ def make_celery(settings: Settings, *, sender: bool = False) -> LoreCelery:
 
 
 class Lease(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Keep the messages this worker holds from being redelivered, and redeliver lost ones fast.
-
-    kombu's Redis transport restores an unacked message once its score in the unacked index
-    is older than `visibility_timeout`, in a sweep that runs only every ~100 s. A thread in
-    the worker's main process (so a busy task can't starve it) re-stamps every message this
-    worker still holds every `lease_interval` (`ZADD XX`: a message acked meanwhile is not
-    re-added), and runs kombu's own sweep every `restore_interval`. A killed worker stops
-    stamping, and its messages come back about `visibility_timeout` later.
-    """
+    """Keep the messages this worker holds from being redelivered, and redeliver lost ones fast
+    (why: this module's docstring)."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 

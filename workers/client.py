@@ -1,56 +1,24 @@
-"""The send side of Lore's background work: what `bot` may import from `workers`.
+"""The send side of Lore's background work: what `bot` may import from `workers` (with the port,
+`workers.ports`).
 
-`TaskClient` is the port the chat side uses. Two implementations (built by
-`make_task_client(settings)`): one sends Celery tasks by name through Redis (spooling to a
-local durable outbox when Redis is down); the other runs the same plain functions
-in-process on a small executor when no Redis is configured (embedded mode).
+`make_task_client(settings)` picks the `TaskClient`: one sends Celery tasks by name through Redis
+(spooling to a local durable outbox when Redis is down); the other runs the same plain functions
+in-process on a small executor when no Redis is configured (embedded mode). This module is the
+composition root of `workers`' send side: it imports the implementations, and none imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from config.settings import Settings
-from feedback.schema import InteractionRecord, VoteRecord
+from workers.ports import SyncStatus, TaskClient
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
     from knowledge.service import Knowledge
     from workers.remote import RemoteKnowledge
-
-
-@dataclass
-class SyncHandle:
-    """A requested sync: `joined` is true when one was already running and we attached to it."""
-
-    task_id: str
-    source: str
-    joined: bool = False
-
-
-@dataclass
-class SyncStatus:
-    """Running syncs (with live progress) and the last result of each source."""
-
-    running: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> progress dict
-    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> last summary
-
-
-class TaskClient(Protocol):
-    def record_interaction(self, record: InteractionRecord) -> None:
-        """Never blocks the caller for long and never loses the record."""
-
-    def record_vote(self, record: VoteRecord) -> None:
-        """Never blocks the caller for long and never loses the vote."""
-
-    def request_sync(self, source: str, *, full: bool = False, requested_by: str | None = None) -> SyncHandle:
-        """Queue a sync of one source, or join the one already running."""
-
-    def sync_status(self) -> SyncStatus: ...
-
-    def close(self) -> None: ...
 
 
 def make_task_client(settings: Settings, *, knowledge: Knowledge | None = None) -> TaskClient:

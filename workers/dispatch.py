@@ -8,9 +8,9 @@ from typing import Any, Protocol
 from redis import Redis
 
 from config.settings import Settings
-from workers.client import SyncHandle
 from workers.locks import claim_request
 from workers.names import QUEUE_OF, Keys, TaskName
+from workers.ports import SyncHandle
 
 
 class Sender(Protocol):

@@ -15,14 +15,14 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
 from feedback.schema import InteractionRecord, VoteRecord
-from workers.client import SyncHandle, SyncStatus
-from workers.jobs import backoff, last_result, run_sync
+from workers import jobs
 from workers.names import TaskName
+from workers.ports import SyncHandle, SyncStatus
 from workers.progress import FileBoard, ProgressReporter
 from workers.spool import Spool, Spooled
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "sync-status.json"
+WRITE_ATTEMPTS = 5  # then the record waits in the spool for the next start
 
 
 class InProcessTaskClient:
@@ -44,7 +45,8 @@ class InProcessTaskClient:
         self._lock = threading.Lock()
         self._syncs = ThreadPoolExecutor(1, thread_name_prefix="lore-sync")
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="lore-feedback")
-        self._pending: dict[str, tuple[str, Future[None]]] = {}  # source -> (task id, future)
+        self._pending: dict[str, str] = {}  # source -> task id, from request until its last attempt
+        self._timers: set[threading.Timer] = set()  # retries waiting for their backoff
         self.board = FileBoard(settings.data_dir / STATUS_FILE)
         self._closed = False
         self.spool = Spool(settings.data_dir / "spool.sqlite3")
@@ -74,21 +76,24 @@ class InProcessTaskClient:
             self._write(item)
 
     def _write(self, item: Spooled) -> None:
-        from feedback.schema import InteractionRecord, VoteRecord
-        from feedback.store import record_interaction, record_vote
-
-        for attempt in range(5):
+        """Write one spooled record; a database blip is retried a few times with backoff (as the
+        Celery feedback tasks retry it). What is still unwritten stays in the spool for the next
+        start: nothing is dropped."""
+        for attempt in range(WRITE_ATTEMPTS):
             try:
-                if item.task_name == TaskName.RECORD_VOTE:
-                    record_vote(self.database.sessions, VoteRecord.model_validate(item.args[0]))
-                else:
-                    record_interaction(self.database.sessions, InteractionRecord.model_validate(item.args[0]))
+                jobs.record_feedback(self.database.sessions, item.task_name, item.args[0])
+            except jobs.FEEDBACK_TRANSIENT:
+                log.warning("could not record %s (attempt %d)", item.task_id, attempt + 1, exc_info=True)
+                if attempt + 1 < WRITE_ATTEMPTS and not self._closed:
+                    time.sleep(jobs.backoff(attempt, 0.2, 2.0))
+                    continue
+            except Exception:
+                log.exception("could not record %s", item.task_id)
+            else:
                 if item.id:
                     self.spool.delete([item.id])
                 return
-            except Exception:
-                log.exception("could not record %s (attempt %d)", item.task_id, attempt + 1)
-                time.sleep(0.2 * 2**attempt)
+            break
         log.error("%s stays in the spool; it is written on the next start", item.task_id)
 
     @property
@@ -107,29 +112,51 @@ class InProcessTaskClient:
         self.settings.source(source)  # KeyError for an unknown source
         with self._lock:
             if source in self._pending:
-                return SyncHandle(task_id=self._pending[source][0], source=source, joined=True)
+                return SyncHandle(task_id=self._pending[source], source=source, joined=True)
             task_id = uuid.uuid4().hex
-            future = self._syncs.submit(self._run, source, task_id, full, requested_by)
-            self._pending[source] = (task_id, future)
+            self._pending[source] = task_id
+            self._syncs.submit(self._run, source, task_id, full, requested_by, 0)
         return SyncHandle(task_id=task_id, source=source)
 
-    def _run(self, source: str, task_id: str, full: bool, requested_by: str | None) -> None:
-        w = self.settings.worker
+    def _run(self, source: str, task_id: str, full: bool, requested_by: str | None, attempt: int) -> None:
+        """One attempt (`workers.jobs.sync`); a retry it asks for is scheduled, not slept on, so
+        other sources sync meanwhile and `close()` needn't wait for it."""
         try:
-            for attempt in range(w.sync_max_retries + 1):
-                reporter = ProgressReporter(self.board, source, task_id)
-                reporter.start(attempt=attempt, requested_by=requested_by)
-                result = run_sync(self.knowledge, source, full=full, on_progress=reporter)
-                retry = bool(result.error and result.transient and attempt < w.sync_max_retries)
-                state = "retrying" if retry else "failed" if result.error else "done"
-                self.board.finish(source, last_result(result, task_id=task_id, state=state, attempt=attempt))
-                if not retry or self._closed:
-                    return
-                time.sleep(backoff(attempt, w.retry_backoff, w.retry_backoff_max))
+            reporter = ProgressReporter(self.board, source, task_id)
+            outcome = jobs.sync(
+                self.knowledge,
+                reporter,
+                full=full,
+                attempt=attempt,
+                policy=self.settings.worker,
+                requested_by=requested_by,
+            )
+            if outcome.state == "retry" and self._schedule_retry(
+                outcome.retry_in, source, task_id, full, requested_by, attempt + 1
+            ):
+                return
         except Exception:
             log.exception("sync of %s crashed", source)
-        finally:
-            with self._lock:
+        with self._lock:
+            self._pending.pop(source, None)
+
+    def _schedule_retry(self, delay: float, *args: Any) -> bool:
+        """Run the sync again after `delay` seconds (requests meanwhile join it). False if closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            timer = threading.Timer(delay, self._retry, args)
+            timer.daemon = True
+            self._timers.add(timer)
+            timer.start()
+            return True
+
+    def _retry(self, source: str, task_id: str, *args: Any) -> None:
+        with self._lock:
+            self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+            try:
+                self._syncs.submit(self._run, source, task_id, *args)
+            except RuntimeError:  # closed meanwhile
                 self._pending.pop(source, None)
 
     @property
@@ -144,7 +171,7 @@ class InProcessTaskClient:
     def sync_status(self) -> SyncStatus:
         status = self.board.snapshot()
         with self._lock:  # queued behind another source's sync: not started, but not forgotten
-            for source, (task_id, _f) in self._pending.items():
+            for source, task_id in self._pending.items():
                 status.running.setdefault(source, {"source": source, "phase": "queued", "task_id": task_id})
         return status
 
@@ -163,7 +190,10 @@ class InProcessTaskClient:
         return None
 
     def close(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            for timer in self._timers:  # a retry not yet due stays "retrying" in the last result
+                timer.cancel()
         self._writes.shutdown(wait=True)  # pending votes are written before we go
         self._syncs.shutdown(wait=True, cancel_futures=True)
         self.spool.close()

@@ -1,19 +1,30 @@
-"""The plain functions behind the sync tasks, shared by Celery workers and the in-process
-executor: run a sync, classify failures, build the last-result record, compute backoff."""
+"""The plain functions behind the background tasks, shared by Celery workers and the in-process
+executor. `sync` runs one sync of a source, reports its progress and last result, and says how it
+ended: done, failed, or retry in N seconds. The Celery task (`workers.tasks.sync_source`) maps
+that onto `task.retry`; the in-process client (`workers.inprocess`) schedules it itself. Neither
+decides anything about retries on its own. `record_feedback` is the one write behind both
+feedback tasks and the in-process writer."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from workers.locks import LockLost
+from workers.names import TaskName
 
 if TYPE_CHECKING:
+    from config.settings import WorkerSettings
+    from feedback.store import SessionFactory
     from knowledge.service import Knowledge
     from knowledge.sync import SyncProgress
+    from workers.progress import ProgressReporter
 
 
 class SyncFailed(Exception):
@@ -24,16 +35,71 @@ class HandBack(Exception):
     """The worker is shutting down: stop this sync at a batch boundary and requeue it."""
 
 
+@dataclass(frozen=True)
+class SyncOutcome:
+    """How a sync ended. `retry_in` (seconds) is set when `state` is "retry"."""
+
+    state: Literal["done", "failed", "retry"]
+    result: SyncProgress
+    retry_in: float = 0.0
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error
+
+
+def sync(
+    knowledge: Knowledge,
+    reporter: ProgressReporter,
+    *,
+    full: bool,
+    attempt: int,
+    policy: WorkerSettings,
+    check: Callable[[], None] = lambda: None,
+    **started: Any,
+) -> SyncOutcome:
+    """Sync `reporter.source` (attempt 0, 1, …), its progress and last result on `reporter.board`.
+
+    `check` runs at every progress callback and may stop the sync by raising (`LockLost`,
+    `HandBack`: they propagate, with no result recorded). `started` is shown while it starts
+    (e.g. requested_by, worker). A transient failure with retries left (`policy.sync_max_retries`)
+    ends as "retry" after an exponential backoff with jitter.
+    """
+    reporter.start(attempt=attempt, **started)
+
+    def on_progress(progress: SyncProgress) -> None:
+        check()
+        reporter(progress)
+
+    result = run_sync(knowledge, reporter.source, full=full, on_progress=on_progress)
+
+    def finish(state: str, **extra: Any) -> None:
+        reporter.board.finish(
+            reporter.source,
+            last_result(result, task_id=reporter.task_id, state=state, attempt=attempt, **extra),
+        )
+
+    if result.error and result.transient and attempt < policy.sync_max_retries:
+        delay = backoff(attempt, policy.retry_backoff, policy.retry_backoff_max)
+        finish("retrying", retry_in=delay)
+        return SyncOutcome("retry", result, delay)
+    state: Literal["done", "failed"] = "failed" if result.error else "done"
+    finish(state)
+    return SyncOutcome(state, result)
+
+
 def run_sync(
     knowledge: Knowledge, source: str, *, full: bool, on_progress: Callable[[SyncProgress], None]
 ) -> SyncProgress:
-    """`Knowledge.sync`, with exceptions turned into a failed result marked transient or not.
+    """`Knowledge.sync`, with exceptions turned into a failed result marked transient or not
+    (`knowledge.transient.is_transient`).
 
     Source problems already come back as `.error`/`.transient`; this adds the index side
     (a busy or unreachable Qdrant) and configuration errors (an unknown source). Every sync that
     ends (not one stopped by `LockLost` or `HandBack`) is counted in `workers.metrics`.
     """
     from knowledge.sync import SyncProgress
+    from knowledge.transient import is_transient
     from workers.metrics import observe_sync
 
     started = time.monotonic()
@@ -49,37 +115,6 @@ def run_sync(
         )
     observe_sync(source, result, time.monotonic() - started)
     return result
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the network, a timeout, a 5xx, a busy index. Not: bad config, bad data."""
-    import httpx
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeout
-
-    from knowledge.sources import SourceUnavailable
-    from knowledge.store import DataDirLocked
-
-    if isinstance(exc, SourceUnavailable):
-        return exc.transient
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code is not None and (exc.status_code >= 500 or exc.status_code == 429)
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    if isinstance(
-        exc,
-        ConnectionError
-        | TimeoutError
-        | httpx.TransportError
-        | ResponseHandlingException
-        | RedisConnectionError
-        | RedisTimeout
-        | DataDirLocked,
-    ):
-        return True
-    # Qdrant local mode: the storage folder is held by another process (busy, not broken).
-    return isinstance(exc, RuntimeError) and "already accessed by another instance" in str(exc)
 
 
 def last_result(
@@ -105,3 +140,19 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential with jitter: base, 2·base, 4·base … up to cap (attempt starts at 0)."""
     delay = min(cap, base * 2**attempt)
     return float(round(delay * random.uniform(0.8, 1.0), 2))  # noqa: S311 - jitter, not security
+
+
+# A database blip: worth retrying a feedback write (the writes are idempotent).
+FEEDBACK_TRANSIENT: tuple[type[Exception], ...] = (OperationalError, DBAPIError)
+
+
+def record_feedback(sessions: SessionFactory, name: str, payload: dict[str, Any]) -> bool:
+    """Store one interaction or vote (`name` is its task's name). False if it was already stored."""
+    from feedback.schema import InteractionRecord, VoteRecord
+    from feedback.store import record_interaction, record_vote
+
+    if name == TaskName.RECORD_VOTE:
+        return record_vote(sessions, VoteRecord.model_validate(payload))
+    if name == TaskName.RECORD_INTERACTION:
+        return record_interaction(sessions, InteractionRecord.model_validate(payload))
+    raise ValueError(f"not a feedback task: {name}")

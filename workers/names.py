@@ -1,6 +1,6 @@
 """Task names, queues and Redis key names: constants the senders and the workers share.
 
-`bot` may import this module (and `workers.client`); nothing here imports Celery.
+Nothing here imports Celery. `bot` reaches `workers` only through `workers.ports` and `workers.client`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from typing import Any, Protocol, cast
 
 from redis import Redis
 
-from workers.client import SyncStatus
 from workers.names import Keys
+from workers.ports import SyncStatus
 
 HISTORY_LEN = 200
 

@@ -24,22 +24,11 @@ from config.settings import Settings
 from knowledge.answer import Answer, Turn
 from workers.app import make_celery
 from workers.names import QUEUE_OF, Keys, TaskName
+from workers.ports import OwnerUnavailable, RemoteIndexError
 
 log = logging.getLogger(__name__)
 
 QUERY_TIMEOUT = 10.0  # seconds for index reads (counts, sources, versions)
-
-
-class OwnerUnavailable(RuntimeError):
-    """The index owner did not reply in time (or Redis is unreachable). The message says what to run."""
-
-
-class RemoteIndexError(RuntimeError):
-    """The owner replied with an error (e.g. the index was built with another model)."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 class RemoteKnowledge:

@@ -20,9 +20,9 @@ from redis import Redis
 from config.settings import Settings
 from feedback.schema import InteractionRecord, VoteRecord
 from workers.app import make_celery
-from workers.client import SyncHandle, SyncStatus
 from workers.dispatch import request_sync
 from workers.names import QUEUE_OF, Keys, TaskName
+from workers.ports import SyncHandle, SyncStatus
 from workers.progress import RedisBoard
 from workers.spool import Flusher, Spool, Spooled
 

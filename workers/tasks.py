@@ -11,11 +11,11 @@ import socket
 from typing import Any
 
 from celery import Celery, Task
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from config.settings import Settings
+from workers import jobs
 from workers.dispatch import request_sync
-from workers.jobs import HandBack, SyncFailed, backoff, last_result, run_sync
+from workers.jobs import FEEDBACK_TRANSIENT, HandBack, SyncFailed
 from workers.locks import LockLost, SourceLock
 from workers.names import QUEUE_OF, TaskName
 from workers.process import hand_back_due
@@ -34,6 +34,8 @@ def _settings(task: Task[Any, Any]) -> Settings:
 def sync_source(
     task: Task[Any, Any], name: str, full: bool = False, requested_by: str | None = None
 ) -> dict[str, Any]:
+    """One sync (`workers.jobs.sync`) under the source's lock: joined when another runs, handed
+    back when this worker stops, retried by Celery when the job says so."""
     settings = _settings(task)
     rt = runtime_for(settings)
     task_id = str(task.request.id)
@@ -44,28 +46,29 @@ def sync_source(
         lock.release()
         rt.board.event({"event": "joined", "source": name, "task_id": task_id, "running": holder})
         return {"source": name, "joined": holder}
+    event = {"source": name, "task_id": task_id, "attempt": attempt, "requested_by": requested_by}
+    rt.board.event({"event": "started", **event})
     reporter = ProgressReporter(rt.board, name, task_id)
-    reporter.start(attempt=attempt, worker=socket.gethostname(), requested_by=requested_by)
-    rt.board.event(
-        {
-            "event": "started",
-            "source": name,
-            "task_id": task_id,
-            "attempt": attempt,
-            "requested_by": requested_by,
-        }
-    )
     lock.on_renew = reporter.heartbeat
 
-    def on_progress(progress: Any) -> None:
+    def check() -> None:
         lock.check()  # stop early if another worker took over our (expired) lock
         if hand_back_due(settings.worker.shutdown_grace):
             raise HandBack(name)
-        reporter(progress)
 
+    w = settings.worker
     try:
         with lock:
-            result = run_sync(rt.knowledge, name, full=full, on_progress=on_progress)
+            outcome = jobs.sync(
+                rt.knowledge,
+                reporter,
+                full=full,
+                attempt=attempt,
+                policy=w,
+                check=check,
+                requested_by=requested_by,
+                worker=socket.gethostname(),
+            )
     except LockLost:
         rt.board.event({"event": "superseded", "source": name, "task_id": task_id})
         return {"source": name, "superseded": True}
@@ -73,23 +76,22 @@ def sync_source(
         _hand_back(task, name, full, requested_by, lock, rt)
         return {"source": name, "handed_back": True}
 
-    w = settings.worker
-    if result.error and result.transient and attempt < w.sync_max_retries:
-        delay = backoff(attempt, w.retry_backoff, w.retry_backoff_max)
-        rt.board.finish(
-            name, last_result(result, task_id=task_id, state="retrying", attempt=attempt, retry_in=delay)
-        )
-        lock.release(requeued_ttl=int(delay) + w.sync_time_limit)  # requests meanwhile join the retry
+    if outcome.state == "retry":
+        lock.release(requeued_ttl=int(outcome.retry_in) + w.sync_time_limit)  # requests join the retry
         log.warning(
-            "sync of %s failed (transient), retry %d in %.0fs: %s", name, attempt + 1, delay, result.error
+            "sync of %s failed (transient), retry %d in %.0fs: %s",
+            name,
+            attempt + 1,
+            outcome.retry_in,
+            outcome.error,
         )
-        raise task.retry(countdown=delay, max_retries=w.sync_max_retries, exc=SyncFailed(result.error))
-    state = "failed" if result.error else "done"
-    rt.board.finish(name, last_result(result, task_id=task_id, state=state, attempt=attempt))
+        raise task.retry(
+            countdown=outcome.retry_in, max_retries=w.sync_max_retries, exc=SyncFailed(outcome.error)
+        )
     lock.release()
-    if result.error:
-        raise SyncFailed(result.error)  # permanent, or out of retries: FAILURE with the reason
-    return {"source": name, **result.summary()}
+    if outcome.state == "failed":
+        raise SyncFailed(outcome.error)  # permanent, or out of retries: FAILURE with the reason
+    return {"source": name, **outcome.result.summary()}
 
 
 def _hand_back(
@@ -128,29 +130,21 @@ def sync_all(task: Task[Any, Any], sources: list[str] | None = None) -> dict[str
     return handles
 
 
-_DB_TRANSIENT = (OperationalError, DBAPIError)
-
-
 # How long a "stored" confirmation stays in Redis for the sender to collect (workers/spool.py).
 CONFIRMATION_TTL = 7 * 24 * 3600
 
 
 def record_interaction(task: Task[Any, Any], record: dict[str, Any]) -> bool:
-    from feedback.schema import InteractionRecord
-    from feedback.store import record_interaction as store
-
-    rt = runtime_for(_settings(task))
-    created = store(rt.database.sessions, InteractionRecord.model_validate(record))
-    _confirm(task, rt)
-    return created
+    return _record(task, TaskName.RECORD_INTERACTION, record)
 
 
 def record_vote(task: Task[Any, Any], record: dict[str, Any]) -> bool:
-    from feedback.schema import VoteRecord
-    from feedback.store import record_vote as store
+    return _record(task, TaskName.RECORD_VOTE, record)
 
+
+def _record(task: Task[Any, Any], name: TaskName, record: dict[str, Any]) -> bool:
     rt = runtime_for(_settings(task))
-    created = store(rt.database.sessions, VoteRecord.model_validate(record))
+    created = jobs.record_feedback(rt.database.sessions, name, record)
     _confirm(task, rt)
     return created
 
@@ -210,7 +204,7 @@ def register(app: Celery, settings: Settings) -> None:
         "soft_time_limit": w.feedback_time_limit,
         "time_limit": w.feedback_time_limit + 30,
         "ignore_result": True,
-        "autoretry_for": _DB_TRANSIENT,
+        "autoretry_for": FEEDBACK_TRANSIENT,
         "retry_backoff": 2,
         "retry_backoff_max": 60,
         "retry_jitter": True,
@@ -226,7 +220,7 @@ def register(app: Celery, settings: Settings) -> None:
         queue=QUEUE_OF[TaskName.EXPORT_DATASETS],
         soft_time_limit=30 * 60,
         time_limit=30 * 60 + 60,
-        autoretry_for=_DB_TRANSIENT,
+        autoretry_for=FEEDBACK_TRANSIENT,
         retry_backoff=10,
         max_retries=5,
         **common,

@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from bot.cli import error, settings_of
+from bot.commands._common import err, error, out, settings_of
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 dataset_app = typer.Typer(no_args_is_help=True, help="Fine-tuning datasets from reviewed answers.")
 
 

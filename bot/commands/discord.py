@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from bot.cli import error, settings_of
+from bot.commands._common import error, settings_of
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
 
 def discord_command(ctx: typer.Context) -> None:
     """Run the Discord adapter until SIGTERM. Needs the bot token (discord.token)."""
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     settings = settings_of(ctx)
     problems = settings.discord.problems()

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bot.cli import error, json_logs, say, settings_of
+from bot.commands._common import error, json_logs, say, settings_of, sync_with_progress
 
 if TYPE_CHECKING:
-    from bot.serve import Services
+    from bot.services import Services
     from config.settings import Settings
 
 
@@ -38,7 +38,8 @@ def serve_command(
 ) -> None:
     """Run the web console and every chat adapter whose tokens are configured, until SIGTERM.
     Indexes the sources first when the index is empty (web.index_on_start)."""
-    from bot.serve import StartupError, build_services, serve
+    from bot.serve import serve
+    from bot.services import StartupError, build_services
 
     settings = settings_of(ctx)
     slack = settings.slack.configured and (gateways or settings.slack.mode == "http")
@@ -71,8 +72,7 @@ def serve_command(
 def index_if_empty(services: Services) -> bool:
     """Index every configured source when nothing is indexed yet. Embedded mode syncs here, with
     progress on stderr; with Redis the syncs are queued for the workers. True if it indexed."""
-    from bot.cli import sync_with_progress
-    from bot.serve import local_knowledge
+    from bot.services import local_knowledge
 
     settings, knowledge = services.settings, services.knowledge
     if not settings.sources:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bot.cli import error, settings_of
+from bot.commands._common import error, settings_of
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,8 @@ def slack(
     port: Annotated[int | None, typer.Option(help="HTTP mode: port (default web.port).")] = None,
 ) -> None:
     """Run the Slack adapter. Socket Mode needs bot + app tokens; HTTP mode the signing secret."""
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     settings = settings_of(ctx)
     problems = settings.slack.problems()

@@ -12,13 +12,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from bot.cli import error, settings_of
+from bot.commands._common import err, error, out, settings_of
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 users_app = typer.Typer(no_args_is_help=True, help="Console users: reviewers and admins.")
 
 

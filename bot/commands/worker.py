@@ -10,14 +10,10 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from bot.cli import error, say, settings_of
+from bot.commands._common import err, error, out, say, settings_of
 from config.settings import Settings
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 sync_app = typer.Typer(no_args_is_help=True, help="Syncs through the workers: run one, see progress.")
 feedback_app = typer.Typer(no_args_is_help=True, help="The answer and vote log.")

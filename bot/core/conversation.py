@@ -42,7 +42,7 @@ from config.logs import correlation_id
 from config.settings import ChatSettings
 from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord
 from knowledge.answer import Answer, Turn
-from workers.client import SyncHandle, SyncStatus, TaskClient
+from workers.ports import SyncHandle, SyncStatus, TaskClient
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The ports the conversation core talks through. Adapters implement the chat-facing ones.
 
-`TaskClient` (recording interactions and votes, queueing syncs) comes from `workers.client`.
+`TaskClient` (recording interactions and votes, queueing syncs) is `workers.ports`' (built by
+`workers.client.make_task_client`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 
 from bot.core.messages import MessageRef, Reply, Target
 from knowledge.answer import Answer, Turn
-from workers.client import TaskClient
+from workers.ports import TaskClient
 
 __all__ = [
     "AnswerEngine",

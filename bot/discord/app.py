@@ -20,6 +20,7 @@ from bot.core.background import BackgroundTasks
 from bot.core.conversation import ConversationService
 from bot.core.ports import Surface
 from bot.discord import translate, views
+from bot.discord.cogs import LoreCog
 from bot.discord.outbox import NO_MENTIONS, DiscordOutbox, DiscordThreadReader
 from config.settings import Settings
 
@@ -89,8 +90,6 @@ class LoreBot(commands.Bot):
         self.tasks = BackgroundTasks("Discord")
 
     async def setup_hook(self) -> None:
-        from bot.discord.cogs import LoreCog
-
         # Buttons from any earlier run are routed by their custom_id (no per-message state).
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)
         cog = LoreCog(self)

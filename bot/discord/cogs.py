@@ -4,9 +4,10 @@ spawns the core's work in the background, where it never blocks the gateway."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import discord
 from discord import app_commands
@@ -18,7 +19,10 @@ from bot.discord import translate, views
 from bot.discord.outbox import NO_MENTIONS
 
 if TYPE_CHECKING:
-    from bot.discord.app import LoreBot
+    from bot.core.conversation import ConversationService
+    from bot.core.ports import Surface
+    from bot.discord.outbox import DiscordOutbox
+    from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,22 @@ def where(interaction: Interaction) -> tuple[str, str | None]:
     return str(interaction.channel_id or ""), None
 
 
+class CogHost(Protocol):
+    """What the cog uses of its bot (`bot.discord.app.LoreBot`), so the two need not import each other."""
+
+    settings: Settings
+    service: ConversationService
+    surface: Surface
+    outbox: DiscordOutbox
+
+    @property
+    def user(self) -> discord.ClientUser | None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
+
+
 class LoreCog(commands.Cog):
-    def __init__(self, bot: LoreBot) -> None:
+    def __init__(self, bot: CogHost) -> None:
         self.bot = bot
         self.service = bot.service
         self.settings = bot.settings.discord

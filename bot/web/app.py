@@ -1,7 +1,7 @@
 """Lore's web app: health checks, Slack's HTTP-mode routes, and the web console.
 
 `create_app(services, routers=[...])` builds one FastAPI app from the already-built services
-(`bot.serve.build_services`). With services it serves the console:
+(`bot.services.build_services`). With services it serves the console:
 
 | path | who | what |
 |---|---|---|
@@ -30,8 +30,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 if TYPE_CHECKING:
-    from bot.serve import Services
     from bot.web.context import Console
+    from bot.web.ports import WebServices
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ READY_TIMEOUT = 5.0  # seconds per check
 
 
 def create_app(
-    services: Services | None = None,
+    services: WebServices | None = None,
     *,
     routers: Sequence[APIRouter] = (),
     health: dict[str, Any] | None = None,
@@ -49,7 +49,7 @@ def create_app(
     and, given `services` and `console`, the web console (kept on `app.state.console`; `lore slack`
     in HTTP mode serves Slack's routes without it).
 
-    `services` (built once by `bot.serve.build_services`) is kept on `app.state.services`;
+    `services` (built once by `bot.services.build_services`) is kept on `app.state.services`;
     `health` is extra static information for `/healthz` (e.g. which adapters run)."""
     app = FastAPI(title="Lore", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     app.state.services = services
@@ -69,7 +69,7 @@ def create_app(
     return app
 
 
-def _mount_metrics(app: FastAPI, services: Services | None) -> None:
+def _mount_metrics(app: FastAPI, services: WebServices | None) -> None:
     """Prometheus metrics at /metrics: this process's (answers, latency, votes; in embedded mode
     the in-process syncs too) and, with Redis, the queue depths read at scrape time."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -97,7 +97,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(console.close)
 
 
-def _mount_console(app: FastAPI, services: Services) -> None:
+def _mount_console(app: FastAPI, services: WebServices) -> None:
     from bot.web.admin import admin_router
     from bot.web.auth import auth_router
     from bot.web.chat import chat_router

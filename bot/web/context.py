@@ -18,7 +18,7 @@ from feedback.identity import load_key, pseudonymize
 from feedback.users import User, get_user
 
 if TYPE_CHECKING:
-    from bot.serve import Services
+    from bot.web.ports import WebServices
     from feedback.db import Database
 
 HERE = Path(__file__).parent
@@ -37,7 +37,7 @@ def make_templates() -> Jinja2Templates:
 
 @dataclass
 class Console:
-    services: Services
+    services: WebServices
     templates: Jinja2Templates = field(default_factory=make_templates)
     _db: Database | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

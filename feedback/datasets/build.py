@@ -7,7 +7,8 @@
 - `kto`: straight from the votes: the original answer, labelled desirable when it has more 👍
   than 👎 and undesirable when it has more 👎 (ties say nothing), unless a reviewer rejected it.
 
-Every prompt carries the retrieved context the answer was given (`prompt.prompt_messages`).
+Every prompt is what the generator was sent for that answer (`prompt.prompt_messages`), and every
+completion cites the sources by the numbers that prompt gives them (`prompt.to_prompt_numbers`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from config.settings import DATASET_FORMATS, DatasetFormat
-from feedback.datasets.prompt import prompt_messages
+from feedback.datasets.prompt import prompt_messages, to_prompt_numbers
 from feedback.reviews import CuratedItem
 
 Format = DatasetFormat
@@ -41,17 +42,15 @@ class Example:
     redactions: Counter[str] = field(default_factory=Counter)
 
 
-def _assistant(text: str) -> list[dict[str, str]]:
-    return [{"role": "assistant", "content": text.strip()}]
+def _assistant(text: str, item: CuratedItem) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": to_prompt_numbers(text.strip(), item.chunks)}]
 
 
 def _same(a: str, b: str) -> bool:
     return " ".join(a.split()) == " ".join(b.split())
 
 
-def build_examples(
-    fmt: Format, items: Sequence[CuratedItem], *, max_context_chunks: int
-) -> tuple[list[Example], Counter[str]]:
+def build_examples(fmt: Format, items: Sequence[CuratedItem]) -> tuple[list[Example], Counter[str]]:
     """The examples `fmt` can use, and why the other items were left out (counted)."""
     examples: list[Example] = []
     skipped: Counter[str] = Counter()
@@ -59,7 +58,7 @@ def build_examples(
         if item.status == "rejected":
             skipped["rejected by a reviewer"] += 1
             continue
-        prompt = prompt_messages(item.question, item.chunks, item.context, limit=max_context_chunks)
+        prompt = prompt_messages(item.question, item.chunks, item.context)
         records: dict[str, dict[str, Any]] = {}
         partition: Hashable = None
         if fmt == "sft":
@@ -70,7 +69,7 @@ def build_examples(
             else:
                 skipped["not approved or edited"] += 1
                 continue
-            records["sft"] = {"messages": [*prompt, *_assistant(completion)]}
+            records["sft"] = {"messages": [*prompt, *_assistant(completion, item)]}
         elif fmt == "dpo":
             if item.status != "edited" or not item.ideal_answer:
                 skipped["not edited"] += 1
@@ -78,7 +77,7 @@ def build_examples(
             if _same(item.ideal_answer, item.answer_text):
                 skipped["edited answer same as the original"] += 1
                 continue
-            chosen, rejected = _assistant(item.ideal_answer), _assistant(item.answer_text)
+            chosen, rejected = _assistant(item.ideal_answer, item), _assistant(item.answer_text, item)
             records["dpo-trl"] = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
             records["dpo-openai"] = {
                 "input": {"messages": prompt, "tools": [], "parallel_tool_calls": False},
@@ -90,7 +89,11 @@ def build_examples(
                 skipped["no votes" if item.up == 0 else "tied votes"] += 1
                 continue
             label = item.up > item.down
-            records["kto"] = {"prompt": prompt, "completion": _assistant(item.answer_text), "label": label}
+            records["kto"] = {
+                "prompt": prompt,
+                "completion": _assistant(item.answer_text, item),
+                "label": label,
+            }
             partition = label
         if not item.answer_text.strip() or not item.question.strip():
             skipped["empty question or answer"] += 1

@@ -107,7 +107,7 @@ def export_dataset(
     root = (out_dir or ds.directory(settings.data_dir)).resolve()
     created = (now or datetime.now(UTC)).astimezone(UTC)
     items = curated_items(sessions, since=since)
-    examples, skipped = build_examples(fmt_, items, max_context_chunks=ds.max_context_chunks)
+    examples, skipped = build_examples(fmt_, items)
 
     redactor = Redactor(settings.feedback.private_url_patterns)
     for ex in examples:  # before anything else looks at the text: dedupe sees redacted questions
@@ -345,7 +345,6 @@ def _settings_used(ds: DatasetSettings, settings: Settings, since: datetime | No
         "validation_fraction": ds.validation_fraction,
         "duplicate_similarity": ds.duplicate_similarity,
         "group_similarity": ds.group_similarity,
-        "max_context_chunks": ds.max_context_chunks,
         # The patterns themselves name internal hosts: only how many there were.
         "private_url_patterns": len(settings.feedback.private_url_patterns),
     }

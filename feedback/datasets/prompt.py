@@ -1,31 +1,35 @@
-"""The prompt a training example shows the model: the rules, the retrieved sources (numbered as
-the answer cites them), the conversation so far, and the question.
+"""The prompt a training example shows the model: exactly the messages the generator was sent.
 
-It has the shape of Lore's own answer prompt (`knowledge/prompt.py`): a system message with the
-rules and a user message that fences the sources as data, so a model tuned on these examples
-learns to answer from the context it is given, with citations, or to abstain.
+The feedback log keeps what went into the answer: the question as asked, the retrieved chunks in
+retrieval order and the thread turns. The stored chunks are validated back into
+`RetrievedChunk`s, numbered as the generator numbered them, and rendered by the generator's own
+`knowledge.prompt.chat_messages`, so serving and training share one prompt.
+
+Two numberings meet here. The model saw the sources numbered by document in retrieval order
+(`number_by_document`); the answer people read (and reviewers edit) cites them renumbered 1..k in
+order of first use, and the console numbers the uncited ones after those (`numbered_chunks`).
+`to_prompt_numbers` rewrites an answer's citation markers into the prompt's numbers, so an
+example's completion cites the sources as its prompt numbers them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The same rules and the same fencing as the answer prompt, so tuning teaches what Lore asks.
-from knowledge.prompt import SYSTEM
-from knowledge.prompt import fence as _fence
+from knowledge.answer import RetrievedChunk, Turn
+from knowledge.prompt import chat_messages, number_by_document
+from knowledge.query import prompt_question
+
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
-def numbered_chunks(chunks: Sequence[Mapping[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:
-    """The retrieved chunks, each with the number the answer uses for its document.
-
-    Cited documents keep their citation numbers; the others are numbered after them, one number
-    per document, in retrieval order. The console shows the same numbers, so a reviewer's ideal
-    answer can cite [n] exactly as the exported prompt does."""
-    out: list[dict[str, Any]] = []
-    for c in chunks:  # every cited chunk, plus uncited ones up to `limit` in all
-        if isinstance(c.get("n"), int) or limit is None or len(out) < limit:
-            out.append(dict(c))
+def numbered_chunks(chunks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The retrieved chunks as the console shows them, each with the number the answer uses for
+    its document: cited documents keep their citation numbers; the others are numbered after
+    them, one number per document, in retrieval order."""
+    out = [dict(c) for c in chunks]
     by_doc: dict[str, int] = {}
     for c in out:
         if isinstance(c.get("n"), int):
@@ -40,30 +44,28 @@ def numbered_chunks(chunks: Sequence[Mapping[str, Any]], limit: int | None = Non
     return out
 
 
-def sources_block(chunks: Sequence[Mapping[str, Any]]) -> str:
-    parts = []
-    for c in chunks:
-        title = _fence(str(c.get("title") or c.get("path") or ""))
-        heading = str(c.get("heading") or "")
-        section = f"\nsection: {_fence(heading)}" if heading and heading != c.get("title") else ""
-        text = _fence(str(c.get("text", "")).strip())
-        parts.append(f'<source id="{c["n"]}">\ntitle: {title}{section}\n\n{text}\n</source>')
-    return "<sources>\n" + "\n\n".join(parts) + "\n</sources>"
+def retrieved(chunks: Sequence[Mapping[str, Any]]) -> list[RetrievedChunk]:
+    """The stored chunks as the generator had them: validated, numbered by document."""
+    found = [RetrievedChunk.model_validate(c) for c in chunks]
+    number_by_document(found)
+    return found
 
 
 def prompt_messages(
-    question: str,
-    chunks: Sequence[Mapping[str, Any]],
-    context: Sequence[Mapping[str, Any]] = (),
-    *,
-    limit: int | None = None,
+    question: str, chunks: Sequence[Mapping[str, Any]], context: Sequence[Mapping[str, Any]] = ()
 ) -> list[dict[str, str]]:
-    """[system, user]: the rules, then the sources, the conversation and the question."""
-    numbered = numbered_chunks(chunks, limit)
-    convo = ""
-    turns = [t for t in context if str(t.get("text", "")).strip()]
-    if turns:
-        lines = "\n".join(f"{t.get('role', 'user')}: {_fence(str(t['text']))}" for t in turns)
-        convo = f"\nEarlier in this conversation (context only):\n{lines}\n"
-    user = f"{sources_block(numbered)}\n{convo}\nQuestion: {question.strip()}"
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    """[system, user]: what the generator was sent for this question, chunks and thread turns."""
+    turns = [Turn.model_validate(t) for t in context]
+    return chat_messages(prompt_question(question), retrieved(chunks), turns)
+
+
+def to_prompt_numbers(text: str, chunks: Sequence[Mapping[str, Any]]) -> str:
+    """`text`'s citation markers ([2], [1, 3]), written in the console's numbers, in the prompt's."""
+    console = {str(c.get("doc_id")): int(c["n"]) for c in numbered_chunks(chunks)}
+    prompt = {c.doc_id: c.n for c in retrieved(chunks)}
+    mapping = {n: prompt[doc] for doc, n in console.items() if prompt.get(doc) is not None}
+
+    def replace(match: re.Match[str]) -> str:
+        return re.sub(r"\d+", lambda m: str(mapping.get(int(m.group()), m.group())), match.group())
+
+    return _MARKER.sub(replace, text)

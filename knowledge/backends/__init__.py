@@ -1,7 +1,7 @@
 """The vector engines behind the index, behind one small interface.
 
-- `edge`: Qdrant's Rust engine in-process (`qdrant-edge-py`): HNSW, sparse vectors with IDF,
-  RRF fusion. The embedded default.
+- `edge`: Qdrant's Rust engine in-process (`qdrant-edge-py`): HNSW, sparse vectors with IDF.
+  The embedded default.
 - `qdrant-local`: qdrant-client's local mode (pure Python, brute-force search).
 - `qdrant`: a Qdrant server through qdrant-client (`qdrant.url`), the way to scale out.
 

@@ -1,7 +1,8 @@
 """Qdrant Edge: Qdrant's Rust engine in this process (`qdrant-edge-py`), under `data_dir/edge`.
 
 Call for call the same as `QdrantBackend`: named dense + sparse (IDF) vectors, keyword payload
-indexes on `doc_id` and `source`, and hybrid search as two prefetches fused with RRF.
+indexes on `doc_id` and `source`, and several ranked lists in one engine call (`search_batch`:
+hybrid search asks for the dense and the sparse list; `LoreVectorStore` fuses them in Python).
 
 Building the HNSW graph (`optimize()`) holds the GIL for as long as it runs: tens of seconds
 to minutes at 100k chunks on two cores, which would freeze a chat bot that syncs in-process.

@@ -90,8 +90,8 @@ def lore_settings(
 
 @pytest.fixture
 async def make_services(embedder: Any) -> AsyncIterator[Callable[..., Any]]:
-    """`bot.serve.build_services` with the session's embedder; closed after the test."""
-    from bot.serve import Services, build_services
+    """`bot.services.build_services` with the session's embedder; closed after the test."""
+    from bot.services import Services, build_services
     from knowledge.service import Knowledge
 
     built: list[Services] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.core.messages import MessageRef, Reply, Target
 from knowledge.answer import Turn
-from workers.client import SyncHandle, SyncStatus
+from workers.ports import SyncHandle, SyncStatus
 
 
 @dataclass

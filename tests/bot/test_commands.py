@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from tests.bot.conftest import USER, block_texts
-from tests.conftest import REPO
+from tests.conftest import REPO, start_lore
 from tests.emulators.slack import APP_TOKEN, BOT_TOKEN, BOT_USER_ID, app_mention_event
 
 
@@ -85,6 +85,7 @@ async def test_a_real_process_answers_and_stops_on_sigterm(
         output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
         assert proc.returncode == 0, output
         assert "SIGTERM received; shutting down" in output and "Slack disconnected" in output
+        assert "nothing is indexed yet" not in output
         assert not slack.connected
     finally:
         if proc.returncode is None:
@@ -92,15 +93,44 @@ async def test_a_real_process_answers_and_stops_on_sigterm(
             await proc.wait()
 
 
-def test_the_commands_are_registered():
-    from bot.commands import MODULES
+@pytest.mark.parametrize("command", ["slack", "serve"])
+async def test_a_real_process_over_an_empty_index_tells_the_operator_to_run_lore_index(
+    command, slack, docs_dir, tmp_path
+):
+    (tmp_path / "lore.toml").write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[llm]\nprovider = "extractive"\n[web]\nindex_on_start = false\n\n'
+        f'[[sources]]\nname = "handbook"\ntype = "directory"\npath = "{docs_dir}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")} | {
+        "LORE_SLACK__BOT_TOKEN": BOT_TOKEN,
+        "LORE_SLACK__APP_TOKEN": APP_TOKEN,
+        "LORE_SLACK__API_URL": slack.base_url,
+        "LORE_WEB__PORT": str(free_port()),
+        "HF_HUB_OFFLINE": "1",
+    }
+    proc = await start_lore(command, cwd=tmp_path, env=env)
+    try:
+        await slack.wait_connected(timeout=60)
+        await asyncio.sleep(2)  # the check runs beside start-up, off the event loop
+        proc.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
+        assert proc.returncode == 0, output
+        [warning] = [line for line in output.splitlines() if "nothing is indexed yet" in line]
+        assert " WARNING " in warning and "`lore index`" in warning
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
-    assert {"bot.commands.slack", "bot.commands.serve"} <= set(MODULES)
+
+def test_the_commands_are_registered():
+    assert {"slack", "serve"} <= {c.name for c in app.registered_commands}
     assert (REPO / "deploy" / "slack" / "manifest.yaml").is_file()
 
 
 async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(slack, lore_settings, make_services):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     settings = lore_settings(slack={"api_url": slack.base_url, "bot_token": "xoxb-wrong"})
     with pytest.raises(StartupError, match=r"Slack rejected the bot token \(slack.bot_token\): invalid_auth"):
@@ -109,7 +139,8 @@ async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(slack, lore
 
 
 async def test_a_taken_port_stops_start_up_cleanly(lore_settings, make_services):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

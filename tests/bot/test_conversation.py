@@ -23,7 +23,7 @@ from bot.core import (
 )
 from knowledge.answer import Answer, Citation, Turn
 from tests.bot.fakes import ListThreads, MemoryOutbox, MemoryTasks
-from workers.client import SyncHandle, SyncStatus
+from workers.ports import SyncHandle, SyncStatus
 
 
 def message(text="how do I set up the VPN?", **kw) -> IncomingMessage:

@@ -43,9 +43,11 @@ def test_owner_worker_needs_redis() -> None:
 async def test_without_an_owner_the_chat_side_says_what_is_missing(tmp_path: Path, prefix: str) -> None:
     import httpx
 
-    from bot.serve import build_services, web_app
+    from bot.serve import web_app
+    from bot.services import build_services
     from config.settings import Settings
-    from workers.remote import OwnerUnavailable, RemoteKnowledge
+    from workers.ports import OwnerUnavailable
+    from workers.remote import RemoteKnowledge
 
     settings = Settings(**remote_settings(tmp_path, prefix))
     remote = RemoteKnowledge(settings)
@@ -108,3 +110,63 @@ async def test_answer_workers_serve_the_queue_through_celery(
     assert "Task lore.answer[" in worker.err() and "answer server" not in worker.err()
     worker.terminate()
     assert await worker.stopped(60) == 0
+
+
+@pytest.mark.worker
+async def test_the_cli_asks_the_index_owner_and_never_opens_an_index_of_its_own(
+    tmp_path: Path, procs: Procs, prefix: str
+) -> None:
+    import json
+    import subprocess
+
+    from tests.ops.conftest import LORE
+
+    data = remote_settings(tmp_path, prefix, answer_timeout=60)
+    owner = procs(
+        "ingest",
+        ["worker", "-Q", "ingest", "-n", f"owner-{uuid.uuid4().hex[:6]}@%h"],
+        base_env(tmp_path, **data),
+    )
+    cli_data = tmp_path / "cli-data"  # another container's data directory: no index there
+    env = base_env(tmp_path, **{**data, "data_dir": str(cli_data)})
+
+    def lore(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [LORE, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
+        )
+
+    await owner.wait_log(r"answer server ready", 180)
+    refused = lore("index")
+    assert refused.returncode == 2 and "lore sync run --all --wait" in refused.stderr, refused.stderr
+    synced = lore("sync", "run", "--all", "--wait", "--json")
+    assert synced.returncode == 0 and json.loads(synced.stdout)["handbook"]["state"] == "done", synced.stderr
+
+    asked = lore("ask", "How do I set up the VPN?", "--json")
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert "WireGuard" in answer["text"] and answer["citations"][0]["path"] == "it/vpn.md"
+    listed = lore("sources", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)["sources"]
+    assert row["name"] == "handbook" and row["documents"] == 4
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        json.dumps(
+            {
+                "id": "q1",
+                "question": "What is the per diem in New York?",
+                "sources": ["expenses/per-diem.md"],
+                "facts": ["95 USD"],
+                "kind": "factual",
+            }
+        )
+        + "\n"
+    )
+    evaluated = lore("eval", str(questions), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["overall"]["recall_at_k"] == 1.0
+
+    assert not (cli_data / "edge").exists() and not (cli_data / "qdrant").exists()
+    assert owner.err().count("for a chat process") >= 2  # the ask and the eval question
+    owner.terminate()
+    assert await owner.stopped(60) == 0

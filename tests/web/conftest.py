@@ -1,6 +1,6 @@
 """Fixtures for the web console: the real app over real services.
 
-The services are `bot.serve.build_services` with the real `Knowledge` (MiniLM, the embedded
+The services are `bot.services.build_services` with the real `Knowledge` (MiniLM, the embedded
 index, the extractive generator) over a small corpus indexed once per session and copied into
 each test's data directory, the real embedded task client and the real feedback store (SQLite
 under the data directory). The app is `bot.serve.web_app(services)`, exactly what `lore serve`
@@ -161,7 +161,8 @@ class WebClient:
 async def make_lore(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Lore]]:
     """`make_lore(engine=None, **settings overrides)` -> the console on real services (closed afterwards);
     `engine` replaces the answer engine, for failure tests."""
-    from bot.serve import build_services, web_app
+    from bot.serve import web_app
+    from bot.services import build_services
     from knowledge.service import Knowledge
 
     built: list[Lore] = []

@@ -36,7 +36,8 @@ IDEAL = "The per diem in New York is 95 USD a day for meals [1]."
 async def running_lore(web_settings, web_docs, embedder, tmp_path):
     """`lore serve`'s own coroutine on a free port, with an admin made by `lore users add`."""
     from bot.cli import app as cli
-    from bot.serve import build_services, serve
+    from bot.serve import serve
+    from bot.services import build_services
     from knowledge.service import Knowledge
 
     settings = web_settings()

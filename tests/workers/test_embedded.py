@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from feedback.schema import VoteRecord
-from tests.workers.test_sync_queue import corpus
+from tests.workers.test_sync_queue import FlakySite, corpus
 from workers.client import make_task_client, read_sync_status
 from workers.inprocess import InProcessTaskClient
 
@@ -54,6 +58,64 @@ def test_a_permanent_failure_is_recorded_in_embedded_mode(make_knowledge, tmp_pa
         assert [h["state"] for h in client.history() if h.get("source") == "gone"] == ["failed"]
     finally:
         client.close()
+
+
+@pytest.fixture
+def flaky_site(monkeypatch) -> Iterator[dict]:
+    """A website source whose home page answers 503 `FlakySite.failures` times, then the page."""
+    monkeypatch.setattr(FlakySite, "failures", 2)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakySite)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {
+        "name": "site",
+        "type": "website",
+        "url": f"http://127.0.0.1:{server.server_port}/",
+        "max_pages": 3,
+    }
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_transient_failure_is_retried_in_process_by_the_same_job(make_knowledge, flaky_site):
+    kn = make_knowledge(
+        [flaky_site], worker={"sync_max_retries": 4, "retry_backoff": 1, "retry_backoff_max": 2}
+    )
+    client = make_task_client(kn.settings, knowledge=kn)
+    try:
+        handle = client.request_sync("site")
+        deadline = time.monotonic() + 30
+        while not client.board.snapshot().last.get("site") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.board.snapshot().last["site"]["state"] == "retrying"
+        assert client.request_sync("site") == type(handle)(
+            handle.task_id, "site", joined=True
+        )  # joins the retry
+        last = client.wait(handle.task_id, "site", timeout=60)
+        assert last and last["state"] == "done" and last["attempt"] == 2 and last["added"] == 1, last
+        finished = [h for h in reversed(client.history()) if h.get("event") == "finished"]
+        assert [(h["state"], h["attempt"]) for h in finished] == [
+            ("retrying", 0),
+            ("retrying", 1),
+            ("done", 2),
+        ]
+        assert 0.8 <= finished[0]["retry_in"] <= 1 and 1.6 <= finished[1]["retry_in"] <= 2
+    finally:
+        client.close()
+
+
+def test_closing_does_not_wait_for_a_retry_that_is_not_due(make_knowledge, flaky_site, monkeypatch):
+    monkeypatch.setattr(FlakySite, "failures", 1)
+    kn = make_knowledge([flaky_site], worker={"retry_backoff": 60, "retry_backoff_max": 60})
+    client = make_task_client(kn.settings, knowledge=kn)
+    handle = client.request_sync("site")
+    deadline = time.monotonic() + 30
+    while not client.board.snapshot().last.get("site") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    client.close()
+    assert time.monotonic() - started < 10  # the retry was scheduled, not slept on
+    last = read_sync_status(kn.settings).last["site"]
+    assert last["task_id"] == handle.task_id and last["state"] == "retrying" and last["retry_in"] >= 48
 
 
 def test_the_cli_syncs_in_process_and_shows_status(tmp_path, monkeypatch):

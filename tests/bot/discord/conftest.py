@@ -235,7 +235,7 @@ async def connect_discord(
     Calling it again after `lore.stop()` is a restart: a new process's worth of objects (bot,
     Knowledge, task client, state) over the same data directory and feedback database."""
     from bot.discord.app import build_discord_bot
-    from bot.serve import build_services
+    from bot.services import build_services
     from knowledge.service import Knowledge
 
     opened: list[LoreDiscord] = []

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from tests.bot.conftest import block_texts
 from tests.bot.discord.conftest import ALICE, BOT_ID, DM_CHANNEL, GUILD_ID, TOKEN, answer_id_of, custom_ids
-from tests.conftest import wait_for
+from tests.conftest import start_lore, wait_for
 from tests.emulators.discord_emu import DiscordEmulator, make_guild, make_text_channel, message_create
 from tests.emulators.slack import APP_TOKEN, BOT_TOKEN, BOT_USER_ID, app_mention_event
 
@@ -31,13 +31,12 @@ def test_lore_discord_without_a_token_says_what_to_set(tmp_path, monkeypatch):
 
 
 def test_the_command_is_registered():
-    from bot.commands import MODULES
-
-    assert "bot.commands.discord" in MODULES
+    assert "discord" in {c.name for c in app.registered_commands}
 
 
 async def test_a_wrong_token_stops_start_up_with_a_clear_message(lore_settings, make_services):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     async with DiscordEmulator(token=TOKEN) as emu:
         with emu.patched():
@@ -48,7 +47,8 @@ async def test_a_wrong_token_stops_start_up_with_a_clear_message(lore_settings, 
 
 
 async def test_a_missing_message_content_intent_is_explained(lore_settings, make_services, emu):
-    from bot.serve import StartupError, serve
+    from bot.serve import serve
+    from bot.services import StartupError
 
     emu.message_content_allowed = False
     settings = lore_settings(slack={"bot_token": None}, discord={"token": TOKEN})
@@ -140,6 +140,33 @@ async def test_a_real_process_answers_and_stops_on_sigterm(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+@pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
+async def test_a_start_up_failure_is_one_clear_line_with_the_traceback_only_at_debug(log_level, tmp_path):
+    """`lore discord` over an empty index, refused the Message Content intent by the gateway."""
+    (tmp_path / "lore.toml").write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[llm]\nprovider = "extractive"\n\n'
+        f'[[sources]]\nname = "handbook"\ntype = "directory"\npath = "{tmp_path / "docs"}"\n'
+    )
+    async with DiscordEmulator(token=TOKEN) as emu:
+        emu.message_content_allowed = False
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")} | {
+            "LORE_DISCORD__TOKEN": TOKEN,
+            "LORE_DISCORD__API_BASE": emu.rest_base,
+            "LORE_DISCORD__GATEWAY_URL": emu.gateway_url,
+            "LORE_LOG_LEVEL": log_level,
+            "HF_HUB_OFFLINE": "1",
+        }
+        proc = await start_lore("discord", cwd=tmp_path, env=env)
+        output = (await asyncio.wait_for(proc.communicate(), 120))[0].decode()
+    assert proc.returncode == 1, output
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("Cannot start: Discord refused the Message Content intent"), output
+    assert output.count("Discord refused the Message Content intent") == (1 if log_level == "INFO" else 3)
+    assert ("Traceback" in output) == (log_level == "DEBUG"), output
+    [warning] = [line for line in output.splitlines() if "nothing is indexed yet" in line]
+    assert " WARNING " in warning and "`lore index`" in warning
 
 
 def test_the_readme_invite_url_asks_for_exactly_the_permissions_lore_uses():

@@ -1,0 +1,193 @@
+"""`lore index`, `lore ask`, `lore sources` and `lore eval`: the index and the answers it gives."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bot.commands._common import err, error, knowledge_for, out, progress_bar, settings_of, sync_with_progress
+from config import Settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(index)
+    app.command()(ask)
+    app.command()(sources)
+    app.command("eval")(eval_)
+
+
+# -- index ---------------------------------------------------------------------
+
+
+def index(
+    ctx: typer.Context,
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild from scratch.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Bring the index in line with the configured sources (incremental)."""
+    settings = settings_of(ctx)
+    if not settings.sources:
+        err.print("No sources configured. Add a [[sources]] table to lore.toml (see README).")
+        raise typer.Exit(1)
+    if settings.index.owner == "worker":  # building one here would make a second, unused index
+        error(
+            'the index belongs to the workers (index.owner = "worker"): '
+            f"`lore sync run {source or '--all'}{' --full' if full else ''} --wait` "
+            "queues the syncs for them"
+        )
+        raise typer.Exit(2)
+    try:
+        names = [settings.source(source).name] if source else [s.name for s in settings.sources]
+    except KeyError as exc:
+        error(exc.args[0])
+        raise typer.Exit(1) from None
+    results: dict[str, Any] = {}
+    with knowledge_for(settings) as kn:
+        if full and not source:
+            kn.rebuild()
+        for name, result in sync_with_progress(
+            kn, names, full=full, disable=as_json and not sys.stderr.isatty()
+        ):
+            results[name] = result
+    failed = [n for n, r in results.items() if r.error]
+    if as_json:
+        out.print_json(json.dumps({"sources": {n: r.summary() for n, r in results.items()}}))
+    else:
+        _print_index_summary(results)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _print_index_summary(results: dict[str, Any]) -> None:
+    table = Table(
+        "source", "added", "changed", "deleted", "unchanged", "chunks embedded", "skipped", "seconds"
+    )
+    for name, r in results.items():
+        s = r.summary()
+        table.add_row(
+            name,
+            *(str(s[k]) for k in ("added", "changed", "deleted", "unchanged", "chunks_embedded")),
+            str(len(s["skipped"])),
+            f"{s['seconds']:.1f}",
+        )
+    out.print(table)
+    for name, r in results.items():
+        if r.error:
+            out.print(
+                f"[red]{name} failed[/red] (index unchanged for it): {escape(r.error)}", highlight=False
+            )
+        for skip in r.skipped:
+            out.print(f"  skipped {name}:{skip['path']}: {skip['reason']}", highlight=False, markup=False)
+
+
+# -- ask -----------------------------------------------------------------------
+
+
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="What you want to know.")],
+    source: Annotated[str | None, typer.Option(help="Search only this source.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
+) -> None:
+    """Answer a question from the indexed documents, with numbered sources."""
+    settings = settings_of(ctx)
+    with knowledge_for(settings) as kn:
+        if kn.is_empty():
+            err.print(_nothing_indexed(settings))
+            raise typer.Exit(1)
+        answer = kn.answer(question, source=source)
+    if as_json:
+        out.print_json(answer.model_dump_json())
+        return
+    out.print(answer.text, highlight=False, markup=False)
+    if answer.notice:
+        err.print(f"[yellow]note:[/yellow] {escape(answer.notice)}", highlight=False)
+    if answer.citations:
+        out.print("\nSources:", style="bold")
+        for c in answer.citations:
+            updated = f" (updated {c.updated_at[:10]})" if c.updated_at else ""
+            out.print(f"  [{c.n}] {c.title}{updated}\n      {c.url}", highlight=False, markup=False)
+    t = answer.timings
+    err.print(
+        f"[dim]{answer.model} · retrieve {t.retrieve_ms:.0f} ms · generate {t.generate_ms:.0f} ms[/dim]"
+    )
+
+
+# -- sources -------------------------------------------------------------------
+
+
+def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each source with its document and chunk counts and its last sync."""
+    with knowledge_for(settings_of(ctx)) as kn:
+        rows = kn.sources_status()
+    if as_json:
+        out.print_json(json.dumps({"sources": rows}))
+        return
+    table = Table("source", "type", "documents", "chunks", "last sync", "last error")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["type"],
+            str(r["documents"]),
+            str(r["chunks"]),
+            r["last_sync"] or "never",
+            r["last_error"] or "",
+        )
+    out.print(table)
+
+
+# -- eval ----------------------------------------------------------------------
+
+
+def eval_(
+    ctx: typer.Context,
+    questions: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="questions.jsonl")],
+    k: Annotated[int, typer.Option("--k", min=1)] = 5,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Measure recall@k, MRR, abstention and fact hits on a question set."""
+    from knowledge.evaluate import EvalFileError, load_questions, run_eval
+
+    try:
+        qs = load_questions(questions)
+    except EvalFileError as exc:
+        error(exc)
+        raise typer.Exit(1) from None
+    settings = settings_of(ctx)
+    with knowledge_for(settings) as kn:
+        if kn.is_empty():
+            err.print(_nothing_indexed(settings))
+            raise typer.Exit(1)
+        with progress_bar(disable=as_json and not sys.stderr.isatty()) as bar:
+            task = bar.add_task("eval", total=len(qs), chunks=0)
+            report = run_eval(qs, lambda q, k: kn.answer(q, top_k=k), k=k, on_step=lambda: bar.advance(task))
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table("kind", "n", f"recall@{k}", "MRR", "abstain (not in corpus)", "false abstain", "fact hits")
+    for kind, s in [("all", report["overall"]), *report["by_kind"].items()]:
+        table.add_row(
+            kind,
+            str(s["questions"]),
+            *(
+                _fmt(s[x])
+                for x in ("recall_at_k", "mrr", "abstain_not_in_corpus", "false_abstain", "fact_hit_rate")
+            ),
+        )
+    out.print(table)
+
+
+def _nothing_indexed(settings: Settings) -> str:
+    if settings.index.owner == "worker":
+        return "Nothing is indexed yet. Queue the syncs for the workers: `lore sync run --all --wait`."
+    return "Nothing is indexed yet. Run `lore index` first (sources come from lore.toml)."
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

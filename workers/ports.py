@@ -1,0 +1,58 @@
+"""The port the chat side codes against: `TaskClient`, and the `SyncHandle`/`SyncStatus` it returns;
+and the errors of an index asked remotely (`index.owner = "worker"`), which the chat side may catch.
+
+Only types live here. The implementations (`workers.sender.CeleryTaskClient`,
+`workers.inprocess.InProcessTaskClient`) import this module, and the factory that picks one
+(`workers.client.make_task_client`) imports them; nothing imports the factory back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from feedback.schema import InteractionRecord, VoteRecord
+
+
+@dataclass
+class SyncHandle:
+    """A requested sync: `joined` is true when one was already running and we attached to it."""
+
+    task_id: str
+    source: str
+    joined: bool = False
+
+
+@dataclass
+class SyncStatus:
+    """Running syncs (with live progress) and the last result of each source."""
+
+    running: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> progress dict
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> last summary
+
+
+class TaskClient(Protocol):
+    def record_interaction(self, record: InteractionRecord) -> None:
+        """Never blocks the caller for long and never loses the record."""
+
+    def record_vote(self, record: VoteRecord) -> None:
+        """Never blocks the caller for long and never loses the vote."""
+
+    def request_sync(self, source: str, *, full: bool = False, requested_by: str | None = None) -> SyncHandle:
+        """Queue a sync of one source, or join the one already running."""
+
+    def sync_status(self) -> SyncStatus: ...
+
+    def close(self) -> None: ...
+
+
+class OwnerUnavailable(RuntimeError):
+    """The index owner did not reply in time (or Redis is unreachable). The message says what to run."""
+
+
+class RemoteIndexError(RuntimeError):
+    """The owner replied with an error (e.g. the index was built with another model)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
