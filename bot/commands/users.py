@@ -1,4 +1,5 @@
-"""`lore users add|list|remove`: who may sign in to the web console.
+"""`lore users add|list|remove` and `lore users sessions list|revoke`: who may sign in to the web
+console, and who is signed in.
 
 The password comes from a hidden prompt (asked twice) or, for scripts, from standard input with
 `--password-stdin`; it is never echoed, logged or accepted as an argument (which would leave it
@@ -20,6 +21,8 @@ from bot.cli import error, settings_of
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 users_app = typer.Typer(no_args_is_help=True, help="Console users: reviewers and admins.")
+sessions_app = typer.Typer(no_args_is_help=True, help="A user's console sessions (sign-ins).")
+users_app.add_typer(sessions_app, name="sessions")
 
 
 def register(app: typer.Typer) -> None:
@@ -71,7 +74,10 @@ def add(
         raise typer.Exit(1) from None
     finally:
         db.dispose()
-    err.print(f"{'updated' if reset else 'added'} {user.username} ({user.role})", highlight=False)
+    if reset:
+        err.print(f"updated {user.username} ({user.role}); their sessions have ended", highlight=False)
+    else:
+        err.print(f"added {user.username} ({user.role})", highlight=False)
 
 
 @users_app.command("list")
@@ -112,7 +118,7 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
 
 @users_app.command("remove")
 def remove(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> None:
-    """Remove a console user (their sessions stop working at once)."""
+    """Remove a console user (their sessions end at once)."""
     from feedback.users import remove_user
 
     db = _database(ctx)
@@ -124,3 +130,72 @@ def remove(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> No
         error(f"no user {username!r}")
         raise typer.Exit(1)
     err.print(f"removed {username}", highlight=False)
+
+
+@sessions_app.command("list")
+def sessions_list(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A user's sessions: when each started and was last seen, and whether it still works."""
+    from datetime import timedelta
+
+    from feedback.users import UserError, list_sessions
+
+    settings = settings_of(ctx)
+    lifetime = timedelta(hours=settings.web.session_hours)
+    db = _database(ctx)
+    try:
+        found = list_sessions(db.sessions, username)
+    except UserError as exc:
+        error(exc)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+
+    def state(s: Any) -> str:
+        if s.revoked_at is not None:
+            return f"ended ({s.revoked_reason or 'revoked'})"
+        return "active" if s.active(lifetime) else "expired"
+
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "id": s.id,
+                        "created_at": s.created_at.isoformat(),
+                        "last_seen_at": s.last_seen_at.isoformat(),
+                        "state": state(s),
+                    }
+                    for s in found
+                ]
+            )
+        )
+        return
+    if not found:
+        err.print(f"{username} has no sessions.", highlight=False)
+        return
+    table = Table("session", "started", "last seen", "state")
+    for s in found:
+        table.add_row(
+            s.id, s.created_at.strftime("%Y-%m-%d %H:%M"), s.last_seen_at.strftime("%Y-%m-%d %H:%M"), state(s)
+        )
+    out.print(table)
+
+
+@sessions_app.command("revoke")
+def sessions_revoke(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> None:
+    """End every session of a user now (their browsers must sign in again)."""
+    from feedback.users import UserError, revoke_sessions
+
+    db = _database(ctx)
+    try:
+        ended = revoke_sessions(db.sessions, username)
+    except UserError as exc:
+        error(exc)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
+    err.print(f"ended {ended} session{'s' if ended != 1 else ''} of {username}", highlight=False)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.web.context import Console
 from bot.web.security import sign_in, sign_out
-from feedback.users import authenticate
+from feedback.users import authenticate, end_session, start_session
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,18 @@ def auth_router(console: Console) -> APIRouter:
                 error="Wrong username or password.",
             )
         console.throttle.succeeded(username)
-        sign_in(request, user)
+        token = await run_in_threadpool(
+            start_session, console.db.sessions, user, lifetime=console.session_lifetime
+        )
+        sign_in(request, user, token)
         log.info("%s signed in (%s)", user.username, user.role)
         return RedirectResponse(safe_next(next), status_code=303)
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        sign_out(request)
+        token = sign_out(request)
+        if token is not None:  # revoked server-side: a copy of this cookie stops working too
+            await run_in_threadpool(end_session, console.db.sessions, token)
         return RedirectResponse("/login", status_code=303)
 
     return router

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from bot.web.exports import ExportRunner
 from bot.web.markdown import render_markdown, safe_href
 from bot.web.security import LoginThrottle, csrf_token, session_user
 from feedback.identity import load_key, pseudonymize
-from feedback.users import User, get_user
+from feedback.users import User, user_of_session
 
 if TYPE_CHECKING:
     from bot.serve import Services
@@ -75,10 +76,15 @@ class Console:
 
     # ---- users ----------------------------------------------------------------------------
 
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.settings.web.session_hours)
+
     def user(self, request: Request) -> User | None:
         """Blocking (a database read): call from a thread or a sync dependency."""
+        lifetime = self.session_lifetime
         return session_user(
-            request, lambda uid: get_user(self.db.sessions, uid), self.settings.web.session_hours
+            request, lambda token: user_of_session(self.db.sessions, token, lifetime=lifetime)
         )
 
     def user_hash(self, author: str) -> str:

@@ -1,16 +1,22 @@
 """Sessions, CSRF, sign-in throttling and role checks for the web console.
 
 - **Sessions**: Starlette's signed-cookie session (itsdangerous) named `lore_session`: HttpOnly,
-  SameSite=Lax, `Secure` when `web.secure_cookies`. It holds the user's id, when they signed in,
-  the CSRF token and, for the public chat, an anonymous per-browser id. The user and their role
-  are read from the database on every request, so removing a user or changing a role takes
-  effect at once; a session also ends `web.session_hours` after sign-in. The signing key is
-  `web.session_secret`, else one generated once and kept in `data_dir/session.key` (0600).
+  SameSite=Lax, `Secure` when `web.secure_cookies`. It holds a random session token (`sid`), the
+  CSRF token and, for the public chat, an anonymous per-browser id. The token names a server-side
+  row (`feedback.users`: its hash, the user, when it started, last seen, revoked), read with the
+  user and their role on every request: signing out revokes the row, so a copied cookie stops
+  working too; a password or role reset, removing the user and `lore users sessions revoke` end
+  all that user's sessions at once; and a session ends `web.session_hours` after sign-in. The
+  signing key is `web.session_secret`, else one generated once and kept in `data_dir/session.key`
+  (0600).
 - **CSRF**: one random token per session. `CSRFMiddleware` refuses every POST/PUT/PATCH/DELETE
   (except Slack's own signed routes) unless the token arrives as the `csrf_token` form field or
   the `X-CSRF-Token` header (what the console's fetch calls send), and refuses cross-site
   `Origin`s. It runs before any route, so a new form cannot forget it.
-- **Throttling**: failed sign-ins per username and per address within `web.login_window` seconds.
+- **Throttling**: failed sign-ins per username and per client address within `web.login_window`
+  seconds, on the same shared windows as the chat's rate limits (`bot.core.ratelimit`: Redis when
+  configured, so every replica counts the same failures). The client address is the connection's,
+  or the `X-Forwarded-For` one only from `web.trusted_proxies` (`client_address`).
 - **Roles**: `require_reviewer` / `require_admin` dependencies on whole routers; signed-out
   browsers are redirected to /login, API calls get 401, the wrong role gets 403.
 """
@@ -201,42 +207,43 @@ class Forbidden(Exception):
     """Signed in, but without the role this needs; answered with a 403."""
 
 
-UserLoader = Callable[[int], User | None]
+UserLoader = Callable[[str], User | None]  # session token -> its user, if the session is good
 
 
-def session_user(request: Request, load: UserLoader, session_hours: float) -> User | None:
-    """The signed-in user (cached on the request), or None. Expired sessions are cleared."""
+def session_user(request: Request, load: UserLoader) -> User | None:
+    """The signed-in user (cached on the request), or None. A token that no longer signs anyone
+    in (signed out, revoked, expired, user removed) is dropped from the cookie."""
     if hasattr(request.state, "user"):
         cached: User | None = request.state.user
         return cached
     user: User | None = None
-    uid, since = request.session.get("uid"), request.session.get("login_at")
-    if isinstance(uid, int) and isinstance(since, int | float):
-        if time.time() - since > session_hours * 3600:
-            request.session.pop("uid", None)
-            request.session.pop("login_at", None)
-        else:
-            user = load(uid)
-            if user is None:  # removed or deactivated since signing in
-                request.session.pop("uid", None)
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        user = load(token)
+        if user is None:
+            request.session.pop("sid", None)
     request.state.user = user
     return user
 
 
-def sign_in(request: Request, user: User) -> None:
-    """A fresh session for `user`: nothing from before sign-in is kept, and a new CSRF token."""
+def sign_in(request: Request, user: User, token: str) -> None:
+    """A fresh cookie for the session `token` of `user`: nothing from before sign-in is kept
+    (but the chat's anonymous id), and a new CSRF token."""
     anon = request.session.get("anon")
     request.session.clear()
-    request.session.update({"uid": user.id, "login_at": int(time.time())})
+    request.session["sid"] = token
     if anon:
         request.session["anon"] = anon
     csrf_token(request.session)
     request.state.user = user
 
 
-def sign_out(request: Request) -> None:
+def sign_out(request: Request) -> str | None:
+    """Clear the cookie; returns the session token it held, for the caller to revoke."""
+    token = request.session.get("sid")
     request.session.clear()
     request.state.user = None
+    return token if isinstance(token, str) else None
 
 
 def signed_in(request: Request) -> User:

@@ -83,6 +83,25 @@ class Lore:
     def db(self) -> Any:
         return self.console.db
 
+    def cli(self, *args: str, input: str | None = None) -> Any:
+        """Run `lore ARGS…` on this console's data directory (and database), as an operator would."""
+        import logging
+
+        from typer.testing import CliRunner
+
+        from bot.cli import app
+
+        config = self.settings.data_dir.parent / "lore.toml"
+        database = f'[database]\nurl = "{self.settings.database.url}"\n' if self.settings.database.url else ""
+        config.write_text(f'data_dir = "{self.settings.data_dir}"\n{database}')
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:  # `lore` sets up logging on streams CliRunner closes afterwards
+            return CliRunner().invoke(app, ["--config", str(config), *args], input=input)
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+
     def add_user(self, username: str, password: str, role: str = "reviewer") -> Any:
         from feedback.users import add_user
 
