@@ -120,7 +120,7 @@ class CSRFMiddleware:
                     break
             values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get(CSRF_FIELD)
             token = values[0] if values else None
-        if not expected or not token or not hmac.compare_digest(str(expected), token):
+        if not expected or not token or not _same_token(str(expected), token):
             log.warning("refused %s %s: missing or wrong CSRF token", scope["method"], scope["path"])
             await _refuse(
                 scope, receive, send, "missing or invalid CSRF token: reload the page and try again"
@@ -134,6 +134,12 @@ class CSRFMiddleware:
             return replay.pop(0) if replay else await receive()
 
         await self.app(scope, replayed, send)
+
+
+def _same_token(expected: str, given: str) -> bool:
+    # Compared as bytes: compare_digest refuses non-ASCII str (a TypeError, so a 500 any visitor
+    # could cause), and whatever a client sends must be just a wrong token.
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 def _same_origin(headers: Headers) -> bool:
