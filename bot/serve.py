@@ -68,6 +68,7 @@ def build_services(
     engine (benchmarks and failure tests); by default it is the Knowledge itself. With
     index.owner = "worker" the Knowledge is remote: this process never opens the index."""
     from bot.core.conversation import ConversationService
+    from bot.core.ratelimit import make_rate_limiter
     from bot.core.state import make_state_store
     from feedback.identity import load_key, pseudonymize
     from workers.client import make_task_client, remote_knowledge
@@ -92,6 +93,7 @@ def build_services(
         user_hash=lambda platform, user: pseudonymize(platform, user, key),
         sources=[s.name for s in settings.sources],
         reindex_timeout=settings.worker.sync_time_limit,
+        limiter=make_rate_limiter(settings.chat, settings.redis),
     )
     return Services(settings, kn, task_client, state, conversation)
 
@@ -167,7 +169,11 @@ def web_runner(app: FastAPI, host: str, port: int) -> Runner:
             yield
 
     async def run(stop: asyncio.Event) -> None:
-        server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+        # proxy_headers off: X-Forwarded-For is believed only from web.trusted_proxies (bot.web.app).
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+        )
+        server = _Server(config)
 
         async def serve() -> None:
             try:

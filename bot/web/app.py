@@ -171,12 +171,20 @@ def _mount_console(app: FastAPI, services: Services) -> None:
         same_site="lax",
         https_only=web.secure_cookies,
     )
+    if web.trusted_proxies:
+        # The client address (rate limits, sign-in throttling) comes from X-Forwarded-For only
+        # when the connection is from one of these proxies; `lore serve` turns uvicorn's own
+        # handling (which trusts 127.0.0.1 by default) off, so this setting alone decides.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(web.trusted_proxies))
 
 
 def invalid_input(errors: Sequence[Any]) -> dict[str, Any]:
     """A short 422 body: what is wrong with which field, never the input itself (FastAPI's default
     echoes it whole: a 1 MB question came back as a 1 MB error)."""
-    problems = []
+    problems: list[dict[str, Any]] = []
+    messages: list[str] = []
     for error in list(errors)[:10]:
         loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "form")]
         field = ".".join(loc) or "the request"
@@ -186,7 +194,8 @@ def invalid_input(errors: Sequence[Any]) -> dict[str, Any]:
         else:
             message = f"{field}: {str(error.get('msg', 'invalid'))[:200]}"
         problems.append({"loc": loc, "type": str(error.get("type", ""))[:64], "msg": message})
-    return {"error": "; ".join(p["msg"] for p in problems) or "invalid request", "detail": problems}
+        messages.append(message)
+    return {"error": "; ".join(messages) or "invalid request", "detail": problems}
 
 
 async def readiness(console: Console) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from bot.core.ratelimit import Windows, make_windows
 from bot.web.exports import ExportRunner
 from bot.web.markdown import render_markdown, safe_href
 from bot.web.security import LoginThrottle, csrf_token, session_user
@@ -42,13 +43,15 @@ class Console:
     templates: Jinja2Templates = field(default_factory=make_templates)
     _db: Database | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    windows: Windows = field(init=False)  # the public chat's per-address budget, failed sign-ins
     throttle: LoginThrottle = field(init=False)
     exports: ExportRunner = field(init=False)
     user_key: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         web = self.services.settings.web
-        self.throttle = LoginThrottle(web.login_attempts, web.login_window)
+        self.windows = make_windows(self.services.settings.redis)
+        self.throttle = LoginThrottle(self.windows, web.login_attempts, web.login_window)
         self.exports = ExportRunner(lambda: self.db, self.services.settings)
         self.user_key = load_key(self.services.settings)
 
@@ -69,6 +72,7 @@ class Console:
             return self._db
 
     def close(self) -> None:
+        self.windows.close()
         with self._lock:
             if self._db is not None:
                 self._db.dispose()

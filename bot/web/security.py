@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +37,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.core.ratelimit import Budget, Windows
 from config.settings import Settings
 from feedback.users import User
 
@@ -166,40 +165,31 @@ class LoginThrottle:
     """At most `attempts` failed sign-ins per username and per address (5x as many) per `window`
     seconds; then sign-ins for that key wait until the oldest failure leaves the window."""
 
-    def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts, self.window, self.clock = attempts, window, clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, windows: Windows, attempts: int, window: int) -> None:
+        self.windows, self.attempts, self.window = windows, attempts, window
 
-    def _keys(self, username: str, address: str) -> list[tuple[str, int]]:
-        return [(f"user:{username.lower()}", self.attempts), (f"addr:{address}", self.attempts * 5)]
+    def _user(self, username: str) -> Budget:
+        return Budget(f"login:user:{username.lower()}", self.attempts, self.window)
 
-    def retry_after(self, username: str, address: str) -> int:
+    def _address(self, address: str) -> Budget:
+        return Budget(f"login:addr:{address}", self.attempts * 5, self.window)
+
+    async def retry_after(self, username: str, address: str) -> int:
         """Seconds to wait before trying again (0: go ahead)."""
-        now = self.clock()
-        wait = 0.0
-        with self._lock:
-            for key, limit in self._keys(username, address):
-                q = self._failures.get(key)
-                if q is None:
-                    continue
-                while q and now - q[0] > self.window:
-                    q.popleft()
-                if len(q) >= limit:
-                    wait = max(wait, self.window - (now - q[0]))
-        return int(wait) + 1 if wait > 0 else 0
+        refused = await self.windows.full(self._user(username), self._address(address))
+        return 0 if refused is None else max(1, math.ceil(refused.wait))
 
-    def failed(self, username: str, address: str) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) > 100_000:  # bounded memory under a flood
-                self._failures.clear()
-            for key, _limit in self._keys(username, address):
-                self._failures.setdefault(key, deque()).append(now)
+    async def failed(self, username: str, address: str) -> None:
+        await self.windows.count(self._user(username), self._address(address))
 
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(f"user:{username.lower()}", None)
+    async def succeeded(self, username: str) -> None:
+        await self.windows.forget(self._user(username))
+
+
+def client_address(request: Request) -> str:
+    """Who is connecting: the socket's peer, or behind `web.trusted_proxies` the client their
+    X-Forwarded-For names (uvicorn's `ProxyHeadersMiddleware` rewrote it; see `create_app`)."""
+    return request.client.host if request.client else "unknown"
 
 
 # ---- who is asking ---------------------------------------------------------------------------

@@ -9,6 +9,9 @@ runs; HTTP tests drive it through httpx's ASGI transport, the browser test throu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import corpus_sources, index_corpus, write
+from tests.conftest import corpus_sources, free_port, index_corpus, write
 
 DOCS = {
     "it/vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
@@ -32,6 +35,7 @@ DOCS = {
     "engineering/deploys.md": "# Deploys\n\nProduction deploys happen Tuesday to Thursday through the "
     "release pipeline. Friday deploys need approval from the on-call lead.\n",
 }
+REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN, ADMIN_PW = "ada", "correct horse battery"
 REVIEWER, REVIEWER_PW = "rex", "staple paper clips"
 REVIEWER2, REVIEWER2_PW = "rita", "blue sky morning"
@@ -209,3 +213,37 @@ async def lore(make_lore: Callable[..., Lore]) -> Lore:
     lore.add_user(REVIEWER, REVIEWER_PW, "reviewer")
     lore.add_user(REVIEWER2, REVIEWER2_PW, "reviewer")
     return lore
+
+
+@pytest.fixture
+async def lore_server(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Any]]:
+    """`await lore_server(**settings overrides)` -> (base URL, settings, services): `lore serve`'s
+    own coroutine (`bot.serve.serve`) on a real uvicorn socket at a free port, stopped afterwards."""
+    from bot.serve import build_services, serve
+    from knowledge.service import Knowledge
+
+    running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = []
+
+    async def start(**over: Any) -> tuple[str, Any, Any]:
+        settings = web_settings(**over)
+        port = free_port()
+        services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder))
+        stop = asyncio.Event()
+        server = asyncio.create_task(
+            serve(settings, slack=False, web=True, port=port, stop=stop, services=services)
+        )
+        running.append((stop, server))
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{base}/healthz")).status_code == 200:
+                        break
+                assert not server.done(), server.exception()
+                await asyncio.sleep(0.05)
+        return base, settings, services
+
+    yield start
+    for stop, server in running:
+        stop.set()
+        await asyncio.wait_for(server, 30)  # closes the services and the console
