@@ -217,17 +217,21 @@ async def lore(make_lore: Callable[..., Lore]) -> Lore:
 
 @pytest.fixture
 async def lore_server(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Any]]:
-    """`await lore_server(**settings overrides)` -> (base URL, settings, services): `lore serve`'s
-    own coroutine (`bot.serve.serve`) on a real uvicorn socket at a free port, stopped afterwards."""
+    """`await lore_server(engine=None, **settings overrides)` -> (base URL, settings, services):
+    `lore serve`'s own coroutine (`bot.serve.serve`) on a real uvicorn socket at a free port,
+    stopped afterwards. `engine(knowledge)` wraps the answer engine, for tests of what it says."""
     from bot.serve import build_services, serve
     from knowledge.service import Knowledge
 
     running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = []
 
-    async def start(**over: Any) -> tuple[str, Any, Any]:
+    async def start(*, engine: Callable[[Any], Any] | None = None, **over: Any) -> tuple[str, Any, Any]:
         settings = web_settings(**over)
         port = free_port()
-        services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder))
+        knowledge = Knowledge(settings, embedder=embedder)
+        services = build_services(
+            settings, knowledge=knowledge, engine=engine(knowledge) if engine is not None else None
+        )
         stop = asyncio.Event()
         server = asyncio.create_task(
             serve(settings, slack=False, web=True, port=port, stop=stop, services=services)
