@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from bot.cli import error, settings_of
 
+T = TypeVar("T")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 users_app = typer.Typer(no_args_is_help=True, help="Console users: reviewers and admins.")
@@ -29,12 +31,21 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
 
 
-def _database(ctx: typer.Context) -> Any:
+def _on_database(ctx: typer.Context, action: Callable[[Any], T]) -> T:
+    """`action(sessions)` on the feedback database (migrated first); a `UserError` is printed and
+    exits 1."""
     from feedback.db import Database
+    from feedback.users import UserError
 
     db = Database.from_settings(settings_of(ctx))
-    db.ensure_schema()
-    return db
+    try:
+        db.ensure_schema()
+        return action(db.sessions)
+    except UserError as exc:
+        error(exc)
+        raise typer.Exit(1) from None
+    finally:
+        db.dispose()
 
 
 @users_app.command("add")
@@ -66,14 +77,10 @@ def add(
     except UserError as exc:
         error(exc)
         raise typer.Exit(2) from None
-    db = _database(ctx)
-    try:
-        user = add_user(db.sessions, username, password, role, replace=reset)  # type: ignore[arg-type]
-    except UserError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-    finally:
-        db.dispose()
+    user = _on_database(
+        ctx,
+        lambda sessions: add_user(sessions, username, password, role, replace=reset),  # type: ignore[arg-type]
+    )
     if reset:
         err.print(f"updated {user.username} ({user.role}); their sessions have ended", highlight=False)
     else:
@@ -85,11 +92,7 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     """Every console user with their role and last sign-in."""
     from feedback.users import list_users
 
-    db = _database(ctx)
-    try:
-        users = list_users(db.sessions)
-    finally:
-        db.dispose()
+    users = _on_database(ctx, list_users)
     if as_json:
         out.print_json(
             json.dumps(
@@ -121,11 +124,7 @@ def remove(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> No
     """Remove a console user (their sessions end at once)."""
     from feedback.users import remove_user
 
-    db = _database(ctx)
-    try:
-        removed = remove_user(db.sessions, username)
-    finally:
-        db.dispose()
+    removed = _on_database(ctx, lambda sessions: remove_user(sessions, username))
     if not removed:
         error(f"no user {username!r}")
         raise typer.Exit(1)
@@ -141,18 +140,11 @@ def sessions_list(
     """A user's sessions: when each started and was last seen, and whether it still works."""
     from datetime import timedelta
 
-    from feedback.users import UserError, list_sessions
+    from feedback.users import list_sessions
 
     settings = settings_of(ctx)
     lifetime = timedelta(hours=settings.web.session_hours)
-    db = _database(ctx)
-    try:
-        found = list_sessions(db.sessions, username)
-    except UserError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-    finally:
-        db.dispose()
+    found = _on_database(ctx, lambda sessions: list_sessions(sessions, username))
 
     def state(s: Any) -> str:
         if s.revoked_at is not None:
@@ -188,14 +180,7 @@ def sessions_list(
 @sessions_app.command("revoke")
 def sessions_revoke(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> None:
     """End every session of a user now (their browsers must sign in again)."""
-    from feedback.users import UserError, revoke_sessions
+    from feedback.users import revoke_sessions
 
-    db = _database(ctx)
-    try:
-        ended = revoke_sessions(db.sessions, username)
-    except UserError as exc:
-        error(exc)
-        raise typer.Exit(1) from None
-    finally:
-        db.dispose()
+    ended = _on_database(ctx, lambda sessions: revoke_sessions(sessions, username))
     err.print(f"ended {ended} session{'s' if ended != 1 else ''} of {username}", highlight=False)
