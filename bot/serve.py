@@ -95,7 +95,12 @@ def web_runner(app: FastAPI, host: str, port: int) -> Runner:
             yield
 
     async def run(stop: asyncio.Event) -> None:
-        server = _Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
+        # proxy_headers off: X-Forwarded-For is believed only from web.trusted_proxies (bot.web.app).
+        server = _Server(
+            uvicorn.Config(
+                app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+            )
+        )
 
         async def serve() -> None:
             try:

@@ -66,6 +66,7 @@ def build_services(
     """Settings -> Knowledge -> TaskClient -> ConversationService. `engine` replaces the answer
     engine (benchmarks and failure tests); by default it is the Knowledge itself."""
     from bot.core.conversation import ConversationService
+    from bot.core.ratelimit import make_rate_limiter
     from bot.core.state import make_state_store
     from feedback.identity import load_key, pseudonymize
     from workers.client import make_task_client
@@ -82,6 +83,7 @@ def build_services(
         user_hash=lambda platform, user: pseudonymize(platform, user, key),
         sources=[s.name for s in settings.sources],
         reindex_timeout=settings.worker.sync_time_limit,
+        limiter=make_rate_limiter(settings.chat, settings.redis),
     )
     return Services(settings, kn, task_client, state, conversation)
 

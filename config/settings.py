@@ -306,11 +306,31 @@ class WebSettings(_Section):
     session_hours: float = Field(default=12, gt=0, le=24 * 30)  # a session ends this long after sign-in
     login_attempts: int = Field(default=5, ge=1)  # failed sign-ins per username and address ...
     login_window: int = Field(default=300, ge=10)  # ... within this many seconds, then a pause
+    # The public chat: questions a minute from one client address by people not signed in (each
+    # browser also has chat.user_per_minute; a new browser is free to make, an address is not).
+    address_per_minute: int = Field(default=30, ge=1)
+    # Reverse proxies (addresses or networks, e.g. "10.0.0.0/8"; "*" = any) whose X-Forwarded-For
+    # names the client for rate limits and sign-in throttling. Empty: the connecting address, and
+    # the header is ignored (anyone could send one).
+    trusted_proxies: list[str] = Field(default_factory=list)
     index_on_start: bool = True  # `lore serve` indexes the sources first when the index is empty
     metrics: bool = True  # serve Prometheus metrics at /metrics (no user data in them)
     # `lore slack` / `lore discord` (no console): serve /healthz and /metrics on web.host at this
     # port, for probes and Prometheus; 0 = no HTTP server. `lore serve` uses web.port.
     ops_port: int = Field(default=0, ge=0, le=65535)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return value
 
 
 DatasetFormat = Literal["sft", "dpo", "kto"]

@@ -14,6 +14,14 @@ Curation (the web console's review queue; revision 0002):
 - `review_events`: every attempted write, kept: the ones that won and the ones that lost a race
   (`outcome = "conflict"`), so no reviewer's text is ever lost.
 - `console_users`: who may sign in to the console, with an argon2 hash and a role.
+
+Console sessions (revision 0003):
+
+- `console_users.id` is never reused (AUTOINCREMENT on SQLite; a sequence on PostgreSQL), so
+  nothing that names a removed user can ever name a later one.
+- `console_sessions`: one row per sign-in, keyed by the SHA-256 of the random token in the
+  session cookie (the token itself is never stored). Signing out revokes the row; a password
+  reset, a role change or removing the user ends all of that user's rows.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -168,7 +177,10 @@ class ReviewEvent(Base):
 
 class ConsoleUser(Base):
     __tablename__ = "console_users"
-    __table_args__ = (UniqueConstraint("username", name="uq_console_users_username"),)
+    __table_args__ = (
+        UniqueConstraint("username", name="uq_console_users_username"),
+        {"sqlite_autoincrement": True},  # SQLite would otherwise hand a freed id to the next user
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64))
@@ -178,3 +190,16 @@ class ConsoleUser(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's token
+    user_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("console_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    last_seen_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))  # "signed out", "password reset", …

@@ -36,7 +36,7 @@ from bot.core.messages import (
     Target,
 )
 from bot.core.ports import AnswerEngine, StateStore, Surface
-from bot.core.ratelimit import RateLimiter
+from bot.core.ratelimit import RateLimiter, make_rate_limiter
 from bot.core.split import split_text
 from config.logs import correlation_id
 from config.settings import ChatSettings
@@ -106,7 +106,7 @@ class ConversationService:
         user_hash: UserHasher,
         sources: Sequence[str] = (),
         reindex_timeout: float = 3 * 3600,
-        clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.engine = engine
         self.tasks = tasks
@@ -115,16 +115,14 @@ class ConversationService:
         self.sources = list(sources)
         self.reindex_timeout = reindex_timeout
         self._user_hash = user_hash
-        self._limiter = RateLimiter(
-            user_per_minute=settings.user_per_minute,
-            channel_per_minute=settings.channel_per_minute,
-            clock=clock,
-        )
+        # Per person and channel; pass one on Redis (`make_rate_limiter`) to share it between processes.
+        self._limiter = limiter or make_rate_limiter(settings)
         # The answer engine (embedding + LLM) blocks: it runs here, never on the event loop.
         self._executor = ThreadPoolExecutor(settings.answer_workers, thread_name_prefix="lore-answer")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._limiter.close()
 
     # ---- messages ----------------------------------------------------------------------------
 
@@ -188,7 +186,7 @@ class ConversationService:
         if not msg.text.strip():  # just "@Lore": say how to ask rather than nothing
             await self._notify(surface, target, usage)
             return Outcome("ignored", cid, "no question")
-        decision = self._limiter.check(f"{msg.platform}:{msg.author}", f"{msg.platform}:{msg.channel}")
+        decision = await self._limiter.check(f"{msg.platform}:{msg.author}", f"{msg.platform}:{msg.channel}")
         if not decision.allowed:
             log.info("rate limited (%s) %s in %s", decision.scope, msg.author, msg.channel)
             private = replace(target, user=msg.author, ephemeral=True)

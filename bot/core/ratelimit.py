@@ -1,12 +1,38 @@
-"""Per-user and per-channel sliding windows (one process's view; each process limits its own)."""
+"""Rate limits: moving windows ("at most N events per W seconds for each key") on the `limits`
+library, kept in Redis when `redis.url` is set, so every process and replica counts against the
+same budget, else in this process's memory.
+
+The core limits each person and each channel (`RateLimiter`, every chat adapter); the web
+console adds a budget per client address for the public chat and counts failed sign-ins
+(`bot.web.security`), on the same `Windows`.
+
+Redis trouble never turns limits off, and never locks anyone out: a failing call is answered
+from an in-process window instead, and Redis is tried again `retry_redis_after` seconds later,
+with a warning in the log. Calls to Redis run on a worker thread, never on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import math
+import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from config.settings import ChatSettings, RedisSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,58 +46,176 @@ class RateDecision:
         return max(1, math.ceil(self.retry_after))
 
 
-class SlidingWindow:
-    """At most `limit` events per `window` seconds for each key."""
+@dataclass(frozen=True)
+class Budget:
+    """At most `limit` events per `window` seconds for `key`."""
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float]) -> None:
-        self.limit, self.window, self._clock = limit, window, clock
-        self._events: dict[str, deque[float]] = {}
+    key: str
+    limit: int
+    window: int
 
-    def _trim(self, key: str, now: float) -> deque[float]:
-        events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - self.window:
-            events.popleft()
-        return events
+    @property
+    def item(self) -> RateLimitItem:
+        return _item(self.limit, self.window)
 
-    def wait(self, key: str) -> float:
-        """0 when an event is allowed now, else the seconds until it would be."""
-        now = self._clock()
-        events = self._trim(key, now)
-        return 0.0 if len(events) < self.limit else events[0] + self.window - now
 
-    def add(self, key: str) -> None:
-        self._events.setdefault(key, deque()).append(self._clock())
+@functools.lru_cache(maxsize=64)
+def _item(limit: int, window: int) -> RateLimitItem:
+    return RateLimitItemPerSecond(limit, window, namespace="lore")
 
-    def sweep(self) -> None:
-        now = self._clock()
-        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]:
-            del self._events[key]
+
+@dataclass(frozen=True)
+class Refusal:
+    budget: Budget
+    wait: float  # seconds until it has room again
+
+
+class Windows:
+    """Moving windows in Redis (`redis_url`) or memory, with the in-memory fallback above."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        prefix: str = "lore:limits",
+        timeout: float = 0.5,
+        retry_redis_after: float = 10.0,
+    ) -> None:
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._redis: RedisStorage | None = None
+        self._shared: MovingWindowRateLimiter | None = None
+        if redis_url:
+            self._redis = RedisStorage(
+                redis_url,
+                key_prefix=prefix,
+                wrap_exceptions=True,  # every Redis failure is a StorageError
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+            )
+            self._shared = MovingWindowRateLimiter(self._redis)
+        self.retry_redis_after = retry_redis_after
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def shared(self) -> bool:
+        return self._shared is not None
+
+    def _run(self, op: Callable[[MovingWindowRateLimiter], T]) -> T:
+        """`op` on Redis when it is configured and up, else on memory; one decision's calls all
+        go to the same place."""
+        shared = self._shared
+        if shared is not None and time.monotonic() >= self._down_until:
+            try:
+                return op(shared)
+            except StorageError as exc:
+                with self._lock:
+                    self._down_until = time.monotonic() + self.retry_redis_after
+                log.warning(
+                    "Redis unavailable for rate limits (%s); this process counts on its own for %.0f s",
+                    exc.storage_error,
+                    self.retry_redis_after,
+                )
+        return op(self._memory)
+
+    async def _call(self, op: Callable[[MovingWindowRateLimiter], T]) -> T:
+        if self._shared is None:
+            return self._run(op)
+        return await asyncio.to_thread(self._run, op)
+
+    async def take(self, *budgets: Budget) -> Refusal | None:
+        """Count one event against every budget if all have room (None); else the first full one,
+        and count nothing."""
+
+        def op(limiter: MovingWindowRateLimiter) -> Refusal | None:
+            for budget in budgets:
+                if not limiter.test(budget.item, budget.key):
+                    return Refusal(budget, _wait(limiter, budget))
+            for budget in budgets:
+                if not limiter.hit(budget.item, budget.key):  # another process took the last room
+                    return Refusal(budget, _wait(limiter, budget))
+            return None
+
+        return await self._call(op)
+
+    async def full(self, *budgets: Budget) -> Refusal | None:
+        """The first budget without room, counting nothing."""
+
+        def op(limiter: MovingWindowRateLimiter) -> Refusal | None:
+            for budget in budgets:
+                if not limiter.test(budget.item, budget.key):
+                    return Refusal(budget, _wait(limiter, budget))
+            return None
+
+        return await self._call(op)
+
+    async def count(self, *budgets: Budget) -> None:
+        """Count one event against each budget (where it has room)."""
+
+        def op(limiter: MovingWindowRateLimiter) -> None:
+            for budget in budgets:
+                limiter.hit(budget.item, budget.key)
+
+        await self._call(op)
+
+    async def forget(self, budget: Budget) -> None:
+        """Empty one budget's window."""
+        await self._call(lambda limiter: limiter.clear(budget.item, budget.key))
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.storage.close()
+
+
+def _wait(limiter: MovingWindowRateLimiter, budget: Budget) -> float:
+    reset_at, _remaining = limiter.get_window_stats(budget.item, budget.key)
+    return max(0.0, reset_at - time.time())
+
+
+def make_windows(redis: RedisSettings) -> Windows:
+    """Windows in Redis under `redis.prefix` + "limits" when configured, else in memory."""
+    if not redis.url:
+        return Windows()
+    return Windows(redis.url, prefix=f"{redis.prefix}limits", timeout=redis.connect_timeout)
 
 
 class RateLimiter:
-    """A message counts against both windows only when both allow it."""
+    """Per-person and per-channel budgets for the conversation core. A message counts against
+    both only when both allow it."""
 
     def __init__(
         self,
         *,
         user_per_minute: int,
         channel_per_minute: int,
-        window: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        windows: Windows | None = None,
+        window: int = 60,
     ) -> None:
-        self.users = SlidingWindow(user_per_minute, window, clock)
-        self.channels = SlidingWindow(channel_per_minute, window, clock)
-        self._checks = 0
+        self.user_per_minute, self.channel_per_minute, self.window = (
+            user_per_minute,
+            channel_per_minute,
+            window,
+        )
+        self.windows = windows or Windows()
 
-    def check(self, user: str, channel: str) -> RateDecision:
-        self._checks += 1
-        if self._checks % 1000 == 0:  # forget idle keys now and then
-            self.users.sweep()
-            self.channels.sweep()
-        if wait := self.users.wait(user):
-            return RateDecision(False, "user", wait)
-        if wait := self.channels.wait(channel):
-            return RateDecision(False, "channel", wait)
-        self.users.add(user)
-        self.channels.add(channel)
-        return RateDecision(True)
+    async def check(self, user: str, channel: str) -> RateDecision:
+        refused = await self.windows.take(
+            Budget(f"user:{user}", self.user_per_minute, self.window),
+            Budget(f"channel:{channel}", self.channel_per_minute, self.window),
+        )
+        if refused is None:
+            return RateDecision(True)
+        scope = refused.budget.key.split(":", 1)[0]
+        return RateDecision(False, scope, refused.wait)
+
+    def close(self) -> None:
+        self.windows.close()
+
+
+def make_rate_limiter(chat: ChatSettings, redis: RedisSettings | None = None) -> RateLimiter:
+    """The core's limiter: `chat.user_per_minute` and `chat.channel_per_minute`, on Redis when
+    `redis.url` is set (every process shares the budgets), else in memory."""
+    windows = make_windows(redis) if redis is not None else Windows()
+    return RateLimiter(
+        user_per_minute=chat.user_per_minute, channel_per_minute=chat.channel_per_minute, windows=windows
+    )

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
@@ -58,6 +59,10 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return info
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse(invalid_input(exc.errors()), status_code=422)
 
     if services is None or services.settings.web.metrics:
         _mount_metrics(app, services)
@@ -166,6 +171,31 @@ def _mount_console(app: FastAPI, services: WebServices) -> None:
         same_site="lax",
         https_only=web.secure_cookies,
     )
+    if web.trusted_proxies:
+        # The client address (rate limits, sign-in throttling) comes from X-Forwarded-For only
+        # when the connection is from one of these proxies; `lore serve` turns uvicorn's own
+        # handling (which trusts 127.0.0.1 by default) off, so this setting alone decides.
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(web.trusted_proxies))
+
+
+def invalid_input(errors: Sequence[Any]) -> dict[str, Any]:
+    """A short 422 body: what is wrong with which field, never the input itself (FastAPI's default
+    echoes it whole: a 1 MB question came back as a 1 MB error)."""
+    problems: list[dict[str, Any]] = []
+    messages: list[str] = []
+    for error in list(errors)[:10]:
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "form")]
+        field = ".".join(loc) or "the request"
+        ctx = error.get("ctx") or {}
+        if error.get("type") == "string_too_long" and "max_length" in ctx:
+            message = f"{field} is too long: at most {ctx['max_length']} characters"
+        else:
+            message = f"{field}: {str(error.get('msg', 'invalid'))[:200]}"
+        problems.append({"loc": loc, "type": str(error.get("type", ""))[:64], "msg": message})
+        messages.append(message)
+    return {"error": "; ".join(messages) or "invalid request", "detail": problems}
 
 
 async def readiness(console: Console) -> dict[str, dict[str, Any]]:

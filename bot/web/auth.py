@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bot.web.context import Console
-from bot.web.security import sign_in, sign_out
-from feedback.users import authenticate
+from bot.web.security import client_address, sign_in, sign_out
+from feedback.users import authenticate, end_session, start_session
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ def auth_router(console: Console) -> APIRouter:
         password: Annotated[str, Form(max_length=1024)],
         next: Annotated[str, Form()] = "/review",
     ) -> Response:
-        address = request.client.host if request.client else "?"
-        wait = console.throttle.retry_after(username, address)
+        address = client_address(request)
+        wait = await console.throttle.retry_after(username, address)
         if wait:
             log.warning("sign-in for %r from %s throttled", username, address)
             return console.page(
@@ -51,7 +51,7 @@ def auth_router(console: Console) -> APIRouter:
             )
         user = await run_in_threadpool(authenticate, console.db.sessions, username, password)
         if user is None:
-            console.throttle.failed(username, address)
+            await console.throttle.failed(username, address)
             log.info("failed sign-in for %r from %s", username, address)  # never the password
             return console.page(
                 request,
@@ -60,14 +60,19 @@ def auth_router(console: Console) -> APIRouter:
                 next=safe_next(next),
                 error="Wrong username or password.",
             )
-        console.throttle.succeeded(username)
-        sign_in(request, user)
+        await console.throttle.succeeded(username)
+        token = await run_in_threadpool(
+            start_session, console.db.sessions, user, lifetime=console.session_lifetime
+        )
+        sign_in(request, user, token)
         log.info("%s signed in (%s)", user.username, user.role)
         return RedirectResponse(safe_next(next), status_code=303)
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        sign_out(request)
+        token = sign_out(request)
+        if token is not None:  # revoked server-side: a copy of this cookie stops working too
+            await run_in_threadpool(end_session, console.db.sessions, token)
         return RedirectResponse("/login", status_code=303)
 
     return router

@@ -10,7 +10,9 @@ feedback store through the same task client as Slack's.
 A browser conversation is its own "channel" (a random id), so follow-ups get the earlier turns
 as context (`WebThreadReader`, kept in the state store), and rate limits apply per person and per
 conversation. The author is the signed-in user, or an anonymous per-browser id when the chat is
-public; the core pseudonymises it before anything is recorded, and no raw id is stored.
+public; the core pseudonymises it before anything is recorded, and no raw id is stored. A fresh
+browser id costs nothing (drop the cookie), so anonymous questions also count against a budget
+per client address (`web.address_per_minute`), shared by every replica when Redis is configured.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -40,8 +43,11 @@ from bot.core.messages import (
     Target,
 )
 from bot.core.ports import StateStore, Surface, UnsupportedReply
+from bot.core.ratelimit import Budget
+from bot.core.render import rate_limited_text
 from bot.web.context import Console
 from bot.web.markdown import render_markdown, safe_href
+from bot.web.security import client_address
 from feedback.schema import VOTE_REASONS
 from knowledge.answer import Turn
 
@@ -208,6 +214,16 @@ def chat_router(console: Console) -> APIRouter:
         question = body.question.strip()
         if not question:
             return JSONResponse({"error": "ask a question"}, status_code=400)
+        if author.startswith("anon:"):
+            budget = Budget(f"web:addr:{client_address(request)}", settings.web.address_per_minute, 60)
+            refused = await console.windows.take(budget)
+            if refused is not None:
+                wait = max(1, math.ceil(refused.wait))
+                return JSONResponse(
+                    {"status": "rate_limited", "error": rate_limited_text("user", wait)},
+                    status_code=429,
+                    headers={"Retry-After": str(wait)},
+                )
         owner = console.user_hash(author)
         conversation = body.conversation
         if conversation is not None and (await threads.load(conversation)).get("owner") not in (None, owner):

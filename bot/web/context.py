@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,12 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from bot.core.ratelimit import Windows, make_windows
 from bot.web.exports import ExportRunner
 from bot.web.markdown import render_markdown, safe_href
 from bot.web.security import LoginThrottle, csrf_token, session_user
 from feedback.identity import load_key, pseudonymize
-from feedback.users import User, get_user
+from feedback.users import User, user_of_session
 
 if TYPE_CHECKING:
     from bot.web.ports import WebServices
@@ -41,13 +43,15 @@ class Console:
     templates: Jinja2Templates = field(default_factory=make_templates)
     _db: Database | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    windows: Windows = field(init=False)  # the public chat's per-address budget, failed sign-ins
     throttle: LoginThrottle = field(init=False)
     exports: ExportRunner = field(init=False)
     user_key: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         web = self.services.settings.web
-        self.throttle = LoginThrottle(web.login_attempts, web.login_window)
+        self.windows = make_windows(self.services.settings.redis)
+        self.throttle = LoginThrottle(self.windows, web.login_attempts, web.login_window)
         self.exports = ExportRunner(lambda: self.db, self.services.settings)
         self.user_key = load_key(self.services.settings)
 
@@ -68,6 +72,7 @@ class Console:
             return self._db
 
     def close(self) -> None:
+        self.windows.close()
         with self._lock:
             if self._db is not None:
                 self._db.dispose()
@@ -75,10 +80,15 @@ class Console:
 
     # ---- users ----------------------------------------------------------------------------
 
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.settings.web.session_hours)
+
     def user(self, request: Request) -> User | None:
         """Blocking (a database read): call from a thread or a sync dependency."""
+        lifetime = self.session_lifetime
         return session_user(
-            request, lambda uid: get_user(self.db.sessions, uid), self.settings.web.session_hours
+            request, lambda token: user_of_session(self.db.sessions, token, lifetime=lifetime)
         )
 
     def user_hash(self, author: str) -> str:

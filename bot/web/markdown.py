@@ -1,113 +1,97 @@
-"""A tiny, safe Markdown renderer for answers: escape everything first, then add a few tags.
+"""Answers as safe HTML: markdown-it-py (CommonMark, plus tables and strikethrough) with raw HTML
+off, and citation markers linked after parsing.
 
-Answers and retrieved text are data. The input is HTML-escaped before any markup is added, and
-the only tags produced are fixed ones (p, ul/ol/li, pre/code, strong, em, a for citation
-markers), so nothing in an answer can inject markup, scripts or attributes.
+Answers and retrieved text are data. So: raw HTML is escaped, never passed through; a link keeps
+its target only for http, https, mailto or a relative URL (anything else, `javascript:` included,
+stays literal text); images are off (no remote image can load from an answer) and so are
+reference definitions (an answer cannot define `[1]: …` and turn its own citation markers into
+links). `[n]` markers become `<a class="cite" href="#<prefix>n">` on text nodes only, after
+parsing, so a marker inside a link's URL or text, or inside code, is left alone.
 """
 
 from __future__ import annotations
 
 import re
 
-from markupsafe import Markup, escape
+from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
+from markupsafe import Markup
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
-_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
-_BULLET = re.compile(r"^\s*[-*•]\s+(.*)$")
-_NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
-_HEADING = re.compile(r"^\s*#{1,6}\s+(.*)$")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_LINK_SCHEMES = {"http", "https", "mailto"}
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _link(match: re.Match[str]) -> str:
-    # Both parts are already escaped; only web links become anchors, the rest stays as its text.
-    text, url = match.group(1), match.group(2)
-    if url.lower().startswith(("http://", "https://")):
-        return f'<a href="{url}" rel="noopener noreferrer">{text}</a>'
-    return text
+def allowed_link(url: str) -> bool:
+    """http, https and mailto links, and relative ones; nothing else (javascript:, data:, file:…)."""
+    scheme = _SCHEME.match(url.strip())
+    return scheme is None or scheme.group(1).lower() in _LINK_SCHEMES
 
 
-def _inline(text: str, cite_prefix: str) -> str:
-    """Inline markup on already-escaped text."""
-    parts = re.split(r"(`[^`\n]+`)", text)
-    out = []
-    for part in parts:
-        if part.startswith("`") and part.endswith("`") and len(part) > 1:
-            out.append(f"<code>{part[1:-1]}</code>")
+def _text(content: str) -> Token:
+    token = Token("text", "", 0)
+    token.content = content
+    return token
+
+
+def _cite(number: str, prefix: str) -> list[Token]:
+    opening = Token("link_open", "a", 1)
+    opening.attrs = {"class": "cite", "href": f"#{prefix}{number}"}
+    return [opening, _text(f"[{number}]"), Token("link_close", "a", -1)]
+
+
+def _links_and_citations(state: StateCore) -> None:
+    """Give links `rel="noopener noreferrer"`, and link `[n]` in text outside links."""
+    prefix = state.env.get("cite_prefix", "")
+    for block in state.tokens:
+        if block.type != "inline" or not block.children:
             continue
-        part = _LINK.sub(_link, part)
-        part = _BOLD.sub(r"<strong>\1</strong>", part)
-        part = _ITALIC.sub(r"<em>\1</em>", part)
-        if cite_prefix:
-            part = _CITE.sub(rf'<a class="cite" href="#{cite_prefix}\1">[\1]</a>', part)
-        out.append(part)
-    return "".join(out)
+        children: list[Token] = []
+        in_link = 0
+        for token in block.children:
+            if token.type == "link_open":
+                in_link += 1
+                token.attrSet("rel", "noopener noreferrer")
+            elif token.type == "link_close":
+                in_link -= 1
+            if token.type != "text" or in_link or not prefix or not _CITE.search(token.content):
+                children.append(token)
+                continue
+            at = 0
+            for marker in _CITE.finditer(token.content):
+                if marker.start() > at:
+                    children.append(_text(token.content[at : marker.start()]))
+                children.extend(_cite(marker.group(1), prefix))
+                at = marker.end()
+            if at < len(token.content):
+                children.append(_text(token.content[at:]))
+        block.children = children
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
+    md.disable(["image", "reference"])
+    md.validateLink = allowed_link  # type: ignore[method-assign]
+    md.core.ruler.after("text_join", "lore_links_and_citations", _links_and_citations)
+    # A heading inside an answer is emphasis, not a title bigger than the page's own.
+    md.add_render_rule("heading_open", lambda *_args: "<p><strong>")
+    md.add_render_rule("heading_close", lambda *_args: "</strong></p>\n")
+    return md
+
+
+_MD = _parser()
 
 
 def render_markdown(text: str, *, cite_prefix: str = "") -> Markup:
     """Markdown -> safe HTML. `[n]` markers link to `#<cite_prefix>n` when a prefix is given
     (the prefix must be made of safe characters: letters, digits, '-', '_')."""
-    if cite_prefix and not re.fullmatch(r"[A-Za-z0-9_-]+", cite_prefix):
+    if cite_prefix and not _PREFIX.fullmatch(cite_prefix):
         raise ValueError("unsafe citation prefix")
-    lines = str(escape(text.replace("\r\n", "\n"))).split("\n")
-    html: list[str] = []
-    para: list[str] = []
-    list_kind: str | None = None
-    in_code = False
-    code: list[str] = []
-
-    def flush_para() -> None:
-        if para:
-            html.append("<p>" + "<br>".join(_inline(p, cite_prefix) for p in para) + "</p>")
-            para.clear()
-
-    def close_list() -> None:
-        nonlocal list_kind
-        if list_kind:
-            html.append(f"</{list_kind}>")
-            list_kind = None
-
-    for line in lines:
-        if line.strip().startswith("```"):
-            if in_code:
-                html.append("<pre><code>" + "\n".join(code) + "</code></pre>")
-                code.clear()
-                in_code = False
-            else:
-                flush_para()
-                close_list()
-                in_code = True
-            continue
-        if in_code:
-            code.append(line)
-            continue
-        if not line.strip():
-            flush_para()
-            close_list()
-            continue
-        bullet, numbered, heading = _BULLET.match(line), _NUMBERED.match(line), _HEADING.match(line)
-        if bullet or numbered:
-            flush_para()
-            kind = "ul" if bullet else "ol"
-            if list_kind != kind:
-                close_list()
-                html.append(f"<{kind}>")
-                list_kind = kind
-            item = (bullet or numbered).group(1)  # type: ignore[union-attr]
-            html.append(f"<li>{_inline(item, cite_prefix)}</li>")
-            continue
-        close_list()
-        if heading:
-            flush_para()
-            html.append(f"<p><strong>{_inline(heading.group(1), cite_prefix)}</strong></p>")
-            continue
-        para.append(line.strip())
-    if in_code:
-        html.append("<pre><code>" + "\n".join(code) + "</code></pre>")
-    flush_para()
-    close_list()
-    return Markup("\n".join(html))  # noqa: S704 - built only from escaped text and fixed tags
+    html = _MD.render(text, {"cite_prefix": cite_prefix})
+    return Markup(html)  # noqa: S704 - markdown-it escapes all text and attributes; raw HTML is off
 
 
 _SAFE_SCHEMES = ("http://", "https://", "file://")

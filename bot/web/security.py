@@ -1,16 +1,22 @@
 """Sessions, CSRF, sign-in throttling and role checks for the web console.
 
 - **Sessions**: Starlette's signed-cookie session (itsdangerous) named `lore_session`: HttpOnly,
-  SameSite=Lax, `Secure` when `web.secure_cookies`. It holds the user's id, when they signed in,
-  the CSRF token and, for the public chat, an anonymous per-browser id. The user and their role
-  are read from the database on every request, so removing a user or changing a role takes
-  effect at once; a session also ends `web.session_hours` after sign-in. The signing key is
-  `web.session_secret`, else one generated once and kept in `data_dir/session.key` (0600).
+  SameSite=Lax, `Secure` when `web.secure_cookies`. It holds a random session token (`sid`), the
+  CSRF token and, for the public chat, an anonymous per-browser id. The token names a server-side
+  row (`feedback.users`: its hash, the user, when it started, last seen, revoked), read with the
+  user and their role on every request: signing out revokes the row, so a copied cookie stops
+  working too; a password or role reset, removing the user and `lore users sessions revoke` end
+  all that user's sessions at once; and a session ends `web.session_hours` after sign-in. The
+  signing key is `web.session_secret`, else one generated once and kept in `data_dir/session.key`
+  (0600).
 - **CSRF**: one random token per session. `CSRFMiddleware` refuses every POST/PUT/PATCH/DELETE
   (except Slack's own signed routes) unless the token arrives as the `csrf_token` form field or
   the `X-CSRF-Token` header (what the console's fetch calls send), and refuses cross-site
   `Origin`s. It runs before any route, so a new form cannot forget it.
-- **Throttling**: failed sign-ins per username and per address within `web.login_window` seconds.
+- **Throttling**: failed sign-ins per username and per client address within `web.login_window`
+  seconds, on the same shared windows as the chat's rate limits (`bot.core.ratelimit`: Redis when
+  configured, so every replica counts the same failures). The client address is the connection's,
+  or the `X-Forwarded-For` one only from `web.trusted_proxies` (`client_address`).
 - **Roles**: `require_reviewer` / `require_admin` dependencies on whole routers; signed-out
   browsers are redirected to /login, API calls get 401, the wrong role gets 403.
 """
@@ -19,11 +25,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +37,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot.core.ratelimit import Budget, Windows
 from config.settings import Settings
 from feedback.users import User
 
@@ -114,7 +119,7 @@ class CSRFMiddleware:
                     break
             values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get(CSRF_FIELD)
             token = values[0] if values else None
-        if not expected or not token or not hmac.compare_digest(str(expected), token):
+        if not expected or not token or not _same_token(str(expected), token):
             log.warning("refused %s %s: missing or wrong CSRF token", scope["method"], scope["path"])
             await _refuse(
                 scope, receive, send, "missing or invalid CSRF token: reload the page and try again"
@@ -128,6 +133,12 @@ class CSRFMiddleware:
             return replay.pop(0) if replay else await receive()
 
         await self.app(scope, replayed, send)
+
+
+def _same_token(expected: str, given: str) -> bool:
+    # Compared as bytes: compare_digest refuses non-ASCII str (a TypeError, so a 500 any visitor
+    # could cause), and whatever a client sends must be just a wrong token.
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
 
 def _same_origin(headers: Headers) -> bool:
@@ -154,40 +165,31 @@ class LoginThrottle:
     """At most `attempts` failed sign-ins per username and per address (5x as many) per `window`
     seconds; then sign-ins for that key wait until the oldest failure leaves the window."""
 
-    def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts, self.window, self.clock = attempts, window, clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, windows: Windows, attempts: int, window: int) -> None:
+        self.windows, self.attempts, self.window = windows, attempts, window
 
-    def _keys(self, username: str, address: str) -> list[tuple[str, int]]:
-        return [(f"user:{username.lower()}", self.attempts), (f"addr:{address}", self.attempts * 5)]
+    def _user(self, username: str) -> Budget:
+        return Budget(f"login:user:{username.lower()}", self.attempts, self.window)
 
-    def retry_after(self, username: str, address: str) -> int:
+    def _address(self, address: str) -> Budget:
+        return Budget(f"login:addr:{address}", self.attempts * 5, self.window)
+
+    async def retry_after(self, username: str, address: str) -> int:
         """Seconds to wait before trying again (0: go ahead)."""
-        now = self.clock()
-        wait = 0.0
-        with self._lock:
-            for key, limit in self._keys(username, address):
-                q = self._failures.get(key)
-                if q is None:
-                    continue
-                while q and now - q[0] > self.window:
-                    q.popleft()
-                if len(q) >= limit:
-                    wait = max(wait, self.window - (now - q[0]))
-        return int(wait) + 1 if wait > 0 else 0
+        refused = await self.windows.full(self._user(username), self._address(address))
+        return 0 if refused is None else max(1, math.ceil(refused.wait))
 
-    def failed(self, username: str, address: str) -> None:
-        now = self.clock()
-        with self._lock:
-            if len(self._failures) > 100_000:  # bounded memory under a flood
-                self._failures.clear()
-            for key, _limit in self._keys(username, address):
-                self._failures.setdefault(key, deque()).append(now)
+    async def failed(self, username: str, address: str) -> None:
+        await self.windows.count(self._user(username), self._address(address))
 
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(f"user:{username.lower()}", None)
+    async def succeeded(self, username: str) -> None:
+        await self.windows.forget(self._user(username))
+
+
+def client_address(request: Request) -> str:
+    """Who is connecting: the socket's peer, or behind `web.trusted_proxies` the client their
+    X-Forwarded-For names (uvicorn's `ProxyHeadersMiddleware` rewrote it; see `create_app`)."""
+    return request.client.host if request.client else "unknown"
 
 
 # ---- who is asking ---------------------------------------------------------------------------
@@ -201,42 +203,43 @@ class Forbidden(Exception):
     """Signed in, but without the role this needs; answered with a 403."""
 
 
-UserLoader = Callable[[int], User | None]
+UserLoader = Callable[[str], User | None]  # session token -> its user, if the session is good
 
 
-def session_user(request: Request, load: UserLoader, session_hours: float) -> User | None:
-    """The signed-in user (cached on the request), or None. Expired sessions are cleared."""
+def session_user(request: Request, load: UserLoader) -> User | None:
+    """The signed-in user (cached on the request), or None. A token that no longer signs anyone
+    in (signed out, revoked, expired, user removed) is dropped from the cookie."""
     if hasattr(request.state, "user"):
         cached: User | None = request.state.user
         return cached
     user: User | None = None
-    uid, since = request.session.get("uid"), request.session.get("login_at")
-    if isinstance(uid, int) and isinstance(since, int | float):
-        if time.time() - since > session_hours * 3600:
-            request.session.pop("uid", None)
-            request.session.pop("login_at", None)
-        else:
-            user = load(uid)
-            if user is None:  # removed or deactivated since signing in
-                request.session.pop("uid", None)
+    token = request.session.get("sid")
+    if isinstance(token, str):
+        user = load(token)
+        if user is None:
+            request.session.pop("sid", None)
     request.state.user = user
     return user
 
 
-def sign_in(request: Request, user: User) -> None:
-    """A fresh session for `user`: nothing from before sign-in is kept, and a new CSRF token."""
+def sign_in(request: Request, user: User, token: str) -> None:
+    """A fresh cookie for the session `token` of `user`: nothing from before sign-in is kept
+    (but the chat's anonymous id), and a new CSRF token."""
     anon = request.session.get("anon")
     request.session.clear()
-    request.session.update({"uid": user.id, "login_at": int(time.time())})
+    request.session["sid"] = token
     if anon:
         request.session["anon"] = anon
     csrf_token(request.session)
     request.state.user = user
 
 
-def sign_out(request: Request) -> None:
+def sign_out(request: Request) -> str | None:
+    """Clear the cookie; returns the session token it held, for the caller to revoke."""
+    token = request.session.get("sid")
     request.session.clear()
     request.state.user = None
+    return token if isinstance(token, str) else None
 
 
 def signed_in(request: Request) -> User:

@@ -49,7 +49,8 @@ def kn(lore_settings, embedder):
     knowledge.close()
 
 
-def service(engine, tasks=None, clock=time.monotonic, **chat) -> ConversationService:
+def service(engine, tasks=None, clock=time.monotonic, window=60, **chat) -> ConversationService:
+    from bot.core.ratelimit import RateLimiter
     from config.settings import ChatSettings
 
     settings = ChatSettings(**({"user_per_minute": 100, "channel_per_minute": 100} | chat))
@@ -60,7 +61,11 @@ def service(engine, tasks=None, clock=time.monotonic, **chat) -> ConversationSer
         state=MemoryStateStore(clock=clock),
         user_hash=lambda platform, user: f"h:{platform}:{user}",
         sources=["handbook", "wiki"],
-        clock=clock,
+        limiter=RateLimiter(
+            user_per_minute=settings.user_per_minute,
+            channel_per_minute=settings.channel_per_minute,
+            window=window,
+        ),
     )
 
 
@@ -264,8 +269,7 @@ async def test_recording_failures_do_not_cost_the_user_the_answer(kn, caplog):
 
 
 async def test_rate_limits_per_user_and_per_channel(kn):
-    now = [0.0]
-    svc, where = service(kn, clock=lambda: now[0], user_per_minute=2, channel_per_minute=3), surface()
+    svc, where = service(kn, window=2, user_per_minute=2, channel_per_minute=3), surface()
     results = [
         (await svc.handle_message(message(author=a, message_id=f"{i}.0"), where)).status
         for i, a in enumerate(["U1", "U1", "U1", "U2", "U3"])
@@ -276,7 +280,7 @@ async def test_rate_limits_per_user_and_per_channel(kn):
         n.ref.target.ephemeral for n in notices
     )
     assert "you're asking faster" in notices[0].current.text and "this channel is" in notices[1].current.text
-    now[0] += 61
+    await asyncio.sleep(2.1)  # the windows slide (2 s here, a minute in use)
     assert (await svc.handle_message(message(author="U1", message_id="9.0"), where)).status == "answered"
 
 

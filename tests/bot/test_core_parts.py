@@ -3,6 +3,7 @@ and the platform-neutral wording."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -41,18 +42,55 @@ def test_approx_tokens_counts_words_punctuation_and_long_words():
     assert approx_tokens("a" * 60) == 10
 
 
-def test_rate_limiter_windows_slide():
-    now = [0.0]
-    limiter = RateLimiter(user_per_minute=2, channel_per_minute=3, clock=lambda: now[0])
-    assert limiter.check("u1", "c").allowed and limiter.check("u1", "c").allowed
-    refused = limiter.check("u1", "c")
-    assert (refused.allowed, refused.scope, refused.retry_after_s) == (False, "user", 60)
-    assert limiter.check("u2", "c").allowed
-    assert limiter.check("u3", "c").scope == "channel"
-    now[0] = 30.0
-    assert limiter.check("u1", "c").retry_after_s == 30
-    now[0] = 60.5  # the first two events left the window
-    assert limiter.check("u1", "c").allowed
+async def test_rate_limiter_windows_slide():
+    limiter = RateLimiter(user_per_minute=2, channel_per_minute=3, window=2)
+    assert (await limiter.check("u1", "c")).allowed and (await limiter.check("u1", "c")).allowed
+    refused = await limiter.check("u1", "c")
+    assert (refused.allowed, refused.scope, refused.retry_after_s) == (False, "user", 2)
+    assert (await limiter.check("u2", "c")).allowed
+    assert (await limiter.check("u3", "c")).scope == "channel"  # refused: counts against no one
+    await asyncio.sleep(1.0)
+    assert (await limiter.check("u1", "c")).retry_after_s == 1
+    await asyncio.sleep(1.1)  # the first two events left the window
+    assert (await limiter.check("u1", "c")).allowed
+
+
+@pytest.mark.redis
+async def test_rate_limits_on_redis_are_one_budget_for_every_process():
+    from bot.core.ratelimit import make_rate_limiter
+    from config.settings import ChatSettings, RedisSettings
+
+    chat = ChatSettings(user_per_minute=3, channel_per_minute=100)
+    redis = RedisSettings(url="redis://127.0.0.1:6379/0", prefix=f"lore:test:{uuid.uuid4().hex}:")
+    a, b = make_rate_limiter(chat, redis), make_rate_limiter(chat, redis)  # two processes' limiters
+    try:
+        assert a.windows.shared
+        assert [(await x.check("slack:U1", f"c{i}")).allowed for i, x in enumerate([a, b, a, b])] == [
+            True,
+            True,
+            True,
+            False,
+        ]
+        assert (await a.check("slack:U2", "c9")).allowed  # per person
+    finally:
+        keys = a.windows._redis.storage.keys(f"{redis.prefix}*")
+        if keys:
+            a.windows._redis.storage.delete(*keys)
+        a.close()
+        b.close()
+
+
+async def test_rate_limits_still_apply_when_redis_is_down(caplog):
+    from bot.core.ratelimit import Windows
+
+    limiter = RateLimiter(user_per_minute=2, channel_per_minute=100, windows=Windows("redis://127.0.0.1:1/0"))
+    try:
+        decisions = [(await limiter.check("u1", "c")).allowed for _ in range(3)]
+    finally:
+        limiter.close()
+    assert decisions == [True, True, False]  # this process's own window meanwhile
+    warned = [r.getMessage() for r in caplog.records if "Redis unavailable for rate limits" in r.getMessage()]
+    assert len(warned) == 1  # then Redis is left alone for a while, not retried on every message
 
 
 async def test_memory_state_store_expires_and_bounds_itself():

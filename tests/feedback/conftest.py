@@ -26,7 +26,15 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         )
     database.upgrade()
     with database.engine.begin() as conn:  # the PostgreSQL database is shared by the session
-        for table in ("vote_events", "votes", "interactions", "review_events", "reviews", "console_users"):
+        for table in (
+            "vote_events",
+            "votes",
+            "interactions",
+            "review_events",
+            "reviews",
+            "console_sessions",
+            "console_users",
+        ):
             conn.execute(text(f"DELETE FROM {table}"))
     yield database
     database.dispose()

@@ -48,3 +48,32 @@ def _ensure(url: str) -> None:
     from feedback.db import Database
 
     Database(url).ensure_schema()
+
+
+def test_0003_keeps_console_users_and_stops_id_reuse_both_ways(db):
+    from sqlalchemy import text
+
+    from feedback.users import add_user, remove_user
+
+    db.downgrade("0002")
+    with db.engine.connect() as conn:
+        assert "console_sessions" not in inspect(conn).get_table_names()
+    add_user(db.sessions, "ada", "lovelace-1843", "admin")
+    bob = add_user(db.sessions, "bob", "bob-password", "reviewer")
+
+    db.upgrade("0003")
+    with db.engine.connect() as conn:
+        assert "console_sessions" in inspect(conn).get_table_names()
+        users = conn.execute(text("SELECT id, username, role FROM console_users ORDER BY id")).all()
+    assert [(u.username, u.role) for u in users] == [("ada", "admin"), ("bob", "reviewer")]
+    assert users[1].id == bob.id  # ids survive the table's recreation
+    assert remove_user(db.sessions, "bob")
+    assert add_user(db.sessions, "cy", "cy-password", "reviewer").id > bob.id
+
+    db.downgrade("0002")
+    with db.engine.connect() as conn:
+        assert "console_sessions" not in inspect(conn).get_table_names()
+        names = conn.execute(text("SELECT username FROM console_users ORDER BY id")).scalars().all()
+    assert names == ["ada", "cy"]
+    db.upgrade()
+    assert db.current() == db.head()

@@ -259,7 +259,7 @@ def test_migration_0002_rolls_back_to_0001_keeping_the_log(db):
     assert {"interactions", "votes", "vote_events"} <= tables
     assert not {"reviews", "review_events", "console_users"} & tables
     db.upgrade()
-    assert db.current() == "0002" and get_state(db.sessions, "a0").version == 0  # reviews start afresh
+    assert db.current() == db.head() and get_state(db.sessions, "a0").version == 0  # reviews start afresh
     assert curated_items(db.sessions)[0].answer_id == "a0"
 
 

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from feedback.models import ConsoleUser
-from feedback.users import UserError, add_user, authenticate, get_user, list_users, remove_user
+from feedback.models import ConsoleSession, ConsoleUser
+from feedback.users import (
+    UserError,
+    add_user,
+    authenticate,
+    end_session,
+    get_user,
+    list_sessions,
+    list_users,
+    remove_user,
+    revoke_sessions,
+    start_session,
+    user_of_session,
+)
+
+DAY = timedelta(hours=24)
 
 
 def test_passwords_are_stored_as_argon2id_hashes_and_checked(db):
@@ -83,3 +98,88 @@ def test_lore_users_add_list_remove(db, tmp_path, monkeypatch, caplog):
     assert runner.invoke(app, ["users", "remove", "rex"]).exit_code == 0
     assert runner.invoke(app, ["users", "remove", "rex"]).exit_code == 1
     assert [u.username for u in list_users(db.sessions)] == ["ada"]
+
+
+def test_user_ids_are_never_reused_so_nothing_of_a_removed_user_names_the_next(db):
+    add_user(db.sessions, "ada", "lovelace-1843", "reviewer")
+    mallory = add_user(db.sessions, "mallory", "mallory-pass", "reviewer")  # the highest id
+    token = start_session(db.sessions, mallory, lifetime=DAY)
+    assert user_of_session(db.sessions, token, lifetime=DAY) == mallory
+    assert remove_user(db.sessions, "mallory")
+    nina = add_user(db.sessions, "nina", "nina-password", "admin")
+    assert nina.id > mallory.id  # SQLite without AUTOINCREMENT gave nina mallory's id
+    assert get_user(db.sessions, mallory.id) is None
+    assert user_of_session(db.sessions, token, lifetime=DAY) is None
+    with db.sessions() as s:  # removing a user removes their sessions
+        assert s.scalars(select(ConsoleSession)).all() == []
+
+
+def test_sessions_are_kept_hashed_and_end_on_sign_out(db):
+    rex = add_user(db.sessions, "rex", "staple paper clips", "reviewer")
+    first = start_session(db.sessions, rex, lifetime=DAY)
+    second = start_session(db.sessions, rex, lifetime=DAY)
+    assert first != second and len(first) >= 43  # 32 random bytes
+    with db.sessions() as s:
+        stored = [row.id for row in s.scalars(select(ConsoleSession))]
+    assert len(stored) == 2 and first not in stored and second not in stored  # only hashes
+    assert end_session(db.sessions, first) and not end_session(db.sessions, first)
+    assert user_of_session(db.sessions, first, lifetime=DAY) is None
+    assert user_of_session(db.sessions, second, lifetime=DAY) == rex  # the other sign-in goes on
+    assert user_of_session(db.sessions, "made-up-token", lifetime=DAY) is None
+    [ended, going] = sorted(list_sessions(db.sessions, "rex"), key=lambda i: i.revoked_at is None)
+    assert ended.revoked_reason == "signed out" and not ended.active(DAY)
+    assert going.revoked_at is None and going.active(DAY)
+
+
+def test_a_password_or_role_reset_and_a_revoke_end_every_session_of_that_user_only(db):
+    rex = add_user(db.sessions, "rex", "staple paper clips", "reviewer")
+    ada = add_user(db.sessions, "ada", "lovelace-1843", "admin")
+    rex_tokens = [start_session(db.sessions, rex, lifetime=DAY) for _ in range(2)]
+    ada_token = start_session(db.sessions, ada, lifetime=DAY)
+    add_user(db.sessions, "rex", "staple paper clips", "admin", replace=True)  # same password, new role
+    assert [user_of_session(db.sessions, t, lifetime=DAY) for t in rex_tokens] == [None, None]
+    assert {i.revoked_reason for i in list_sessions(db.sessions, "rex")} == {"password reset"}
+    assert user_of_session(db.sessions, ada_token, lifetime=DAY) == ada
+
+    again = start_session(db.sessions, get_user(db.sessions, rex.id), lifetime=DAY)
+    assert user_of_session(db.sessions, again, lifetime=DAY).role == "admin"
+    assert revoke_sessions(db.sessions, "rex") == 1 and revoke_sessions(db.sessions, "rex") == 0
+    assert user_of_session(db.sessions, again, lifetime=DAY) is None
+    assert user_of_session(db.sessions, ada_token, lifetime=DAY) == ada
+    with pytest.raises(UserError, match="no user"):
+        revoke_sessions(db.sessions, "nobody")
+
+
+def test_sessions_expire_after_their_lifetime_and_are_dropped_later(db):
+    rex = add_user(db.sessions, "rex", "staple paper clips", "reviewer")
+    old = start_session(db.sessions, rex, lifetime=DAY)
+    with db.sessions() as s, s.begin():  # as if it started 25 hours ago
+        row = s.scalars(select(ConsoleSession)).one()
+        row.created_at = row.last_seen_at = datetime.now(UTC) - timedelta(hours=25)
+    assert user_of_session(db.sessions, old, lifetime=DAY) is None
+    assert not list_sessions(db.sessions, "rex")[0].active(DAY)
+    fresh = start_session(db.sessions, rex, lifetime=DAY)  # a sign-in sweeps rows that can't be good
+    assert [i.active(DAY) for i in list_sessions(db.sessions, "rex")] == [True]
+    assert user_of_session(db.sessions, fresh, lifetime=DAY) == rex
+
+
+def test_lore_users_sessions_list_and_revoke(db, tmp_path, monkeypatch):
+    from bot.cli import app
+
+    (tmp_path / "lore.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db.url}"\n')
+    monkeypatch.chdir(tmp_path)
+    rex = add_user(db.sessions, "rex", "staple paper clips", "reviewer")
+    tokens = [start_session(db.sessions, rex, lifetime=DAY) for _ in range(2)]
+    end_session(db.sessions, tokens[0])
+    runner = CliRunner()
+    listed = runner.invoke(app, ["users", "sessions", "list", "rex", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert sorted(s["state"] for s in json.loads(listed.stdout)) == ["active", "ended (signed out)"]
+    assert "active" in runner.invoke(app, ["users", "sessions", "list", "rex"]).output
+    revoked = runner.invoke(app, ["users", "sessions", "revoke", "rex"])
+    assert revoked.exit_code == 0 and "ended 1 session of rex" in revoked.output
+    assert user_of_session(db.sessions, tokens[1], lifetime=DAY) is None
+    listed = runner.invoke(app, ["users", "sessions", "list", "rex", "--json"])
+    assert sorted(s["state"] for s in json.loads(listed.stdout)) == ["ended (revoked)", "ended (signed out)"]
+    assert runner.invoke(app, ["users", "sessions", "revoke", "nobody"]).exit_code == 1
+    assert runner.invoke(app, ["users", "sessions", "list", "nobody"]).exit_code == 1

@@ -9,6 +9,9 @@ runs; HTTP tests drive it through httpx's ASGI transport, the browser test throu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import corpus_sources, index_corpus, write
+from tests.conftest import corpus_sources, free_port, index_corpus, write
 
 DOCS = {
     "it/vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
@@ -32,6 +35,7 @@ DOCS = {
     "engineering/deploys.md": "# Deploys\n\nProduction deploys happen Tuesday to Thursday through the "
     "release pipeline. Friday deploys need approval from the on-call lead.\n",
 }
+REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN, ADMIN_PW = "ada", "correct horse battery"
 REVIEWER, REVIEWER_PW = "rex", "staple paper clips"
 REVIEWER2, REVIEWER2_PW = "rita", "blue sky morning"
@@ -82,6 +86,25 @@ class Lore:
     @property
     def db(self) -> Any:
         return self.console.db
+
+    def cli(self, *args: str, input: str | None = None) -> Any:
+        """Run `lore ARGS…` on this console's data directory (and database), as an operator would."""
+        import logging
+
+        from typer.testing import CliRunner
+
+        from bot.cli import app
+
+        config = self.settings.data_dir.parent / "lore.toml"
+        database = f'[database]\nurl = "{self.settings.database.url}"\n' if self.settings.database.url else ""
+        config.write_text(f'data_dir = "{self.settings.data_dir}"\n{database}')
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:  # `lore` sets up logging on streams CliRunner closes afterwards
+            return CliRunner().invoke(app, ["--config", str(config), *args], input=input)
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
 
     def add_user(self, username: str, password: str, role: str = "reviewer") -> Any:
         from feedback.users import add_user
@@ -191,3 +214,42 @@ async def lore(make_lore: Callable[..., Lore]) -> Lore:
     lore.add_user(REVIEWER, REVIEWER_PW, "reviewer")
     lore.add_user(REVIEWER2, REVIEWER2_PW, "reviewer")
     return lore
+
+
+@pytest.fixture
+async def lore_server(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Any]]:
+    """`await lore_server(engine=None, **settings overrides)` -> (base URL, settings, services):
+    `lore serve`'s own coroutine (`bot.serve.serve`) on a real uvicorn socket at a free port,
+    stopped afterwards. `engine(knowledge)` wraps the answer engine, for tests of what it says."""
+    from bot.serve import serve
+    from bot.services import build_services
+    from knowledge.service import Knowledge
+
+    running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = []
+
+    async def start(*, engine: Callable[[Any], Any] | None = None, **over: Any) -> tuple[str, Any, Any]:
+        settings = web_settings(**over)
+        port = free_port()
+        knowledge = Knowledge(settings, embedder=embedder)
+        services = build_services(
+            settings, knowledge=knowledge, engine=engine(knowledge) if engine is not None else None
+        )
+        stop = asyncio.Event()
+        server = asyncio.create_task(
+            serve(settings, slack=False, web=True, port=port, stop=stop, services=services)
+        )
+        running.append((stop, server))
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as client:
+            for _ in range(400):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{base}/healthz")).status_code == 200:
+                        break
+                assert not server.done(), server.exception()
+                await asyncio.sleep(0.05)
+        return base, settings, services
+
+    yield start
+    for stop, server in running:
+        stop.set()
+        await asyncio.wait_for(server, 30)  # closes the services and the console

@@ -152,6 +152,22 @@ async def test_forms_and_api_calls_without_the_csrf_token_are_refused(lore):
     assert ok.status_code == 303, ok.text
 
 
+async def test_a_non_ascii_csrf_token_is_refused_like_any_wrong_token(lore):
+    client = lore.client()
+    await client.page("/chat")
+    bad = "é" * 43
+    as_header = await client.http.post(
+        "/api/ask",
+        json={"question": "anything?"},
+        headers={"X-CSRF-Token": bad.encode(), "Accept": "application/json"},
+    )
+    assert as_header.status_code == 403 and "CSRF" in as_header.json()["error"]
+    as_field = await client.http.post(
+        "/login", data={"username": ADMIN, "password": ADMIN_PW, "csrf_token": bad}
+    )
+    assert as_field.status_code == 403 and "Traceback" not in as_field.text
+
+
 def console_exports(lore) -> list:
     return list(lore.settings.datasets.directory(lore.settings.data_dir).glob("*"))
 
@@ -207,4 +223,4 @@ async def test_health_and_readiness_are_public(lore):
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["status"] == "ready" and body["failing"] == []
-    assert set(body["checks"]) == {"index", "database"} and "0002" in body["checks"]["database"]["detail"]
+    assert set(body["checks"]) == {"index", "database"} and "0003" in body["checks"]["database"]["detail"]

@@ -9,15 +9,12 @@ find the pair in the file.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import corpus_sources, free_port, wait_for
+from tests.conftest import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -33,44 +30,20 @@ IDEAL = "The per diem in New York is 95 USD a day for meals [1]."
 
 
 @pytest.fixture
-async def running_lore(web_settings, web_docs, embedder, tmp_path):
+async def running_lore(lore_server):
     """`lore serve`'s own coroutine on a free port, with an admin made by `lore users add`."""
     from bot.cli import app as cli
-    from bot.serve import serve
-    from bot.services import build_services
-    from knowledge.service import Knowledge
 
-    settings = web_settings()
-    config = tmp_path / "lore.toml"
-    config.write_text(
-        f'data_dir = "{settings.data_dir}"\n[[sources]]\nname = "handbook"\ntype = "directory"\n'
-        f'path = "{corpus_sources(web_docs)[0]["path"]}"\n'
-    )
+    base, settings, services = await lore_server()
+    config = settings.data_dir.parent / "lore.toml"
+    config.write_text(f'data_dir = "{settings.data_dir}"\n')
     added = CliRunner().invoke(
         cli,
         ["--config", str(config), "users", "add", "ada", "--role", "admin", "--password-stdin"],
         input="lovelace-1843\n",
     )
     assert added.exit_code == 0, added.output
-    port = free_port()
-    services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder))
-    stop = asyncio.Event()
-    server = asyncio.create_task(
-        serve(settings, slack=False, web=True, port=port, stop=stop, services=services)
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as client:
-        for _ in range(400):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{base}/healthz")).status_code == 200:
-                    break
-            assert not server.done(), server.exception()
-            await asyncio.sleep(0.05)
-    try:
-        yield base, settings, services
-    finally:
-        stop.set()
-        await asyncio.wait_for(server, 30)  # closes the services and the console
+    return base, settings, services
 
 
 @pytest.mark.browser

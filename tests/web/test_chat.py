@@ -104,7 +104,20 @@ async def test_empty_and_oversized_questions_are_refused_politely(lore):
     client = lore.client()
     await client.page("/chat")
     assert (await client.json("/api/ask", {"question": "   "})).status_code == 400
-    assert (await client.json("/api/ask", {"question": "x" * 5000})).status_code == 422
+    too_long = await client.json("/api/ask", {"question": "x" * 5000})
+    assert too_long.status_code == 422
+    assert too_long.json()["error"] == "question is too long: at most 2000 characters"
+
+
+async def test_a_refused_request_never_echoes_its_input(lore):
+    client = lore.client()
+    await client.page("/chat")
+    huge = "secret-ish " * 100_000  # 1.1 MB
+    response = await client.json("/api/ask", {"question": huge})
+    assert response.status_code == 422 and len(response.content) < 1000
+    assert "secret-ish" not in response.text and "question is too long" in response.json()["error"]
+    wrong = await client.json("/api/vote", {"answer_id": "a1", "value": "sideways " * 1000})
+    assert wrong.status_code == 422 and "sideways" not in wrong.text and len(wrong.content) < 1000
 
 
 async def test_rate_limits_apply_to_the_web_chat_too(make_lore):
