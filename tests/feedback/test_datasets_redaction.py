@@ -4,7 +4,8 @@ format (SQLite and PostgreSQL), and the dataset card counts them by kind.
 
 Ten of them are the kinds the hand-written rules let through (issue 15): 16-digit card numbers,
 IBANs, IPv4 addresses, full names with street addresses and `https://user:password@host` URLs.
-Against those rules this test fails: 9 of the 10 reach the files."""
+Against those rules this test fails: 9 of the 10 reach the files whole or in part (the tenth,
+`admin:hunter2@…`, loses its password only because the email rule takes `hunter2@grafana…`)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ MORE = [
 LEAKED_BEFORE = [
     ("4526 0181 5908 3012", ["4526 0181 5908 3012"]),
     ("5129-1703-4236-6719", ["5129-1703-4236-6719"]),
-    ("GB71 LXAA 4743 9575 5131 37", ["GB71 LXAA 4743 9575 5131 37"]),
+    ("GB71 LXAA 4743 9575 5131 37", ["GB71 LXAA"]),  # before, the phone rule took only the digits
     ("DE47353799075116372651", ["DE47353799075116372651"]),
     ("10.20.30.40", ["10.20.30.40"]),
     ("172.16.4.21", ["172.16.4.21"]),
