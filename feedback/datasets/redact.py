@@ -161,6 +161,7 @@ _ADDRESSEE = re.compile(r"(?<![\w'’.-])((?:[A-Z][^\W\d_]*['’.-]?[^\W\d_]*\s+
 _VERSION_BEFORE = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|driver)\s*[:#]?\s*$")
 # A word of a person's name: letters, maybe joined by an apostrophe, hyphen or period ("O'Connor",
 # "Al-Sayed", "Dr.").
+_NAME_SEPARATOR = re.compile(r"\s*(?:[—–,;&/]|\band\b)\s*")
 _PERSON_WORD = re.compile(r"[^\W\d_]+(?:['’.-][^\W\d_]+)*\.?")
 # "git@github.com:acme/app.git", "ssh://git@host/…": an SSH login, not an email address.
 _SSH_BEFORE = re.compile(r"://$")
@@ -187,10 +188,19 @@ def _is_name(span: str) -> bool:
     return 2 <= len(words) <= 5 and all(_PERSON_WORD.fullmatch(w) for w in words)
 
 
+def _names(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The full names in what spaCy tagged as a person ("Tom — Thomas Müller": "Thomas Müller")."""
+    spans, at = [], start
+    for part in [*_NAME_SEPARATOR.finditer(text, start, end), None]:
+        stop = part.start() if part else end
+        if _is_name(text[at:stop]):
+            spans.append((at, stop))
+        at = part.end() if part else end
+    return spans
+
+
 def _keep(text: str, entity: str, start: int, end: int) -> bool:
     """Whether an analyzer result is what its kind means (Presidio's recognizers can't tell)."""
-    if entity == "PERSON":
-        return _is_name(text[start:end])
     if entity == "IP_ADDRESS":
         return not _VERSION_BEFORE.search(text[max(0, start - 12) : start])
     if entity == "EMAIL":
@@ -339,7 +349,13 @@ class _Engine:
         found = [
             _Finding(r.entity_type.lower(), r.start, r.end)
             for r in results
-            if r.entity_type != _LOCATION and _keep(text, r.entity_type, r.start, r.end)
+            if r.entity_type not in (_LOCATION, "PERSON") and _keep(text, r.entity_type, r.start, r.end)
+        ]
+        found += [
+            _Finding("person", start, end)
+            for r in results
+            if r.entity_type == "PERSON"
+            for start, end in _names(text, r.start, r.end)
         ]
         return _resolve(_extend_addresses(text, found, places))
 
