@@ -159,9 +159,10 @@ _JOINER = re.compile(r"^,?\s{1,2}$")  # what may sit between an address and a pl
 _ADDRESSEE = re.compile(r"(?<![\w'’.-])((?:[A-Z][^\W\d_]*['’.-]?[^\W\d_]*\s+){1,3}[A-Z][^\W\d_'’.-]*),\s*$")
 # "version 4.2.0.1", "build 10.0.19045.4291": four dotted numbers that are not an IP address.
 _VERSION_BEFORE = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|driver)\s*[:#]?\s*$")
+# What may join two names inside one entity spaCy tagged ("Tom — Thomas Müller").
+_NAME_SEPARATOR = re.compile(r"\s*(?:[—–,;&/]|\band\b)\s*")
 # A word of a person's name: letters, maybe joined by an apostrophe, hyphen or period ("O'Connor",
 # "Al-Sayed", "Dr.").
-_NAME_SEPARATOR = re.compile(r"\s*(?:[—–,;&/]|\band\b)\s*")
 _PERSON_WORD = re.compile(r"[^\W\d_]+(?:['’.-][^\W\d_]+)*\.?")
 # "git@github.com:acme/app.git", "ssh://git@host/…": an SSH login, not an email address.
 _SSH_BEFORE = re.compile(r"://$")
