@@ -32,7 +32,7 @@ from typing import Any
 from config.settings import DatasetSettings, Settings
 from feedback.datasets import clean
 from feedback.datasets.build import FORMATS, Example, Format, build_examples
-from feedback.datasets.redact import KINDS, Redactor
+from feedback.datasets.redact import KINDS, Redactor, detector
 from feedback.datasets.schemas import InvalidExample, shapes_of, validate, validate_jsonl
 from feedback.reviews import curated_items
 from feedback.store import SessionFactory
@@ -110,6 +110,7 @@ def export_dataset(
     examples, skipped = build_examples(fmt_, items)
 
     redactor = Redactor(settings.feedback.private_url_patterns)
+    redactor.prepare([ex.question for ex in examples] + [ex.records for ex in examples])  # batched
     for ex in examples:  # before anything else looks at the text: dedupe sees redacted questions
         ex.question = redactor.redact_value(ex.question, Counter())
         ex.records = {shape: redactor.redact_value(rec, ex.redactions) for shape, rec in ex.records.items()}
@@ -399,8 +400,20 @@ def _card(result: ExportResult, used: dict[str, Any]) -> str:
         "",
     ]
     lines += [f"- {name}: {n} examples" for name, n in result.sources.items()] or ["None."]
-    lines += ["", "## Redactions", "", "Personal data and secrets removed before writing, by kind:", ""]
+    lines += [
+        "",
+        "## Redactions",
+        "",
+        f"Personal data and secrets replaced before writing (by {detector()}), by kind; the text",
+        "shows a label such as `[EMAIL]` in their place:",
+        "",
+    ]
     lines += [f"- {kind}: {n}" for kind, n in result.redactions.items()] or ["- nothing found"]
+    # private_url is looked for only when feedback.private_url_patterns names some.
+    looked_for = [k for k in KINDS if k != "private_url" or used["private_url_patterns"]]
+    none_found = [k for k in looked_for if k not in result.redactions]
+    if none_found:
+        lines += ["", f"Also looked for, none found: {', '.join(none_found)}."]
     lines += ["", "## Since the previous export", ""]
     if result.changes:
         ch = result.changes
