@@ -71,6 +71,7 @@ class SlackOutbox:
                     text=text,
                     blocks=blocks,
                     thread_ts=target.thread,
+                    link_names=False,
                 )
                 return MessageRef(target, target.channel, str(resp.get("message_ts") or ""))
             return await self._post(target, text, blocks)
@@ -86,6 +87,7 @@ class SlackOutbox:
                 thread_ts=target.thread,
                 unfurl_links=False,
                 unfurl_media=False,
+                link_names=False,
             )
         except SlackApiError as exc:
             if exc.response.get("error") not in _NOT_HERE or not target.user:
@@ -94,7 +96,12 @@ class SlackOutbox:
                 "cannot post in %s (%s); sending to the user's DM", target.channel, exc.response["error"]
             )
             resp = await self.client.chat_postMessage(
-                channel=target.user, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+                channel=target.user,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+                link_names=False,
             )
         return MessageRef(target, str(resp["channel"]), str(resp["ts"]))
 
@@ -109,7 +116,9 @@ class SlackOutbox:
             if ref.target.ephemeral or not ref.id:
                 # Slack cannot edit an ephemeral message through the Web API: send a fresh one.
                 return await self.send(ref.target, reply)
-            await self.client.chat_update(channel=ref.channel, ts=ref.id, text=text, blocks=blocks)
+            await self.client.chat_update(
+                channel=ref.channel, ts=ref.id, text=text, blocks=blocks, link_names=False
+            )
             return ref
         except SlackApiError as exc:
             raise _delivery_error(exc) from exc
@@ -118,13 +127,16 @@ class SlackOutbox:
         self, url: str, text: str, blocks: list[dict[str, Any]], *, ephemeral: bool, replace: bool
     ) -> None:
         hook = AsyncWebhookClient(url, retry_handlers=retry_handlers(self._retries))
-        resp = await hook.send(
-            text=text,
-            blocks=blocks,
-            response_type="ephemeral" if ephemeral else "in_channel",
-            replace_original=replace,
-            unfurl_links=False,
-            unfurl_media=False,
+        resp = await hook.send_dict(
+            {
+                "text": text,
+                "blocks": blocks,
+                "response_type": "ephemeral" if ephemeral else "in_channel",
+                "replace_original": replace,
+                "unfurl_links": False,
+                "unfurl_media": False,
+                "link_names": False,
+            }
         )
         if resp.status_code != 200:
             raise DeliveryError(f"response_url answered {resp.status_code}: {resp.body[:200]}")
