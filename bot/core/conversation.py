@@ -157,8 +157,13 @@ class ConversationService:
 
     async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
         """A command-style question (`/ask`): always addressed to Lore, answered at `target`
-        (usually ephemeral, with a "Share in channel" button)."""
+        (usually ephemeral, with a "Share in channel" button). The command's id (Slack's
+        trigger_id, Discord's interaction id) is `msg.message_id`: the same command delivered
+        again (a replayed request) is answered once."""
         with _correlated() as cid:
+            if msg.message_id and not await self._first_delivery(msg):
+                log.info("duplicate delivery of %s command %s ignored", msg.platform, msg.message_id)
+                return Outcome("duplicate", cid)
             if surface.allowed_channels and not msg.is_direct and msg.channel not in surface.allowed_channels:
                 await self._notify(surface, target, "Lore isn't enabled in this channel. Try a DM with Lore.")
                 return Outcome("ignored", cid, "channel not in the allowlist")
