@@ -219,12 +219,12 @@ class ConversationService:
                 history, max_turns=self.settings.context_turns, max_tokens=self.settings.context_tokens
             )
             answer = await self.run_blocking(self.engine.answer, msg.text, turns)
-            ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
-            metrics.answered(msg.platform, answer, time.monotonic() - started)
-            if shareable:
+            if shareable:  # before delivery: a Share can be clicked as soon as the answer shows
                 await self.state.put(
                     f"answer:{answer.answer_id}", answer.model_dump_json(), self.settings.answer_ttl
                 )
+            ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
+            metrics.answered(msg.platform, answer, time.monotonic() - started)
             log.info(
                 "answered %s in %.0f ms (%s, %d sources)",
                 answer.answer_id,

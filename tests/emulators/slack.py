@@ -84,7 +84,7 @@ class SlackEmulator:
         self.messages: dict[str, list[JSON]] = {}  # channel -> posted and preloaded messages
         self.port = 0
         self._failures: dict[str, list[tuple[int, int, str, bool]]] = {}
-        self._holds: dict[str, asyncio.Event] = {}
+        self._holds: dict[str, tuple[Callable[[JSON], bool], asyncio.Event]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._sent_at: dict[str, float] = {}
         self._changed = asyncio.Condition()
@@ -170,11 +170,14 @@ class SlackEmulator:
         self._failures.setdefault(method, []).extend([(status, retry_after, error, after_applying)] * times)
 
     @contextlib.asynccontextmanager
-    async def holding(self, name: str) -> AsyncIterator[asyncio.Event]:
-        """Hold the answers to response_url `name`'s POSTs (recorded at once, answered only when
-        the yielded event is set or the block exits): Slack has the message, the app has no reply yet."""
+    async def holding(
+        self, name: str, matching: Callable[[JSON], bool] = lambda args: True
+    ) -> AsyncIterator[asyncio.Event]:
+        """Hold the replies to POSTs to response_url `name` whose body is `matching`: they are
+        recorded (Slack has the message) but answered only when the yielded event is set or the
+        block exits, so the app is still waiting for its reply."""
         release = asyncio.Event()
-        self._holds[name] = release
+        self._holds[name] = (matching, release)
         try:
             yield release
         finally:
@@ -299,8 +302,8 @@ class SlackEmulator:
         name = request.match_info["name"]
         self.calls.append(Call("response_url", args, headers, name=name))
         await self._notify()
-        if (hold := self._holds.get(name)) is not None:
-            await hold.wait()
+        if (hold := self._holds.get(name)) is not None and hold[0](args):
+            await hold[1].wait()
         return web.json_response({"ok": True})
 
     def _respond(self, method: str, args: JSON, token: str | None) -> tuple[int, JSON, dict[str, str]]:
