@@ -175,6 +175,32 @@ async def test_share_right_after_the_answer_arrives_is_not_too_old(connect_lore)
     assert shared.args["response_type"] == "in_channel" and "25 days" in block_texts(shared.args)
 
 
+async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_lore):
+    lore = await connect_lore()
+    url = lore.slack.new_response_url("ask")
+    await lore.slack.send_slash_command(
+        slash_command_payload("/ask", "how many days of paid leave do we get?", USER, "C1", response_url=url)
+    )
+    _progress, answer = await lore.slack.wait_for("response_url", count=2, timeout=20)
+    share = button_values(answer.args)[2]
+    await lore.stop()
+
+    again = await connect_lore()
+    click = block_action_payload(
+        "lore_share",
+        share,
+        USER,
+        "C1",
+        "1700000000.000009",
+        response_url=again.slack.new_response_url("share"),
+        is_ephemeral=True,
+    )
+    await again.slack.send_interactive(click)
+    shared, deleted = (await again.slack.wait_for("response_url", count=4))[2:]
+    assert shared.args["response_type"] == "in_channel" and "25 days" in block_texts(shared.args)
+    assert deleted.args == {"delete_original": True}
+
+
 async def test_ask_without_a_question_explains_usage(connect_lore):
     lore = await connect_lore()
     url = lore.slack.new_response_url("empty")

@@ -96,6 +96,33 @@ async def test_a_thread_follow_up_without_a_mention_uses_the_thread(connect_lore
     assert "WireGuard" in row.context[1]["text"]
 
 
+async def test_after_a_restart_a_follow_up_in_lores_thread_is_still_answered(connect_lore):
+    lore = await connect_lore()
+    first = await lore.mention("how do I set up the VPN?")
+    await lore.wait_answer(first)
+    await lore.stop()  # a deploy: the process goes, its data directory stays
+
+    again = await connect_lore()
+    await again.say("and is split tunnelling allowed?", thread_ts=first)
+    await again.slack.wait_until(lambda: len(again.answers("C1", first)) == 2, 20, "the follow-up's answer")
+    assert "Split tunnelling is disabled" in block_texts(again.answers("C1", first)[1].args)
+
+
+async def test_an_event_redelivered_after_a_restart_is_not_answered_again(connect_lore):
+    lore = await connect_lore()
+    ts = lore.next_ts()
+    event = app_mention_event(f"<@{BOT_USER_ID}> how do I set up the VPN?", USER, "C1", ts)
+    await lore.slack.send_event(event, event_id="Ev0BEFORERESTART")
+    await lore.wait_answer(ts)
+    await lore.stop()
+
+    again = await connect_lore()
+    envelope = await again.slack.send_event(event, event_id="Ev0BEFORERESTART", retry_attempt=1)
+    await again.slack.wait_for_ack(envelope)
+    await again.settle(0.5)
+    assert len(again.progress_posts(ts)) == 1 and len(again.answers("C1", ts)) == 1
+
+
 async def test_lore_ignores_bots_itself_edits_and_unaddressed_messages(connect_lore):
     lore = await connect_lore()
     answered = await lore.mention("how do I set up the VPN?")

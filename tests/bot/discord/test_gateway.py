@@ -128,6 +128,19 @@ async def test_a_follow_up_in_the_thread_needs_no_mention_and_uses_the_thread(co
     assert len(lore.emu.calls_to("POST", rf"/channels/{SUPPORT}/messages/\d+/threads")) == 1
 
 
+async def test_after_a_restart_a_follow_up_in_lores_thread_is_still_answered(connect_discord):
+    lore = await connect_discord()
+    question = await lore.mention("how do I set up the VPN?")
+    thread = question["id"]
+    await lore.wait_answer(thread)
+    await lore.stop()  # a deploy: the process goes, its data directory stays
+
+    again = await connect_discord()
+    await again.say("and is split tunnelling allowed?", channel=thread)
+    second = await again.wait_answer(thread, count=2)
+    assert "Split tunnelling is disabled" in second["content"]
+
+
 async def test_reply_mode_answers_with_an_inline_reply_in_the_channel(connect_discord):
     lore = await connect_discord(discord={"answer_in": "reply"})
     question = await lore.mention("how many days of paid leave do we get?")
