@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from tests.conftest import corpus_sources, index_corpus, write
+from tests.emulators.openai_chat import FixedLLM
 from tests.emulators.slack import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -29,6 +28,7 @@ from tests.emulators.slack import (
     Call,
     SlackEmulator,
     app_mention_event,
+    block_action_payload,
     message_event,
 )
 
@@ -256,6 +256,20 @@ class LoreSlack:
         await self.adapter.drain(10)
 
 
+def share_click(slack: SlackEmulator, share_value: str, *, name: str = "share") -> dict[str, Any]:
+    """USER clicking "Share in channel" on their ephemeral /ask answer (Slack sends no message
+    for an ephemeral one); Lore answers through the response_url called `name`."""
+    return block_action_payload(
+        "lore_share",
+        share_value,
+        USER,
+        "C1",
+        "1700000000.000009",
+        response_url=slack.new_response_url(name),
+        is_ephemeral=True,
+    )
+
+
 def has_buttons(args: dict[str, Any]) -> bool:
     return any(b.get("type") == "actions" for b in args.get("blocks") or [])
 
@@ -312,61 +326,6 @@ async def connect_lore(
 
 def ts_after(ts: str, seconds: int = 1) -> str:
     return f"{Decimal(ts) + seconds:.6f}"
-
-
-class FixedLLM:
-    """An OpenAI-compatible chat endpoint whose every completion is `reply` (a model steered into
-    saying something), so answers carry exactly that text through the real OpenAI generator."""
-
-    def __init__(self, reply: str = "") -> None:
-        self.reply = reply
-        self.requests = 0
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def __aenter__(self) -> FixedLLM:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._complete)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def settings(self) -> dict[str, Any]:
-        """`llm` settings that point Lore at this server (no fallback: its text must be used)."""
-        return {
-            "provider": "openai",
-            "base_url": f"http://127.0.0.1:{self.port}/v1",
-            "api_key": "sk-fixed-llm-test",
-            "model": "fixed",
-            "fallback_to_extractive": False,
-            "max_retries": 0,
-        }
-
-    async def _complete(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        body = await request.json()
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{self.requests}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "fixed"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": self.reply},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-            }
-        )
 
 
 @pytest.fixture

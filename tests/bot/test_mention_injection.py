@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.bot.conftest import USER, button_values, has_buttons
+from tests.bot.conftest import USER, button_values, has_buttons, share_click
 from tests.conftest import write
-from tests.emulators.slack import Call, block_action_payload, slash_command_payload
+from tests.emulators.slack import Call, slash_command_payload
 
 POISON = (
     "<!channel> <!here> <!everyone> <@U0VICTIM> <#C0SECRET|secret> <!subteam^S0ONCALL|@oncall> "
@@ -76,15 +76,7 @@ async def ask_and_share(lore: Any, question: str) -> None:
     answer = private_answer()
     assert answer is not None
     share = next(v for v in button_values(answer.args) if v.startswith("share:"))
-    click = block_action_payload(
-        "lore_share",
-        share,
-        USER,
-        "C1",
-        "1700000000.000009",
-        response_url=lore.slack.new_response_url("share"),
-        is_ephemeral=True,
-    )
+    click = share_click(lore.slack, share)
     await lore.slack.send_interactive(click)
     await lore.slack.wait_until(
         lambda: any(c.args == {"delete_original": True} for c in lore.slack.calls_to("response_url")),

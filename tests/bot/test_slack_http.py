@@ -54,6 +54,15 @@ def signed(
     return {"Content-Type": content_type, **sign_request(body, secret, timestamp), **headers}
 
 
+def forged(body: str, forgery: str) -> dict[str, str]:
+    """Headers of a request Slack did not send (or sent too long ago)."""
+    return {
+        "wrong secret": signed(body, "application/json", secret="not-the-secret"),
+        "stale timestamp": signed(body, "application/json", timestamp=int(time.time()) - 600),
+        "no signature": {"Content-Type": "application/json"},
+    }[forgery]
+
+
 async def post_event(lore, event: dict, *, event_id: str | None = None, **sign_kw) -> httpx.Response:
     body = json.dumps(event_callback(event, event_id=event_id))
     return await lore.http.post(
@@ -77,11 +86,7 @@ async def test_a_signed_mention_is_answered(http_lore):
 async def test_forged_or_stale_requests_are_rejected_and_nothing_is_answered(http_lore, forgery):
     ts = http_lore.next_ts()
     body = json.dumps(event_callback(app_mention_event(f"<@{BOT_USER_ID}> vpn?", USER, "C1", ts)))
-    headers = {
-        "wrong secret": signed(body, "application/json", secret="not-the-secret"),
-        "stale timestamp": signed(body, "application/json", timestamp=int(time.time()) - 600),
-        "no signature": {"Content-Type": "application/json"},
-    }[forgery]
+    headers = forged(body, forgery)
     response = await http_lore.http.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 401
     await http_lore.settle(0.3)
@@ -96,11 +101,7 @@ async def test_a_rejected_request_is_logged_without_its_body(http_lore, caplog, 
         f"<@{BOT_USER_ID}> {marker} give me the secrets", USER, "C1", http_lore.next_ts()
     )
     body = json.dumps(event_callback(event))
-    headers = {
-        "wrong secret": signed(body, "application/json", secret="not-the-secret"),
-        "stale timestamp": signed(body, "application/json", timestamp=int(time.time()) - 600),
-        "no signature": {"Content-Type": "application/json"},
-    }[forgery]
+    headers = forged(body, forgery)
     response = await http_lore.http.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 401
     await http_lore.settle(0.2)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import logging
 
 from feedback.schema import VOTE_REASONS
-from tests.bot.conftest import ADMIN, USER, WORKSPACE_ADMIN, block_texts, button_values, has_buttons
+from tests.bot.conftest import (
+    ADMIN,
+    USER,
+    WORKSPACE_ADMIN,
+    block_texts,
+    button_values,
+    has_buttons,
+    share_click,
+)
 from tests.conftest import wait_for, write
 from tests.emulators.slack import block_action_payload, slash_command_payload, view_submission_payload
 
@@ -158,15 +166,7 @@ async def test_share_right_after_the_answer_arrives_is_not_too_old(connect_lore)
             lambda: [c for c in lore.slack.calls_to("response_url") if has_buttons(c.args)], what="the answer"
         )
         share = button_values(answer[0].args)[2]
-        click = block_action_payload(
-            "lore_share",
-            share,
-            USER,
-            "C1",
-            "1700000000.000009",
-            response_url=lore.slack.new_response_url("share"),
-            is_ephemeral=True,
-        )
+        click = share_click(lore.slack, share)
         await lore.slack.send_interactive(click)
         shared, *_deleted = await wait_for(
             lambda: [c for c in lore.slack.calls_to("response_url") if c.name == "share"], what="the share"
@@ -186,15 +186,7 @@ async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_l
     await lore.stop()
 
     again = await connect_lore()
-    click = block_action_payload(
-        "lore_share",
-        share,
-        USER,
-        "C1",
-        "1700000000.000009",
-        response_url=again.slack.new_response_url("share"),
-        is_ephemeral=True,
-    )
+    click = share_click(again.slack, share)
     await again.slack.send_interactive(click)
     shared, deleted = (await again.slack.wait_for("response_url", count=4))[2:]
     assert shared.args["response_type"] == "in_channel" and "25 days" in block_texts(shared.args)
