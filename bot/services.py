@@ -74,7 +74,7 @@ def build_services(
     kn = knowledge if knowledge is not None else knowledge_base(settings)
     task_client = tasks or make_task_client(settings, knowledge=local_knowledge(kn))
     key = load_key(settings)
-    state = make_state_store(settings.redis)
+    state = make_state_store(settings.redis, settings.data_dir)
     conversation = ConversationService(
         engine if engine is not None else kn,
         task_client,

@@ -1,17 +1,17 @@
 """`CeleryTaskClient`: the chat side's client when Redis is configured.
 
 It only sends tasks, by name, through a tiny send-only Celery app. Every interaction and vote
-is written to the local outbox (workers/spool.py) before it is published, and deleted only
-once the worker that stored it confirms; so neither a down Redis, nor a worker killed at the
-wrong instant, nor a Redis restart loses it. Recording never raises and never waits on a down
-Redis for more than about the connect timeout; while older records wait, new ones queue behind
-them (keeping order) until the flusher has published them.
+is written to the local outbox (workers/spool.py) and deleted only once the worker that stored
+it confirms; so neither a down Redis, nor a worker killed at the wrong instant, nor a Redis
+restart loses it. Recording is that local write and nothing else: publishing is the flusher
+thread's job (woken at once, in spool order), so a vote or an answer never waits on the
+network, not even on a Redis that accepts connections and then hangs (up to the socket timeout
+per call, every call, when the caller published itself).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -42,7 +42,6 @@ class CeleryTaskClient:
         self.redis = Redis.from_url(settings.redis.url, socket_connect_timeout=timeout, socket_timeout=2)
         self.board = RedisBoard(self.redis, Keys(settings.redis.prefix), ttl=settings.worker.lock_ttl * 2)
         self.spool = Spool(settings.data_dir / "spool.sqlite3")
-        self._send_lock = threading.Lock()
         self.keys = Keys(settings.redis.prefix)
         self._flusher = Flusher(
             self.spool,
@@ -52,7 +51,7 @@ class CeleryTaskClient:
             confirm_timeout=settings.feedback.confirm_timeout,
         )
 
-    # -- feedback: never raise, never block long, never lose ------------------------
+    # -- feedback: never raise, never wait on the network, never lose ---------------
 
     def record_interaction(self, record: InteractionRecord) -> None:
         self._record(
@@ -63,20 +62,12 @@ class CeleryTaskClient:
         self._record(TaskName.RECORD_VOTE, f"vote-{record.vote_id}", record.model_dump(mode="json"))
 
     def _record(self, name: TaskName, task_id: str, payload: dict[str, Any]) -> None:
-        queue = str(QUEUE_OF[name])
         try:
-            with self._send_lock:  # after one failure, later callers spool at once instead of waiting
-                row = self.spool.put(str(name), task_id, [payload], queue)
-                if self.spool.pending() == 1:  # nothing older is waiting: publish now, in order
-                    try:
-                        self._publish(str(name), task_id, [payload], queue)
-                        self.spool.mark_sent(row)
-                        return
-                    except Exception as exc:
-                        log.warning("Redis unreachable (%s): %s waits in the local spool", exc, name)
-            self._flusher.wake()
+            self.spool.put(str(name), task_id, [payload], str(QUEUE_OF[name]))
         except Exception:  # the spool itself failed (disk full?): say so loudly, keep answering
             log.exception("could not record %s %s", name, task_id)
+            return
+        self._flusher.wake()  # it publishes, off the caller's path
 
     def _stored(self, task_ids: list[str]) -> list[bool]:
         """Which of these records a worker has confirmed storing."""
@@ -84,11 +75,14 @@ class CeleryTaskClient:
         return [v is not None for v in values]
 
     def _send_spooled(self, item: Spooled) -> None:
-        with self._send_lock:
-            self._publish(item.task_name, item.task_id, item.args, item.queue)
-
-    def _publish(self, name: str, task_id: str, args: list[Any], queue: str) -> None:
-        self.app.send_task(name, args=args, task_id=task_id, queue=queue, retry=False, ignore_result=True)
+        self.app.send_task(
+            item.task_name,
+            args=item.args,
+            task_id=item.task_id,
+            queue=item.queue,
+            retry=False,
+            ignore_result=True,
+        )
 
     # -- syncs ------------------------------------------------------------------------
 

@@ -3,10 +3,16 @@
 Publishing to Redis is not enough to be safe: kombu's Redis transport pops a message and only
 then records it as unacked, so a worker killed in between loses it, and a Redis without
 persistence loses everything queued when it restarts. So every record goes here first (one
-small SQLite transaction, WAL, fsync), is published, and stays until the worker that stored
-it confirms (a `stored:<task id>` key in Redis). Unconfirmed rows are published again after
-`confirm_timeout`, backing off; the ids chosen by the sender (answer_id, vote_id and the task
-id) make every resend harmless.
+small SQLite transaction in WAL mode), is published, and stays until the worker that stored
+it confirms (a `stored:<task id>` key in Redis).
+
+The caller's write does not wait for the disk (`synchronous=NORMAL`: durable at once against a
+crash of the process, which is what kills bots); the flusher thread makes it durable against a
+power cut too, with a checkpoint (which fsyncs) on its own connection before each publish. An
+fsync can take tens of milliseconds on a busy disk, and a vote must not.
+
+Unconfirmed rows are published again after `confirm_timeout`, backing off; the ids chosen by
+the sender (answer_id, vote_id and the task id) make every resend harmless.
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ class Spool:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._sync_db: sqlite3.Connection | None = None
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a recorded vote survives a power cut
+        self._db.execute("PRAGMA synchronous=NORMAL")  # fsyncs happen in `sync`, off the caller's path
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " task_name TEXT NOT NULL, task_id TEXT NOT NULL, args TEXT NOT NULL, queue TEXT NOT NULL,"
@@ -155,14 +163,26 @@ class Spool:
                 break
         return done
 
+    def sync(self) -> None:
+        """Make every write so far survive a power cut: a checkpoint of the WAL, which fsyncs it
+        and the database. On a connection of its own, so writers go on meanwhile."""
+        with self._sync_lock:
+            if self._sync_db is None:
+                self._sync_db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._sync_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     def close(self) -> None:
+        with self._sync_lock:
+            if self._sync_db is not None:
+                self._sync_db.close()
+                self._sync_db = None
         with self._lock:
             self._db.close()
 
 
 class Flusher:
-    """Every `interval` seconds: publish what is unsent, drop what is confirmed, and publish
-    again what stayed unconfirmed for too long."""
+    """When woken (each new record wakes it) and every `interval` seconds: publish what is
+    unsent, drop what is confirmed, and publish again what stayed unconfirmed for too long."""
 
     def __init__(
         self,
@@ -177,6 +197,7 @@ class Flusher:
         self.stored, self.confirm_timeout = stored, confirm_timeout
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._failing = False  # the last tick could not reach Redis
         self._thread = threading.Thread(target=self._run, name="lore-spool", daemon=True)
         self._thread.start()
 
@@ -192,12 +213,18 @@ class Flusher:
             try:
                 self.tick()
             except Exception as exc:
+                if not self._failing:
+                    log.warning("spool: Redis unreachable (%s); records wait in the local spool", exc)
+                self._failing = True
                 log.debug("spool: Redis unreachable (%s); %d unsent", exc, self.spool.pending())
 
     def tick(self) -> None:
         if self.spool.pending():
+            self.spool.sync()  # what is about to be published survives a power cut first
             sent = self.spool.flush(self.send)
-            log.info("spool: published %d records that were waiting for Redis", sent)
+            if self._failing:
+                log.info("spool: published %d records that were waiting for Redis", sent)
+        self._failing = False
         if self.stored is None:
             return
         self.spool.confirm(self.stored)

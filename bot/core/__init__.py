@@ -22,7 +22,7 @@ from bot.core.ports import (
     ThreadReader,
     UnsupportedReply,
 )
-from bot.core.state import MemoryStateStore, RedisStateStore, make_state_store
+from bot.core.state import MemoryStateStore, RedisStateStore, SqliteStateStore, make_state_store
 
 __all__ = [
     "AnswerEngine",
@@ -40,6 +40,7 @@ __all__ = [
     "Progress",
     "RedisStateStore",
     "Reply",
+    "SqliteStateStore",
     "StateStore",
     "Surface",
     "Target",

@@ -155,8 +155,13 @@ class ConversationService:
 
     async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
         """A command-style question (`/ask`): always addressed to Lore, answered at `target`
-        (usually ephemeral, with a "Share in channel" button)."""
+        (usually ephemeral, with a "Share in channel" button). The command's id (Slack's
+        trigger_id, Discord's interaction id) is `msg.message_id`: the same command delivered
+        again (a replayed request) is answered once."""
         with _correlated() as cid:
+            if msg.message_id and not await self._first_delivery(msg):
+                log.info("duplicate delivery of %s command %s ignored", msg.platform, msg.message_id)
+                return Outcome("duplicate", cid)
             if surface.allowed_channels and not msg.is_direct and msg.channel not in surface.allowed_channels:
                 await self._notify(surface, target, "Lore isn't enabled in this channel. Try a DM with Lore.")
                 return Outcome("ignored", cid, "channel not in the allowlist")
@@ -212,12 +217,12 @@ class ConversationService:
                 history, max_turns=self.settings.context_turns, max_tokens=self.settings.context_tokens
             )
             answer = await self.run_blocking(self.engine.answer, msg.text, turns)
-            ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
-            metrics.answered(msg.platform, answer, time.monotonic() - started)
-            if shareable:
+            if shareable:  # before delivery: a Share can be clicked as soon as the answer shows
                 await self.state.put(
                     f"answer:{answer.answer_id}", answer.model_dump_json(), self.settings.answer_ttl
                 )
+            ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
+            metrics.answered(msg.platform, answer, time.monotonic() - started)
             log.info(
                 "answered %s in %.0f ms (%s, %d sources)",
                 answer.answer_id,

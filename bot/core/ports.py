@@ -81,7 +81,7 @@ class KnowledgeBase(Protocol):
 
 class StateStore(Protocol):
     """Small shared state with expiry: delivered-event ids, threads Lore answered in, recent
-    answers. Redis when configured (several processes), else in memory (embedded mode)."""
+    answers. Redis when configured (several processes), else a SQLite file in data_dir (embedded)."""
 
     async def first_time(self, key: str, ttl: float) -> bool:
         """Atomically mark `key`; true only for the first caller within `ttl` seconds."""

@@ -1,20 +1,33 @@
-"""`StateStore` implementations: in memory (embedded mode) and Redis (shared by processes)."""
+"""`StateStore` implementations: SQLite under `data_dir` (embedded mode), Redis (shared by
+processes), and in memory (tests and benchmarks).
+
+The state is what makes Lore behave across a restart: the threads it answered in (follow-ups
+there need no mention, for `chat.thread_ttl`), the cached `/ask` answers that Share posts, and
+the delivery ids that keep a redelivered event from being answered twice. So without Redis it
+lives in a file, not in the process.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from config.settings import RedisSettings
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 
 class MemoryStateStore:
-    """One process's state with expiry.
+    """One process's state with expiry (forgotten on restart: for tests and benchmarks).
 
     Entries live in one insertion-ordered bucket per TTL, so each bucket is also in expiry order
     and purging stops at its first live entry; `max_entries` bounds memory regardless.
@@ -130,8 +143,93 @@ class RedisStateStore:
         await self._redis.aclose()
 
 
-def make_state_store(redis: RedisSettings) -> MemoryStateStore | RedisStateStore:
-    """Redis (under `redis.prefix` + "chat:") when configured, so several processes share it."""
-    if not redis.url:
-        return MemoryStateStore()
-    return RedisStateStore(redis.url, prefix=f"{redis.prefix}chat:", connect_timeout=redis.connect_timeout)
+class SqliteStateStore:
+    """The same contract in one SQLite file, for embedded mode: it survives a restart.
+
+    Expiry times are wall-clock (they must mean the same after a restart); expired rows are
+    ignored at once and deleted every `purge_every` seconds. Calls run on a worker thread, so a
+    slow disk never stalls the event loop. Like the Redis store, a failing file never costs an
+    answer: `first_time` answers true, `seen` and `get` answer "no", `put` stores nothing, and
+    each says so in the log.
+    """
+
+    def __init__(
+        self, path: Path, *, clock: Callable[[], float] = time.time, purge_every: float = 300
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._clock = clock
+        self._purge_every = purge_every
+        self._purged = 0.0
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # survives a crash of the process; cheap writes
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+            " expires_at REAL NOT NULL) WITHOUT ROWID"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS state_expires_at ON state (expires_at)")
+
+    async def _run(self, what: str, fn: Callable[[float], T], failed: T) -> T:
+        def call() -> T:
+            with self._lock:
+                now = self._clock()
+                if now - self._purged > self._purge_every:
+                    self._db.execute("DELETE FROM state WHERE expires_at <= ?", (now,))
+                    self._purged = now
+                return fn(now)
+
+        try:
+            return await asyncio.to_thread(call)
+        except sqlite3.Error as exc:
+            log.warning("chat state file %s failed (%s); %s", self.path, exc, what)
+            return failed
+
+    async def first_time(self, key: str, ttl: float) -> bool:
+        def mark(now: float) -> bool:
+            # One statement: a new key, or an expired one taken over; a live one is left alone.
+            cur = self._db.execute(
+                "INSERT INTO state (key, value, expires_at) VALUES (?, '1', ?) ON CONFLICT (key)"
+                " DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+                " WHERE state.expires_at <= ?",
+                (key, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(f"treating {key} as new", mark, True)
+
+    async def seen(self, key: str) -> bool:
+        return await self.get(key) is not None
+
+    async def put(self, key: str, value: str, ttl: float) -> None:
+        def store(now: float) -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO state (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, value, now + ttl),
+            )
+
+        await self._run(f"{key} not stored", store, None)
+
+    async def get(self, key: str) -> str | None:
+        def read(now: float) -> str | None:
+            row = self._db.execute(
+                "SELECT value FROM state WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(f"{key} not read", read, None)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def make_state_store(redis: RedisSettings, data_dir: Path) -> SqliteStateStore | RedisStateStore:
+    """Redis (under `redis.prefix` + "chat:") when configured, so several processes share it;
+    else a SQLite file in `data_dir`, so the state outlives the process."""
+    if redis.url:
+        return RedisStateStore(
+            redis.url, prefix=f"{redis.prefix}chat:", connect_timeout=redis.connect_timeout
+        )
+    return SqliteStateStore(data_dir / "chat-state.sqlite3")

@@ -3,6 +3,13 @@
 Slack's mrkdwn is not Markdown: bold is `*x*`, italic `_x_`, strike `~x~`, links `<url|text>`,
 there are no headings or language tags on code fences, and `&`, `<`, `>` must be escaped
 everywhere (inside code too). Code is copied verbatim apart from that escaping.
+
+Everything converted here comes from documents or a model, so nothing in it may mention anyone:
+Slack's control sequences (`<!here>`, `<!channel>`, `<!everyone>`, `<@U…>`, `<#C…>`,
+`<!subteam^…>`) are escaped like any other `<`, and the bare words `@here`, `@channel` and
+`@everyone` get an invisible word joiner after the `@`, so they stay inert even where Slack would
+link names. Lore's own templates that do mention ("Shared by <@U…>") are built from ids, in
+`bot.slack.translate`, never from this text.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ _LINK = re.compile(
     r"!?\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\)[^()\s<>]*)*)>?(?:\s+\"[^\"]*\")?\s*\)"
 )
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
-_SLACK_TOKEN = re.compile(r"<(?:[@#!][A-Za-z0-9^|_\-. ]+)>")  # <@U123>, <#C123|name>, <!here>
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!~|>])")
 _BOLD_ITALIC = re.compile(r"(\*\*\*|___)(?=\S)(.+?)(?<=\S)\1", re.S)
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", re.S)
@@ -28,12 +34,16 @@ _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _HOLE = re.compile(r"\x00(\d+)\x00")
 _BOLD_MARK = "\x01"
 
+_BROADCAST = re.compile(r"(?<![\w@])@(?=(?:here|channel|everyone)\b)", re.I)
+WORD_JOINER = "\u2060"  # zero-width: "@\u2060here" looks like "@here" but is no keyword
+
 RULE = "──────────"
 
 
 def escape(text: str) -> str:
-    """Slack's three control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's three control characters, and the broadcast words made inert."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _BROADCAST.sub("@" + WORD_JOINER, text)
 
 
 def link_url(url: str) -> str:
@@ -111,7 +121,6 @@ def _inline(text: str) -> str:
     text = _CODE_SPAN.sub(code, text)
     text = _LINK.sub(label, text)
     text = _AUTOLINK.sub(lambda m: hole(f"<{link_url(m.group(1))}>", m.group(1)), text)
-    text = _SLACK_TOKEN.sub(lambda m: hole(m.group(0), m.group(0)), text)
     text = _BOLD_ITALIC.sub(lambda m: f"{_BOLD_MARK}_{m.group(2)}_{_BOLD_MARK}", text)
     text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", text)
     text = _ITALIC_STAR.sub(r"_\1_", text)

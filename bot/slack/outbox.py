@@ -1,12 +1,23 @@
-"""The Slack side of the core's ports: `SlackOutbox`, `SlackThreadReader`, and the admin check."""
+"""The Slack side of the core's ports: `SlackOutbox`, `SlackThreadReader`, and the admin check.
+
+`chat.postMessage` is not idempotent: a 5xx or a dropped connection can come after Slack has
+created the message, and a blind retry then leaves a second copy behind (a stray "Searching the
+docs…" that is never edited). So posts are not retried by slack_sdk on those errors: each post
+carries a random id in its message metadata, and after such an error the outbox looks for that
+id in the channel or thread (`conversations.history` / `.replies`) and posts again only if it
+is not there. A 429 is retried as before: a rate-limited call created nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -27,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # Refusals that mean "not here": a public post then goes to the user's DM with Lore instead.
 _NOT_HERE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+POST_EVENT = "lore_post"  # the metadata event type that carries a post's own id
+_LOOKBACK_S = 120  # how far back (by Slack's clock) a lost post is looked for
 
 
 def retry_handlers(retries: int) -> list[AsyncRetryHandler]:
@@ -71,6 +84,7 @@ class SlackOutbox:
                     text=text,
                     blocks=blocks,
                     thread_ts=target.thread,
+                    link_names=False,
                 )
                 return MessageRef(target, target.channel, str(resp.get("message_ts") or ""))
             return await self._post(target, text, blocks)
@@ -79,24 +93,86 @@ class SlackOutbox:
 
     async def _post(self, target: Target, text: str, blocks: list[dict[str, Any]]) -> MessageRef:
         try:
-            resp = await self.client.chat_postMessage(
-                channel=target.channel,
-                text=text,
-                blocks=blocks,
-                thread_ts=target.thread,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
+            channel, ts = await self._post_once(target.channel, target.thread, text, blocks)
         except SlackApiError as exc:
             if exc.response.get("error") not in _NOT_HERE or not target.user:
                 raise
             log.info(
                 "cannot post in %s (%s); sending to the user's DM", target.channel, exc.response["error"]
             )
-            resp = await self.client.chat_postMessage(
-                channel=target.user, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
-            )
-        return MessageRef(target, str(resp["channel"]), str(resp["ts"]))
+            channel, ts = await self._post_once(target.user, None, text, blocks)
+        return MessageRef(target, channel, ts)
+
+    async def _post_once(
+        self, channel: str, thread: str | None, text: str, blocks: list[dict[str, Any]]
+    ) -> tuple[str, str]:
+        """chat.postMessage that leaves exactly one message, however its answer is lost."""
+        post_id = uuid.uuid4().hex
+        poster = self._poster()
+        for attempt in range(self._retries + 1):
+            try:
+                resp = await poster.chat_postMessage(
+                    channel=channel,
+                    text=text,
+                    blocks=blocks,
+                    thread_ts=thread,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                    link_names=False,
+                    metadata={"event_type": POST_EVENT, "event_payload": {"post_id": post_id}},
+                )
+                return str(resp["channel"]), str(resp["ts"])
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                if not _maybe_created(exc) or attempt == self._retries:
+                    raise
+                log.warning(
+                    "chat.postMessage in %s failed (%s); checking whether it was posted", channel, exc
+                )
+                await asyncio.sleep(min(0.5 * 2**attempt, 8))
+                if (ts := await self._find_post(channel, thread, post_id)) is not None:
+                    log.info("the message was posted after all (%s); not posting it again", ts)
+                    return channel, ts
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _poster(self) -> AsyncWebClient:
+        """The client with its session, but without retrying 5xx and connection errors."""
+        c = self.client
+        return AsyncWebClient(
+            token=c.token,
+            base_url=c.base_url,
+            timeout=c.timeout,
+            ssl=c.ssl,
+            proxy=c.proxy,
+            session=c.session,
+            headers=c.headers,
+            logger=c.logger,
+            retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=self._retries)],
+        )
+
+    async def _find_post(self, channel: str, thread: str | None, post_id: str) -> str | None:
+        """The ts of the message carrying `post_id`, if Slack has it; None if not (or unknown)."""
+        args: dict[str, Any] = {
+            "channel": channel,
+            "oldest": f"{time.time() - _LOOKBACK_S:.6f}",
+            "include_all_metadata": True,
+            "limit": 200,
+        }
+        try:
+            if thread:
+                resp = await self.client.conversations_replies(ts=thread, **args)
+            else:
+                resp = await self.client.conversations_history(**args)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("could not look for the lost message in %s (%s); posting it again", channel, exc)
+            return None
+        for message in resp.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == POST_EVENT
+                and (metadata.get("event_payload") or {}).get("post_id") == post_id
+            ):
+                return str(message["ts"])
+        return None
 
     async def update(self, ref: MessageRef, reply: Reply) -> MessageRef:
         text, blocks = translate.render(reply)
@@ -109,7 +185,9 @@ class SlackOutbox:
             if ref.target.ephemeral or not ref.id:
                 # Slack cannot edit an ephemeral message through the Web API: send a fresh one.
                 return await self.send(ref.target, reply)
-            await self.client.chat_update(channel=ref.channel, ts=ref.id, text=text, blocks=blocks)
+            await self.client.chat_update(
+                channel=ref.channel, ts=ref.id, text=text, blocks=blocks, link_names=False
+            )
             return ref
         except SlackApiError as exc:
             raise _delivery_error(exc) from exc
@@ -118,13 +196,16 @@ class SlackOutbox:
         self, url: str, text: str, blocks: list[dict[str, Any]], *, ephemeral: bool, replace: bool
     ) -> None:
         hook = AsyncWebhookClient(url, retry_handlers=retry_handlers(self._retries))
-        resp = await hook.send(
-            text=text,
-            blocks=blocks,
-            response_type="ephemeral" if ephemeral else "in_channel",
-            replace_original=replace,
-            unfurl_links=False,
-            unfurl_media=False,
+        resp = await hook.send_dict(
+            {
+                "text": text,
+                "blocks": blocks,
+                "response_type": "ephemeral" if ephemeral else "in_channel",
+                "replace_original": replace,
+                "unfurl_links": False,
+                "unfurl_media": False,
+                "link_names": False,
+            }
         )
         if resp.status_code != 200:
             raise DeliveryError(f"response_url answered {resp.status_code}: {resp.body[:200]}")
@@ -135,6 +216,13 @@ class SlackOutbox:
         resp = await hook.send_dict({"delete_original": True})
         if resp.status_code != 200:
             log.warning("could not delete the original message: %s %s", resp.status_code, resp.body[:200])
+
+
+def _maybe_created(exc: Exception) -> bool:
+    """Could the failed call have created the message anyway? (A 5xx or a lost connection.)"""
+    if isinstance(exc, SlackApiError):
+        return int(getattr(exc.response, "status_code", 200)) >= 500
+    return True
 
 
 def _delivery_error(exc: SlackApiError) -> DeliveryError:

@@ -47,6 +47,7 @@ ACTION_DOWN = "lore_feedback_down"
 ACTION_SHARE = "lore_share"
 FEEDBACK_VIEW = "lore_feedback"
 _USER_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_USER_ID = re.compile(r"[UW][A-Z0-9]+")
 _HANDLED_SUBTYPES = {None, "thread_broadcast", "file_share", "bot_message", "me_message"}
 
 
@@ -291,7 +292,7 @@ def answer_blocks(reply: AnswerReply) -> tuple[str, list[JSON]]:
         body = re.sub(r"&[a-z]{0,3}$", "", body[: BLOCK_TEXT_BUDGET - 1]) + "…"  # no half entity
     blocks: list[JSON] = []
     if reply.shared_by and reply.part == 1:
-        blocks.append(_context(f"Shared by <@{reply.shared_by}>"))
+        blocks.append(_context(f"Shared by {user_mention(reply.shared_by)}"))
     blocks.extend(_sections(body))
     if reply.parts > 1:
         blocks.append(_context(f"Part {reply.part} of {reply.parts}"))
@@ -303,19 +304,26 @@ def answer_blocks(reply: AnswerReply) -> tuple[str, list[JSON]]:
     return body[:FALLBACK_MAX], blocks
 
 
+def user_mention(user_id: str) -> str:
+    """The one way Lore mentions someone: from a Slack user id, never from text."""
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
+
+
 def render(reply: Reply) -> tuple[str, list[JSON]]:
-    """(fallback text, blocks) for any reply; an unknown reply type is an explicit error."""
+    """(fallback text, blocks) for any reply; an unknown reply type is an explicit error. Every
+    text, the fallback included (Slack parses it as mrkdwn too), is escaped."""
     if isinstance(reply, AnswerReply):
         return answer_blocks(reply)
     if isinstance(reply, Progress):
-        return reply.text, [_context(f"⏳ {escape(reply.text)}")]
+        text = escape(reply.text)
+        return text, [_context(f"⏳ {text}")]
     if isinstance(reply, ErrorReply):
-        text = (
+        text = escape(
             reply.text
             if reply.correlation_id in reply.text
             else f"{reply.text} (reference: {reply.correlation_id})"
         )
-        return text, [_section(f"⚠️ {escape(text)}")]
+        return text, [_section(f"⚠️ {text}")]
     if isinstance(reply, Notice):
         text = escape(reply.text)
         return text[:FALLBACK_MAX], _sections(text)

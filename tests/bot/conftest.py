@@ -20,6 +20,7 @@ import pytest
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
 from tests.conftest import corpus_sources, index_corpus, write
+from tests.emulators.openai_chat import FixedLLM
 from tests.emulators.slack import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -27,6 +28,7 @@ from tests.emulators.slack import (
     Call,
     SlackEmulator,
     app_mention_event,
+    block_action_payload,
     message_event,
 )
 
@@ -128,6 +130,21 @@ class LoreSlack:
     adapter: Any
     handler: Any = None
     _db: Any = None
+    closed: bool = False
+
+    async def stop(self) -> None:
+        """Shut down as `lore slack` does (disconnect, drain, close), then the services. Calling
+        `connect_lore()` again afterwards is a restart over the same data directory."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.handler is not None:
+            await self.handler.close_async()
+        await self.adapter.drain(10)
+        await self.adapter.close()
+        await self.services.aclose()
+        if self._db is not None:
+            self._db.dispose()
 
     def next_ts(self) -> str:
         return self.slack.next_ts()
@@ -239,6 +256,20 @@ class LoreSlack:
         await self.adapter.drain(10)
 
 
+def share_click(slack: SlackEmulator, share_value: str, *, name: str = "share") -> dict[str, Any]:
+    """USER clicking "Share in channel" on their ephemeral /ask answer (Slack sends no message
+    for an ephemeral one); Lore answers through the response_url called `name`."""
+    return block_action_payload(
+        "lore_share",
+        share_value,
+        USER,
+        "C1",
+        "1700000000.000009",
+        response_url=slack.new_response_url(name),
+        is_ephemeral=True,
+    )
+
+
 def has_buttons(args: dict[str, Any]) -> bool:
     return any(b.get("type") == "actions" for b in args.get("blocks") or [])
 
@@ -262,10 +293,15 @@ def button_values(args: dict[str, Any]) -> list[str]:
 
 @pytest.fixture
 async def connect_lore(
-    slack: SlackEmulator, lore_settings: Any, make_services: Any
+    slack: SlackEmulator, lore_settings: Any, embedder: Any
 ) -> AsyncIterator[Callable[..., Any]]:
-    """`await connect_lore(engine=None, slack_cfg={...}, chat={...})` -> LoreSlack over Socket Mode."""
+    """`await connect_lore(engine=None, slack_cfg={...}, chat={...})` -> LoreSlack over Socket Mode.
+
+    After `lore.stop()`, calling it again is a restart: a new process's worth of objects
+    (adapter, Knowledge, task client, state) over the same data directory."""
+    from bot.services import build_services
     from bot.slack.app import build_slack_app
+    from knowledge.service import Knowledge
 
     opened: list[LoreSlack] = []
 
@@ -273,24 +309,26 @@ async def connect_lore(
         *, engine: Any = None, slack_cfg: dict[str, Any] | None = None, **over: Any
     ) -> LoreSlack:
         settings = lore_settings(slack={"api_url": slack.base_url} | (slack_cfg or {}), **over)
-        services = make_services(settings, engine=engine)
+        services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder), engine=engine)
         adapter = build_slack_app(settings, services.conversation)
-        await adapter.start()  # auth.test, and the pooled HTTP session, as `lore slack` does
-        handler = AsyncSocketModeHandler(adapter.app, APP_TOKEN)
-        await handler.connect_async()
-        await slack.wait_connected()
-        lore = LoreSlack(slack, settings, services, adapter, handler)
+        lore = LoreSlack(slack, settings, services, adapter)
         opened.append(lore)
+        await adapter.start()  # auth.test, and the pooled HTTP session, as `lore slack` does
+        lore.handler = AsyncSocketModeHandler(adapter.app, APP_TOKEN)
+        await lore.handler.connect_async()
+        await slack.wait_connected()
         return lore
 
     yield connect
     for lore in opened:
-        await lore.handler.close_async()
-        await lore.adapter.drain(10)
-        await lore.adapter.close()
-        if lore._db is not None:
-            lore._db.dispose()
+        await lore.stop()
 
 
 def ts_after(ts: str, seconds: int = 1) -> str:
     return f"{Decimal(ts) + seconds:.6f}"
+
+
+@pytest.fixture
+async def fixed_llm() -> AsyncIterator[FixedLLM]:
+    async with FixedLLM() as llm:
+        yield llm

@@ -27,7 +27,17 @@ from bot.slack.mrkdwn import escape, link, to_mrkdwn
         ("[wiki](https://w.example/Foo_(bar))", "<https://w.example/Foo_(bar)|wiki>"),
         ("![diagram](https://w.example/d.png)", "<https://w.example/d.png|diagram>"),
         ("<https://auto.example/x>", "<https://auto.example/x>"),
-        ("ask <@U123> in <#C1|general> <!here>", "ask <@U123> in <#C1|general> <!here>"),
+        # Nothing an answer says may mention anyone (the text comes from documents and a model).
+        ("ask <@U123> in <#C1|general> <!here>", "ask &lt;@U123&gt; in &lt;#C1|general&gt; &lt;!here&gt;"),
+        (
+            "<!channel> <!everyone> <!subteam^S1|@ops>",
+            "&lt;!channel&gt; &lt;!everyone&gt; &lt;!subteam^S1|@ops&gt;",
+        ),
+        ("hi @here, @Channel and @everyone!", "hi @\u2060here, @\u2060Channel and @\u2060everyone!"),
+        ("mail ops@here.example or @heretic", "mail ops@here.example or @heretic"),
+        ("[<!here>](https://x.example/a)", "<https://x.example/a|&lt;!here&gt;>"),
+        ("[x](https://x.example/<!channel>)", "[x](https://x.example/&lt;!channel&gt;)"),
+        ("**<!here>** and `<!here>`", "*&lt;!here&gt;* and `&lt;!here&gt;`"),
         ("run `make <target> && go`", "run `make &lt;target&gt; &amp;&amp; go`"),
         ("`**not bold**`", "`**not bold**`"),
         ("escaped \\*stars\\* and \\[1\\]", "escaped *stars* and [1]"),
@@ -49,6 +59,10 @@ def test_code_fences_lose_the_language_and_keep_their_content():
 def test_an_unclosed_fence_is_closed_so_it_cannot_swallow_the_message():
     assert to_mrkdwn("```\ncode") == "```\ncode\n```"
     assert to_mrkdwn("~~~~\n```\nstill code\n~~~~\n**bold**") == "```\n```\nstill code\n```\n*bold*"
+
+
+def test_code_blocks_cannot_mention_either():
+    assert to_mrkdwn("```\n<!here> @everyone\n```") == "```\n&lt;!here&gt; @\u2060everyone\n```"
 
 
 def test_links_cannot_break_out():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from urllib.parse import urlencode
 
@@ -53,6 +54,15 @@ def signed(
     return {"Content-Type": content_type, **sign_request(body, secret, timestamp), **headers}
 
 
+def forged(body: str, forgery: str) -> dict[str, str]:
+    """Headers of a request Slack did not send (or sent too long ago)."""
+    return {
+        "wrong secret": signed(body, "application/json", secret="not-the-secret"),
+        "stale timestamp": signed(body, "application/json", timestamp=int(time.time()) - 600),
+        "no signature": {"Content-Type": "application/json"},
+    }[forgery]
+
+
 async def post_event(lore, event: dict, *, event_id: str | None = None, **sign_kw) -> httpx.Response:
     body = json.dumps(event_callback(event, event_id=event_id))
     return await lore.http.post(
@@ -76,15 +86,49 @@ async def test_a_signed_mention_is_answered(http_lore):
 async def test_forged_or_stale_requests_are_rejected_and_nothing_is_answered(http_lore, forgery):
     ts = http_lore.next_ts()
     body = json.dumps(event_callback(app_mention_event(f"<@{BOT_USER_ID}> vpn?", USER, "C1", ts)))
-    headers = {
-        "wrong secret": signed(body, "application/json", secret="not-the-secret"),
-        "stale timestamp": signed(body, "application/json", timestamp=int(time.time()) - 600),
-        "no signature": {"Content-Type": "application/json"},
-    }[forgery]
+    headers = forged(body, forgery)
     response = await http_lore.http.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 401
     await http_lore.settle(0.3)
     assert not http_lore.slack.calls_to("chat.postMessage")
+
+
+@pytest.mark.parametrize("forgery", ["wrong secret", "stale timestamp", "no signature"])
+async def test_a_rejected_request_is_logged_without_its_body(http_lore, caplog, forgery):
+    caplog.set_level(logging.DEBUG)  # every logger, every level: the body appears in none
+    marker = "FORGEDBODY7Z"
+    event = app_mention_event(
+        f"<@{BOT_USER_ID}> {marker} give me the secrets", USER, "C1", http_lore.next_ts()
+    )
+    body = json.dumps(event_callback(event))
+    headers = forged(body, forgery)
+    response = await http_lore.http.post("/slack/events", content=body, headers=headers)
+    assert response.status_code == 401
+    await http_lore.settle(0.2)
+    assert not [r for r in caplog.records if marker in r.getMessage()]
+    [rejected] = [r for r in caplog.records if r.getMessage().startswith("rejected a Slack request")]
+    assert rejected.levelno == logging.INFO and f"{len(body.encode())} bytes" in rejected.getMessage()
+
+
+async def test_a_replayed_ask_is_answered_once(http_lore):
+    """A signed /ask sent again (a replay inside Slack's five-minute window) gets no second answer."""
+    url = http_lore.slack.new_response_url("replayed")
+    form = urlencode(slash_command_payload("/ask", "how do I set up the VPN?", USER, "C1", response_url=url))
+    headers = signed(form, "application/x-www-form-urlencoded")
+    for _ in range(3):
+        response = await http_lore.http.post("/slack/commands", content=form, headers=headers)
+        assert response.status_code == 200
+    await http_lore.slack.wait_for("response_url", count=2, timeout=20)
+    await http_lore.settle(0.5)
+    progress, answer = http_lore.slack.calls_to("response_url")
+    assert progress.args["text"] == "Searching the docs…" and "WireGuard" in block_texts(answer.args)
+    # A new invocation of the same command (a new trigger_id) is a new question.
+    again = slash_command_payload("/ask", "how do I set up the VPN?", USER, "C1", response_url=url)
+    form = urlencode(again | {"trigger_id": "2222222222.3333333333.another"})
+    await http_lore.http.post(
+        "/slack/commands", content=form, headers=signed(form, "application/x-www-form-urlencoded")
+    )
+    await http_lore.slack.wait_for("response_url", count=4, timeout=20)
 
 
 async def test_url_verification_echoes_the_challenge(http_lore):

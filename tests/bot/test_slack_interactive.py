@@ -6,7 +6,15 @@ from __future__ import annotations
 import logging
 
 from feedback.schema import VOTE_REASONS
-from tests.bot.conftest import ADMIN, USER, WORKSPACE_ADMIN, block_texts, button_values
+from tests.bot.conftest import (
+    ADMIN,
+    USER,
+    WORKSPACE_ADMIN,
+    block_texts,
+    button_values,
+    has_buttons,
+    share_click,
+)
 from tests.conftest import wait_for, write
 from tests.emulators.slack import block_action_payload, slash_command_payload, view_submission_payload
 
@@ -141,6 +149,48 @@ async def test_ask_answers_privately_and_share_posts_it_in_the_channel(connect_l
     assert deleted.args == {"delete_original": True}
     row = await wait_for(lambda: lore.interaction(answer_id))
     assert row.question == "how many days of paid leave do we get?" and row.thread is None
+
+
+async def test_share_right_after_the_answer_arrives_is_not_too_old(connect_lore):
+    """Slack shows the /ask answer before Lore has Slack's reply to that post: a Share clicked
+    in between finds the answer (it is cached before it is delivered)."""
+    lore = await connect_lore()
+    url = lore.slack.new_response_url("ask")
+    async with lore.slack.holding("ask", has_buttons) as release:
+        await lore.slack.send_slash_command(
+            slash_command_payload(
+                "/ask", "how many days of paid leave do we get?", USER, "C1", response_url=url
+            )
+        )
+        answer = await wait_for(
+            lambda: [c for c in lore.slack.calls_to("response_url") if has_buttons(c.args)], what="the answer"
+        )
+        share = button_values(answer[0].args)[2]
+        click = share_click(lore.slack, share)
+        await lore.slack.send_interactive(click)
+        shared, *_deleted = await wait_for(
+            lambda: [c for c in lore.slack.calls_to("response_url") if c.name == "share"], what="the share"
+        )
+        release.set()
+    assert shared.args["response_type"] == "in_channel" and "25 days" in block_texts(shared.args)
+
+
+async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_lore):
+    lore = await connect_lore()
+    url = lore.slack.new_response_url("ask")
+    await lore.slack.send_slash_command(
+        slash_command_payload("/ask", "how many days of paid leave do we get?", USER, "C1", response_url=url)
+    )
+    _progress, answer = await lore.slack.wait_for("response_url", count=2, timeout=20)
+    share = button_values(answer.args)[2]
+    await lore.stop()
+
+    again = await connect_lore()
+    click = share_click(again.slack, share)
+    await again.slack.send_interactive(click)
+    shared, deleted = (await again.slack.wait_for("response_url", count=4))[2:]
+    assert shared.args["response_type"] == "in_channel" and "25 days" in block_texts(shared.args)
+    assert deleted.args == {"delete_original": True}
 
 
 async def test_ask_without_a_question_explains_usage(connect_lore):

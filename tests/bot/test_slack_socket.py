@@ -96,6 +96,33 @@ async def test_a_thread_follow_up_without_a_mention_uses_the_thread(connect_lore
     assert "WireGuard" in row.context[1]["text"]
 
 
+async def test_after_a_restart_a_follow_up_in_lores_thread_is_still_answered(connect_lore):
+    lore = await connect_lore()
+    first = await lore.mention("how do I set up the VPN?")
+    await lore.wait_answer(first)
+    await lore.stop()  # a deploy: the process goes, its data directory stays
+
+    again = await connect_lore()
+    await again.say("and is split tunnelling allowed?", thread_ts=first)
+    await again.slack.wait_until(lambda: len(again.answers("C1", first)) == 2, 20, "the follow-up's answer")
+    assert "Split tunnelling is disabled" in block_texts(again.answers("C1", first)[1].args)
+
+
+async def test_an_event_redelivered_after_a_restart_is_not_answered_again(connect_lore):
+    lore = await connect_lore()
+    ts = lore.next_ts()
+    event = app_mention_event(f"<@{BOT_USER_ID}> how do I set up the VPN?", USER, "C1", ts)
+    await lore.slack.send_event(event, event_id="Ev0BEFORERESTART")
+    await lore.wait_answer(ts)
+    await lore.stop()
+
+    again = await connect_lore()
+    envelope = await again.slack.send_event(event, event_id="Ev0BEFORERESTART", retry_attempt=1)
+    await again.slack.wait_for_ack(envelope)
+    await again.settle(0.5)
+    assert len(again.progress_posts(ts)) == 1 and len(again.answers("C1", ts)) == 1
+
+
 async def test_lore_ignores_bots_itself_edits_and_unaddressed_messages(connect_lore):
     lore = await connect_lore()
     answered = await lore.mention("how do I set up the VPN?")
@@ -199,6 +226,45 @@ async def test_slack_429_and_server_errors_are_retried_and_nothing_is_lost(conne
     assert posts[1].at - posts[0].at >= 1.0  # Retry-After honoured
     assert [c.status for c in lore.slack.calls_to("chat.update")] == [503, 503, 200]
     assert "WireGuard" in block_texts(answer.args)
+
+
+async def test_a_post_that_slack_stored_before_failing_is_not_posted_twice(connect_lore):
+    """chat.postMessage answers 500 after creating the message: exactly one message remains, the
+    progress message, edited into the answer (a blind retry left a stray "Searching the docs…")."""
+    lore = await connect_lore()
+    lore.slack.fail_next("chat.postMessage", 500, after_applying=True)
+    ts = await lore.mention("how do I set up the VPN?")
+    answer = await lore.wait_answer(ts, timeout=30)
+    await lore.settle(0.5)
+    [message] = lore.posted("C1", ts)
+    assert message["ts"] == answer.args["ts"] and "WireGuard" in block_texts(message)
+    assert [c.status for c in lore.slack.calls_to("chat.postMessage")] == [500]
+    assert lore.slack.calls_to("conversations.replies")  # it looked before posting again
+
+
+async def test_a_post_that_failed_before_storing_is_posted_again_once(connect_lore):
+    lore = await connect_lore()
+    lore.slack.fail_next("chat.postMessage", 503, times=2)
+    ts = await lore.mention("how do I set up the VPN?")
+    answer = await lore.wait_answer(ts, timeout=30)
+    await lore.settle(0.5)
+    [message] = lore.posted("C1", ts)
+    assert message["ts"] == answer.args["ts"]
+    assert [c.status for c in lore.slack.calls_to("chat.postMessage")] == [503, 503, 200]
+
+
+async def test_a_lost_top_level_post_is_found_in_the_channel_history(lore_settings, make_services, slack):
+    """A post outside a thread (here through the outbox directly) is looked up with conversations.history."""
+    from bot.core.messages import Notice, Target
+    from bot.slack.outbox import SlackOutbox, make_web_client
+
+    settings = lore_settings(slack={"api_url": slack.base_url})
+    outbox = SlackOutbox(make_web_client(settings.slack), retries=3)
+    slack.fail_next("chat.postMessage", 502, after_applying=True)
+    ref = await outbox.send(Target("C7"), Notice("Reindexing handbook…"))
+    [message] = slack.messages["C7"]
+    assert ref.id == message["ts"] and ref.channel == "C7"
+    assert slack.calls_to("conversations.history")
 
 
 async def test_fifty_mentions_at_once_are_all_answered(connect_lore):

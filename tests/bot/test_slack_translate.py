@@ -213,6 +213,19 @@ def test_only_the_last_part_has_sources_and_buttons_and_parts_are_labelled():
     assert shared[0]["elements"][0]["text"] == "Shared by <@U7>"
 
 
+def test_only_lores_own_template_mentions_and_only_from_a_user_id():
+    a = answer(notice="ask <!here>")
+    text, blocks = translate.render(AnswerReply(a, "<!channel> @everyone", shared_by="U7"))
+    assert text == "&lt;!channel&gt; @\u2060everyone"
+    assert [b["elements"][0]["text"] for b in blocks if b["type"] == "context"] == [
+        "Shared by <@U7>",
+        "ℹ️ ask &lt;!here&gt;",
+    ]
+    _, forged = translate.render(AnswerReply(a, "x", shared_by="U7> <!channel"))
+    assert forged[0]["elements"][0]["text"] == "Shared by U7&gt; &lt;!channel"
+    assert translate.render(Progress("<!here> looking…"))[0] == "&lt;!here&gt; looking…"
+
+
 def test_non_web_links_are_shown_not_linked():
     c = answer().citations[0].model_copy(update={"url": "file:///srv/docs/doc-1.md", "updated_at": ""})
     assert translate.source_line(c) == "1. Doc 1 &amp; more (doc-1.md)"

@@ -664,7 +664,15 @@ class DiscordEmulator:
             ),
         )
         for g in self.guilds.values():  # READY lists guilds as unavailable; each then arrives as GUILD_CREATE
-            await self.dispatch("GUILD_CREATE", g)
+            # ... with the guild's active threads, those opened since it started included.
+            threads = [
+                c
+                for c in self.channels.values()
+                if c.get("guild_id") == g["id"]
+                and "thread_metadata" in c
+                and not c["thread_metadata"].get("archived")
+            ]
+            await self.dispatch("GUILD_CREATE", g | {"threads": threads})
         self._ready_sent += 1
 
     async def _resume(self, conn: _Conn, d: JSON) -> None:

@@ -11,6 +11,7 @@ The payload builders at the bottom mirror payloads/slack/*.json (shapes as real 
 """
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,7 +19,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -82,7 +83,8 @@ class SlackEmulator:
         self.acks: list[Ack] = []
         self.messages: dict[str, list[JSON]] = {}  # channel -> posted and preloaded messages
         self.port = 0
-        self._failures: dict[str, list[tuple[int, int, str]]] = {}
+        self._failures: dict[str, list[tuple[int, int, str, bool]]] = {}
+        self._holds: dict[str, tuple[Callable[[JSON], bool], asyncio.Event]] = {}
         self._sockets: list[web.WebSocketResponse] = []
         self._sent_at: dict[str, float] = {}
         self._changed = asyncio.Condition()
@@ -96,6 +98,7 @@ class SlackEmulator:
             "views.open": self._views_open,
             "users.info": self._users_info,
             "conversations.replies": self._replies,
+            "conversations.history": self._history,
             "apps.connections.open": self._connections_open,
         }
 
@@ -150,11 +153,36 @@ class SlackEmulator:
         return self.calls_to(method)
 
     def fail_next(
-        self, method: str, status: int = 429, retry_after: int = 1, times: int = 1, error: str | None = None
+        self,
+        method: str,
+        status: int = 429,
+        retry_after: int = 1,
+        times: int = 1,
+        error: str | None = None,
+        *,
+        after_applying: bool = False,
     ) -> None:
-        """Answer the next `times` calls to `method` with an error (429 carries Retry-After)."""
+        """Answer the next `times` calls to `method` with an error (429 carries Retry-After).
+
+        `after_applying`: the call takes effect first (e.g. the message is created) and only then
+        is the error returned, as when Slack fails between storing a message and answering."""
         error = error or ("ratelimited" if status == 429 else "internal_error")
-        self._failures.setdefault(method, []).extend([(status, retry_after, error)] * times)
+        self._failures.setdefault(method, []).extend([(status, retry_after, error, after_applying)] * times)
+
+    @contextlib.asynccontextmanager
+    async def holding(
+        self, name: str, matching: Callable[[JSON], bool] = lambda args: True
+    ) -> AsyncIterator[asyncio.Event]:
+        """Hold the replies to POSTs to response_url `name` whose body is `matching`: they are
+        recorded (Slack has the message) but answered only when the yielded event is set or the
+        block exits, so the app is still waiting for its reply."""
+        release = asyncio.Event()
+        self._holds[name] = (matching, release)
+        try:
+            yield release
+        finally:
+            release.set()
+            self._holds.pop(name, None)
 
     def preload_thread(self, channel: str, thread_ts: str, messages: Iterable[JSON]) -> None:
         """Seed a thread for conversations.replies; include a message with ts == thread_ts as the parent."""
@@ -271,13 +299,18 @@ class SlackEmulator:
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         args, headers = await _read_args(request), dict(request.headers)
-        self.calls.append(Call("response_url", args, headers, name=request.match_info["name"]))
+        name = request.match_info["name"]
+        self.calls.append(Call("response_url", args, headers, name=name))
         await self._notify()
+        if (hold := self._holds.get(name)) is not None and hold[0](args):
+            await hold[1].wait()
         return web.json_response({"ok": True})
 
     def _respond(self, method: str, args: JSON, token: str | None) -> tuple[int, JSON, dict[str, str]]:
         if failures := self._failures.get(method):
-            status, retry_after, failure = failures.pop(0)
+            status, retry_after, failure, after_applying = failures.pop(0)
+            if after_applying and (handler := self._methods.get(method)):
+                handler(args)
             headers = {"Retry-After": str(retry_after)} if status == 429 else {}
             return status, _error(failure), headers
         if auth_error := self._auth_error(method, token):
@@ -422,8 +455,15 @@ class SlackEmulator:
         # Real Slack says thread_not_found for unknown threads; an empty thread keeps unrelated tests simple.
         ts, channel = args.get("ts"), self.messages.get(args.get("channel", ""), [])
         thread = [m for m in channel if ts in (m["ts"], m.get("thread_ts"))]
-        thread.sort(key=lambda m: Decimal(m["ts"]))
-        return {"ok": True, "messages": thread, "has_more": False, "response_metadata": {"next_cursor": ""}}
+        return _page(thread, args)
+
+    def _history(self, args: JSON) -> JSON:
+        """The channel's top-level messages (thread parents included), newest first, as Slack does."""
+        channel = self.messages.get(args.get("channel", ""), [])
+        top = [m for m in channel if m.get("thread_ts") in (None, m["ts"])]
+        page = _page(top, args)
+        page["messages"].reverse()
+        return page
 
     def _connections_open(self, args: JSON) -> JSON:
         ticket = uuid.uuid4()
@@ -443,6 +483,20 @@ async def _read_args(request: web.Request) -> JSON:
         if isinstance(args[key], str) and args[key][:1] in ("[", "{"):
             args[key] = json.loads(args[key])
     return args
+
+
+def _page(messages: list[JSON], args: JSON) -> JSON:
+    """Messages after `oldest` and before `latest`, oldest first; metadata only when asked for."""
+    oldest, latest = Decimal(str(args.get("oldest") or 0)), args.get("latest")
+    found = [
+        m
+        for m in messages
+        if Decimal(m["ts"]) > oldest and (not latest or Decimal(m["ts"]) < Decimal(latest))
+    ]
+    if str(args.get("include_all_metadata")).lower() not in ("true", "1"):
+        found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
+    found.sort(key=lambda m: Decimal(m["ts"]))
+    return {"ok": True, "messages": found, "has_more": False, "response_metadata": {"next_cursor": ""}}
 
 
 def _error(error: str) -> JSON:

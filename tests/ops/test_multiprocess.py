@@ -9,8 +9,10 @@
 
 Each process has its own data directory, as on separate machines: they share only Redis and
 PostgreSQL. Slack and Discord are the local emulators; every token is a distinctive fake value,
-and the logs of the whole run are grepped for them at the end. Logs are JSON. The tests run in
-order on one cluster; the last one stops every process with SIGTERM, as an orchestrator would.
+and the logs of the whole run are grepped for them at the end. Logs are JSON. The tests share
+one cluster, but each makes its own questions and votes and passes alone and in any order: the
+cluster is ready once the beat's first sync has built the index, and the test that stops every
+process with SIGTERM (as an orchestrator would) leaves it to be started again for the next test.
 
 Not exercised here: a Qdrant server (none can be installed on this machine), so the index is the
 embedded engine owned by the ingest worker.
@@ -89,7 +91,6 @@ class Cluster:
     metrics_ports: dict[str, int]
     procs: dict[str, Proc] = field(default_factory=dict)
     envs: dict[str, dict[str, str]] = field(default_factory=dict)
-    facts: dict[str, Any] = field(default_factory=dict)  # what earlier tests found, for later ones
 
     @property
     def base(self) -> str:
@@ -153,27 +154,53 @@ async def _start(tmp: Path, slack: SlackEmulator, discord: DiscordEmulator, db_u
         cluster.envs[role] = base_env(tmp, **settings)
         return cluster.envs[role]
 
-    run = lambda name, args, e: cluster.procs.setdefault(name, Proc(name, args, e, tmp))  # noqa: E731
+    env("ingest", worker={"metrics_port": cluster.metrics_ports["ingest"]})
+    env("feedback", worker={"metrics_port": cluster.metrics_ports["feedback"]})
+    env("beat")
+    env("serve")
+    await _launch(cluster)
+    return cluster
+
+
+async def _launch(cluster: Cluster) -> None:
+    """Start the four processes (again, after a test stopped them) and wait until the cluster
+    answers: every process ready, the chat adapters connected, the index built."""
+    for proc in cluster.procs.values():
+        proc.kill()  # a stopped one only closes its log files
+    identified = cluster.discord.identify_count
     uid = uuid.uuid4().hex[:6]
-    run(
-        "ingest",
-        ["worker", "-Q", "ingest", "-n", f"ingest-{uid}@%h"],
-        env("ingest", worker={"metrics_port": cluster.metrics_ports["ingest"]}),
-    )
-    run(
-        "feedback",
-        ["worker", "-Q", "feedback", "-n", f"feedback-{uid}@%h"],
-        env("feedback", worker={"metrics_port": cluster.metrics_ports["feedback"]}),
-    )
-    run("beat", ["beat"], env("beat"))
-    run("serve", ["serve"], env("serve"))
+    commands = {
+        "ingest": ["worker", "-Q", "ingest", "-n", f"ingest-{uid}@%h"],
+        "feedback": ["worker", "-Q", "feedback", "-n", f"feedback-{uid}@%h"],
+        "beat": ["beat"],
+        "serve": ["serve"],
+    }
+    cluster.procs = {
+        name: Proc(name, args, cluster.envs[name], cluster.tmp) for name, args in commands.items()
+    }
     await cluster.procs["ingest"].wait_log(r"answer server ready", 180)
     await cluster.procs["feedback"].wait_log(r" ready\.", 120)
     await cluster.procs["beat"].wait_log(r"beat: Starting", 120)
     await cluster.procs["serve"].wait_log(r"web app listening", 180)
-    await slack.wait_connected(timeout=60)
-    await discord.wait_ready(timeout=60)
-    return cluster
+    await cluster.slack.wait_connected(timeout=60)
+    await cluster.procs["serve"].wait_for(
+        lambda: cluster.discord.identify_count > identified, 60, "the Discord gateway session"
+    )
+    await cluster.discord.wait_ready(timeout=60)
+    await cluster.procs["ingest"].wait_for(lambda: _indexed(cluster), 180, "the beat's first sync")
+
+
+def _indexed(cluster: Cluster) -> bool:
+    """The handbook has been synced once without error (by the beat, or anyone)."""
+    redis = cluster.redis()
+    try:
+        events = [json.loads(x) for x in redis.lrange(f"{cluster.prefix}sync:history", 0, -1)]
+    finally:
+        redis.close()
+    return any(
+        e.get("event") == "finished" and e.get("source") == "handbook" and e.get("error") is None
+        for e in events
+    )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -194,6 +221,58 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
                     for proc in started.procs.values():
                         proc.kill()
                     drop_prefix(started.prefix)
+
+
+@pytest_asyncio.fixture(loop_scope="module", autouse=True)
+async def running(cluster: Cluster) -> Cluster:
+    """The cluster, started again if an earlier test stopped it."""
+    if not all(proc.alive() for proc in cluster.procs.values()):
+        await _launch(cluster)
+    return cluster
+
+
+async def web_ask(cluster: Cluster, question: str, vote: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Ask in the web chat (and vote on the answer): its JSON answer."""
+    async with httpx.AsyncClient(base_url=cluster.base, timeout=60) as client:
+        chat = await client.get("/chat")
+        token = re.search(r'name="csrf-token" content="([^"]+)"', chat.text).group(1)
+        answer = await client.post("/api/ask", json={"question": question}, headers={"X-CSRF-Token": token})
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        if vote is not None:
+            voted = await client.post(
+                "/api/vote",
+                json={"answer_id": body["answer_id"], "value": vote[0], "reason": vote[1]},
+                headers={"X-CSRF-Token": token},
+            )
+            assert voted.status_code == 200, voted.text
+    return body
+
+
+async def slack_ask(cluster: Cluster, question: str) -> dict[str, Any]:
+    """Mention Lore in Slack: the chat.update that put the answer into its thread."""
+    slack, ts = cluster.slack, cluster.slack.next_ts()
+    await slack.send_event(app_mention_event(f"<@{BOT_USER_ID}> {question}", "U1", "C1", ts))
+
+    def answer() -> list[Any]:
+        mine = {m["ts"] for m in slack.messages.get("C1", []) if m.get("thread_ts") == ts}
+        return [c for c in slack.calls_to("chat.update") if c.status == 200 and c.args.get("ts") in mine]
+
+    await slack.wait_until(lambda: bool(answer()), 60, "the Slack answer")
+    args: dict[str, Any] = answer()[0].args
+    return args
+
+
+async def discord_ask(cluster: Cluster, question: str, expected: str) -> None:
+    """DM Lore on Discord and wait for one more answer containing `expected`."""
+    discord = cluster.discord
+
+    def answers() -> int:
+        return sum(expected in json.dumps(m) for m in discord.history.get(DM_CHANNEL, []))
+
+    before = answers()
+    await discord.dispatch("MESSAGE_CREATE", message_create(question, ALICE, DM_CHANNEL))
+    await cluster.procs["serve"].wait_for(lambda: answers() > before, 60, "the Discord answer")
 
 
 async def signed_in(cluster: Cluster) -> tuple[httpx.AsyncClient, str]:
@@ -273,22 +352,8 @@ async def test_a_sync_requested_from_the_console_completes_on_the_ingest_worker(
 async def test_answers_come_from_the_index_owner_with_one_correlation_id_across_processes(
     cluster: Cluster,
 ) -> None:
-    async with httpx.AsyncClient(base_url=cluster.base, timeout=60) as client:
-        chat = await client.get("/chat")
-        token = re.search(r'name="csrf-token" content="([^"]+)"', chat.text).group(1)
-        answer = await client.post(
-            "/api/ask", json={"question": "How do I set up the VPN?"}, headers={"X-CSRF-Token": token}
-        )
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        assert not body["abstained"] and any(s["url"].endswith("it/vpn.md") for s in body["sources"])
-        vote = await client.post(
-            "/api/vote",
-            json={"answer_id": body["answer_id"], "value": "down", "reason": "outdated"},
-            headers={"X-CSRF-Token": token},
-        )
-        assert vote.status_code == 200, vote.text
-    cluster.facts["web_answer"] = body["answer_id"]
+    body = await web_ask(cluster, "How do I set up the VPN?")
+    assert not body["abstained"] and any(s["url"].endswith("it/vpn.md") for s in body["sources"])
     serve, ingest = cluster.procs["serve"], cluster.procs["ingest"]
     [bot_line] = [r for r in serve.records() if r["msg"].startswith(f"answered {body['answer_id']}")]
     owner_line = await ingest.wait_for(
@@ -301,35 +366,28 @@ async def test_answers_come_from_the_index_owner_with_one_correlation_id_across_
 
 
 async def test_votes_flow_through_the_feedback_worker_into_postgresql(cluster: Cluster) -> None:
-    answer_id = cluster.facts["web_answer"]
+    answer_id = (await web_ask(cluster, "How do I set up the VPN?", vote=("down", "outdated")))["answer_id"]
     deadline = time.monotonic() + 60
     while not (votes := cluster.query("SELECT value, reason FROM votes WHERE answer_id = %s", answer_id)):
         assert time.monotonic() < deadline, cluster.procs["feedback"].tail()
         await asyncio.sleep(0.5)
     assert votes == [("down", "outdated")]
-    [(platform, question)] = cluster.query(
-        "SELECT platform, question FROM interactions WHERE answer_id = %s", answer_id
-    )
+    deadline = time.monotonic() + 60
+    while not (
+        rows := cluster.query("SELECT platform, question FROM interactions WHERE answer_id = %s", answer_id)
+    ):
+        assert time.monotonic() < deadline, cluster.procs["feedback"].tail()
+        await asyncio.sleep(0.5)
+    [(platform, question)] = rows
     assert platform == "web" and "VPN" in question
     assert re.search(r"Task lore\.record_vote\[vote-\w+\] succeeded", cluster.procs["feedback"].err())
 
 
 async def test_slack_and_discord_answer_through_the_same_processes(cluster: Cluster) -> None:
-    slack, discord = cluster.slack, cluster.discord
-    await slack.send_event(
-        app_mention_event(f"<@{BOT_USER_ID}> how many days of leave do we get?", "U1", "C1", slack.next_ts())
-    )
-    [update] = await slack.wait_for("chat.update", timeout=60)
-    assert "25 days" in json.dumps(update.args)
-    await discord.wait_for("PUT", r"/applications/\d+/commands", timeout=30)
-    await discord.dispatch(
-        "MESSAGE_CREATE", message_create("what is the per diem in New York?", ALICE, DM_CHANNEL)
-    )
-
-    def answered() -> bool:
-        return any("95 USD" in json.dumps(m) for m in discord.history.get(DM_CHANNEL, []))
-
-    await cluster.procs["serve"].wait_for(answered, 60, "the Discord answer")
+    update = await slack_ask(cluster, "how many days of leave do we get?")
+    assert "25 days" in json.dumps(update)
+    await cluster.discord.wait_for("PUT", r"/applications/\d+/commands", timeout=30)
+    await discord_ask(cluster, "what is the per diem in New York?", "95 USD")
 
 
 async def test_beat_schedules_syncs_that_the_workers_run(cluster: Cluster) -> None:
@@ -346,17 +404,35 @@ async def test_beat_schedules_syncs_that_the_workers_run(cluster: Cluster) -> No
     assert "lore.sync_all" in cluster.procs["feedback"].err()
 
 
-async def test_metrics_from_the_web_process_and_the_workers(cluster: Cluster) -> None:
+async def scrape(url: str) -> str:
     async with httpx.AsyncClient(timeout=30) as client:
-        web = (await client.get(f"{cluster.base}/metrics")).text
-        ingest = (await client.get(f"http://127.0.0.1:{cluster.metrics_ports['ingest']}/metrics")).text
-        feedback = (await client.get(f"http://127.0.0.1:{cluster.metrics_ports['feedback']}/metrics")).text
-    for platform in ("web", "slack", "discord"):
-        assert (metric(web, "lore_answers_total", platform=platform, outcome="answered") or 0) >= 1, platform
-    assert metric(web, "lore_votes_total", platform="web", vote="down") == 1
-    assert (metric(web, "lore_answer_seconds_count", platform="web", stage="retrieve") or 0) >= 1
+        return (await client.get(url)).text
+
+
+async def test_metrics_from_the_web_process_and_the_workers(cluster: Cluster) -> None:
+    web_url = f"{cluster.base}/metrics"
+    before = await scrape(web_url)
+    await web_ask(cluster, "How do I set up the VPN?", vote=("down", "outdated"))
+    await slack_ask(cluster, "how many days of leave do we get?")
+    await discord_ask(cluster, "what is the per diem in New York?", "95 USD")
+
+    def grew(text: str, name: str, **labels: str) -> float:
+        return (metric(text, name, **labels) or 0) - (metric(before, name, **labels) or 0)
+
+    def counted(text: str) -> bool:  # an answer is counted just after it is delivered
+        platforms = ("web", "slack", "discord")
+        return all(grew(text, "lore_answers_total", platform=p, outcome="answered") >= 1 for p in platforms)
+
+    deadline = time.monotonic() + 10
+    while not counted(web := await scrape(web_url)):
+        assert time.monotonic() < deadline, web
+        await asyncio.sleep(0.25)
+    assert grew(web, "lore_votes_total", platform="web", vote="down") == 1
+    assert grew(web, "lore_answer_seconds_count", platform="web", stage="retrieve") >= 1
     assert metric(web, "lore_queue_depth", queue="ingest") is not None
     assert metric(web, "lore_broker_up") == 1
+    ingest = await scrape(f"http://127.0.0.1:{cluster.metrics_ports['ingest']}/metrics")
+    feedback = await scrape(f"http://127.0.0.1:{cluster.metrics_ports['feedback']}/metrics")
     assert (metric(ingest, "lore_sync_duration_seconds_count", source="handbook", outcome="done") or 0) >= 1
     assert (metric(ingest, "lore_sync_documents_sum", source="handbook") or 0) >= 4
     assert metric(ingest, "lore_sync_chunks_embedded_count", source="handbook") is not None
@@ -395,6 +471,10 @@ async def test_doctor_is_all_green_against_the_running_deployment(cluster: Clust
 
 
 async def test_every_process_stops_cleanly_on_sigterm_and_no_log_holds_a_secret(cluster: Cluster) -> None:
+    # Some work on every platform first, so the logs checked below have answers in them.
+    await web_ask(cluster, "How do I set up the VPN?")
+    await slack_ask(cluster, "how many days of leave do we get?")
+    await discord_ask(cluster, "what is the per diem in New York?", "95 USD")
     order = ["serve", "beat", "feedback", "ingest"]  # the chat side first, as in a rolling stop
     for name in order:
         proc = cluster.procs[name]

@@ -16,7 +16,6 @@ import asyncio
 import json
 import random
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 from redis import Redis
 
 from tests.conftest import free_port
+from tests.emulators.openai_chat import FixedLLM
 from tests.ops.conftest import REDIS_URL, Procs, base_env, make_docs
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
@@ -103,69 +102,15 @@ async def test_a_sigtermed_ingest_worker_hands_its_sync_back_and_the_next_one_fi
         assert all(line.startswith("{") for line in proc.err().splitlines()), proc.tail()
 
 
-class SlowLLM:
-    """An OpenAI-compatible chat endpoint that holds each completion until `release` is set."""
-
-    def __init__(self) -> None:
-        self.received = asyncio.Event()
-        self.release = asyncio.Event()
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def __aenter__(self) -> SlowLLM:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._complete)
-        app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    async def _models(self, _request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "slow-model", "object": "model"}]})
-
-    async def _complete(self, _request: web.Request) -> web.Response:
-        self.received.set()
-        await self.release.wait()
-        return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": "slow-model",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": "Install WireGuard from Self Service [1].",
-                        },
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18},
-            }
-        )
-
-
 @pytest.fixture
-async def slow_llm() -> AsyncIterator[SlowLLM]:
-    async with SlowLLM() as llm:
+async def slow_llm() -> AsyncIterator[FixedLLM]:
+    """An OpenAI-compatible endpoint that holds each completion until `release` is set."""
+    async with FixedLLM("Install WireGuard from Self Service [1].", model="slow-model", hold=True) as llm:
         yield llm
 
 
 async def test_a_question_in_flight_is_answered_although_owner_and_web_get_sigterm(
-    tmp_path: Path, procs: Procs, prefix: str, slow_llm: SlowLLM
+    tmp_path: Path, procs: Procs, prefix: str, slow_llm: FixedLLM
 ) -> None:
     from config.settings import Settings
     from workers.sender import CeleryTaskClient

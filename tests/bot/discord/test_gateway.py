@@ -128,6 +128,19 @@ async def test_a_follow_up_in_the_thread_needs_no_mention_and_uses_the_thread(co
     assert len(lore.emu.calls_to("POST", rf"/channels/{SUPPORT}/messages/\d+/threads")) == 1
 
 
+async def test_after_a_restart_a_follow_up_in_lores_thread_is_still_answered(connect_discord):
+    lore = await connect_discord()
+    question = await lore.mention("how do I set up the VPN?")
+    thread = question["id"]
+    await lore.wait_answer(thread)
+    await lore.stop()  # a deploy: the process goes, its data directory stays
+
+    again = await connect_discord()
+    await again.say("and is split tunnelling allowed?", channel=thread)
+    second = await again.wait_answer(thread, count=2)
+    assert "Split tunnelling is disabled" in second["content"]
+
+
 async def test_reply_mode_answers_with_an_inline_reply_in_the_channel(connect_discord):
     lore = await connect_discord(discord={"answer_in": "reply"})
     question = await lore.mention("how many days of paid leave do we get?")
@@ -266,12 +279,15 @@ async def test_a_5000_character_answer_arrives_in_parts_that_fit_with_whole_code
 
 
 async def test_everyone_and_here_in_a_document_ping_nobody(connect_discord, tmp_path):
+    """Mentions from a document pass into Discord's text as they are (Discord shows them), but
+    every message, edit and follow-up says `allowed_mentions: parse=[]`, so none of them pings:
+    a mention, a DM, /ask, and the /ask answer shared in the channel."""
     docs = tmp_path / "announcements"
     write(
         docs,
         "rotation.md",
         "# Key rotation\n\n@everyone must rotate their SSH keys every 90 days. "
-        "@here reminders go out in #security on the first Monday of the quarter.\n",
+        f"@here reminders go out in #security on the first Monday of the quarter <@&{GUILD_ID}> <@4242>.\n",
     )
     lore = await connect_discord(
         extra_sources=[{"name": "announcements", "type": "directory", "path": str(docs)}]
@@ -282,20 +298,26 @@ async def test_everyone_and_here_in_a_document_ping_nobody(connect_discord, tmp_
     assert "@everyone" in answer["content"] or "@here" in answer["content"]
     await lore.dm("how often must we rotate SSH keys?")
     await lore.wait_answer(DM_CHANNEL)
-    await lore.command("ask", {"question": "when do SSH key rotation reminders go out?"})
+    cmd = await lore.command("ask", {"question": "when do SSH key rotation reminders go out?"})
     await lore.emu.wait_for("PATCH", WEBHOOK_MESSAGE)
+    private = lore.original(cmd["token"])
+    await lore.click(f"share:{answer_id_of(private)}", private)
+    await wait_for(lambda: lore.messages(SUPPORT), what="the shared answer")
+    await wait_for(lambda: len(custom_ids(private)) == 2, what="the private copy edited")
     sends = [
         c
         for c in lore.emu.calls
         if (c.method == "POST" and re.fullmatch(r"/channels/\d+/messages|" + WEBHOOK, c.path))
         or (c.method == "PATCH" and re.fullmatch(r"/channels/\d+/messages/\d+|" + WEBHOOK_MESSAGE, c.path))
     ]
-    assert len(sends) >= 6
+    assert len(sends) >= 8
     for call in sends:
         mentions = call.json["allowed_mentions"]
         assert mentions["parse"] == [], (call.method, call.path, call.json)
         assert not mentions.get("users") and not mentions.get("roles") and not mentions.get("replied_user")
     assert any("@everyone" in (c.json.get("content") or "") for c in sends)
+    [shared] = lore.messages(SUPPORT)
+    assert "@here" in shared["content"] and f"<@&{GUILD_ID}>" in shared["content"]
 
 
 async def test_a_failing_engine_gives_a_short_error_with_the_correlation_id(connect_discord, caplog):
