@@ -35,7 +35,7 @@ class ReadText:
 def read_bytes(data: bytes, path: PurePosixPath | Path, *, max_bytes: int) -> ReadText:
     suffix = path.suffix.lower()
     if len(data) > max_bytes:
-        raise Unreadable(f"larger than the size limit ({len(data) / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB)")
+        raise Unreadable(too_large(len(data), max_bytes))
     if not data.strip():
         raise Unreadable("empty file")
     if suffix in TEXT_SUFFIXES:
@@ -48,6 +48,10 @@ def read_bytes(data: bytes, path: PurePosixPath | Path, *, max_bytes: int) -> Re
     if suffix == ".docx":
         return _read_docx(data, path)
     raise Unreadable(f"unsupported file type {suffix or '(none)'}")
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    return f"larger than the size limit ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB)"
 
 
 def read_html(html: str, *, fallback_title: str, url: str | None = None) -> ReadText:
