@@ -1,10 +1,11 @@
 """One huge one-line Markdown file: chunking time against its size, with and without the
 chunk cap (`index.max_chunks_per_doc`), and a whole sync of a 5 MB one with the default cap.
 
-Two shapes of line: `prose` (sentences, no line break) and `nospace` (base64, like an
-embedded blob: LlamaIndex's splitter then falls back to one character at a time, its slowest
-path). The chunker is timed the way a sync calls it (`chunker([doc])`, with LlamaIndex's
-post-processing); the seconds per MB show whether time grows linearly with size.
+Two shapes of line: `prose` (the handbook's sentences, repeated, with no line break) and
+`nospace` (base64, like an embedded blob: LlamaIndex's splitter then falls back to one
+character at a time, its slowest path). The chunker is timed the way a sync calls it
+(`chunker([doc])`, with LlamaIndex's post-processing); the seconds per MB show whether time
+grows linearly with size.
 
 Run: .venv/bin/python bench/huge_file.py [--mb 0.5 1 2 5] [--nospace-mb 0.25 0.5 1] [--no-sync]
 """
@@ -19,28 +20,26 @@ import shutil
 import time
 from typing import Any
 
-from _common import scratch, settings_for
+from _common import HANDBOOK, scratch, settings_for
 
 from config.settings import EmbeddingSettings, IndexSettings
 from knowledge.chunking import StructuredChunker
 from knowledge.embeddings import build_embedder
 from knowledge.sources.base import make_document
 
-WORDS = "badge lanyard office garage printer invoice laptop travel policy leave".split()
 CAP = IndexSettings().max_chunks_per_doc
 
 
 def one_line(shape: str, n_chars: int) -> str:
-    rng = random.Random(7)
     if shape == "nospace":
-        return base64.b64encode(rng.randbytes(n_chars * 3 // 4)).decode()
-    out: list[str] = []
-    size = 0
-    while size < n_chars:
-        sentence = " ".join(rng.choice(WORDS) for _ in range(14)).capitalize() + ". "
-        out.append(sentence)
-        size += len(sentence)
-    return "".join(out)
+        return base64.b64encode(random.Random(7).randbytes(n_chars * 3 // 4)).decode()
+    prose = " ".join(
+        line.strip()
+        for path in sorted(HANDBOOK.rglob("*.md"))
+        for line in path.read_text().splitlines()
+        if len(line) > 60 and not line.startswith(("#", "|", "-", ">"))
+    )
+    return (prose + " ") * (n_chars // (len(prose) + 1)) + prose[: n_chars % (len(prose) + 1)]
 
 
 def time_chunking(embedder: Any, shape: str, mb: float, cap: int | None) -> dict[str, Any]:
@@ -56,7 +55,9 @@ def time_chunking(embedder: Any, shape: str, mb: float, cap: int | None) -> dict
         updated_at=None,
         is_markdown=True,
     )
-    chunker = StructuredChunker(chunk_size=200, chunk_overlap=30, max_chunks=cap, tokenizer=embedder.tokenizer)
+    chunker = StructuredChunker(
+        chunk_size=200, chunk_overlap=30, max_chunks=cap, tokenizer=embedder.tokenizer
+    )
     started = time.perf_counter()
     nodes = chunker([doc])
     seconds = time.perf_counter() - started
@@ -77,7 +78,8 @@ def time_sync(embedder: Any, mb: float) -> dict[str, Any]:
     try:
         (base / "docs").mkdir()
         (base / "docs" / "export.md").write_text("# Export\n\n" + one_line("prose", int(mb * 1e6)))
-        settings = settings_for(base / "data", [{"name": "b", "type": "directory", "path": str(base / "docs")}])
+        source = {"name": "b", "type": "directory", "path": str(base / "docs")}
+        settings = settings_for(base / "data", [source])
         kn = Knowledge(settings, embedder=embedder)
         try:
             started = time.perf_counter()
@@ -97,7 +99,9 @@ def time_sync(embedder: Any, mb: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--mb", type=float, nargs="+", default=[0.5, 1, 2, 5])
     parser.add_argument("--nospace-mb", type=float, nargs="+", default=[0.25, 0.5, 1])
     parser.add_argument("--no-sync", action="store_true", help="skip the whole sync of a 5 MB file")

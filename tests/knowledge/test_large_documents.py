@@ -10,7 +10,7 @@ import random
 
 from tests.conftest import write
 
-WORDS = "badge lanyard office garage printer invoice laptop travel policy leave".split()
+WORDS = ["badge", "lanyard", "office", "garage", "printer", "invoice", "laptop", "travel", "policy", "leave"]
 
 
 def one_line(n_chars: int, seed: int = 7) -> str:
@@ -31,7 +31,8 @@ def test_a_huge_one_line_file_is_cut_to_the_cap_and_the_sync_says_so(make_knowle
     closing = " The closing code word of the export is persimmon."
     write(root, "export.md", "# Export\n\n" + opening + one_line(300_000) + closing)
     write(root, "parking.md", "# Parking\n\nStaff parking is on level two of the north garage.\n")
-    kn = make_knowledge([{"name": "d", "type": "directory", "path": str(root)}], index={"max_chunks_per_doc": 20})
+    source = {"name": "d", "type": "directory", "path": str(root)}
+    kn = make_knowledge([source], index={"max_chunks_per_doc": 20})
 
     result = kn.sync("d")
     assert result.phase == "done" and result.error is None and result.added == 2, result
