@@ -91,7 +91,7 @@ class DirectoryLoader:
             return "symlink points outside the source folder (not followed)"
         if Path(os.path.realpath(parent)).is_relative_to(target):
             return "symlink loop: it points to a folder that contains it (not followed)"
-        return "symlinked folder not followed: its target is indexed under its own path"
+        return "symlink to a folder inside the source: not followed, so no file is read twice"
 
     def estimate(self) -> int | None:
         return len(self._list())

@@ -34,7 +34,7 @@ HOSTILE = {
     "escape-dir": "outside the source folder",
     "loopdir": "symlink loop",
     "hr/up": "symlink loop",
-    "it/current": "symlinked folder",
+    "it/current": "symlink to a folder inside the source",
     "pipe.md": "not a regular file",
 }
 

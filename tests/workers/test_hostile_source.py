@@ -22,7 +22,7 @@ def test_a_worker_sync_of_a_hostile_folder_skips_the_bad_entries(stack, start_wo
     client.settings = stack.settings()
     start_worker("ingest,feedback")
 
-    last = client.wait(client.request_sync("hb").task_id, "hb", timeout=120)
+    last = client.wait(client.request_sync("hb").task_id, "hb", timeout=300)
     assert last and last["state"] == "done" and last["error"] is None, last
     reasons = {s["path"]: s["reason"] for s in last["skipped"]}
     assert set(reasons) == set(HOSTILE), reasons
@@ -32,7 +32,7 @@ def test_a_worker_sync_of_a_hostile_folder_skips_the_bad_entries(stack, start_wo
 
     # Later syncs of the same source still run, and new pages arrive.
     write(root, "it/wifi.md", "# Wi-Fi\n\nThe office Wi-Fi network is called Northwind-Staff.\n")
-    again = client.wait(client.request_sync("hb").task_id, "hb", timeout=120)
+    again = client.wait(client.request_sync("hb").task_id, "hb", timeout=300)
     assert again and again["state"] == "done" and again["added"] == 1, again
 
     start_worker.stop_all()  # the worker owns the embedded index; read it only once it is gone
