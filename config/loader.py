@@ -1,4 +1,10 @@
-"""Build the settings once, with errors that name the setting (and the lore.toml line)."""
+"""Build the settings once, with errors that name the setting (and the lore.toml line).
+
+Relative paths written in lore.toml are relative to that file, so Lore started from another
+directory (a service manager, a cron job) finds the same index and documents. Paths from
+environment variables, `.env` and command-line options stay relative to the working
+directory, as every other program's do. `_TOML_PATHS` lists the path settings.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
-from config.settings import DirectorySource, GitSource, Settings
+from config.settings import Settings
+
+# Settings that name a file or folder: (table, key), "" being the top level. Sources are below.
+_TOML_PATHS = [
+    ("", "data_dir"),
+    ("datasets", "out_dir"),
+    ("embedding", "model"),  # a local model directory
+    ("embedding", "onnx_cache_dir"),
+    ("llm", "local_model_path"),
+]
 
 
 class ConfigError(Exception):
@@ -36,13 +56,54 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     class _Settings(Settings):
         model_config = SettingsConfigDict(toml_file=toml_file)
 
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            layers = super().settings_customise_sources(
+                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+            )
+            toml = _TomlRelativeToFile(settings_cls)
+            return tuple(toml if isinstance(s, TomlConfigSettingsSource) else s for s in layers)
+
     try:
         settings: Settings = _Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, toml_file)) from None
-    if toml_file is not None:
-        _resolve_source_paths(settings, toml_file.parent)
     return settings
+
+
+class _TomlRelativeToFile(TomlConfigSettingsSource):
+    """The TOML layer, with relative paths made absolute against the file's folder before the
+    layers are merged: a path from the environment is never taken as relative to the file."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        _paths_relative_to(Path(file_path).absolute().parent, data)
+        return data
+
+
+def _paths_relative_to(base: Path, data: dict[str, Any]) -> None:
+    def fix(table: Any, key: str) -> None:
+        if isinstance(table, dict) and isinstance(table.get(key), str) and table[key]:
+            path = Path(table[key]).expanduser()
+            table[key] = str(path if path.is_absolute() else (base / path).resolve())
+
+    for section, key in _TOML_PATHS:
+        fix(data.get(section) if section else data, key)
+    for src in data.get("sources") or []:
+        if not isinstance(src, dict):
+            continue  # a validation error names it
+        if src.get("type") == "directory":
+            fix(src, "path")
+        repo = str(src.get("repo", ""))
+        if src.get("type") == "git" and "://" not in repo and not repo.startswith("git@"):
+            fix(src, "repo")  # a local repository
 
 
 def _check_toml_syntax(path: Path) -> None:
@@ -52,17 +113,6 @@ def _check_toml_syntax(path: Path) -> None:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-
-
-def _resolve_source_paths(settings: Settings, base: Path) -> None:
-    # Relative paths in lore.toml are relative to the file, not to wherever Lore was started.
-    for src in settings.sources:
-        if isinstance(src, DirectorySource) and not src.path.is_absolute():
-            src.path = (base / src.path).resolve()
-        if isinstance(src, GitSource) and "://" not in src.repo and not src.repo.startswith("git@"):
-            repo = Path(src.repo)
-            if not repo.is_absolute():
-                src.repo = str((base / repo).resolve())
 
 
 def _explain(exc: ValidationError, toml_file: Path | None) -> str:

@@ -154,6 +154,10 @@ class IndexSettings(_Section):
     # (HNSW); `qdrant-local` is qdrant-client's pure-Python local mode (brute force).
     engine: Literal["edge", "qdrant-local"] = "edge"
     max_file_mb: float = Field(default=20, gt=0)
+    # Chunks indexed per document; a longer one keeps its first ones and the sync says so. One
+    # 5 MB file would otherwise be ~5,000 chunks and most of a sync. Raising it needs `--full`
+    # for documents that were already cut.
+    max_chunks_per_doc: int = Field(default=1000, ge=1)
     batch_docs: int = Field(default=32, ge=1)  # documents per ingestion batch (and progress step)
     # HNSW graph (edge and server): edges per node, build-time and search-time candidate lists.
     hnsw_m: int = Field(default=16, ge=4, le=128)

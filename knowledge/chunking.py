@@ -3,12 +3,19 @@
 Chunk ids are derived from the document id and the chunk's position, so re-indexing the
 same text yields the same ids: an interrupted sync that runs again overwrites rather than
 duplicates.
+
+A document keeps at most `max_chunks` chunks (`index.max_chunks_per_doc`), its first ones: one
+huge file must not take over a sync. The text is split lazily, section by section and, in a
+very long section, window by window, so the cut also stops the splitting: a 5 MB one-line file
+is not split past what is kept. The sync reports each cut document (`truncated`).
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -19,6 +26,9 @@ from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode
 from knowledge.sources.base import HIDDEN_METADATA
 
 _CHUNK_NS = uuid.UUID("5b0f8b0e-3c1e-4d2a-9a51-6c1f1b2f0a10")
+# A section longer than this is split a window at a time (cut at a paragraph, line or word
+# break), so that a chunk cap stops the work early. Ordinary sections are one window.
+_WINDOW_CHARS = 200_000
 
 
 def chunk_id(doc_id: str, index: int) -> str:
@@ -29,8 +39,11 @@ class StructuredChunker(NodeParser):
     chunk_size: int = Field(default=200, description="tokens of the embedding model")
     chunk_overlap: int = Field(default=30)
     embed_headings: bool = Field(default=True, description="prefix embedded text with title and heading path")
+    max_chunks: int | None = Field(default=None, ge=1, description="chunks kept per document; None = all")
     _tokenizer: Callable[[str], Sequence[Any]] | None = PrivateAttr(default=None)
     _prepared: dict[tuple[str, str], list[TextNode]] = PrivateAttr(default_factory=dict)
+    _truncated: dict[str, int] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, *, tokenizer: Callable[[str], Sequence[Any]] | None = None, **kwargs: Any) -> None:
         super().__init__(include_metadata=True, include_prev_next_rel=False, **kwargs)
@@ -49,6 +62,13 @@ class StructuredChunker(NodeParser):
 
     def forget_prepared(self) -> None:
         self._prepared.clear()
+        with self._lock:
+            self._truncated.clear()
+
+    def truncated(self, doc_id: str) -> int | None:
+        """How many chunks `doc_id` was cut to when it was last chunked, if it was (then forgotten)."""
+        with self._lock:  # chunking may run on the sync's read-ahead thread
+            return self._truncated.pop(doc_id, None)
 
     def _parse_nodes(
         self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
@@ -65,13 +85,14 @@ class StructuredChunker(NodeParser):
 
     def _chunk_document(self, doc: BaseNode, splitter: SentenceSplitter) -> list[TextNode]:
         title = str(doc.metadata.get("title", ""))
-        texts: list[str] = []
-        headings: list[str] = []
-        for heading, section in _sections(doc):
-            for piece in splitter.split_text(section):
-                if piece.strip():
-                    texts.append(piece)
-                    headings.append(heading)
+        limit = self.max_chunks
+        pieces = list(islice(_pieces(doc, splitter), None if limit is None else limit + 1))
+        if limit is not None and len(pieces) > limit:
+            pieces = pieces[:limit]
+            with self._lock:
+                self._truncated[doc.id_] = limit
+        headings = [heading for heading, _text in pieces]
+        texts = [text for _heading, text in pieces]
         assert isinstance(doc, Document | TextNode)
         doc_id = doc.id_
         chunks = build_nodes_from_splits(texts, doc, id_func=lambda i, _d: chunk_id(doc_id, i))
@@ -83,6 +104,32 @@ class StructuredChunker(NodeParser):
             node.excluded_embed_metadata_keys = hidden
             node.excluded_llm_metadata_keys = list(node.metadata)  # the prompt formats sources itself
         return list(chunks)
+
+
+def _pieces(doc: BaseNode, splitter: SentenceSplitter) -> Iterator[tuple[str, str]]:
+    """(heading path, chunk text) in document order, split only as far as they are consumed."""
+    for heading, section in _sections(doc):
+        for window in _windows(section):
+            for piece in splitter.split_text(window):
+                if piece.strip():
+                    yield heading, piece
+
+
+def _windows(text: str, size: int = _WINDOW_CHARS) -> Iterator[str]:
+    """`text` in pieces of at most `size` characters, each cut at the last paragraph break in
+    its second half, else the last line break, else the last space (else anywhere)."""
+    start = 0
+    while len(text) - start > size:
+        end = start + size
+        for sep in ("\n\n", "\n", " "):
+            cut = text.rfind(sep, start + size // 2, end)
+            if cut > start:
+                break
+        else:
+            cut = end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def _sections(doc: BaseNode) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import ChatMessage, MessageRole
+from markdown_it import MarkdownIt
 
 from config.settings import LLMSettings
 from knowledge.answer import RetrievedChunk, Turn
@@ -112,18 +113,47 @@ def local_available() -> bool:
     return True
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])|\n+")
-_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+|>\s*|\|)")
+# Sentence ends inside one block of text; line breaks are not among them (hard-wrapped prose).
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`])")
+# CommonMark blocks, with GFM tables; no raw HTML, and no indented code (PDF text is indented).
+_BLOCKS = MarkdownIt("commonmark", {"html": False}).enable("table").disable("code")
 
 
 def sentences(text: str, min_length: int = 25) -> list[str]:
-    """The sentences of a chunk worth quoting (or matching): no markup, no code fences, not tiny."""
-    out = []
-    for raw in _SENTENCE.split(text):
-        sentence = _MARKUP.sub("", raw).strip().strip("|").strip()
-        if len(sentence) >= min_length and not sentence.startswith("```"):
-            out.append(sentence)
-    return out
+    """The sentences of a chunk worth quoting (or matching): no markup, no code fences, not tiny.
+
+    The chunk is parsed into Markdown blocks first, so the lines of a hard-wrapped paragraph or
+    list item join into sentences, while list items, table rows, headings and code lines each
+    stay a unit of their own."""
+    return [u for u in _units(text) if len(u) >= min_length]
+
+
+def _units(text: str) -> list[str]:
+    units: list[str] = []
+    row: list[str] | None = None  # the cells of the table row being read
+    tokens = _BLOCKS.parse(text)
+    for i, token in enumerate(tokens):
+        if token.type == "tr_open":
+            row = []
+        elif token.type == "tr_close" and row is not None:
+            units.append(" | ".join(row))
+            row = None
+        elif token.type == "fence":
+            units += [line.strip() for line in token.content.splitlines() if line.strip()]
+        elif token.type == "inline" and row is not None:
+            row.append(" ".join(token.content.split()))
+        elif token.type == "inline" and tokens[i - 1].type == "heading_open":
+            units.append(" ".join(token.content.split()))
+        elif token.type == "inline":
+            units += _paragraph(token.content)
+    return units
+
+
+def _paragraph(content: str) -> list[str]:
+    lines = [ln.strip() for ln in content.splitlines() if ln.strip()]
+    if lines and all(ln.startswith("|") for ln in lines):  # table rows cut off from their header
+        return [" | ".join(c.strip() for c in ln.strip("|").split("|")) for ln in lines]
+    return [s for s in _SENTENCE.split(" ".join(lines)) if s]
 
 
 class ExtractiveGenerator:

@@ -35,7 +35,7 @@ class ReadText:
 def read_bytes(data: bytes, path: PurePosixPath | Path, *, max_bytes: int) -> ReadText:
     suffix = path.suffix.lower()
     if len(data) > max_bytes:
-        raise Unreadable(f"larger than the size limit ({len(data) / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB)")
+        raise Unreadable(too_large(len(data), max_bytes))
     if not data.strip():
         raise Unreadable("empty file")
     if suffix in TEXT_SUFFIXES:
@@ -48,6 +48,10 @@ def read_bytes(data: bytes, path: PurePosixPath | Path, *, max_bytes: int) -> Re
     if suffix == ".docx":
         return _read_docx(data, path)
     raise Unreadable(f"unsupported file type {suffix or '(none)'}")
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    return f"larger than the size limit ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB)"
 
 
 def read_html(html: str, *, fallback_title: str, url: str | None = None) -> ReadText:
@@ -115,10 +119,23 @@ def _read_pdf(data: bytes, path: PurePosixPath | Path) -> ReadText:
         text = "\n\n".join(p.text for p in pages)
         title = _pdf_title(data)
     except Exception as exc:  # pypdf raises many kinds on broken files
-        raise Unreadable(f"broken PDF: {type(exc).__name__}: {exc}") from exc
+        raise Unreadable(f"broken PDF: {_parser_error(exc)}") from exc
     if not text.strip():
         raise Unreadable("PDF has no extractable text (scanned?)")
     return ReadText(text, title or _title_from_path(path), is_markdown=False)
+
+
+def _parser_error(exc: BaseException) -> str:
+    """The parser's own error. LlamaIndex's file readers retry with tenacity, whose RetryError
+    says only `RetryError[<Future at 0x…>]`: different on every run, and no reason at all."""
+    from tenacity import RetryError
+
+    while isinstance(exc, RetryError):
+        inner = exc.last_attempt.exception()
+        if inner is None:
+            break
+        exc = inner
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _pdf_title(data: bytes) -> str | None:
@@ -141,7 +158,7 @@ def _read_docx(data: bytes, path: PurePosixPath | Path) -> ReadText:
             tmp.flush()
             docs = DocxReader().load_data(Path(tmp.name))
     except Exception as exc:
-        raise Unreadable(f"broken DOCX: {type(exc).__name__}: {exc}") from exc
+        raise Unreadable(f"broken DOCX: {_parser_error(exc)}") from exc
     text = "\n\n".join(d.text for d in docs)
     if not text.strip():
         raise Unreadable("DOCX has no text")

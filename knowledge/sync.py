@@ -120,6 +120,7 @@ def sync_source(
             chunk_size=settings.chunking.size,
             chunk_overlap=settings.chunking.overlap,
             embed_headings=settings.chunking.embed_headings,
+            max_chunks=settings.index.max_chunks_per_doc,
             tokenizer=embedder.tokenizer,
         )
         pipeline = IngestionPipeline(
@@ -155,6 +156,7 @@ def sync_source(
                 vocabulary.update(docs)
                 with embedder.indexing():
                     _index_batch(store, pipeline, source.name, docs, progress, vocabulary)
+                _report_truncated(chunker, docs, progress)
             notify(progress)
     except SourceUnavailable as exc:
         progress.phase = "failed"
@@ -297,6 +299,21 @@ def _index_batch(
     store.delete_state("pending", source)
     vocabulary.save()
     store.persist()
+
+
+def _report_truncated(chunker: StructuredChunker, docs: list[Document], progress: SyncProgress) -> None:
+    """A document cut to `index.max_chunks_per_doc` is indexed, and its lost end is a skip."""
+    for doc in docs:
+        kept = chunker.truncated(doc.id_)
+        if kept is None:
+            continue
+        path = doc.id_ if doc.metadata.get("source_type") == "website" else str(doc.metadata.get("path"))
+        reason = (
+            f"too long: only its first {kept} chunks are indexed (index.max_chunks_per_doc); "
+            "the rest of the document is not"
+        )
+        progress.skipped.append({"path": path, "reason": reason})
+        log.warning("truncated %s:%s: %s", progress.source, path, reason)
 
 
 def _finish_interrupted(store: IndexStore, source: str) -> None:

@@ -115,3 +115,19 @@ def test_missing_folder_fails_the_source_without_touching_its_index(make_knowled
     result = kn.sync("m")
     assert result.error and "does not exist" in result.error and not result.transient
     assert kn.store.count_chunks("m") == before  # an unlistable source is not an empty one
+
+
+def test_a_broken_pdf_is_reported_with_the_parsers_own_error(make_knowledge, tmp_path):
+    root = tmp_path / "pdfs"
+    whole = make_pdf("Remote work stipend. Each employee may claim 500 euros once for a desk. " * 20)
+    write(root, "truncated.pdf", whole[: len(whole) // 2])  # a download cut short
+    write(root, "stipend.pdf", whole)
+    kn = make_knowledge([{"name": "p", "type": "directory", "path": str(root)}])
+    first = kn.sync("p")
+    second = kn.sync("p")  # skipped files are read again on every sync
+    reasons = [{s["path"]: s["reason"] for s in r.skipped} for r in (first, second)]
+    # pypdf's own words, not LlamaIndex's retry wrapper ("RetryError[<Future at 0x7f…>]"), so the
+    # reason means something and is the same on every run.
+    assert reasons[0] == {"truncated.pdf": "broken PDF: PdfStreamError: Stream has ended unexpectedly"}
+    assert reasons[1] == reasons[0]
+    assert first.added == 1
