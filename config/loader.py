@@ -84,6 +84,9 @@ class _TomlRelativeToFile(TomlConfigSettingsSource):
 
     def _read_file(self, file_path: Any) -> dict[str, Any]:
         data = super()._read_file(file_path)
+        # The default data_dir (.lore) belongs to the file too: a service started elsewhere with
+        # this file must find the same index, not make an empty one in its working directory.
+        data.setdefault("data_dir", ".lore")
         _paths_relative_to(Path(file_path).absolute().parent, data)
         return data
 

@@ -102,3 +102,24 @@ def test_every_path_in_the_file_is_relative_to_it_and_every_path_from_the_enviro
     assert shown["datasets"]["out_dir"] == "here-exports"
     assert [s["path"] for s in shown["sources"]] == ["here-docs"]
     assert shown["embedding"]["onnx_cache_dir"] == str(conf / "cache/onnx")  # the file's, not overridden
+
+
+def test_the_default_data_dir_belongs_to_the_file_too(tmp_path):
+    """A lore.toml that names no data_dir (like the repository's own) keeps its index in `.lore`
+    beside the file, wherever Lore is started from."""
+    proj = project(tmp_path)
+    toml = proj / "lore.toml"
+    toml.write_text(toml.read_text().replace('data_dir = "state"\n', ""))
+    assert lore(["index"], cwd=proj).returncode == 0
+    assert (proj / ".lore").is_dir()
+
+    elsewhere = tmp_path / "service-cwd"
+    elsewhere.mkdir()
+    result = lore(["--config", str(toml), "sources", "--json"], cwd=elsewhere)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(result.stdout)["sources"]
+    assert row["documents"] == 2, row
+    assert list(elsewhere.iterdir()) == []
+    # The environment still wins, relative to the working directory.
+    moved = lore(["--config", str(toml), "config", "show"], cwd=elsewhere, LORE_DATA_DIR="here")
+    assert json.loads(moved.stdout)["data_dir"] == "here", moved.stdout

@@ -36,6 +36,8 @@ async def test_lore_serve_on_a_fresh_data_dir_indexes_the_handbook_and_answers_w
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")} | {
         "LORE_CONFIG": str(REPO / "lore.toml"),
+        # A fresh index: without this, data_dir is the .lore beside the repository's lore.toml.
+        "LORE_DATA_DIR": str(tmp_path / ".lore"),
         "LORE_WEB__PORT": str(port),
         "LORE_LLM__PROVIDER": "extractive",
         "HF_HUB_OFFLINE": "1",
@@ -45,7 +47,7 @@ async def test_lore_serve_on_a_fresh_data_dir_indexes_the_handbook_and_answers_w
         proc = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).with_name("lore")),
             "serve",
-            cwd=tmp_path,  # a fresh directory: data_dir defaults to ./.lore here
+            cwd=tmp_path,
             env=env,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
