@@ -130,11 +130,13 @@ def _local(settings: EmbeddingSettings) -> Embedder:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from transformers.utils import logging as hf_logging
 
-    class WholeListEmbedding(HuggingFaceEmbedding):
+    # Some releases of the integration ship without type hints, so its base class is Any.
+    class WholeListEmbedding(HuggingFaceEmbedding):  # type: ignore[misc]
         def get_text_embedding_batch(
             self, texts: list[str], show_progress: bool = False, **kwargs: Any
         ) -> list[list[float]]:
-            return self._embed(list(texts), prompt_name="text")
+            vectors: list[list[float]] = self._embed(list(texts), prompt_name="text")
+            return vectors
 
     # "Loading weights" progress bars on every start are noise.
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]

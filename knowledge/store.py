@@ -175,7 +175,8 @@ class IndexStore:
         if not self.embedded and settings.redis.url:
             from llama_index.storage.kvstore.redis import RedisKVStore
 
-            return RedisKVStore(redis_uri=settings.redis.url)
+            kv: BaseKVStore = RedisKVStore(redis_uri=settings.redis.url)
+            return kv
         if not self.embedded:
             log.warning(
                 "Qdrant server without Redis: the docstore stays in %s, so only this "
