@@ -100,7 +100,7 @@ def check_settings(settings: Settings) -> Check:
             "settings",
             "fail",
             "Slack is half configured: " + "; ".join(problems),
-            "set the missing Slack settings (README, 'Slack app setup')",
+            "set the missing Slack settings (docs/slack.md)",
         )
     where = f"Qdrant server {safe_url(settings.qdrant.url)}" if settings.qdrant.url else "embedded index"
     mode = f"{len(settings.sources)} source(s); {where}; index.owner = {settings.index.owner}; "

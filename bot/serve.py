@@ -221,7 +221,7 @@ async def serve(
             runners["ops"] = web_runner(app, host or settings.web.host, settings.web.ops_port)
         if not runners:
             raise StartupError(
-                "nothing to run: configure Slack or Discord (see the README's app setup sections) "
+                "nothing to run: configure Slack or Discord (docs/slack.md, docs/discord.md) "
                 "or enable the web app"
             )
         log.info("running: %s", ", ".join(runners))

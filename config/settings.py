@@ -1,7 +1,8 @@
 """Lore's settings tree.
 
-Built once, in `main()`, by `load_settings()` and passed down. Nothing here reads the
-environment at import time. Layers, lowest precedence first: `lore.toml` (or the file in
+Built once per process by `load_settings()` (in the `lore` CLI's start-up callback, or in
+`workers/celery_app.py` for plain Celery) and passed down. Nothing here reads the environment at
+import time. Layers, lowest precedence first: `lore.toml` (or the file in
 `LORE_CONFIG`), `.env`, then `LORE_*` environment variables (`__` nests: `LORE_LLM__PROVIDER`).
 """
 

@@ -21,7 +21,9 @@ def discord_command(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     problems = settings.discord.problems()
     if problems:
-        error("Discord is not configured: " + "; ".join(problems) + ". See the README, 'Discord app setup'.")
+        error(
+            "Discord is not configured: " + "; ".join(problems) + ". See docs/discord.md (Discord app setup)."
+        )
         raise typer.Exit(2)
     try:
         asyncio.run(serve(settings, slack=False, web=False, discord=True))

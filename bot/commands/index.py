@@ -34,7 +34,7 @@ def index(
     """Bring the index in line with the configured sources (incremental)."""
     settings = settings_of(ctx)
     if not settings.sources:
-        err.print("No sources configured. Add a [[sources]] table to lore.toml (see README).")
+        err.print("No sources configured. Add a [[sources]] table to lore.toml (see docs/configuration.md).")
         raise typer.Exit(1)
     if settings.index.owner == "worker":  # building one here would make a second, unused index
         error(

@@ -44,7 +44,7 @@ def serve_command(
     settings = settings_of(ctx)
     slack = settings.slack.configured and (gateways or settings.slack.mode == "http")
     if slack and (problems := settings.slack.problems()):
-        error("Slack is half configured: " + "; ".join(problems) + ". See the README, 'Slack app setup'.")
+        error("Slack is half configured: " + "; ".join(problems) + ". See docs/slack.md (Slack app setup).")
         raise typer.Exit(2)
     from knowledge.store import IndexError_
 

@@ -26,7 +26,7 @@ def slack(
     settings = settings_of(ctx)
     problems = settings.slack.problems()
     if problems:
-        error("Slack is not configured: " + "; ".join(problems) + ". See the README, 'Slack app setup'.")
+        error("Slack is not configured: " + "; ".join(problems) + ". See docs/slack.md (Slack app setup).")
         raise typer.Exit(2)
     try:
         asyncio.run(serve(settings, slack=True, web=False, host=host, port=port))

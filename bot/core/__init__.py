@@ -1,5 +1,5 @@
 """The platform-neutral conversation core. Adapters (Slack, Discord, web) depend on this; it
-depends on no chat platform. See ARCHITECTURE.md, "Conversation core and adapters"."""
+depends on no chat platform. See ARCHITECTURE.md, "A question from Slack to Qdrant and back"."""
 
 from bot.core.conversation import ConversationService, Outcome, VoteInput, new_correlation_id, thread_key
 from bot.core.messages import (

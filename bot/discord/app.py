@@ -31,9 +31,9 @@ class DiscordStartError(RuntimeError):
     """The adapter cannot start (a wrong token, a missing intent). The message is for the operator."""
 
 
-# What Lore does in a server, and so the permissions its invite asks for (README, "Discord app
-# setup"): read the channel and its history (thread context, replies), post answers with their
-# source embeds, start a public thread on a question and post in it, and offer slash commands.
+# What Lore does in a server, and so the permissions its invite asks for (docs/discord.md): read the
+# channel and its history (thread context, replies), post answers with their source embeds, start a
+# public thread on a question and post in it, and offer slash commands.
 PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 INTENT_HELP = (
     "Discord refused the Message Content intent: enable it for the bot in the Developer Portal "
-    "(Bot → Privileged Gateway Intents → Message Content Intent); see the README, 'Discord app setup'"
+    "(Bot → Privileged Gateway Intents → Message Content Intent); see docs/discord.md (Discord app setup)"
 )
 
 

@@ -1,1 +1,1 @@
-"""Lore's web app: health, Slack HTTP mode, and (later) the console."""
+"""Lore's web app: health, metrics, Slack HTTP mode, and the web console."""

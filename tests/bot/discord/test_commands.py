@@ -169,12 +169,11 @@ async def test_a_start_up_failure_is_one_clear_line_with_the_traceback_only_at_d
     assert " WARNING " in warning and "`lore index`" in warning
 
 
-def test_the_readme_invite_url_asks_for_exactly_the_permissions_lore_uses():
+def test_the_setup_guide_invite_url_asks_for_exactly_the_permissions_lore_uses():
     from bot.discord.app import PERMISSIONS, SCOPES, invite_url
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Discord app setup", 1)[1].split("\n## ", 1)[0]
+    section = (REPO / "docs" / "discord.md").read_text()
     assert f"permissions={PERMISSIONS.value}" in section and "scope=bot+applications.commands" in section
     assert SCOPES == ("bot", "applications.commands")
     assert invite_url(1).endswith(f"permissions={PERMISSIONS.value}")
