@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.logs import url_password
 from config.settings import Settings
 
 # Settings that name a file or folder: (table, key), "" being the top level. Sources are below.
@@ -165,6 +166,8 @@ def masked(settings: Settings) -> dict[str, Any]:
     def walk(value: Any) -> Any:
         if isinstance(value, SecretStr):
             return "**********" if value.get_secret_value() else ""
+        if isinstance(value, str) and (password := url_password(value)):
+            return value.replace(f":{password}@", ":**********@", 1)
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -8,6 +8,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr
 
@@ -17,6 +18,16 @@ from config.settings import Settings
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
 
+def url_password(value: str) -> str | None:
+    """The password in a URL such as redis://:pw@host or postgresql://lore:pw@db/lore, if any."""
+    if "://" not in value or "@" not in value:
+        return None
+    try:
+        return urlsplit(value).password or None
+    except ValueError:
+        return None
+
+
 def secret_values(settings: BaseModel) -> list[str]:
     found: list[str] = []
 
@@ -24,6 +35,10 @@ def secret_values(settings: BaseModel) -> list[str]:
         if isinstance(value, SecretStr):
             if len(value.get_secret_value()) >= 6:  # masking "abc" everywhere would garble logs
                 found.append(value.get_secret_value())
+        elif isinstance(value, str) and (password := url_password(value)):
+            found.append(f":{password}@")  # as it stands in the URL, however short
+            if len(password) >= 6:
+                found.append(password)
         elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name))
