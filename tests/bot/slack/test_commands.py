@@ -1,24 +1,18 @@
-"""`lore slack` and `lore serve`: configuration errors, and real processes against the emulator
-that answer, serve /healthz, and shut down cleanly on SIGTERM."""
+"""`lore slack` and `lore serve` with Slack: configuration errors, a wrong token, and a real process
+over an empty index. (Real processes answering and stopping on SIGTERM: tests/bot/test_serve.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import sys
-from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from tests.bot.conftest import USER, block_texts
-from tests.conftest import REPO, start_lore
-from tests.emulators.slack import APP_TOKEN, BOT_TOKEN, BOT_USER_ID, app_mention_event
+from tests.conftest import REPO, free_port, start_lore
+from tests.emulators.slack import APP_TOKEN, BOT_TOKEN
 
 
 def test_lore_slack_without_tokens_says_what_to_set(tmp_path, monkeypatch):
@@ -33,64 +27,6 @@ def test_lore_slack_http_mode_needs_the_signing_secret(tmp_path, monkeypatch):
     env = {"LORE_SLACK__BOT_TOKEN": "xoxb-1", "LORE_SLACK__MODE": "http"}
     result = CliRunner().invoke(app, ["serve"], env=env)
     assert result.exit_code == 2 and "LORE_SLACK__SIGNING_SECRET" in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.mark.parametrize("command", ["serve", "slack"])
-async def test_a_real_process_answers_and_stops_on_sigterm(
-    command, slack, docs_dir, index_template, tmp_path
-):
-    data = tmp_path / "data"
-    shutil.copytree(index_template, data)
-    (tmp_path / "lore.toml").write_text(
-        f'data_dir = "{data}"\n[llm]\nprovider = "extractive"\n\n'
-        f'[[sources]]\nname = "handbook"\ntype = "directory"\npath = "{docs_dir}"\n'
-        'url_prefix = "https://wiki.example/hb/"\n'
-    )
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")} | {
-        "LORE_SLACK__BOT_TOKEN": BOT_TOKEN,
-        "LORE_SLACK__APP_TOKEN": APP_TOKEN,
-        "LORE_SLACK__API_URL": slack.base_url,
-        "LORE_WEB__PORT": str(port),
-        "HF_HUB_OFFLINE": "1",
-    }
-    lore = Path(sys.executable).with_name("lore")
-    proc = await asyncio.create_subprocess_exec(
-        str(lore),
-        command,
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        await slack.wait_connected(timeout=60)
-        ts = slack.next_ts()
-        await slack.send_event(
-            app_mention_event(f"<@{BOT_USER_ID}> how do I set up the VPN?", USER, "C1", ts)
-        )
-        [update] = await slack.wait_for("chat.update", timeout=60)
-        assert "WireGuard" in block_texts(update.args)
-        if command == "serve":
-            async with httpx.AsyncClient() as client:
-                health = (await client.get(f"http://127.0.0.1:{port}/healthz")).json()
-            assert health == {"status": "ok", "slack": "socket"}
-        proc.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(proc.communicate(), 30))[0].decode()
-        assert proc.returncode == 0, output
-        assert "SIGTERM received; shutting down" in output and "Slack disconnected" in output
-        assert "nothing is indexed yet" not in output
-        assert not slack.connected
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 @pytest.mark.parametrize("command", ["slack", "serve"])
@@ -128,24 +64,11 @@ def test_the_commands_are_registered():
     assert (REPO / "deploy" / "slack" / "manifest.yaml").is_file()
 
 
-async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(slack, lore_settings, make_services):
+async def test_a_wrong_bot_token_stops_start_up_with_a_clear_message(slack, slack_settings, make_services):
     from bot.serve import serve
     from bot.services import StartupError
 
-    settings = lore_settings(slack={"api_url": slack.base_url, "bot_token": "xoxb-wrong"})
+    settings = slack_settings(slack={"bot_token": "xoxb-wrong"})
     with pytest.raises(StartupError, match=r"Slack rejected the bot token \(slack.bot_token\): invalid_auth"):
         await serve(settings, slack=True, web=False, services=make_services(settings))
     assert not slack.calls_to("apps.connections.open")  # it never connected
-
-
-async def test_a_taken_port_stops_start_up_cleanly(lore_settings, make_services):
-    from bot.serve import serve
-    from bot.services import StartupError
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        settings = lore_settings(slack={"bot_token": None})
-        with pytest.raises(StartupError, match=f"could not listen on 127.0.0.1:{port}"):
-            await serve(settings, web=True, port=port, services=make_services(settings))
