@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 HANDBOOK = REPO / "examples" / "handbook"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    # pytest-randomly prints its seed in the header, which -q hides; a failure in a shuffled order
+    # is only worth something if that order can be run again.
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(
+            f"test order: pytest-randomly seed {seed} (rerun it with --randomly-seed={seed})"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -63,21 +74,46 @@ def make_knowledge(make_settings: Callable[..., Any], embedder: Any) -> Iterator
         kn.close()
 
 
+# The small handbook the chat and console tests ask about: one corpus, indexed once per run.
+DOCS = {
+    "it/vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
+    "The VPN config is downloaded automatically after the first sign-in.\n\n"
+    "## Split tunnelling\n\nSplit tunnelling is disabled on company laptops for security reasons.\n",
+    "hr/leave.md": "# Leave\n\nEveryone gets 25 days of paid leave a year. "
+    "At most five unused leave days carry over into the next year.\n",
+    "expenses/per-diem.md": "# Per diem\n\nThe per diem in New York is 95 USD a day for meals. "
+    "Other US cities get 75 USD a day.\n",
+    "engineering/deploys.md": "# Deploys\n\nProduction deploys happen Tuesday to Thursday through the "
+    "release pipeline. Friday deploys need approval from the on-call lead.\n",
+}
+
+
 def corpus_sources(docs: Path) -> list[dict[str, Any]]:
-    """A small test corpus as Lore's one source, `handbook`, with links under wiki.example."""
+    """A corpus as Lore's one source, `handbook`, with links under wiki.example."""
     return [
         {"name": "handbook", "type": "directory", "path": str(docs), "url_prefix": "https://wiki.example/hb/"}
     ]
 
 
-def index_corpus(data: Path, docs: Path, embedder: Any) -> Path:
-    """Index `docs` into `data` once per session; tests copy the result, because one Knowledge
-    owns a data directory at a time."""
+@pytest.fixture(scope="session")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`DOCS` on disk, shared by the whole run: a test that changes documents copies it first."""
+    root = tmp_path_factory.mktemp("docs")
+    for rel, text in DOCS.items():
+        write(root, rel, text)
+    return root
+
+
+@pytest.fixture(scope="session")
+def index_template(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, embedder: Any) -> Path:
+    """`docs_dir` indexed once per run. No test opens it: one Knowledge owns a data directory at a
+    time, and a test may sync or reset, so `lore_settings` hands each test a copy."""
     from config.settings import Settings
     from knowledge.service import Knowledge
 
+    data = tmp_path_factory.mktemp("index") / "data"
     kn = Knowledge(
-        Settings(data_dir=data, sources=corpus_sources(docs), llm={"provider": "extractive"}),
+        Settings(data_dir=data, sources=corpus_sources(docs_dir), llm={"provider": "extractive"}),
         embedder=embedder,
     )
     try:
@@ -85,6 +121,32 @@ def index_corpus(data: Path, docs: Path, embedder: Any) -> Path:
     finally:
         kn.close()
     return data
+
+
+@pytest.fixture
+def lore_settings(
+    make_settings: Callable[..., Any], docs_dir: Path, index_template: Path, tmp_path: Path
+) -> Callable[..., Any]:
+    """`lore_settings(docs=None, data_dir="data", extra_sources=(), chat={...}, **overrides)` ->
+    settings over a private copy (`tmp_path / data_dir`) of the indexed corpus, with generous rate
+    limits. `docs` swaps in a private copy of the corpus; `extra_sources` adds sources."""
+
+    def make(
+        *,
+        docs: Path | None = None,
+        data_dir: str = "data",
+        extra_sources: Sequence[dict[str, Any]] = (),
+        chat: dict[str, Any] | None = None,
+        **over: Any,
+    ) -> Any:
+        data = tmp_path / data_dir
+        if not data.exists():
+            shutil.copytree(index_template, data)
+        chat_cfg = {"user_per_minute": 1000, "channel_per_minute": 1000} | (chat or {})
+        sources = corpus_sources(docs or docs_dir) + list(extra_sources)
+        return make_settings(sources, data_dir=data, chat=chat_cfg, **over)
+
+    return make
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:  # noqa: ASYNC109

@@ -390,6 +390,43 @@ async def test_share_reposts_a_cached_answer_and_expired_ones_are_explained(kn):
     )
 
 
+class FortyTwo:
+    """Answers at once without the index: for tests about where replies go, not what they say."""
+
+    def answer(self, question, history=()):
+        return Answer(question=question, text="Forty-two.", abstained=False, model="m", prompt_version="1")
+
+
+async def test_reply_to_reaches_the_targets_of_an_answer():
+    outbox = MemoryOutbox()
+    msg = message("q?", message_id="9", reply_thread=None, reply_to="9")
+    outcome = await service(FortyTwo()).handle_message(msg, surface(outbox))
+    assert outcome.status == "answered"
+    assert [s.ref.target.reply_to for s in outbox.sent] == ["9"]
+
+
+async def test_a_vote_can_be_recorded_without_a_notice():
+    tasks, outbox = MemoryTasks(), MemoryOutbox()
+    svc = service(FortyTwo(), tasks)
+    target = Target("C1", user="U1", ephemeral=True, interaction="token")
+    record = await svc.vote(
+        VoteInput("test", "U1", "a1", "down", key="k"), surface(outbox), target, notify=False
+    )
+    assert record is not None and [v.value for v in tasks.votes] == ["down"]
+    assert outbox.sent == []  # the adapter answered the click another way (Discord: the form)
+    await svc.vote(VoteInput("test", "U1", "a1", "down", reason="wrong", key="k2"), surface(outbox), target)
+    assert isinstance(outbox.sent[0].current, Notice) and outbox.sent[0].current.text.startswith("Thanks")
+
+
+async def test_a_failed_share_is_explained_through_the_same_interaction():
+    outbox = MemoryOutbox()
+    target = Target("C1", user="U1", interaction="token", reply_to="5")
+    outcome = await service(FortyTwo()).share("gone", "U1", surface(outbox), target)
+    assert outcome.status == "ignored"
+    [sent] = outbox.sent
+    assert sent.ref.target == Target("C1", user="U1", ephemeral=True, interaction="token")
+
+
 @pytest.mark.redis
 async def test_two_processes_sharing_redis_answer_a_redelivered_event_once(kn):
     import uuid

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from tests.bot.web.conftest import make_lore
 from tests.conftest import REPO, write
 from tests.feedback.pg import PG_ADMIN
-from tests.web.conftest import make_lore, web_docs, web_index, web_settings
 
-__all__ = ["make_lore", "web_docs", "web_index", "web_settings"]  # the web console's fixtures, reused
+__all__ = ["make_lore"]  # the web console's fixture, reused
 
 LORE = str(Path(sys.executable).with_name("lore"))
 REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

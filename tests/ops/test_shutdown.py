@@ -6,8 +6,8 @@
 - A question in flight when both the index owner and the chat process get SIGTERM is still
   answered: the owner finishes it before its pool process exits, and the web server finishes the
   request before it stops.
-(`lore serve`, `lore slack` and `lore discord` draining on SIGTERM is also covered in tests/bot;
-beat and the feedback worker stopping cleanly in test_multiprocess.py.)
+(`lore serve`, `lore slack` and `lore discord` draining on SIGTERM is also covered in
+tests/bot/test_serve.py; beat and the feedback worker stopping cleanly in test_multiprocess.py.)
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from feedback.db import Database
 from feedback.models import Interaction, Vote, VoteEvent
 from feedback.schema import InteractionRecord, VoteRecord
 from knowledge.answer import Answer
+from tests.conftest import free_port
 from tests.feedback.pg import pg_url
 from tests.workers.conftest import wait_for
 
@@ -119,17 +119,11 @@ def test_interactions_through_the_queue_are_stored_once(stack, start_worker, cli
     db.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PrivateRedis:
     """A second redis-server just for this test, so stopping it disturbs nobody."""
 
     def __init__(self, tmp: Path) -> None:
-        self.port, self.dir = _free_port(), tmp / "redis"
+        self.port, self.dir = free_port(), tmp / "redis"
         self.dir.mkdir()
         self.proc: subprocess.Popen[bytes] | None = None
 

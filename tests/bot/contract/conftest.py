@@ -1,14 +1,15 @@
 """The Outbox contract: one suite, every adapter's real outbox against its emulator.
 
-To add a platform, add its name to `PLATFORMS` and a branch in `outbox_factory` that yields an
-`OutboxHarness`: the real outbox, a target in a test channel, and `delivered()`, which reads
-back from the emulator what a user would now see in that channel (Lore's messages, oldest
-first, after every update).
+To add a platform, add its harness factory to `HARNESSES`: an async context manager yielding an
+`OutboxHarness`, which holds the real outbox, a target in a test channel, and `delivered()`, which
+reads back from the emulator what a user would now see in that channel (Lore's messages, oldest
+first, after every update). The `harness` fixture runs every test once per platform.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,53 +36,44 @@ class OutboxHarness:
     raw_calls: Callable[[], list[Any]]  # what reached the emulator, for platform-specific asserts
 
 
-PLATFORMS = ["slack", "discord"]
+@asynccontextmanager
+async def slack_harness() -> AsyncIterator[OutboxHarness]:
+    """The real `SlackOutbox` on a Web API client pointed at the Slack emulator."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.outbox import SlackOutbox
+    from tests.emulators.slack import BOT_TOKEN, BOT_USER_ID, SlackEmulator
+
+    async with SlackEmulator() as slack:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.base_url)
+        parent = slack.next_ts()
+
+        async def delivered() -> list[Delivered]:
+            found = []
+            for m in slack.messages.get("CCONTRACT", []):
+                if m.get("user") != BOT_USER_ID:
+                    continue
+                texts = []
+                for block in m.get("blocks") or []:
+                    if "text" in block:
+                        texts.append(block["text"]["text"])
+                    texts += [e["text"] for e in block.get("elements", []) if isinstance(e.get("text"), str)]
+                actions = [b for b in m.get("blocks") or [] if b["type"] == "actions"]
+                found.append(Delivered(m["ts"], "\n".join(texts) or m.get("text", ""), bool(actions)))
+            return found
+
+        yield OutboxHarness(
+            "slack",
+            SlackOutbox(client),
+            Target("CCONTRACT", user="U1"),
+            Target("CCONTRACT", thread=parent, user="U1"),
+            delivered,
+            lambda: slack.calls,
+        )
 
 
-@pytest.fixture(params=PLATFORMS)
-async def outbox_factory(request: pytest.FixtureRequest) -> AsyncIterator[OutboxHarness]:
-    if request.param == "slack":
-        from slack_sdk.web.async_client import AsyncWebClient
-
-        from bot.slack.outbox import SlackOutbox
-        from tests.emulators.slack import BOT_TOKEN, BOT_USER_ID, SlackEmulator
-
-        async with SlackEmulator() as slack:
-            client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.base_url)
-            parent = slack.next_ts()
-
-            async def delivered() -> list[Delivered]:
-                found = []
-                for m in slack.messages.get("CCONTRACT", []):
-                    if m.get("user") != BOT_USER_ID:
-                        continue
-                    texts = []
-                    for block in m.get("blocks") or []:
-                        if "text" in block:
-                            texts.append(block["text"]["text"])
-                        texts += [
-                            e["text"] for e in block.get("elements", []) if isinstance(e.get("text"), str)
-                        ]
-                    actions = [b for b in m.get("blocks") or [] if b["type"] == "actions"]
-                    found.append(Delivered(m["ts"], "\n".join(texts) or m.get("text", ""), bool(actions)))
-                return found
-
-            yield OutboxHarness(
-                "slack",
-                SlackOutbox(client),
-                Target("CCONTRACT", user="U1"),
-                Target("CCONTRACT", thread=parent, user="U1"),
-                delivered,
-                lambda: slack.calls,
-            )
-    elif request.param == "discord":
-        async for harness in _discord_harness():
-            yield harness
-    else:  # pragma: no cover - a platform listed without a harness
-        raise AssertionError(f"no outbox harness for {request.param}")
-
-
-async def _discord_harness() -> AsyncIterator[OutboxHarness]:
+@asynccontextmanager
+async def discord_harness() -> AsyncIterator[OutboxHarness]:
     """The real `DiscordOutbox` on a discord.py client that only logged in (REST, no gateway), so
     nothing it does can lean on a cache the gateway would have filled."""
     import discord
@@ -139,3 +131,43 @@ async def _discord_harness() -> AsyncIterator[OutboxHarness]:
                 )
             finally:
                 await client.close()
+
+
+@asynccontextmanager
+async def web_harness() -> AsyncIterator[OutboxHarness]:
+    """The web chat's `WebOutbox`; what a user sees is each message rendered as the page shows it."""
+    from bot.web.chat import WebOutbox, reply_view
+
+    outbox = WebOutbox()
+
+    async def delivered() -> list[Delivered]:
+        shown = []
+        for message in outbox.messages:
+            view = reply_view(message.reply)
+            text = "\n".join([view["text"], *(s["title"] for s in view.get("sources", []))])
+            if view["kind"] == "error":
+                text += f" (reference {view['correlation_id']})"
+            shown.append(Delivered(message.ref.id, text, bool(view.get("feedback"))))
+        return shown
+
+    yield OutboxHarness(
+        "web",
+        outbox,
+        Target("conversation-1", user="U1"),
+        Target("conversation-1", thread="conversation-1", user="U1"),
+        delivered,
+        lambda: list(outbox.messages),
+    )
+
+
+HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[OutboxHarness]]] = {
+    "slack": slack_harness,
+    "discord": discord_harness,
+    "web": web_harness,
+}
+
+
+@pytest.fixture(params=list(HARNESSES))
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[OutboxHarness]:
+    async with HARNESSES[request.param]() as h:
+        yield h

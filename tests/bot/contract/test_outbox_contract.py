@@ -1,4 +1,5 @@
-"""What every `Outbox` must do, checked through the real outbox against its emulator."""
+"""What every `Outbox` must do, checked through each platform's real outbox against its emulator
+(the `harness` fixture in conftest.py runs each test once per platform)."""
 
 from __future__ import annotations
 
@@ -37,64 +38,62 @@ def answer(text: str) -> Answer:
     return Answer(question="q", text=text, abstained=False, citations=[cite], model="m", prompt_version="1")
 
 
-async def test_max_message_len_is_usable(outbox_factory):
-    assert isinstance(outbox_factory.outbox.max_message_len, int)
-    assert outbox_factory.outbox.max_message_len >= MIN_LEN
+async def test_max_message_len_is_usable(harness):
+    assert isinstance(harness.outbox.max_message_len, int)
+    assert harness.outbox.max_message_len >= MIN_LEN
 
 
-async def test_send_then_update_replaces_the_same_message(outbox_factory):
-    h = outbox_factory
-    ref = await h.outbox.send(h.target, Progress("Searching the docs…"))
-    assert ref.target == h.target and ref.id
-    [shown] = await h.delivered()
+async def test_send_then_update_replaces_the_same_message(harness):
+    ref = await harness.outbox.send(harness.target, Progress("Searching the docs…"))
+    assert ref.target == harness.target and ref.id
+    [shown] = await harness.delivered()
     assert "Searching the docs…" in shown.text and not shown.has_feedback
     a = answer("The answer is 42 [1].")
-    again = await h.outbox.update(ref, AnswerReply(a, a.text))
+    again = await harness.outbox.update(ref, AnswerReply(a, a.text))
     assert again.id == ref.id
-    [shown] = await h.delivered()
+    [shown] = await harness.delivered()
     assert shown.id == ref.id and "The answer is 42" in shown.text and shown.has_feedback
     assert "Contract doc" in shown.text and "Searching" not in shown.text
 
 
-async def test_thread_targets_work_too(outbox_factory):
-    h = outbox_factory
-    ref = await h.outbox.send(h.thread_target, Notice("in the thread"))
-    assert ref.target == h.thread_target
-    assert [d.text for d in await h.delivered()] == ["in the thread"]
+async def test_thread_targets_work_too(harness):
+    ref = await harness.outbox.send(harness.thread_target, Notice("in the thread"))
+    assert ref.target == harness.thread_target
+    assert [d.text for d in await harness.delivered()] == ["in the thread"]
 
 
-async def test_a_part_of_exactly_max_message_len_fits_in_one_message(outbox_factory):
-    h = outbox_factory
-    text = words(h.outbox.max_message_len)
-    assert len(text) <= h.outbox.max_message_len
+async def test_a_part_of_exactly_max_message_len_fits_in_one_message(harness):
+    text = words(harness.outbox.max_message_len)
+    assert len(text) <= harness.outbox.max_message_len
     a = answer(text)
-    await h.outbox.send(h.target, AnswerReply(a, text))
-    [shown] = await h.delivered()
+    await harness.outbox.send(harness.target, AnswerReply(a, text))
+    [shown] = await harness.delivered()
     assert all(w in shown.text for w in text.split())  # every word arrived, none cut off
 
 
-async def test_long_answers_go_out_in_order_through_the_core(outbox_factory):
-    h = outbox_factory
+async def test_long_answers_go_out_in_order_through_the_core(harness):
+
+    half = harness.outbox.max_message_len // 2
 
     class Long:
         def answer(self, question, history=()):
-            return answer("\n\n".join(words(h.outbox.max_message_len // 2) + f" END{i}." for i in range(7)))
+            return answer("\n\n".join(words(half) + f" END{i}." for i in range(7)))
 
     service = ConversationService(
         Long(), MemoryTasks(), ChatSettings(), state=MemoryStateStore(), user_hash=lambda p, u: u
     )
     msg = IncomingMessage(
-        platform=h.platform,
-        channel=h.target.channel,
+        platform=harness.platform,
+        channel=harness.target.channel,
         message_id="1.0",
         author="U1",
         text="q",
         mentions_bot=True,
     )
-    outcome = await service.handle_message(msg, Surface(h.platform, h.outbox))
+    outcome = await service.handle_message(msg, Surface(harness.platform, harness.outbox))
     assert outcome.status == "answered"
-    shown = await h.delivered()
-    expected = split_text(Long().answer("q").text, h.outbox.max_message_len)
+    shown = await harness.delivered()
+    expected = split_text(Long().answer("q").text, harness.outbox.max_message_len)
     assert len(shown) == len(expected) > 1
     assert [s.has_feedback for s in shown] == [False] * (len(shown) - 1) + [True]
     ends = [
@@ -103,17 +102,16 @@ async def test_long_answers_go_out_in_order_through_the_core(outbox_factory):
     assert ends == list(range(7))  # every paragraph, once, in order
 
 
-async def test_errors_show_the_correlation_id(outbox_factory):
-    h = outbox_factory
-    await h.outbox.send(h.target, ErrorReply("cid123abc456", "Sorry, something went wrong."))
-    [shown] = await h.delivered()
+async def test_errors_show_the_correlation_id(harness):
+    await harness.outbox.send(harness.target, ErrorReply("cid123abc456", "Sorry, something went wrong."))
+    [shown] = await harness.delivered()
     assert "cid123abc456" in shown.text
 
 
-async def test_unknown_replies_are_an_explicit_error(outbox_factory):
+async def test_unknown_replies_are_an_explicit_error(harness):
     class Poll:
         pass
 
     with pytest.raises(UnsupportedReply):
-        await outbox_factory.outbox.send(outbox_factory.target, Poll())  # type: ignore[arg-type]
-    assert await outbox_factory.delivered() == []
+        await harness.outbox.send(harness.target, Poll())  # type: ignore[arg-type]
+    assert await harness.delivered() == []

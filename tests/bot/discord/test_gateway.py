@@ -79,7 +79,7 @@ async def test_a_dm_gets_typing_then_the_answer_with_sources_and_vote_buttons(co
     [embed] = answer["embeds"]
     assert embed["title"] == "Sources"
     assert re.search(
-        r"\*\*1\.\*\* \[Leave\]\(https://wiki\.example/hb/leave\.md\) · updated \d{4}-\d{2}-\d{2}",
+        r"\*\*1\.\*\* \[Leave\]\(https://wiki\.example/hb/hr/leave\.md\) · updated \d{4}-\d{2}-\d{2}",
         embed["description"],
     )
     answer_id = answer_id_of(answer)

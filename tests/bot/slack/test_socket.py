@@ -7,7 +7,7 @@ import asyncio
 import logging
 import re
 
-from tests.bot.conftest import USER, block_texts, button_values, has_buttons
+from tests.bot.slack.conftest import USER, block_texts, button_values, has_buttons
 from tests.conftest import wait_for
 from tests.emulators.slack import (
     BOT_ID,
@@ -23,8 +23,8 @@ class BrokenEngine:
         raise RuntimeError("the index exploded")
 
 
-async def test_mention_is_acked_shows_progress_then_the_answer_with_sources_and_buttons(connect_lore):
-    lore = await connect_lore()
+async def test_mention_is_acked_shows_progress_then_the_answer_with_sources_and_buttons(connect_slack):
+    lore = await connect_slack()
     ts = lore.next_ts()
     event = app_mention_event(f"<@{BOT_USER_ID}> how do I set up the VPN?", USER, "C1", ts)
     envelope = await lore.slack.send_event(event)
@@ -39,7 +39,7 @@ async def test_mention_is_acked_shows_progress_then_the_answer_with_sources_and_
     text = block_texts(answer.args)
     assert "WireGuard" in text
     assert "*Sources*" in text
-    assert re.search(r"\n1\. <https://wiki\.example/hb/vpn\.md\|VPN> · updated \d{4}-\d{2}-\d{2}", text)
+    assert re.search(r"\n1\. <https://wiki\.example/hb/it/vpn\.md\|VPN> · updated \d{4}-\d{2}-\d{2}", text)
     up, down = button_values(answer.args)
     assert up.startswith("fb:up:") and down == up.replace("fb:up:", "fb:down:")
 
@@ -51,12 +51,12 @@ async def test_mention_is_acked_shows_progress_then_the_answer_with_sources_and_
     assert row.question == "how do I set up the VPN?" and len(row.correlation_id) == 12
 
 
-async def test_the_correlation_id_is_on_every_log_line_of_an_answer(connect_lore, caplog):
+async def test_the_correlation_id_is_on_every_log_line_of_an_answer(connect_slack, caplog):
     from config.logs import _AddCorrelationId
 
     caplog.handler.addFilter(_AddCorrelationId())
     caplog.set_level(logging.INFO)
-    lore = await connect_lore()
+    lore = await connect_slack()
     ts = await lore.mention("how many days of leave do we get?")
     answer = await lore.wait_answer(ts)
     answer_id = button_values(answer.args)[0].split(":")[2]
@@ -67,8 +67,8 @@ async def test_the_correlation_id_is_on_every_log_line_of_an_answer(connect_lore
     assert any(m.startswith(f"answered {answer_id}") for m in messages)
 
 
-async def test_a_dm_is_answered_without_a_mention(connect_lore):
-    lore = await connect_lore()
+async def test_a_dm_is_answered_without_a_mention(connect_slack):
+    lore = await connect_slack()
     ts = await lore.say("how many days of paid leave do we get?", channel="D1", channel_type="im")
     answer = await lore.wait_answer(None, channel="D1")  # DMs are answered at the top level
     assert "25 days" in block_texts(answer.args)
@@ -77,8 +77,8 @@ async def test_a_dm_is_answered_without_a_mention(connect_lore):
     assert ts
 
 
-async def test_a_thread_follow_up_without_a_mention_uses_the_thread(connect_lore):
-    lore = await connect_lore()
+async def test_a_thread_follow_up_without_a_mention_uses_the_thread(connect_slack):
+    lore = await connect_slack()
     first = await lore.mention("how do I set up the VPN?")
     await lore.wait_answer(first)
     follow_up = await lore.say("and is split tunnelling allowed?", thread_ts=first)
@@ -96,35 +96,35 @@ async def test_a_thread_follow_up_without_a_mention_uses_the_thread(connect_lore
     assert "WireGuard" in row.context[1]["text"]
 
 
-async def test_after_a_restart_a_follow_up_in_lores_thread_is_still_answered(connect_lore):
-    lore = await connect_lore()
+async def test_after_a_restart_a_follow_up_in_lores_thread_is_still_answered(connect_slack):
+    lore = await connect_slack()
     first = await lore.mention("how do I set up the VPN?")
     await lore.wait_answer(first)
     await lore.stop()  # a deploy: the process goes, its data directory stays
 
-    again = await connect_lore()
+    again = await connect_slack()
     await again.say("and is split tunnelling allowed?", thread_ts=first)
     await again.slack.wait_until(lambda: len(again.answers("C1", first)) == 2, 20, "the follow-up's answer")
     assert "Split tunnelling is disabled" in block_texts(again.answers("C1", first)[1].args)
 
 
-async def test_an_event_redelivered_after_a_restart_is_not_answered_again(connect_lore):
-    lore = await connect_lore()
+async def test_an_event_redelivered_after_a_restart_is_not_answered_again(connect_slack):
+    lore = await connect_slack()
     ts = lore.next_ts()
     event = app_mention_event(f"<@{BOT_USER_ID}> how do I set up the VPN?", USER, "C1", ts)
     await lore.slack.send_event(event, event_id="Ev0BEFORERESTART")
     await lore.wait_answer(ts)
     await lore.stop()
 
-    again = await connect_lore()
+    again = await connect_slack()
     envelope = await again.slack.send_event(event, event_id="Ev0BEFORERESTART", retry_attempt=1)
     await again.slack.wait_for_ack(envelope)
     await again.settle(0.5)
     assert len(again.progress_posts(ts)) == 1 and len(again.answers("C1", ts)) == 1
 
 
-async def test_lore_ignores_bots_itself_edits_and_unaddressed_messages(connect_lore):
-    lore = await connect_lore()
+async def test_lore_ignores_bots_itself_edits_and_unaddressed_messages(connect_slack):
+    lore = await connect_slack()
     answered = await lore.mention("how do I set up the VPN?")
     await lore.wait_answer(answered)
     before = len(lore.slack.calls_to("chat.postMessage"))
@@ -142,8 +142,8 @@ async def test_lore_ignores_bots_itself_edits_and_unaddressed_messages(connect_l
     assert len(lore.slack.calls_to("chat.postMessage")) == before
 
 
-async def test_five_deliveries_of_one_event_give_one_answer(connect_lore):
-    lore = await connect_lore()
+async def test_five_deliveries_of_one_event_give_one_answer(connect_slack):
+    lore = await connect_slack()
     ts = lore.next_ts()
     event = app_mention_event(f"<@{BOT_USER_ID}> how do I set up the VPN?", USER, "C1", ts)
     envelopes = [
@@ -158,8 +158,8 @@ async def test_five_deliveries_of_one_event_give_one_answer(connect_lore):
     assert len(lore.answers("C1", ts)) == 1
 
 
-async def test_a_mention_delivered_as_app_mention_and_as_message_gives_one_answer(connect_lore):
-    lore = await connect_lore()
+async def test_a_mention_delivered_as_app_mention_and_as_message_gives_one_answer(connect_slack):
+    lore = await connect_slack()
     ts = lore.next_ts()
     text = f"<@{BOT_USER_ID}> how do I set up the VPN?"
     await lore.slack.send_event(message_event(text, USER, "C1", ts))  # message.channels
@@ -169,8 +169,8 @@ async def test_a_mention_delivered_as_app_mention_and_as_message_gives_one_answe
     assert len(lore.progress_posts(ts)) == 1
 
 
-async def test_channel_allowlist(connect_lore):
-    lore = await connect_lore(slack_cfg={"channels": ["CALLOWED"]})
+async def test_channel_allowlist(connect_slack):
+    lore = await connect_slack(slack_cfg={"channels": ["CALLOWED"]})
     refused = await lore.mention("vpn?", channel="COTHER")
     allowed = await lore.mention("how do I set up the VPN?", channel="CALLOWED")
     await lore.wait_answer(allowed, channel="CALLOWED")
@@ -180,11 +180,11 @@ async def test_channel_allowlist(connect_lore):
     assert not lore.progress_posts(refused, channel="COTHER")
 
 
-async def test_when_the_engine_fails_the_user_sees_an_error_with_the_correlation_id(connect_lore, caplog):
+async def test_when_the_engine_fails_the_user_sees_an_error_with_the_correlation_id(connect_slack, caplog):
     from config.logs import _AddCorrelationId
 
     caplog.handler.addFilter(_AddCorrelationId())
-    lore = await connect_lore(engine=BrokenEngine())
+    lore = await connect_slack(engine=BrokenEngine())
     ts = await lore.mention("how do I set up the VPN?")
     [progress] = await lore.slack.wait_for("chat.postMessage")
     await lore.slack.wait_for("chat.update")
@@ -200,8 +200,8 @@ async def test_when_the_engine_fails_the_user_sees_an_error_with_the_correlation
     assert progress.args["text"] == "Searching the docs…"
 
 
-async def test_rate_limited_users_get_a_polite_private_message(connect_lore):
-    lore = await connect_lore(chat={"user_per_minute": 2})
+async def test_rate_limited_users_get_a_polite_private_message(connect_slack):
+    lore = await connect_slack(chat={"user_per_minute": 2})
     first, second = await lore.mention("vpn?"), await lore.mention("leave?")
     third = await lore.mention("deploys?")
     [notice] = await lore.slack.wait_for("chat.postEphemeral")
@@ -215,8 +215,8 @@ async def test_rate_limited_users_get_a_polite_private_message(connect_lore):
     await lore.wait_answer(other)
 
 
-async def test_slack_429_and_server_errors_are_retried_and_nothing_is_lost(connect_lore):
-    lore = await connect_lore()
+async def test_slack_429_and_server_errors_are_retried_and_nothing_is_lost(connect_slack):
+    lore = await connect_slack()
     lore.slack.fail_next("chat.postMessage", 429, retry_after=1)
     lore.slack.fail_next("chat.update", 503, times=2)
     ts = await lore.mention("how do I set up the VPN?")
@@ -228,10 +228,10 @@ async def test_slack_429_and_server_errors_are_retried_and_nothing_is_lost(conne
     assert "WireGuard" in block_texts(answer.args)
 
 
-async def test_a_post_that_slack_stored_before_failing_is_not_posted_twice(connect_lore):
+async def test_a_post_that_slack_stored_before_failing_is_not_posted_twice(connect_slack):
     """chat.postMessage answers 500 after creating the message: exactly one message remains, the
     progress message, edited into the answer (a blind retry left a stray "Searching the docs…")."""
-    lore = await connect_lore()
+    lore = await connect_slack()
     lore.slack.fail_next("chat.postMessage", 500, after_applying=True)
     ts = await lore.mention("how do I set up the VPN?")
     answer = await lore.wait_answer(ts, timeout=30)
@@ -242,8 +242,8 @@ async def test_a_post_that_slack_stored_before_failing_is_not_posted_twice(conne
     assert lore.slack.calls_to("conversations.replies")  # it looked before posting again
 
 
-async def test_a_post_that_failed_before_storing_is_posted_again_once(connect_lore):
-    lore = await connect_lore()
+async def test_a_post_that_failed_before_storing_is_posted_again_once(connect_slack):
+    lore = await connect_slack()
     lore.slack.fail_next("chat.postMessage", 503, times=2)
     ts = await lore.mention("how do I set up the VPN?")
     answer = await lore.wait_answer(ts, timeout=30)
@@ -253,12 +253,12 @@ async def test_a_post_that_failed_before_storing_is_posted_again_once(connect_lo
     assert [c.status for c in lore.slack.calls_to("chat.postMessage")] == [503, 503, 200]
 
 
-async def test_a_lost_top_level_post_is_found_in_the_channel_history(lore_settings, make_services, slack):
+async def test_a_lost_top_level_post_is_found_in_the_channel_history(slack_settings, make_services, slack):
     """A post outside a thread (here through the outbox directly) is looked up with conversations.history."""
     from bot.core.messages import Notice, Target
     from bot.slack.outbox import SlackOutbox, make_web_client
 
-    settings = lore_settings(slack={"api_url": slack.base_url})
+    settings = slack_settings()
     outbox = SlackOutbox(make_web_client(settings.slack), retries=3)
     slack.fail_next("chat.postMessage", 502, after_applying=True)
     ref = await outbox.send(Target("C7"), Notice("Reindexing handbook…"))
@@ -267,8 +267,8 @@ async def test_a_lost_top_level_post_is_found_in_the_channel_history(lore_settin
     assert slack.calls_to("conversations.history")
 
 
-async def test_fifty_mentions_at_once_are_all_answered(connect_lore):
-    lore = await connect_lore()
+async def test_fifty_mentions_at_once_are_all_answered(connect_slack):
+    lore = await connect_slack()
     questions = ["how do I set up the VPN?", "how many days of leave?", "when can we deploy to production?"]
     sent = await asyncio.gather(
         *(lore.mention(questions[i % 3], user=f"U{i % 7}", channel=f"C{i % 5}") for i in range(50))

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from redis import Redis
 
-from tests.web.conftest import REDIS_URL, REVIEWER, REVIEWER_PW
+from tests.bot.web.conftest import REDIS_URL, REVIEWER, REVIEWER_PW
 
 
 async def ask_as_new_browser(lore, question: str = "how do I set up the VPN?", headers=None):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER_PW
+from tests.bot.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER_PW
 
 
 def copy_of(lore, client):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from feedback.schema import VOTE_REASONS
-from tests.bot.conftest import (
+from tests.bot.slack.conftest import (
     ADMIN,
     USER,
     WORKSPACE_ADMIN,
@@ -26,8 +26,8 @@ async def answered(lore, question="how do I set up the VPN?"):
     return ts, update.args["ts"], button_values(update.args)[0].split(":")[2]
 
 
-async def test_thumbs_up_records_one_vote_and_thanks_privately(connect_lore):
-    lore = await connect_lore()
+async def test_thumbs_up_records_one_vote_and_thanks_privately(connect_slack):
+    lore = await connect_slack()
     ts, message_ts, answer_id = await answered(lore)
     url = lore.slack.new_response_url("up")
     click = block_action_payload(
@@ -65,8 +65,8 @@ async def test_thumbs_up_records_one_vote_and_thanks_privately(connect_lore):
     assert sorted(e.value for e in lore.vote_events(answer_id)) == ["down", "up"]
 
 
-async def test_thumbs_down_opens_the_form_and_the_submission_records_reason_and_correction(connect_lore):
-    lore = await connect_lore()
+async def test_thumbs_down_opens_the_form_and_the_submission_records_reason_and_correction(connect_slack):
+    lore = await connect_slack()
     ts, message_ts, answer_id = await answered(lore)
     click = block_action_payload(
         "lore_feedback_down",
@@ -111,16 +111,16 @@ async def test_thumbs_down_opens_the_form_and_the_submission_records_reason_and_
     assert private.args["text"].startswith("Thanks")
 
 
-async def test_a_form_without_a_reason_is_sent_back_with_an_error(connect_lore):
-    lore = await connect_lore()
+async def test_a_form_without_a_reason_is_sent_back_with_an_error(connect_slack):
+    lore = await connect_slack()
     submit = view_submission_payload("lore_feedback", '{"a": "abc123", "c": "C1", "t": null}', {}, USER)
     envelope = await lore.slack.send_interactive(submit)
     ack = await lore.slack.wait_for_ack(envelope)
     assert ack.payload == {"response_action": "errors", "errors": {"reason": "Pick the closest reason."}}
 
 
-async def test_ask_answers_privately_and_share_posts_it_in_the_channel(connect_lore):
-    lore = await connect_lore()
+async def test_ask_answers_privately_and_share_posts_it_in_the_channel(connect_slack):
+    lore = await connect_slack()
     url = lore.slack.new_response_url("ask")
     envelope = await lore.slack.send_slash_command(
         slash_command_payload("/ask", "how many days of paid leave do we get?", USER, "C1", response_url=url)
@@ -151,10 +151,10 @@ async def test_ask_answers_privately_and_share_posts_it_in_the_channel(connect_l
     assert row.question == "how many days of paid leave do we get?" and row.thread is None
 
 
-async def test_share_right_after_the_answer_arrives_is_not_too_old(connect_lore):
+async def test_share_right_after_the_answer_arrives_is_not_too_old(connect_slack):
     """Slack shows the /ask answer before Lore has Slack's reply to that post: a Share clicked
     in between finds the answer (it is cached before it is delivered)."""
-    lore = await connect_lore()
+    lore = await connect_slack()
     url = lore.slack.new_response_url("ask")
     async with lore.slack.holding("ask", has_buttons) as release:
         await lore.slack.send_slash_command(
@@ -175,8 +175,8 @@ async def test_share_right_after_the_answer_arrives_is_not_too_old(connect_lore)
     assert shared.args["response_type"] == "in_channel" and "25 days" in block_texts(shared.args)
 
 
-async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_lore):
-    lore = await connect_lore()
+async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_slack):
+    lore = await connect_slack()
     url = lore.slack.new_response_url("ask")
     await lore.slack.send_slash_command(
         slash_command_payload("/ask", "how many days of paid leave do we get?", USER, "C1", response_url=url)
@@ -185,7 +185,7 @@ async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_l
     share = button_values(answer.args)[2]
     await lore.stop()
 
-    again = await connect_lore()
+    again = await connect_slack()
     click = share_click(again.slack, share)
     await again.slack.send_interactive(click)
     shared, deleted = (await again.slack.wait_for("response_url", count=4))[2:]
@@ -193,17 +193,17 @@ async def test_an_ask_answer_from_before_a_restart_can_still_be_shared(connect_l
     assert deleted.args == {"delete_original": True}
 
 
-async def test_ask_without_a_question_explains_usage(connect_lore):
-    lore = await connect_lore()
+async def test_ask_without_a_question_explains_usage(connect_slack):
+    lore = await connect_slack()
     url = lore.slack.new_response_url("empty")
     await lore.slack.send_slash_command(slash_command_payload("/ask", "  ", USER, "C1", response_url=url))
     [usage] = await lore.slack.wait_for("response_url")
     assert "/ask" in usage.args["text"] and usage.args["response_type"] == "ephemeral"
 
 
-async def test_reindex_is_refused_to_non_admins_and_the_refusal_is_logged(connect_lore, caplog):
+async def test_reindex_is_refused_to_non_admins_and_the_refusal_is_logged(connect_slack, caplog):
     caplog.set_level(logging.WARNING)
-    lore = await connect_lore()
+    lore = await connect_slack()
     url = lore.slack.new_response_url("reindex")
     await lore.slack.send_slash_command(slash_command_payload("/reindex", "", USER, "C1", response_url=url))
     [refusal] = await lore.slack.wait_for("response_url")
@@ -215,14 +215,16 @@ async def test_reindex_is_refused_to_non_admins_and_the_refusal_is_logged(connec
     assert lore.services.tasks.sync_status().running == {}
 
 
-async def test_reindex_by_an_admin_runs_the_sync_with_progress_in_place_and_a_summary(connect_lore, tmp_path):
+async def test_reindex_by_an_admin_runs_the_sync_with_progress_in_place_and_a_summary(
+    connect_slack, tmp_path
+):
     extra = tmp_path / "extra"
     write(
         extra, "printers.md", "# Printers\n\nThe office printer is on the third floor next to the kitchen.\n"
     )
     write(extra, "wifi.md", "# Wi-Fi\n\nThe guest network is called Acme-Guest and needs no password.\n")
     write(extra, "empty.md", "")
-    lore = await connect_lore(
+    lore = await connect_slack(
         chat={"progress_every": 0.05},
         extra_sources=[{"name": "extra", "type": "directory", "path": str(extra)}],
     )
@@ -253,8 +255,8 @@ async def test_reindex_by_an_admin_runs_the_sync_with_progress_in_place_and_a_su
     assert "third floor" in block_texts((await lore.wait_answer(ts)).args)
 
 
-async def test_workspace_owners_may_reindex_and_unknown_sources_are_named(connect_lore):
-    lore = await connect_lore()
+async def test_workspace_owners_may_reindex_and_unknown_sources_are_named(connect_slack):
+    lore = await connect_slack()
     url = lore.slack.new_response_url("reindex")
     await lore.slack.send_slash_command(
         slash_command_payload("/reindex", "confluence", WORKSPACE_ADMIN, "C1", response_url=url)
@@ -264,8 +266,8 @@ async def test_workspace_owners_may_reindex_and_unknown_sources_are_named(connec
     assert [c.args["user"] for c in lore.slack.calls_to("users.info")] == [WORKSPACE_ADMIN]
 
 
-async def test_reindex_progress_goes_to_the_admins_dm_when_lore_is_not_in_the_channel(connect_lore):
-    lore = await connect_lore(chat={"progress_every": 0.05})
+async def test_reindex_progress_goes_to_the_admins_dm_when_lore_is_not_in_the_channel(connect_slack):
+    lore = await connect_slack(chat={"progress_every": 0.05})
     lore.slack.fail_next("chat.postMessage", 200, error="not_in_channel")
     url = lore.slack.new_response_url("reindex")
     await lore.slack.send_slash_command(

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.bot.conftest import SIGNING_SECRET, USER, block_texts, button_values
+from tests.bot.slack.conftest import SIGNING_SECRET, USER, block_texts, button_values
 from tests.conftest import wait_for
 from tests.emulators.slack import (
     BOT_USER_ID,
@@ -24,11 +24,11 @@ from tests.emulators.slack import (
 
 
 @pytest.fixture
-async def http_lore(slack, lore_settings, make_services):
+async def http_lore(slack, slack_settings, make_services):
     from bot.serve import slack_adapter, web_app
-    from tests.bot.conftest import LoreSlack
+    from tests.bot.slack.conftest import LoreSlack
 
-    settings = lore_settings(slack={"api_url": slack.base_url, "mode": "http"})
+    settings = slack_settings(slack={"mode": "http"})
     services = make_services(settings)
     adapter = slack_adapter(services)
     await adapter.start()

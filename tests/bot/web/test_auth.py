@@ -7,8 +7,8 @@ import logging
 import pytest
 from starlette.routing import Mount
 
+from tests.bot.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER_PW
 from tests.conftest import wait_for
-from tests.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER_PW
 
 # /metrics is public like the health checks: Prometheus scrapes it, and no label carries user data.
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/", "/chat", "/api/ask", "/api/vote", "/login", "/logout"}

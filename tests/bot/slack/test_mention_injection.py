@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.bot.conftest import USER, button_values, has_buttons, share_click
+from tests.bot.slack.conftest import USER, button_values, has_buttons, share_click
 from tests.conftest import write
 from tests.emulators.slack import Call, slash_command_payload
 
@@ -85,7 +85,7 @@ async def ask_and_share(lore: Any, question: str) -> None:
     )
 
 
-async def test_a_poisoned_document_pings_nobody(connect_lore, tmp_path):
+async def test_a_poisoned_document_pings_nobody(connect_slack, tmp_path):
     docs = tmp_path / "notices"
     write(docs, "parking.md", PARKING)
     source = {
@@ -94,7 +94,7 @@ async def test_a_poisoned_document_pings_nobody(connect_lore, tmp_path):
         "path": str(docs),
         "url_prefix": "https://wiki.example/n/",
     }
-    lore = await connect_lore(extra_sources=[source])
+    lore = await connect_slack(extra_sources=[source])
     assert lore.services.knowledge.sync("notices").error is None
 
     ts = await lore.mention("when does the parking garage open?")
@@ -110,14 +110,14 @@ async def test_a_poisoned_document_pings_nobody(connect_lore, tmp_path):
     assert f"Shared by <@{USER}>" in shown  # Lore's own template still mentions the sharer
 
 
-async def test_a_model_steered_into_mentions_pings_nobody_even_in_a_long_answer(connect_lore, fixed_llm):
+async def test_a_model_steered_into_mentions_pings_nobody_even_in_a_long_answer(connect_slack, fixed_llm):
     paragraph = (
         f"Install WireGuard from Self Service [1] {POISON}. "
         f"See [the guide <!here>](https://wiki.example/vpn?<!channel>) and `<!everyone>` too.\n\n"
     )
     fixed_llm.reply = paragraph * 26 + f"```\nwg-quick up wg0 {POISON}\n```\n"
     assert len(fixed_llm.reply) > 2 * 3000  # three parts in Slack
-    lore = await connect_lore(llm=fixed_llm.settings())
+    lore = await connect_slack(llm=fixed_llm.settings())
 
     ts = await lore.mention("how do I set up the VPN?")
     await lore.slack.wait_until(

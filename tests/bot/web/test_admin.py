@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.web.conftest import ADMIN, ADMIN_PW
+from tests.bot.web.conftest import ADMIN, ADMIN_PW
+from tests.conftest import free_port, wait_for
 
 
-async def test_sources_show_counts_last_sync_and_the_errors_of_the_last_run(make_lore, web_docs, tmp_path):
+async def test_sources_show_counts_last_sync_and_the_errors_of_the_last_run(make_lore, docs_dir, tmp_path):
     docs = tmp_path / "docs"
-    shutil.copytree(web_docs, docs)
+    shutil.copytree(docs_dir, docs)
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     lore = make_lore(docs=docs)
     lore.add_user(ADMIN, ADMIN_PW, "admin")
@@ -96,14 +95,8 @@ async def test_the_export_button_writes_a_validated_dataset_and_the_page_lists_i
     assert bad.status_code == 200 and "unknown format" in bad.text
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_readyz_lists_what_is_down(make_lore):
-    lore = make_lore(database={"url": f"postgresql://postgres@127.0.0.1:{_closed_port()}/lore"})
+    lore = make_lore(database={"url": f"postgresql://postgres@127.0.0.1:{free_port()}/lore"})
     response = await lore.client().http.get("/readyz")
     assert response.status_code == 503
     body = response.json()
@@ -119,7 +112,7 @@ async def test_readyz_checks_redis_when_configured(make_lore):
     assert body["checks"]["redis"] == {"ok": True, "detail": "ok"}
 
     down = make_lore(
-        data_dir="data2", redis={"url": f"redis://127.0.0.1:{_closed_port()}/0", "prefix": "lore-web-test:"}
+        data_dir="data2", redis={"url": f"redis://127.0.0.1:{free_port()}/0", "prefix": "lore-web-test:"}
     )
     response = await down.client().http.get("/readyz")
     assert response.status_code == 503 and response.json()["failing"] == ["redis"]

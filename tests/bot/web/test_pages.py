@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
+from tests.bot.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import wait_for
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 

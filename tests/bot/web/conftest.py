@@ -1,10 +1,11 @@
 """Fixtures for the web console: the real app over real services.
 
 The services are `bot.services.build_services` with the real `Knowledge` (MiniLM, the embedded
-index, the extractive generator) over a small corpus indexed once per session and copied into
-each test's data directory, the real embedded task client and the real feedback store (SQLite
-under the data directory). The app is `bot.serve.web_app(services)`, exactly what `lore serve`
-runs; HTTP tests drive it through httpx's ASGI transport, the browser test through uvicorn.
+index, the extractive generator) over the corpus in tests/conftest.py, indexed once per run and
+copied into each test's data directory (`lore_settings`), the real embedded task client and the
+real feedback store (SQLite under the data directory). The app is `bot.serve.web_app(services)`,
+exactly what `lore serve` runs; HTTP tests drive it through httpx's ASGI transport, the browser
+test through uvicorn.
 """
 
 from __future__ import annotations
@@ -13,61 +14,19 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import corpus_sources, free_port, index_corpus, write
+from tests.conftest import free_port
 
-DOCS = {
-    "it/vpn.md": "# VPN\n\nInstall WireGuard from Self Service and sign in with Okta. "
-    "The VPN config is downloaded automatically after the first sign-in.\n\n"
-    "## Split tunnelling\n\nSplit tunnelling is disabled on company laptops for security reasons.\n",
-    "hr/leave.md": "# Leave\n\nEveryone gets 25 days of paid leave a year. "
-    "At most five unused leave days carry over into the next year.\n",
-    "expenses/per-diem.md": "# Per diem\n\nThe per diem in New York is 95 USD a day for meals. "
-    "Other US cities get 75 USD a day.\n",
-    "engineering/deploys.md": "# Deploys\n\nProduction deploys happen Tuesday to Thursday through the "
-    "release pipeline. Friday deploys need approval from the on-call lead.\n",
-}
 REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN, ADMIN_PW = "ada", "correct horse battery"
 REVIEWER, REVIEWER_PW = "rex", "staple paper clips"
 REVIEWER2, REVIEWER2_PW = "rita", "blue sky morning"
-
-
-@pytest.fixture(scope="session")
-def web_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("webdocs")
-    for rel, text in DOCS.items():
-        write(root, rel, text)
-    return root
-
-
-@pytest.fixture(scope="session")
-def web_index(tmp_path_factory: pytest.TempPathFactory, web_docs: Path, embedder: Any) -> Path:
-    return index_corpus(tmp_path_factory.mktemp("webindex") / "data", web_docs, embedder)
-
-
-@pytest.fixture
-def web_settings(
-    make_settings: Callable[..., Any], web_docs: Path, web_index: Path, tmp_path: Path
-) -> Callable[..., Any]:
-    """Settings over a private copy of the indexed corpus (and, with `docs`, a private corpus)."""
-
-    def make(*, docs: Path | None = None, data_dir: str = "data", **over: Any) -> Any:
-        data = tmp_path / data_dir
-        if not data.exists():
-            shutil.copytree(web_index, data)
-        over.setdefault("chat", {"user_per_minute": 1000, "channel_per_minute": 1000})
-        return make_settings(corpus_sources(docs or web_docs), data_dir=data, **over)
-
-    return make
 
 
 @dataclass
@@ -181,7 +140,7 @@ class WebClient:
 
 
 @pytest.fixture
-async def make_lore(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Lore]]:
+async def make_lore(lore_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Lore]]:
     """`make_lore(engine=None, **settings overrides)` -> the console on real services (closed afterwards);
     `engine` replaces the answer engine, for failure tests."""
     from bot.serve import web_app
@@ -191,7 +150,7 @@ async def make_lore(web_settings: Callable[..., Any], embedder: Any) -> AsyncIte
     built: list[Lore] = []
 
     def make(*, engine: Any = None, **over: Any) -> Lore:
-        settings = web_settings(**over)
+        settings = lore_settings(**over)
         services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder), engine=engine)
         lore = Lore(settings, services, web_app(services))
         built.append(lore)
@@ -217,7 +176,7 @@ async def lore(make_lore: Callable[..., Lore]) -> Lore:
 
 
 @pytest.fixture
-async def lore_server(web_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Any]]:
+async def lore_server(lore_settings: Callable[..., Any], embedder: Any) -> AsyncIterator[Callable[..., Any]]:
     """`await lore_server(engine=None, **settings overrides)` -> (base URL, settings, services):
     `lore serve`'s own coroutine (`bot.serve.serve`) on a real uvicorn socket at a free port,
     stopped afterwards. `engine(knowledge)` wraps the answer engine, for tests of what it says."""
@@ -228,7 +187,7 @@ async def lore_server(web_settings: Callable[..., Any], embedder: Any) -> AsyncI
     running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = []
 
     async def start(*, engine: Callable[[Any], Any] | None = None, **over: Any) -> tuple[str, Any, Any]:
-        settings = web_settings(**over)
+        settings = lore_settings(**over)
         port = free_port()
         knowledge = Knowledge(settings, embedder=embedder)
         services = build_services(

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from feedback.schema import InteractionRecord, VoteRecord
 from feedback.store import record_interaction, record_vote
 from knowledge.answer import Answer, Citation, RetrievedChunk, Timings, Turn
+from tests.bot.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER2, REVIEWER2_PW, REVIEWER_PW
 from tests.conftest import wait_for
-from tests.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER2, REVIEWER2_PW, REVIEWER_PW
 
 
 def logged(
@@ -120,10 +120,10 @@ async def test_the_queue_filters_by_vote_reason_platform_source_date_status_and_
 
 
 async def test_an_item_shows_question_context_answer_chunks_votes_and_whether_its_documents_changed(
-    make_lore, web_docs, tmp_path
+    make_lore, docs_dir, tmp_path
 ):
     docs = tmp_path / "docs"
-    shutil.copytree(web_docs, docs)
+    shutil.copytree(docs_dir, docs)
     lore = make_lore(docs=docs)
     lore.add_user(REVIEWER, REVIEWER_PW)
     client = await lore.signed_in(REVIEWER, REVIEWER_PW)

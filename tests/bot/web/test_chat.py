@@ -8,8 +8,8 @@ import re
 
 from feedback.identity import load_key, pseudonymize
 from feedback.users import list_users
+from tests.bot.web.conftest import REVIEWER, REVIEWER_PW
 from tests.conftest import wait_for
-from tests.web.conftest import REVIEWER, REVIEWER_PW
 
 
 async def test_an_answer_comes_with_numbered_linked_sources_and_timings_and_is_logged(lore):
