@@ -161,4 +161,7 @@ async def test_a_question_in_flight_is_answered_although_owner_and_web_get_sigte
     assert "WireGuard" in answer.json()["text"]
     assert await owner.stopped(60) == 0, owner.tail()
     assert await serve.stopped(60) == 0, serve.tail()
-    assert "answer server stopped (1 answered)" in owner.err()
+    # The count includes `lore serve`'s start-up question "is anything indexed?", when the owner
+    # was up in time to hear it.
+    stopped = re.search(r"answer server stopped \((\d+) answered\)", owner.err())
+    assert stopped and int(stopped.group(1)) >= 1, owner.tail()
