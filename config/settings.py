@@ -126,9 +126,16 @@ class RetrievalSettings(_Section):
     # Reciprocal-rank fusion: score = sum of 1 / (rrf_k + rank). A small k trusts the top of each
     # list; 1 beat the usual 60 on both eval sets (BENCHMARKS.md).
     rrf_k: int = Field(default=1, ge=1)
-    # Below this confidence (the best cosine similarity of the question to a top chunk or one of
-    # its sentences) Lore abstains. Chosen on both eval sets: see BENCHMARKS.md.
-    abstain_below: float = Field(default=0.47, ge=-1, le=1)
+    # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
+    # to a top chunk or one of its sentences. Unset (the default) means automatic: the thresholds
+    # a full sync calibrated on the corpus itself (`lore sources` shows them), else built-in ones.
+    # `abstain_below`: abstain below this confidence whatever the question says; setting it
+    # overrides the calibrated floor. -1 turns this off.
+    abstain_below: float | None = Field(default=None, ge=-1, le=1)
+    # `abstain_if_missing_below`: abstain below this confidence when the question names something
+    # (a tool, a product, an identifier) that no indexed document mentions. Setting it overrides
+    # the calibrated value; -1 turns the missing-term check off.
+    abstain_if_missing_below: float | None = Field(default=None, ge=-1, le=1)
 
 
 class LLMSettings(_Section):

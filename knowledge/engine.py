@@ -3,8 +3,9 @@
 Retrieval is hybrid by default: the dense (MiniLM) and BM25 sparse results of the question,
 fused by reciprocal rank (`knowledge.vector_store.rrf`). The question is first normalised (mentions,
 greetings), given the thread's context when it is a follow-up, and expanded with the
-corpus's own abbreviations. Lore abstains when its confidence in the best passage is below
-`retrieval.abstain_below` (see `confidence()` and BENCHMARKS.md for how it was chosen).
+corpus's own abbreviations. Lore abstains when its confidence in the best passage is low, or
+when the question names something the corpus never mentions and confidence isn't high
+(`knowledge/abstain.py`; thresholds calibrated per corpus by `knowledge/calibrate.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,16 @@ from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
 from llama_index.core.vector_stores.types import VectorStoreQueryMode
 
 from config.settings import Settings
+from knowledge.abstain import (
+    DEFAULT_THRESHOLDS,
+    Decision,
+    TermSignal,
+    TermStats,
+    Thresholds,
+    anything_about,
+    decide,
+    thresholds_for,
+)
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
 from knowledge.embeddings import Embedder
 from knowledge.generate import (
@@ -62,6 +73,11 @@ class Retrieval:
     query: str  # what was searched: normalised, with follow-up context and abbreviations
     chunks: list[RetrievedChunk]
     confidence: float
+    signal: TermSignal | None = None  # the question's salient terms and whether the corpus has them
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+
+    def decide(self) -> Decision:
+        return decide(self.confidence, self.signal, self.thresholds)
 
 
 def make_generator(settings: Settings, embedder: Embedder) -> Generator:
@@ -89,6 +105,7 @@ class CitingQueryEngine(CustomQueryEngine):
     fallback: Any = None
     index_cache: Any = None
     vocabulary_cache: Any = None
+    calibration_cache: Any = None
 
     @classmethod
     def build(
@@ -137,6 +154,34 @@ class CitingQueryEngine(CustomQueryEngine):
     def refresh(self) -> None:
         """Forget cached state that a sync may have changed."""
         self.vocabulary_cache = None
+        self.calibration_cache = None
+
+    def _calibrations(self) -> tuple[dict[str, dict[str, Any]], dict[str | None, int]]:
+        """Each source's calibrated thresholds, and chunk counts (None: the whole index)."""
+        cached = self.calibration_cache
+        if cached is not None and time.monotonic() - cached[0] < _VOCABULARY_TTL:
+            return cached[1], cached[2]  # type: ignore[no-any-return]
+        calibrated = {}
+        for src in self.settings.sources:
+            state = self.store.get_state("calibration", src.name)
+            if state and "floor" in state and "named" in state:
+                calibrated[src.name] = state
+        counts: dict[str | None, int] = {None: self.store.count_chunks()}
+        self.calibration_cache = (time.monotonic(), calibrated, counts)
+        return calibrated, counts
+
+    def thresholds(self, source: str | None) -> Thresholds:
+        """The abstention thresholds for a question answered from `source`."""
+        retrieval = self.settings.retrieval
+        calibrated = self._calibrations()[0].get(source or "")
+        return thresholds_for(retrieval.abstain_below, retrieval.abstain_if_missing_below, calibrated)
+
+    def term_signal(self, question: str, chunks: Sequence[RetrievedChunk], source: str | None) -> TermSignal:
+        counts = self._calibrations()[1]
+        if source not in counts:
+            counts[source] = self.store.count_chunks(source)
+        stats = TermStats(self.store.backend, self.store.sparse)
+        return stats.signal(question, [c.text for c in chunks], source=source, chunks=counts[source])
 
     def search(
         self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
@@ -151,7 +196,16 @@ class CitingQueryEngine(CustomQueryEngine):
         expanded, vector, chunks = self._retrieve(query, top_k, source, mode)
         if vector is None:
             return Retrieval(query=query, chunks=[], confidence=0.0)
-        return Retrieval(query=expanded, chunks=chunks, confidence=self.confidence(vector, chunks))
+        # The question as asked (not expanded: an expansion comes from the corpus), against the
+        # chunks an answer would see.
+        signal = self.term_signal(query, chunks[:CONFIDENCE_CHUNKS], source) if chunks else None
+        return Retrieval(
+            query=expanded,
+            chunks=chunks,
+            confidence=self.confidence(vector, chunks),
+            signal=signal,
+            thresholds=self.thresholds(source or (chunks[0].source if chunks else None)),
+        )
 
     def _retrieve(
         self, query: str, top_k: int | None, source: str | None, mode: str | None
@@ -202,12 +256,13 @@ class CitingQueryEngine(CustomQueryEngine):
         clean = prompt_question(question)
         found = self.lookup(retrieval_query(clean, history), source=source, top_k=top_k)
         chunks, confidence = found.chunks, found.confidence
+        decision = found.decide()
         retrieved = time.perf_counter()
         number_by_document(chunks)  # the numbers the prompt shows and the answer cites
         notice = None
         model = self.generator.name
-        if not chunks or confidence < self.settings.retrieval.abstain_below:
-            text = f"{ABSTAIN_TEXT}." if chunks else f"{ABSTAIN_TEXT}: nothing has been indexed yet."
+        if not chunks or decision.abstain:
+            text = abstain_text(decision) if chunks else f"{ABSTAIN_TEXT}: nothing has been indexed yet."
             abstained = True
         else:
             try:
@@ -239,7 +294,16 @@ class CitingQueryEngine(CustomQueryEngine):
             ),
             notice=notice,
             confidence=round(confidence, 4),
+            missing_terms=list(found.signal.missing) if found.signal else [],
         )
+
+
+def abstain_text(decision: Decision) -> str:
+    """Say what is missing when the question named it: "I couldn't find anything about Terraform
+    in the docs." Otherwise the plain abstention, which adapters and the prompt share."""
+    if decision.missing:
+        return f"I couldn't find anything about {anything_about(decision.missing)} in the docs."
+    return f"{ABSTAIN_TEXT}."
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -129,7 +129,7 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
     if as_json:
         out.print_json(json.dumps({"sources": rows}))
         return
-    table = Table("source", "type", "documents", "chunks", "last sync", "last error")
+    table = Table("source", "type", "documents", "chunks", "last sync", "abstains below", "last error")
     for r in rows:
         table.add_row(
             r["name"],
@@ -137,9 +137,17 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
             str(r["documents"]),
             str(r["chunks"]),
             r["last_sync"] or "never",
+            _abstention(r.get("abstention")),
             r["last_error"] or "",
         )
     out.print(table)
+
+
+def _abstention(t: dict[str, Any] | None) -> str:
+    """'0.45 (0.58 if a named thing is missing), calibrated'."""
+    if not t:
+        return ""
+    return f"{t['floor']:.2f} ({t['named']:.2f} if a named thing is missing), {t['origin']}"
 
 
 # -- eval ----------------------------------------------------------------------

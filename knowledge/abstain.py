@@ -1,0 +1,244 @@
+"""Abstention that sees missing terms: whether the things a question names are in the docs.
+
+A cosine between MiniLM vectors can't tell "how do we deploy postfix with Terraform?" from an
+answerable question about postfix deployment: the vectors are close either way. What gives
+the first one away is a word the corpus never uses. So besides the cosine confidence
+(`CitingQueryEngine.confidence`), Lore looks at the question's *salient* terms, the words that
+are rare in the corpus or absent from it (product and tool names, identifiers), using the
+corpus's own statistics: the BM25 sparse index knows in how many chunks each term occurs.
+
+- A term is salient when it isn't a stop word (the BM25 tokenizer's list), a chat word ("we",
+  "our setup", "anyone"), a number or a number with a unit ("15mb", "5d").
+- A salient term the corpus never mentions is *missing*, unless it is one typo away from a
+  word the corpus does use ("postifx" -> postfix): a misspelt common word is not a new thing.
+  Typos keep their first letter (so "rqlite" is not taken for "sqlite"), and words of four
+  letters or fewer, and identifiers (capitals inside, digits), get no such tolerance.
+- `coverage` is the share of the question's salient weight (IDF) found in the top chunks.
+
+`decide()` combines them with the cosine confidence in two thresholds: below `floor` Lore
+abstains whatever the terms say; below `named` it abstains when the question names something
+the corpus never mentions. Both come from `retrieval.abstain_below` when that is set, else from
+the corpus's own calibration (`knowledge/calibrate.py`), else from the defaults here, chosen by
+leaving one eval corpus out (BENCHMARKS.md, "Abstention").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from knowledge.backends import Backend, SearchRequest
+from knowledge.sparse import SparseEncoder, SparseVector
+
+# Defaults when a corpus has no calibration (chosen leaving one eval corpus out; BENCHMARKS.md).
+DEFAULT_FLOOR = 0.47
+DEFAULT_NAMED = 0.60
+
+# Words of chat that say nothing about the topic. Stop words are the BM25 tokenizer's own.
+CHAT_WORDS = frozenset(
+    """
+    we our ours us i me my mine you your anyone anybody someone somebody everyone folks guys team
+    teams company setup set use used using uses need needs want wants get gets got getting make
+    makes made thing things stuff way ways work works working worked know knows help like just
+    actually really also still always ever every new old something anything everything nothing
+    pls please thanks thank thx ok okay hey hi hello yo lol right now today yesterday tomorrow
+    week weekend last next recommended recommend best good better option options possible
+    instead supposed able whats what's hows how's can't cant dont don't doesnt doesn't isnt
+    isn't wont won't im i'm ive i've we're were weve we've theyre they're there's theres
+    let's lets should would could might must maybe probably think thought mean means try trying
+    tried wondering wonder question questions quick q currently current go going gone see seem
+    seems one two way already ago
+    """.split()
+)
+_WORD = re.compile(r"[^\s\"`()\[\]{}<>,;!?]+")
+_ALNUM = re.compile(r"[^\W_]+")
+_NUMBER_WITH_UNIT = re.compile(r"^\d+(?:[.,]\d+)*[a-z]{0,3}$", re.I)
+_TYPO_MIN_LEN = 5
+DF_CAP = 1000  # document frequencies are counted up to this many chunks
+
+
+@dataclass(frozen=True)
+class Term:
+    word: str  # as the question wrote it, for the reply ("Terraform", "mx-eu1")
+    token: str  # the alphanumeric piece that was looked up
+    df: int  # chunks of the corpus that contain it (at most DF_CAP)
+    in_top: bool  # whether one of the retrieved chunks contains it
+    near_miss: bool = False  # absent, but one typo from a word the corpus uses
+
+
+@dataclass(frozen=True)
+class TermSignal:
+    terms: tuple[Term, ...] = ()
+    chunks: int = 0  # how many chunks the corpus has, for IDF
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The named things the corpus never mentions, in question order (display form)."""
+        return tuple(dict.fromkeys(t.word for t in self.terms if t.df == 0 and not t.near_miss))
+
+    @property
+    def coverage(self) -> float:
+        """IDF-weighted share of the salient terms that some retrieved chunk contains (1 if none)."""
+        weights = [(self._idf(t.df), t.in_top) for t in self.terms if not t.near_miss]
+        total = sum(w for w, _ in weights)
+        return sum(w for w, hit in weights if hit) / total if total else 1.0
+
+    def _idf(self, df: int) -> float:
+        n = max(self.chunks, 1)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "missing": list(self.missing),
+            "coverage": round(self.coverage, 4),
+            "terms": [t.__dict__ for t in self.terms],
+        }
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    floor: float  # abstain below this confidence whatever the terms say
+    named: float  # abstain below this when the question names something the corpus never mentions
+    origin: str = "default"  # "configured", "calibrated" or "default"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"floor": round(self.floor, 4), "named": round(self.named, 4), "origin": self.origin}
+
+
+DEFAULT_THRESHOLDS = Thresholds(DEFAULT_FLOOR, DEFAULT_NAMED)
+
+
+def thresholds_for(
+    abstain_below: float | None, abstain_if_missing_below: float | None, calibrated: Mapping[str, Any] | None
+) -> Thresholds:
+    """Configured thresholds (`retrieval.*`) win, then the source's calibration, then the defaults."""
+    auto = (
+        Thresholds(float(calibrated["floor"]), float(calibrated["named"]), "calibrated")
+        if calibrated and "floor" in calibrated and "named" in calibrated
+        else DEFAULT_THRESHOLDS
+    )
+    if abstain_below is None and abstain_if_missing_below is None:
+        return auto
+    return Thresholds(
+        auto.floor if abstain_below is None else abstain_below,
+        auto.named if abstain_if_missing_below is None else abstain_if_missing_below,
+        "configured",
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    abstain: bool
+    missing: tuple[str, ...] = ()  # set when the missing terms are why Lore abstained
+    thresholds: Thresholds = field(default_factory=lambda: DEFAULT_THRESHOLDS)
+
+
+def decide(confidence: float, signal: TermSignal | None, thresholds: Thresholds) -> Decision:
+    if confidence < thresholds.floor:
+        missing = signal.missing if signal is not None else ()
+        return Decision(True, missing, thresholds)
+    if signal is not None and signal.missing and confidence < thresholds.named:
+        return Decision(True, signal.missing, thresholds)
+    return Decision(False, (), thresholds)
+
+
+def _is_chat_or_number(token: str) -> bool:
+    return token.lower() in CHAT_WORDS or bool(_NUMBER_WITH_UNIT.match(token)) or len(token) < 2
+
+
+def _is_identifier(word: str, token: str, first: bool) -> bool:
+    """Capitals inside ("GitHub", "SES" mid-sentence), digits or joined pieces: a name, not a typo."""
+    if any(c.isdigit() for c in token) or word != token:
+        return True
+    return any(c.isupper() for c in token[1:]) or (token[:1].isupper() and not first)
+
+
+def candidates(question: str) -> list[tuple[str, str, bool]]:
+    """(word as written, alphanumeric token, looks like an identifier) for each candidate term."""
+    out = []
+    for i, match in enumerate(_WORD.finditer(question)):
+        word = re.sub(r"['\u2019]s$", "", match.group(0).strip(string.punctuation))
+        if word.lower() in CHAT_WORDS:
+            continue
+        for token in _ALNUM.findall(word):
+            if not _is_chat_or_number(token):
+                out.append((word, token, _is_identifier(word, token, i == 0)))
+    return out
+
+
+def _typos(word: str) -> set[str]:
+    """Damerau edit-distance-1 variants that keep the first letter (swapping the first two is allowed)."""
+    letters = string.ascii_lowercase + string.digits
+    w = word.lower()
+    splits = [(w[:i], w[i:]) for i in range(1, len(w) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    swaps = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1} | {w[1] + w[0] + w[2:]}
+    replaces = {a + c + b[1:] for a, b in splits if b for c in letters}
+    inserts = {a + c + b for a, b in splits for c in letters}
+    return (deletes | swaps | replaces | inserts) - {w}
+
+
+class TermStats:
+    """Document frequencies from the sparse index: a one-term sparse search counts the chunks
+    that contain a term (up to DF_CAP), for the whole index or one source."""
+
+    def __init__(self, backend: Backend, sparse: SparseEncoder) -> None:
+        self.backend = backend
+        self.sparse = sparse
+
+    def term_ids(self, token: str) -> list[int]:
+        return sorted(self.sparse.terms(token))
+
+    def dfs(self, ids: Sequence[int], where: dict[str, str]) -> dict[int, int]:
+        requests = [
+            SearchRequest("sparse", DF_CAP, sparse=SparseVector([i], [1.0]), where=where, with_payload=False)
+            for i in ids
+        ]
+        if not requests:
+            return {}
+        return {i: len(hits) for i, hits in zip(ids, self.backend.search_batch(requests), strict=True)}
+
+    def any_of(self, ids: Iterable[int], where: dict[str, str]) -> bool:
+        ids = sorted(set(ids))
+        if not ids:
+            return False
+        vector = SparseVector(ids, [1.0] * len(ids))
+        return bool(self.backend.search(SearchRequest("sparse", 1, sparse=vector, where=where, with_payload=False)))
+
+    def signal(
+        self, question: str, top_texts: Sequence[str], *, source: str | None = None, chunks: int | None = None
+    ) -> TermSignal:
+        where = {"source": source} if source else {}
+        found = []  # (word, token, identifier, term id)
+        for word, token, identifier in candidates(question):
+            ids = self.term_ids(token)
+            if len(ids) == 1:  # 0: a stop word; more: the tokenizer split it further
+                found.append((word, token, identifier, ids[0]))
+        dfs = self.dfs(sorted({f[3] for f in found}), where)
+        in_top: set[int] = set()
+        for text in top_texts:
+            in_top |= self.sparse.terms(text)
+        terms: list[Term] = []
+        seen: set[int] = set()
+        for word, token, identifier, term_id in found:
+            if term_id in seen:
+                continue
+            seen.add(term_id)
+            df = dfs[term_id]
+            near = False
+            if df == 0 and not identifier and len(token) >= _TYPO_MIN_LEN:
+                variants = {i for v in _typos(token) for i in self.sparse.terms(v)}
+                near = self.any_of(variants, where)
+            terms.append(Term(word, token, df, term_id in in_top, near))
+        total = chunks if chunks is not None else self.backend.count(where or None)
+        return TermSignal(tuple(terms), total)
+
+
+def anything_about(missing: Sequence[str]) -> str:
+    """'Terraform', 'Terraform or Ansible', 'Terraform, Ansible or Pulumi'."""
+    names = list(missing)[:3]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
