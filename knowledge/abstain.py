@@ -9,10 +9,14 @@ corpus's own statistics: the BM25 sparse index knows in how many chunks each ter
 
 - A term is salient when it isn't a stop word (the BM25 tokenizer's list), a chat word ("we",
   "our setup", "anyone"), a number or a number with a unit ("15mb", "5d").
-- A salient term the corpus never mentions is *missing*, unless it is one typo away from a
-  word the corpus does use ("postifx" -> postfix): a misspelt common word is not a new thing.
+- A salient term the corpus never mentions is *missing* when it is a name: written like an
+  identifier (capitals, digits, joined pieces: "GitHub", "mx-eu1", "Lisbon" mid-sentence) or,
+  in lower case, a word the embedding model's vocabulary doesn't hold whole ("terraform" is
+  two WordPiece tokens, "deploy" one). An everyday word a manual happens not to use is no sign
+  that the question is about something else.
+- Nor is a misspelt word: one typo away from a word the corpus uses ("postifx" -> postfix).
   Typos keep their first letter (so "rqlite" is not taken for "sqlite"), and words of four
-  letters or fewer, and identifiers (capitals inside, digits), get no such tolerance.
+  letters or fewer, and identifiers, get no such tolerance.
 - `coverage` is the share of the question's salient weight (IDF) found in the top chunks.
 
 `decide()` combines them with the cosine confidence in two thresholds: below `floor` Lore
@@ -27,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +72,7 @@ class Term:
     df: int  # chunks of the corpus that contain it (at most DF_CAP)
     in_top: bool  # whether one of the retrieved chunks contains it
     near_miss: bool = False  # absent, but one typo from a word the corpus uses
+    common: bool = False  # absent, but an everyday word, not a name ("deploy", "office")
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,9 @@ class TermSignal:
     @property
     def missing(self) -> tuple[str, ...]:
         """The named things the corpus never mentions, in question order (display form)."""
-        return tuple(dict.fromkeys(t.word for t in self.terms if t.df == 0 and not t.near_miss))
+        return tuple(
+            dict.fromkeys(t.word for t in self.terms if t.df == 0 and not t.near_miss and not t.common)
+        )
 
     @property
     def coverage(self) -> float:
@@ -158,7 +165,8 @@ def _is_identifier(word: str, token: str, first: bool) -> bool:
 
 
 def candidates(question: str) -> list[tuple[str, str, bool]]:
-    """(word as written, alphanumeric token, looks like an identifier) for each candidate term."""
+    """(word as written, alphanumeric token, looks like an identifier) for each candidate term:
+    no chat words or numbers. Stop words go when the tokens are looked up (`TermStats`)."""
     out = []
     for i, match in enumerate(_WORD.finditer(question)):
         word = re.sub(r"['\u2019]s$", "", match.group(0).strip(string.punctuation))
@@ -168,6 +176,22 @@ def candidates(question: str) -> list[tuple[str, str, bool]]:
             if not _is_chat_or_number(token):
                 out.append((word, token, _is_identifier(word, token, i == 0)))
     return out
+
+
+def _singulars(word: str) -> list[str]:
+    forms = [word]
+    if word.endswith("s") and len(word) > 3:
+        forms.append(word[:-1])
+        if word.endswith("es"):
+            forms.append(word[:-2])
+    return forms
+
+
+def one_token(tokenizer: Callable[[str], Sequence[Any]] | None) -> Callable[[str], bool] | None:
+    """`is_common` from the embedding model's tokenizer: a word its vocabulary holds whole."""
+    if tokenizer is None:
+        return None
+    return lambda word: len(tokenizer(word)) == 1
 
 
 def _typos(word: str) -> set[str]:
@@ -186,9 +210,12 @@ class TermStats:
     """Document frequencies from the sparse index: a one-term sparse search counts the chunks
     that contain a term (up to DF_CAP), for the whole index or one source."""
 
-    def __init__(self, backend: Backend, sparse: SparseEncoder) -> None:
+    def __init__(
+        self, backend: Backend, sparse: SparseEncoder, is_common: Callable[[str], bool] | None = None
+    ) -> None:
         self.backend = backend
         self.sparse = sparse
+        self.is_common = is_common or (lambda _word: False)
 
     def term_ids(self, token: str) -> list[int]:
         return sorted(self.sparse.terms(token))
@@ -209,15 +236,20 @@ class TermStats:
         vector = SparseVector(ids, [1.0] * len(ids))
         return bool(self.backend.search(SearchRequest("sparse", 1, sparse=vector, where=where, with_payload=False)))
 
-    def signal(
-        self, question: str, top_texts: Sequence[str], *, source: str | None = None, chunks: int | None = None
-    ) -> TermSignal:
-        where = {"source": source} if source else {}
-        found = []  # (word, token, identifier, term id)
+    def salient(self, question: str) -> list[tuple[str, str, bool, int]]:
+        """`candidates` that aren't stop words, each with its term id."""
+        found = []
         for word, token, identifier in candidates(question):
             ids = self.term_ids(token)
             if len(ids) == 1:  # 0: a stop word; more: the tokenizer split it further
                 found.append((word, token, identifier, ids[0]))
+        return found
+
+    def signal(
+        self, question: str, top_texts: Sequence[str], *, source: str | None = None, chunks: int | None = None
+    ) -> TermSignal:
+        where = {"source": source} if source else {}
+        found = self.salient(question)
         dfs = self.dfs(sorted({f[3] for f in found}), where)
         in_top: set[int] = set()
         for text in top_texts:
@@ -229,11 +261,13 @@ class TermStats:
                 continue
             seen.add(term_id)
             df = dfs[term_id]
-            near = False
-            if df == 0 and not identifier and len(token) >= _TYPO_MIN_LEN:
-                variants = {i for v in _typos(token) for i in self.sparse.terms(v)}
-                near = self.any_of(variants, where)
-            terms.append(Term(word, token, df, term_id in in_top, near))
+            near = common = False
+            if df == 0 and not identifier:
+                common = any(self.is_common(w) for w in _singulars(token.lower()))
+                if len(token) >= _TYPO_MIN_LEN and not common:
+                    variants = {i for v in _typos(token) for i in self.sparse.terms(v)}
+                    near = self.any_of(variants, where)
+            terms.append(Term(word, token, df, term_id in in_top, near, common))
         total = chunks if chunks is not None else self.backend.count(where or None)
         return TermSignal(tuple(terms), total)
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from knowledge.abstain import DEFAULT_FLOOR, DEFAULT_NAMED, TermStats, candidates
+from knowledge.abstain import DEFAULT_FLOOR, DEFAULT_NAMED, TermStats, candidates, one_token
 from knowledge.generate import sentences
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def calibrate(engine: CitingQueryEngine, source: str) -> Calibration | None:
             ((pid, p) for pid, p, _ in store.backend.scroll({"source": source}, ["text"])), key=lambda x: x[0]
         )
     ]
-    stats = TermStats(store.backend, store.sparse)
+    stats = TermStats(store.backend, store.sparse, one_token(engine.embedder.tokenizer))
     pairs = synthesize(texts, stats, source, MAX_QUESTIONS)
     if len(pairs) < MAX_QUESTIONS // 2:
         return None

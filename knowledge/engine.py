@@ -37,6 +37,7 @@ from knowledge.abstain import (
     Thresholds,
     anything_about,
     decide,
+    one_token,
     thresholds_for,
 )
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
@@ -180,7 +181,7 @@ class CitingQueryEngine(CustomQueryEngine):
         counts = self._calibrations()[1]
         if source not in counts:
             counts[source] = self.store.count_chunks(source)
-        stats = TermStats(self.store.backend, self.store.sparse)
+        stats = TermStats(self.store.backend, self.store.sparse, one_token(self.embedder.tokenizer))
         return stats.signal(question, [c.text for c in chunks], source=source, chunks=counts[source])
 
     def search(
