@@ -46,6 +46,7 @@ def collect(name: str, embedder: Any) -> dict[str, Any]:
     """Per-question features and the set's calibration, over its cached eval index."""
     from bench.evalcache import EVAL_SETS, meta, open_eval
     from bench.evalcache import cached_index as cached
+
     from knowledge.evaluate import NOT_IN_CORPUS, load_questions
     from knowledge.query import prompt_question
 
@@ -157,7 +158,10 @@ def main() -> None:
     sets = {s: features[s] for s in args.sets}
 
     print("Calibration per set (thresholds fitted on the corpus's own synthetic questions):\n")
-    print("| set | floor | named | synthetic answerable / swapped (median confidence) | swapped names seen missing | seconds | full index s | share |")
+    print(
+        "| set | floor | named | synthetic answerable / swapped (median confidence) "
+        "| swapped names seen missing | seconds | full index s | share |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, data in sets.items():
         for src, cal in data["calibration"].items():
@@ -173,7 +177,10 @@ def main() -> None:
             )
 
     print("\nLeave one corpus out: parameters chosen on the other sets, figures on the left-out one.\n")
-    print("| rule | left out | parameters (chosen on the others) | abstains on not-in-corpus | false abstention |")
+    print(
+        "| rule | left out | parameters (chosen on the others) "
+        "| abstains on not-in-corpus | false abstention |"
+    )
     print("|---|---|---|---|---|")
     totals: dict[str, list[int]] = {}
     for rule in ("cosine", "terms", "calibrated"):
@@ -184,9 +191,14 @@ def main() -> None:
             for i, v in enumerate((hit, n, false, m)):
                 t[i] += v
             shown = ", ".join(f"{p:+.2f}" if rule == "calibrated" else f"{p:.2f}" for p in params)
-            print(f"| {rule} | {name} | {shown} | {hit}/{n} ({hit / n:.0%}) | {false}/{m} ({false / m:.1%}) |")
+            print(
+                f"| {rule} | {name} | {shown} | {hit}/{n} ({hit / n:.0%}) | {false}/{m} ({false / m:.1%}) |"
+            )
     for rule, (hit, n, false, m) in totals.items():
-        print(f"| {rule} | **all, each left out** | | **{hit}/{n} ({hit / n:.0%})** | **{false}/{m} ({false / m:.1%})** |")
+        print(
+            f"| {rule} | **all, each left out** | | **{hit}/{n} ({hit / n:.0%})** "
+            f"| **{false}/{m} ({false / m:.1%})** |"
+        )
 
     print("\nNot-in-corpus questions the default rule still answers, and false abstentions:\n")
     for name, data in sets.items():

@@ -43,21 +43,20 @@ DEFAULT_FLOOR = 0.47
 DEFAULT_NAMED = 0.60
 
 # Words of chat that say nothing about the topic. Stop words are the BM25 tokenizer's own.
-CHAT_WORDS = frozenset(
-    """
-    we our ours us i me my mine you your anyone anybody someone somebody everyone folks guys team
-    teams company setup set use used using uses need needs want wants get gets got getting make
-    makes made thing things stuff way ways work works working worked know knows help like just
-    actually really also still always ever every new old something anything everything nothing
-    pls please thanks thank thx ok okay hey hi hello yo lol right now today yesterday tomorrow
-    week weekend last next recommended recommend best good better option options possible
-    instead supposed able whats what's hows how's can't cant dont don't doesnt doesn't isnt
-    isn't wont won't im i'm ive i've we're were weve we've theyre they're there's theres
+_CHAT = """
+    we our ours us i me my mine you your anyone anybody someone somebody everyone folks guys
+    team teams company setup set use used using uses need needs want wants get gets got getting
+    make makes made thing things stuff way ways work works working worked know knows help like
+    just actually really also still always ever every new old something anything everything
+    nothing pls please thanks thank thx ok okay hey hi hello yo lol right now today yesterday
+    tomorrow week weekend last next recommended recommend best good better option options
+    possible instead supposed able whats what's hows how's can't cant dont don't doesnt doesn't
+    isnt isn't wont won't im i'm ive i've we're were weve we've theyre they're there's theres
     let's lets should would could might must maybe probably think thought mean means try trying
     tried wondering wonder question questions quick q currently current go going gone see seem
     seems one two way already ago
-    """.split()
-)
+"""
+CHAT_WORDS = frozenset(_CHAT.split())
 _WORD = re.compile(r"[^\s\"`()\[\]{}<>,;!?]+")
 _ALNUM = re.compile(r"[^\W_]+")
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:[.,]\d+)*[a-z]{0,3}$", re.I)
@@ -234,7 +233,9 @@ class TermStats:
         if not ids:
             return False
         vector = SparseVector(ids, [1.0] * len(ids))
-        return bool(self.backend.search(SearchRequest("sparse", 1, sparse=vector, where=where, with_payload=False)))
+        return bool(
+            self.backend.search(SearchRequest("sparse", 1, sparse=vector, where=where, with_payload=False))
+        )
 
     def salient(self, question: str) -> list[tuple[str, str, bool, int]]:
         """`candidates` that aren't stop words, each with its term id."""
