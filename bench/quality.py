@@ -71,11 +71,12 @@ def retrieval_only(kn: Any) -> Callable[[str, int], Answer]:
         return Answer(
             question=question,
             text="",
-            abstained=not found.chunks or found.confidence < kn.settings.retrieval.abstain_below,
+            abstained=not found.chunks or found.decide().abstain,  # knowledge/abstain.py
             chunks=found.chunks,
             model="retrieval-only",
             prompt_version="-",
             confidence=found.confidence,
+            missing_terms=list(found.signal.missing) if found.signal else [],
         )
 
     return ask
