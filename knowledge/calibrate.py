@@ -14,7 +14,8 @@ each bounded near the defaults so a small or odd corpus can't push them anywhere
 result goes into the index's state (`calibration`, per source), where the engine reads it and
 `lore sources` shows it; a full sync replaces it, and `retrieval.abstain_below` /
 `retrieval.abstain_if_missing_below` override it. It asks at most `MAX_QUESTIONS` questions
-of each kind, a few seconds against minutes of indexing (BENCHMARKS.md, "Abstention").
+of each kind, one pair per `CHUNKS_PER_PAIR` chunks: about a tenth of the index time
+(BENCHMARKS.md, "Abstention"). A corpus too small for `MIN_PAIRS` keeps the defaults.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIN_CHUNKS = 50  # fewer, and the defaults are a better guess than a fit
+# Cost: each question costs about what indexing 15-20 chunks does (its top chunks' sentences
+# are embedded), so one pair per CHUNKS_PER_PAIR chunks keeps calibration near a tenth of the
+# index time. Below MIN_PAIRS pairs a fit is noise and the defaults are the better guess.
+CHUNKS_PER_PAIR = 300
+MIN_PAIRS = 6
 MAX_QUESTIONS = 24  # of each kind
 KEEP_WORDS = 5  # words kept from a sentence for a synthetic question
 # How far the fit may move the thresholds from the defaults.
@@ -151,7 +156,8 @@ def calibrate(engine: CitingQueryEngine, source: str) -> Calibration | None:
     """Calibrate abstention for `source` (None when it is too small to calibrate)."""
     started = time.perf_counter()
     store = engine.store
-    if store.count_chunks(source) < MIN_CHUNKS:
+    wanted = min(MAX_QUESTIONS, store.count_chunks(source) // CHUNKS_PER_PAIR)
+    if wanted < MIN_PAIRS:
         return None
     texts = [
         str(payload.get("text", ""))
@@ -160,8 +166,8 @@ def calibrate(engine: CitingQueryEngine, source: str) -> Calibration | None:
         )
     ]
     stats = TermStats(store.backend, store.sparse, one_token(engine.embedder.tokenizer))
-    pairs = synthesize(texts, stats, source, MAX_QUESTIONS)
-    if len(pairs) < MAX_QUESTIONS // 2:
+    pairs = synthesize(texts, stats, source, wanted)
+    if len(pairs) < MIN_PAIRS:
         return None
     engine.refresh()
     answerable, unanswerable, detected = [], [], 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.response.schema import Response
-from llama_index.core.bridge.pydantic import ConfigDict
+from llama_index.core.bridge.pydantic import ConfigDict, Field
 from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.retrievers import BaseRetriever
@@ -67,6 +69,7 @@ _QUERY_MODES = {
 }
 _VOCABULARY_TTL = 60.0  # seconds; a sync in this process refreshes it at once
 CONFIDENCE_CHUNKS = 3  # the top chunks (and their sentences) that confidence looks at
+_SENTENCE_CACHE = 2048  # chunks whose sentence vectors are kept (a few MB)
 
 
 @dataclass
@@ -107,6 +110,8 @@ class CitingQueryEngine(CustomQueryEngine):
     index_cache: Any = None
     vocabulary_cache: Any = None
     calibration_cache: Any = None
+    sentence_cache: Any = Field(default_factory=OrderedDict)
+    sentence_lock: Any = Field(default_factory=threading.Lock)
 
     @classmethod
     def build(
@@ -234,10 +239,35 @@ class CitingQueryEngine(CustomQueryEngine):
             c.dense_score if c.dense_score is not None else _cosine(query, self._embed([c.text])[0])
             for c in top
         )
-        texts = [s for c in top for s in sentences(c.text)]
-        if texts:
-            best = max(best, float(max(_cosine(query, v) for v in self._embed(texts))))
+        vectors = self._sentence_vectors(top)
+        if len(vectors):
+            best = max(best, float(max(_cosine(query, v) for v in vectors)))
         return best
+
+    def _sentence_vectors(self, chunks: Sequence[RetrievedChunk]) -> np.ndarray:
+        """The chunks' sentences embedded, remembered per chunk version: the same chunks come up
+        again and again (follow-ups, popular pages, calibration), and this is most of the cost
+        of a question."""
+        cache: OrderedDict[tuple[str, str], np.ndarray] = self.sentence_cache
+        keys = [(c.chunk_id, c.doc_hash) for c in chunks]
+        with self.sentence_lock:
+            todo = [(k, c) for k, c in zip(keys, chunks, strict=True) if k not in cache]
+        groups = [sentences(c.text) for _k, c in todo]
+        flat = [s for group in groups for s in group]
+        embedded = self._embed(flat) if flat else np.zeros((0, 0), dtype=np.float32)
+        with self.sentence_lock:
+            start = 0
+            for (key, _c), group in zip(todo, groups, strict=True):
+                cache[key] = embedded[start : start + len(group)]
+                start += len(group)
+            parts = []
+            for key in keys:
+                cache.move_to_end(key)
+                if len(cache[key]):
+                    parts.append(cache[key])
+            while len(cache) > _SENTENCE_CACHE:
+                cache.popitem(last=False)
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.embedder.query_model.get_text_embedding_batch(texts), dtype=np.float32)

@@ -156,9 +156,9 @@ def test_configured_thresholds_override_everything(make_knowledge, tmp_path):
 
 
 def test_calibration_fits_thresholds_and_is_stored_with_the_index(kn, monkeypatch):
-    monkeypatch.setattr(calibration, "MIN_CHUNKS", 10)
-    monkeypatch.setattr(calibration, "MAX_QUESTIONS", 8)
     assert kn.sources_status()[0]["abstention"]["origin"] == "default"  # 20 chunks: too few to calibrate
+    monkeypatch.setattr(calibration, "CHUNKS_PER_PAIR", 2)
+    monkeypatch.setattr(calibration, "MAX_QUESTIONS", 8)
     state = kn.calibrate("relay")
     assert state is not None
     assert state["answerable"] == state["unanswerable"] >= 4
@@ -169,13 +169,13 @@ def test_calibration_fits_thresholds_and_is_stored_with_the_index(kn, monkeypatc
     assert thresholds.origin == "calibrated" and thresholds.named == pytest.approx(state["named"], abs=1e-4)
     assert kn.sources_status()[0]["abstention"]["origin"] == "calibrated"
     # A full sync calibrates again; a small corpus goes back to the defaults.
-    monkeypatch.setattr(calibration, "MIN_CHUNKS", 1000)
+    monkeypatch.setattr(calibration, "CHUNKS_PER_PAIR", 1000)
     kn.sync("relay", full=True)
     assert kn.engine.thresholds("relay") == DEFAULT_THRESHOLDS
 
 
 def test_a_full_sync_calibrates(kn, monkeypatch):
-    monkeypatch.setattr(calibration, "MIN_CHUNKS", 10)
+    monkeypatch.setattr(calibration, "CHUNKS_PER_PAIR", 2)
     monkeypatch.setattr(calibration, "MAX_QUESTIONS", 6)
     kn.sync("relay", full=True)
     assert kn.store.get_state("calibration", "relay")["answerable"] >= 3
