@@ -8,7 +8,8 @@ are rare in the corpus or absent from it (product and tool names, identifiers), 
 corpus's own statistics: the BM25 sparse index knows in how many chunks each term occurs.
 
 - A term is salient when it isn't a stop word (the BM25 tokenizer's list), a chat word ("we",
-  "our setup", "anyone"), a number or a number with a unit ("15mb", "5d").
+  "our setup", "anyone", "hrs", "prod"), a number or a number with a unit ("15mb", "5d"), or
+  two letters alone ("SF", "yr").
 - A salient term the corpus never mentions is *missing* when it is a name: written like an
   identifier (capitals, digits, joined pieces: "GitHub", "mx-eu1", "Lisbon" mid-sentence) or,
   in lower case, a word the embedding model's vocabulary doesn't hold whole ("terraform" is
@@ -54,13 +55,17 @@ _CHAT = """
     isnt isn't wont won't im i'm ive i've we're were weve we've theyre they're there's theres
     let's lets should would could might must maybe probably think thought mean means try trying
     tried wondering wonder question questions quick q currently current go going gone see seem
-    seems one two way already ago
+    seems one two way already ago didnt wasnt arent havent hasnt couldnt shouldnt wouldnt cannot
+    gonna wanna thats whos heres
+    hr hrs min mins sec secs yr yrs wk wks mo mos btw fyi asap afaik imo tbh iirc eta plz ty np
+    info prod dev repo repos config configs doc docs perf ack app apps msg msgs dbs ppl
 """
 CHAT_WORDS = frozenset(_CHAT.split())
 _WORD = re.compile(r"[^\s\"`()\[\]{}<>,;!?]+")
 _ALNUM = re.compile(r"[^\W_]+")
 _NUMBER_WITH_UNIT = re.compile(r"^\d+(?:[.,]\d+)*[a-z]{0,3}$", re.I)
-_TYPO_MIN_LEN = 5
+_HEX_ID = re.compile(r"^(?=.*\d)[0-9a-f]{7,64}$")  # a commit id or a hash: a value, not a name
+_TYPO_MIN_LEN = 5  # a typo of a stop word may be shorter ("teh", "hav")
 DF_CAP = 1000  # document frequencies are counted up to this many chunks
 
 
@@ -153,7 +158,14 @@ def decide(confidence: float, signal: TermSignal | None, thresholds: Thresholds)
 
 
 def _is_chat_or_number(token: str) -> bool:
-    return token.lower() in CHAT_WORDS or bool(_NUMBER_WITH_UNIT.match(token)) or len(token) < 2
+    """Chat words, numbers ("15mb") and letters on their own ("SF", "yr"): too short to name a thing."""
+    return (
+        token.lower() in CHAT_WORDS
+        or bool(_NUMBER_WITH_UNIT.match(token))
+        or bool(_HEX_ID.match(token))
+        or len(token) < 2
+        or (len(token) == 2 and token.isalpha())
+    )
 
 
 def _is_identifier(word: str, token: str, first: bool) -> bool:
@@ -237,6 +249,15 @@ class TermStats:
             self.backend.search(SearchRequest("sparse", 1, sparse=vector, where=where, with_payload=False))
         )
 
+    def _near_miss(self, token: str, where: dict[str, str]) -> bool:
+        """One typo from a word the corpus uses, or from a stop word ("teh", "hav")."""
+        variants = _typos(token)
+        if any(v.isalpha() and not self.sparse.terms(v) for v in variants):
+            return True
+        if len(token) < _TYPO_MIN_LEN:
+            return False
+        return self.any_of({i for v in variants for i in self.sparse.terms(v)}, where)
+
     def salient(self, question: str) -> list[tuple[str, str, bool, int]]:
         """`candidates` that aren't stop words, each with its term id."""
         found = []
@@ -265,9 +286,8 @@ class TermStats:
             near = common = False
             if df == 0 and not identifier:
                 common = any(self.is_common(w) for w in _singulars(token.lower()))
-                if len(token) >= _TYPO_MIN_LEN and not common:
-                    variants = {i for v in _typos(token) for i in self.sparse.terms(v)}
-                    near = self.any_of(variants, where)
+                if not common:
+                    near = self._near_miss(token, where)
             terms.append(Term(word, token, df, term_id in in_top, near, common))
         total = chunks if chunks is not None else self.backend.count(where or None)
         return TermSignal(tuple(terms), total)
