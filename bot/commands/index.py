@@ -129,7 +129,8 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
     if as_json:
         out.print_json(json.dumps({"sources": rows}))
         return
-    table = Table("source", "type", "documents", "chunks", "last sync", "abstains below", "last error")
+    abstain = "abstain below / if a name is missing"
+    table = Table("source", "type", "documents", "chunks", "last sync", abstain, "last error")
     for r in rows:
         table.add_row(
             r["name"],
@@ -144,10 +145,11 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
 
 
 def _abstention(t: dict[str, Any] | None) -> str:
-    """'0.45 (0.58 if a named thing is missing), calibrated'."""
+    """'0.45 / 0.58 calibrated': abstain below 0.45, or below 0.58 if the question names something
+    no document mentions; and where the thresholds come from."""
     if not t:
         return ""
-    return f"{t['floor']:.2f} ({t['named']:.2f} if a named thing is missing), {t['origin']}"
+    return f"{t['floor']:.2f} / {t['named']:.2f} {t['origin']}"
 
 
 # -- eval ----------------------------------------------------------------------
