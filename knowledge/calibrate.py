@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 CHUNKS_PER_PAIR = 300
 MIN_PAIRS = 6
 MAX_QUESTIONS = 24  # of each kind
-KEEP_WORDS = 5  # words kept from a sentence for a synthetic question
+KEEP_WORDS = 6  # words kept from a sentence for a synthetic question
 # How far the fit may move the thresholds from the defaults.
 FLOOR_RANGE = (0.35, 0.55)
 NAMED_RANGE = (0.50, 0.70)
@@ -96,10 +96,15 @@ def synthesize(texts: list[str], stats: TermStats, source: str | None, n: int) -
     picks: list[tuple[str, list[str]]] = []
     step = max(1, len(texts) // (2 * n))
     for text in texts[::step]:
-        best = max(sentences(text), key=lambda s: len(candidates(s)), default="")
-        words = list(dict.fromkeys(token.lower() for _w, token, _i in candidates(best)))
-        words = [w for w in words if len(stats.term_ids(w)) == 1 and w.isalpha()]
-        if len(words) >= 3:
+        # A prose sentence (words, not code or option lists), the way questions are asked.
+        best, words = "", []
+        for sentence in sentences(text):
+            found = candidates(sentence)
+            plain = [t.lower() for w, t, ident in found if t.isalpha() and not ident and w == t]
+            if len(found) >= 5 and len(plain) >= 0.8 * len(found) and len(plain) > len(words):
+                best, words = sentence, list(dict.fromkeys(plain))
+        words = [w for w in words if len(stats.term_ids(w)) == 1]
+        if len(words) >= 4:
             picks.append((best, words))
         if len(picks) >= 2 * n:
             break
