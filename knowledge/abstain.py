@@ -12,9 +12,9 @@ corpus's own statistics: the BM25 sparse index knows in how many chunks each ter
   two letters alone ("SF", "yr").
 - A salient term the corpus never mentions is *missing* when it is a name: written like an
   identifier (capitals, digits, joined pieces: "GitHub", "mx-eu1", "Lisbon" mid-sentence) or,
-  in lower case, a word the embedding model's vocabulary doesn't hold whole ("terraform" is
-  two WordPiece tokens, "deploy" one). An everyday word a manual happens not to use is no sign
-  that the question is about something else.
+  in lower case, neither an English word (pyspellchecker's word list) nor one the embedding
+  model's vocabulary holds whole: "rspamd", "certbot", not "phishing", "deploy". An everyday
+  word a manual happens not to use is no sign that the question is about something else.
 - Nor is a misspelt word: one typo away from a word the corpus uses ("postifx" -> postfix).
   Typos keep their first letter (so "rqlite" is not taken for "sqlite"), and words of four
   letters or fewer, and identifiers, get no such tolerance.
@@ -29,6 +29,7 @@ leaving one eval corpus out (BENCHMARKS.md, "Abstention").
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -198,11 +199,27 @@ def _singulars(word: str) -> list[str]:
     return forms
 
 
-def one_token(tokenizer: Callable[[str], Sequence[Any]] | None) -> Callable[[str], bool] | None:
-    """`is_common` from the embedding model's tokenizer: a word its vocabulary holds whole."""
-    if tokenizer is None:
+@functools.cache
+def _english() -> Any:
+    """pyspellchecker's English word frequencies (about 0.5 s to load, once), or None."""
+    try:
+        from spellchecker import SpellChecker
+    except ImportError:  # pragma: no cover - a declared dependency
         return None
-    return lambda word: len(tokenizer(word)) == 1
+    return SpellChecker(distance=1).word_frequency
+
+
+def everyday(word: str) -> bool:
+    """A word of everyday English (pyspellchecker's list: "phishing", "nuke", "deploy")."""
+    words = _english()
+    return words is not None and word.lower() in words
+
+
+def one_token(tokenizer: Callable[[str], Sequence[Any]] | None) -> Callable[[str], bool]:
+    """`is_common`: an English word, or one the embedding model's vocabulary holds whole."""
+    if tokenizer is None:
+        return everyday
+    return lambda word: everyday(word) or len(tokenizer(word)) == 1
 
 
 def _typos(word: str) -> set[str]:
@@ -226,7 +243,7 @@ class TermStats:
     ) -> None:
         self.backend = backend
         self.sparse = sparse
-        self.is_common = is_common or (lambda _word: False)
+        self.is_common = is_common or everyday
 
     def term_ids(self, token: str) -> list[int]:
         return sorted(self.sparse.terms(token))
