@@ -135,8 +135,8 @@ class RetrievalSettings(_Section):
     max_per_doc: int = Field(default=0, ge=0)
     depth: int = Field(default=20, ge=1, le=200)
     # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
-    # to a top chunk or one of its sentences. Unset (the default) means automatic: the thresholds
-    # a full sync calibrated on the corpus itself (`lore sources` shows them), else built-in ones.
+    # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in
+    # thresholds, or those calibrated on the corpus if `abstain_calibrated` is on.
     # `abstain_below`: abstain below this confidence whatever the question says; setting it
     # overrides the calibrated floor. -1 turns this off.
     abstain_below: float | None = Field(default=None, ge=-1, le=1)
@@ -144,6 +144,10 @@ class RetrievalSettings(_Section):
     # (a tool, a product, an identifier) that no indexed document mentions. Setting it overrides
     # the calibrated value; -1 turns the missing-term check off.
     abstain_if_missing_below: float | None = Field(default=None, ge=-1, le=1)
+    # Use the thresholds calibrated on the corpus at sync (shown by `lore sources`) instead of the
+    # built-in ones. Off: on the eval sets, each left out in turn, the built-in thresholds did
+    # better than the calibrated ones (BENCHMARKS.md, "Abstention").
+    abstain_calibrated: bool = False
 
 
 class LLMSettings(_Section):

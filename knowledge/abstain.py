@@ -33,6 +33,7 @@ import functools
 import math
 import re
 import string
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,12 +126,16 @@ DEFAULT_THRESHOLDS = Thresholds(DEFAULT_FLOOR, DEFAULT_NAMED)
 
 
 def thresholds_for(
-    abstain_below: float | None, abstain_if_missing_below: float | None, calibrated: Mapping[str, Any] | None
+    abstain_below: float | None,
+    abstain_if_missing_below: float | None,
+    calibrated: Mapping[str, Any] | None,
+    use_calibrated: bool = True,
 ) -> Thresholds:
-    """Configured thresholds (`retrieval.*`) win, then the source's calibration, then the defaults."""
+    """Configured thresholds (`retrieval.*`) win, then the source's calibration (if it is to be
+    used), then the defaults."""
     auto = (
         Thresholds(float(calibrated["floor"]), float(calibrated["named"]), "calibrated")
-        if calibrated and "floor" in calibrated and "named" in calibrated
+        if use_calibrated and calibrated and "floor" in calibrated and "named" in calibrated
         else DEFAULT_THRESHOLDS
     )
     if abstain_below is None and abstain_if_missing_below is None:
@@ -212,7 +217,8 @@ def _english() -> Any:
 def everyday(word: str) -> bool:
     """A word of everyday English (pyspellchecker's list: "phishing", "nuke", "deploy")."""
     words = _english()
-    return words is not None and word.lower() in words
+    plain = "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
+    return words is not None and plain in words
 
 
 def one_token(tokenizer: Callable[[str], Sequence[Any]] | None) -> Callable[[str], bool]:

@@ -180,7 +180,12 @@ class CitingQueryEngine(CustomQueryEngine):
         """The abstention thresholds for a question answered from `source`."""
         retrieval = self.settings.retrieval
         calibrated = self._calibrations()[0].get(source or "")
-        return thresholds_for(retrieval.abstain_below, retrieval.abstain_if_missing_below, calibrated)
+        return thresholds_for(
+            retrieval.abstain_below,
+            retrieval.abstain_if_missing_below,
+            calibrated,
+            retrieval.abstain_calibrated,
+        )
 
     def term_signal(self, question: str, chunks: Sequence[RetrievedChunk], source: str | None) -> TermSignal:
         counts = self._calibrations()[1]

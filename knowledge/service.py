@@ -121,6 +121,7 @@ class Knowledge:
         rows = []
         for src in self.settings.sources:
             last = store.get_state("sync", src.name) or {}
+            calibration = store.get_state("calibration", src.name)
             rows.append(
                 {
                     "name": src.name,
@@ -134,8 +135,10 @@ class Knowledge:
                     "abstention": thresholds_for(
                         retrieval.abstain_below,
                         retrieval.abstain_if_missing_below,
-                        store.get_state("calibration", src.name),
+                        calibration,
+                        retrieval.abstain_calibrated,
                     ).as_dict(),
+                    "calibration": calibration,
                 }
             )
         return rows

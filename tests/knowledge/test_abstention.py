@@ -165,6 +165,12 @@ def test_calibration_fits_thresholds_and_is_stored_with_the_index(kn, monkeypatc
     assert state["detected"] >= 0.75  # the term signal sees most swapped-in names as missing
     lo, hi = calibration.FLOOR_RANGE
     assert lo <= state["floor"] <= hi and state["floor"] <= state["named"] <= calibration.NAMED_RANGE[1]
+    # Stored and shown, but the built-in thresholds answer unless calibration is switched on.
+    status = kn.sources_status()[0]
+    assert status["abstention"]["origin"] == "default" and status["calibration"]["named"] == state["named"]
+    assert kn.engine.thresholds("relay") == DEFAULT_THRESHOLDS
+    kn.settings.retrieval.abstain_calibrated = True
+    kn.engine.refresh()
     thresholds = kn.engine.thresholds("relay")
     assert thresholds.origin == "calibrated" and thresholds.named == pytest.approx(state["named"], abs=1e-4)
     assert kn.sources_status()[0]["abstention"]["origin"] == "calibrated"
