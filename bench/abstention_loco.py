@@ -8,7 +8,8 @@ the thresholds it fits and its cost against the set's full index time.
 
 Step 2 (instant): the rules, each with parameters chosen on the other sets: the highest
 abstention on their not-in-corpus questions with at most 5% false abstention on every one of
-them (ties: less false abstention, then the parameters nearest the middle of the grid).
+them, or with --pooled over all of them together (ties: less false abstention, then the
+parameters nearest the middle of the grid).
 
 - `cosine`: abstain below one threshold (Lore before this work; `retrieval.abstain_below`);
 - `terms`: below `floor`, or below `named` when the question names something the corpus lacks;
@@ -42,6 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MAX_FALSE = 0.05
+POOLED = False  # --pooled: at most MAX_FALSE over the training sets' answerable questions together
 SETS = ["postfix", "git", "sqlite", "handbook", "pydocs"]
 GRID = [round(0.30 + 0.01 * i, 2) for i in range(41)]  # 0.30 .. 0.70
 OFFSETS = [round(-0.15 + 0.01 * i, 2) for i in range(31)]  # -0.15 .. +0.15
@@ -145,7 +147,10 @@ def choose(rule: str, train: dict[str, dict[str, Any]]) -> tuple[float, ...]:
     middle = candidates[len(candidates) // 2]
     for params in candidates:
         scores = [score(rule, params, d) for d in train.values()]
-        if any(f > MAX_FALSE * m for _h, _n, f, m in scores):
+        if POOLED:
+            if sum(f for _h, _n, f, _m in scores) > MAX_FALSE * sum(m for _h, _n, _f, m in scores):
+                continue
+        elif any(f > MAX_FALSE * m for _h, _n, f, m in scores):
             continue
         recall = sum(h / n for h, n, _f, _m in scores) / len(scores)
         false = sum(f / m for _h, _n, f, m in scores) / len(scores)
@@ -164,7 +169,10 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=SETS)
     parser.add_argument("--features", type=Path, default=Path.home() / ".cache/lore/abstention/features.json")
     parser.add_argument("--refresh", action="store_true", help="recompute the features of --sets")
+    parser.add_argument("--pooled", action="store_true", help="5%% false abstention over all training sets")
     args = parser.parse_args()
+    global POOLED
+    POOLED = args.pooled
     features: dict[str, Any] = json.loads(args.features.read_text()) if args.features.exists() else {}
     todo = [s for s in args.sets if args.refresh or s not in features]
     if todo:

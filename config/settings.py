@@ -137,12 +137,12 @@ class RetrievalSettings(_Section):
     # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
     # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in
     # thresholds, or those calibrated on the corpus if `abstain_calibrated` is on.
-    # `abstain_below`: abstain below this confidence whatever the question says; setting it
-    # overrides the calibrated floor. -1 turns this off.
+    # `abstain_below`: abstain below this confidence whatever the question says (built-in: 0.43);
+    # setting it overrides the built-in or calibrated floor. -1 turns this off.
     abstain_below: float | None = Field(default=None, ge=-1, le=1)
     # `abstain_if_missing_below`: abstain below this confidence when the question names something
-    # (a tool, a product, an identifier) that no indexed document mentions. Setting it overrides
-    # the calibrated value; -1 turns the missing-term check off.
+    # (a tool, a product, an identifier) that no indexed document mentions (built-in: 0.66).
+    # Setting it overrides the built-in or calibrated value; -1 turns the missing-term check off.
     abstain_if_missing_below: float | None = Field(default=None, ge=-1, le=1)
     # Use the thresholds calibrated on the corpus at sync (shown by `lore sources`) instead of the
     # built-in ones. Off: on the eval sets, each left out in turn, the built-in thresholds did

@@ -97,7 +97,7 @@ def synthesize(texts: list[str], stats: TermStats, source: str | None, n: int) -
     step = max(1, len(texts) // (2 * n))
     for text in texts[::step]:
         # A prose sentence (words, not code or option lists), the way questions are asked.
-        best, words = "", []
+        best, words = "", list[str]()
         for sentence in sentences(text):
             found = candidates(sentence)
             plain = [t.lower() for w, t, ident in found if t.isalpha() and not ident and w == t]
