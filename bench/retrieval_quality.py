@@ -63,11 +63,12 @@ def retrieval_only(kn: Knowledge, mode: str) -> Any:
         return Answer(
             question=question,
             text="",
-            abstained=found.confidence < kn.settings.retrieval.abstain_below,
+            abstained=found.decide().abstain,
             chunks=found.chunks,
             model="retrieval-only",
             prompt_version="-",
             confidence=found.confidence,
+            missing_terms=list(found.signal.missing) if found.signal else [],
         )
 
     return ask

@@ -97,9 +97,7 @@ def web_runner(app: FastAPI, host: str, port: int) -> Runner:
     async def run(stop: asyncio.Event) -> None:
         # proxy_headers off: X-Forwarded-For is believed only from web.trusted_proxies (bot.web.app).
         server = _Server(
-            uvicorn.Config(
-                app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
-            )
+            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
         )
 
         async def serve() -> None:

@@ -127,9 +127,28 @@ class RetrievalSettings(_Section):
     # Reciprocal-rank fusion: score = sum of 1 / (rrf_k + rank). A small k trusts the top of each
     # list; 1 beat the usual 60 on both eval sets (BENCHMARKS.md).
     rrf_k: int = Field(default=1, ge=1)
-    # Below this confidence (the best cosine similarity of the question to a top chunk or one of
-    # its sentences) Lore abstains. Chosen on both eval sets: see BENCHMARKS.md.
-    abstain_below: float = Field(default=0.47, ge=-1, le=1)
+    # `rrf`, or `dbsf`: each list's scores scaled by its own mean and spread, then summed.
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    dense_weight: float = Field(default=1.0, ge=0)  # the dense list's weight in fusion; sparse's is 1
+    # Document diversity: at most this many chunks of one document in the top-k (0 = no cap),
+    # picked from the best `depth` fused chunks. Without it the top 5 was often one page five
+    # times, so a second relevant page never made it (TO BE MEASURED).
+    max_per_doc: int = Field(default=0, ge=0)
+    depth: int = Field(default=20, ge=1, le=200)
+    # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
+    # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in
+    # thresholds, or those calibrated on the corpus if `abstain_calibrated` is on.
+    # `abstain_below`: abstain below this confidence whatever the question says (built-in: 0.43);
+    # setting it overrides the built-in or calibrated floor. -1 turns this off.
+    abstain_below: float | None = Field(default=None, ge=-1, le=1)
+    # `abstain_if_missing_below`: abstain below this confidence when the question names something
+    # (a tool, a product, an identifier) that no indexed document mentions (built-in: 0.66).
+    # Setting it overrides the built-in or calibrated value; -1 turns the missing-term check off.
+    abstain_if_missing_below: float | None = Field(default=None, ge=-1, le=1)
+    # Use the thresholds calibrated on the corpus at sync (shown by `lore sources`) instead of the
+    # built-in ones. Off: on the eval sets, each left out in turn, the built-in thresholds did
+    # better than the calibrated ones (BENCHMARKS.md, "Abstention").
+    abstain_calibrated: bool = False
 
 
 class LLMSettings(_Section):

@@ -61,4 +61,6 @@ class Answer(BaseModel):
     prompt_version: str
     timings: Timings = Field(default_factory=Timings)
     notice: str | None = None  # e.g. "the language model was unreachable; showing passages instead"
-    confidence: float | None = None  # what abstention compared with retrieval.abstain_below
+    confidence: float | None = None  # what abstention compared with its thresholds
+    # Salient words of the question that no indexed document mentions (knowledge/abstain.py).
+    missing_terms: list[str] = Field(default_factory=list)

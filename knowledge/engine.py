@@ -3,15 +3,18 @@
 Retrieval is hybrid by default: the dense (MiniLM) and BM25 sparse results of the question,
 fused by reciprocal rank (`knowledge.vector_store.rrf`). The question is first normalised (mentions,
 greetings), given the thread's context when it is a follow-up, and expanded with the
-corpus's own abbreviations. Lore abstains when its confidence in the best passage is below
-`retrieval.abstain_below` (see `confidence()` and BENCHMARKS.md for how it was chosen).
+corpus's own abbreviations. Lore abstains when its confidence in the best passage is low, or
+when the question names something the corpus never mentions and confidence isn't high
+(`knowledge/abstain.py`; thresholds calibrated per corpus by `knowledge/calibrate.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.response.schema import Response
-from llama_index.core.bridge.pydantic import ConfigDict
+from llama_index.core.bridge.pydantic import ConfigDict, Field
 from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.retrievers import BaseRetriever
@@ -28,6 +31,17 @@ from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
 from llama_index.core.vector_stores.types import VectorStoreQueryMode
 
 from config.settings import Settings
+from knowledge.abstain import (
+    DEFAULT_THRESHOLDS,
+    Decision,
+    TermSignal,
+    TermStats,
+    Thresholds,
+    anything_about,
+    decide,
+    one_token,
+    thresholds_for,
+)
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
 from knowledge.embeddings import Embedder
 from knowledge.generate import (
@@ -55,6 +69,7 @@ _QUERY_MODES = {
 }
 _VOCABULARY_TTL = 60.0  # seconds; a sync in this process refreshes it at once
 CONFIDENCE_CHUNKS = 3  # the top chunks (and their sentences) that confidence looks at
+_SENTENCE_CACHE = 2048  # chunks whose sentence vectors are kept (a few MB)
 
 
 @dataclass
@@ -62,6 +77,11 @@ class Retrieval:
     query: str  # what was searched: normalised, with follow-up context and abbreviations
     chunks: list[RetrievedChunk]
     confidence: float
+    signal: TermSignal | None = None  # the question's salient terms and whether the corpus has them
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+
+    def decide(self) -> Decision:
+        return decide(self.confidence, self.signal, self.thresholds)
 
 
 def make_generator(settings: Settings, embedder: Embedder) -> Generator:
@@ -89,6 +109,9 @@ class CitingQueryEngine(CustomQueryEngine):
     fallback: Any = None
     index_cache: Any = None
     vocabulary_cache: Any = None
+    calibration_cache: Any = None
+    sentence_cache: Any = Field(default_factory=OrderedDict)
+    sentence_lock: Any = Field(default_factory=threading.Lock)
 
     @classmethod
     def build(
@@ -137,6 +160,39 @@ class CitingQueryEngine(CustomQueryEngine):
     def refresh(self) -> None:
         """Forget cached state that a sync may have changed."""
         self.vocabulary_cache = None
+        self.calibration_cache = None
+
+    def _calibrations(self) -> tuple[dict[str, dict[str, Any]], dict[str | None, int]]:
+        """Each source's calibrated thresholds, and chunk counts (None: the whole index)."""
+        cached = self.calibration_cache
+        if cached is not None and time.monotonic() - cached[0] < _VOCABULARY_TTL:
+            return cached[1], cached[2]  # type: ignore[no-any-return]
+        calibrated = {}
+        for src in self.settings.sources:
+            state = self.store.get_state("calibration", src.name)
+            if state and "floor" in state and "named" in state:
+                calibrated[src.name] = state
+        counts: dict[str | None, int] = {None: self.store.count_chunks()}
+        self.calibration_cache = (time.monotonic(), calibrated, counts)
+        return calibrated, counts
+
+    def thresholds(self, source: str | None) -> Thresholds:
+        """The abstention thresholds for a question answered from `source`."""
+        retrieval = self.settings.retrieval
+        calibrated = self._calibrations()[0].get(source or "")
+        return thresholds_for(
+            retrieval.abstain_below,
+            retrieval.abstain_if_missing_below,
+            calibrated,
+            retrieval.abstain_calibrated,
+        )
+
+    def term_signal(self, question: str, chunks: Sequence[RetrievedChunk], source: str | None) -> TermSignal:
+        counts = self._calibrations()[1]
+        if source not in counts:
+            counts[source] = self.store.count_chunks(source)
+        stats = TermStats(self.store.backend, self.store.sparse, one_token(self.embedder.tokenizer))
+        return stats.signal(question, [c.text for c in chunks], source=source, chunks=counts[source])
 
     def search(
         self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
@@ -151,7 +207,16 @@ class CitingQueryEngine(CustomQueryEngine):
         expanded, vector, chunks = self._retrieve(query, top_k, source, mode)
         if vector is None:
             return Retrieval(query=query, chunks=[], confidence=0.0)
-        return Retrieval(query=expanded, chunks=chunks, confidence=self.confidence(vector, chunks))
+        # The question as asked (not expanded: an expansion comes from the corpus), against the
+        # chunks an answer would see.
+        signal = self.term_signal(query, chunks[:CONFIDENCE_CHUNKS], source) if chunks else None
+        return Retrieval(
+            query=expanded,
+            chunks=chunks,
+            confidence=self.confidence(vector, chunks),
+            signal=signal,
+            thresholds=self.thresholds(source or (chunks[0].source if chunks else None)),
+        )
 
     def _retrieve(
         self, query: str, top_k: int | None, source: str | None, mode: str | None
@@ -179,10 +244,35 @@ class CitingQueryEngine(CustomQueryEngine):
             c.dense_score if c.dense_score is not None else _cosine(query, self._embed([c.text])[0])
             for c in top
         )
-        texts = [s for c in top for s in sentences(c.text)]
-        if texts:
-            best = max(best, float(max(_cosine(query, v) for v in self._embed(texts))))
+        vectors = self._sentence_vectors(top)
+        if len(vectors):
+            best = max(best, float(max(_cosine(query, v) for v in vectors)))
         return best
+
+    def _sentence_vectors(self, chunks: Sequence[RetrievedChunk]) -> np.ndarray:
+        """The chunks' sentences embedded, remembered per chunk version: the same chunks come up
+        again and again (follow-ups, popular pages, calibration), and this is most of the cost
+        of a question."""
+        cache: OrderedDict[tuple[str, str], np.ndarray] = self.sentence_cache
+        keys = [(c.chunk_id, c.doc_hash) for c in chunks]
+        with self.sentence_lock:
+            todo = [(k, c) for k, c in zip(keys, chunks, strict=True) if k not in cache]
+        groups = [sentences(c.text) for _k, c in todo]
+        flat = [s for group in groups for s in group]
+        embedded = self._embed(flat) if flat else np.zeros((0, 0), dtype=np.float32)
+        with self.sentence_lock:
+            start = 0
+            for (key, _c), group in zip(todo, groups, strict=True):
+                cache[key] = embedded[start : start + len(group)]
+                start += len(group)
+            parts = []
+            for key in keys:
+                cache.move_to_end(key)
+                if len(cache[key]):
+                    parts.append(cache[key])
+            while len(cache) > _SENTENCE_CACHE:
+                cache.popitem(last=False)
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.embedder.query_model.get_text_embedding_batch(texts), dtype=np.float32)
@@ -202,12 +292,13 @@ class CitingQueryEngine(CustomQueryEngine):
         clean = prompt_question(question)
         found = self.lookup(retrieval_query(clean, history), source=source, top_k=top_k)
         chunks, confidence = found.chunks, found.confidence
+        decision = found.decide()
         retrieved = time.perf_counter()
         number_by_document(chunks)  # the numbers the prompt shows and the answer cites
         notice = None
         model = self.generator.name
-        if not chunks or confidence < self.settings.retrieval.abstain_below:
-            text = f"{ABSTAIN_TEXT}." if chunks else f"{ABSTAIN_TEXT}: nothing has been indexed yet."
+        if not chunks or decision.abstain:
+            text = abstain_text(decision) if chunks else f"{ABSTAIN_TEXT}: nothing has been indexed yet."
             abstained = True
         else:
             try:
@@ -239,7 +330,16 @@ class CitingQueryEngine(CustomQueryEngine):
             ),
             notice=notice,
             confidence=round(confidence, 4),
+            missing_terms=list(found.signal.missing) if found.signal else [],
         )
+
+
+def abstain_text(decision: Decision) -> str:
+    """Say what is missing when the question named it: "I couldn't find anything about Terraform
+    in the docs." Otherwise the plain abstention, which adapters and the prompt share."""
+    if decision.missing:
+        return f"I couldn't find anything about {anything_about(decision.missing)} in the docs."
+    return f"{ABSTAIN_TEXT}."
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

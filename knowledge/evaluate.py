@@ -70,6 +70,7 @@ def score(question: Question, answer: Answer, k: int) -> dict[str, Any]:
         # What abstention compares with the threshold (bench/abstention.py tabulates it).
         "confidence": answer.confidence if answer.confidence is not None else top_score,
         "signals": [[c.score, c.dense_score] for c in answer.chunks[:k]],
+        "missing_terms": list(answer.missing_terms),
         "facts": len(question.facts),
         "facts_hit": len(facts_hit),
         "retrieved": ranked_paths,

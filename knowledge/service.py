@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from config.settings import Settings
+from knowledge.abstain import thresholds_for
 from knowledge.answer import Answer, Turn
 from knowledge.embeddings import Embedder, build_embedder
 from knowledge.engine import CitingQueryEngine
@@ -57,13 +58,42 @@ class Knowledge:
     ) -> SyncProgress:
         source = self.settings.source(name)
         try:
-            return sync_source(
+            progress = sync_source(
                 self.settings, self.store, self.embedder, source, full=full, on_progress=on_progress
             )
         finally:
             with self._lock:
                 if self._engine is not None:
                     self._engine.refresh()
+        if progress.error is None and self._needs_calibration(name, progress, full):
+            self.calibrate(name)
+        return progress
+
+    def _needs_calibration(self, name: str, progress: SyncProgress, full: bool) -> bool:
+        """After a full sync, a first one, or one that changed a fifth of the documents."""
+        if full:
+            return True
+        touched = progress.added + progress.changed + progress.deleted
+        if not touched:
+            return False
+        if self.store.get_state("calibration", name) is None:
+            return True
+        return touched >= 0.2 * (touched + progress.unchanged)
+
+    def calibrate(self, name: str) -> dict[str, Any] | None:
+        """Fit abstention to source `name`'s own documents (`knowledge/calibrate.py`) and keep
+        the result in the index's state; a corpus too small to calibrate keeps the defaults."""
+        from knowledge.calibrate import calibrate
+
+        store = self.store
+        result = calibrate(self.engine, name)
+        if result is None:
+            store.delete_state("calibration", name)
+        else:
+            store.put_state("calibration", name, result.as_state())
+        store.persist()
+        self.engine.refresh()
+        return result.as_state() if result else None
 
     def rebuild(self) -> None:
         """Drop the whole index (every source) so it can be rebuilt, e.g. with a new model."""
@@ -76,6 +106,7 @@ class Knowledge:
             store.delete_state("pending", src.name)
             store.delete_state("sync", src.name)
             store.delete_state("vocabulary", src.name)
+            store.delete_state("calibration", src.name)
         store.ensure_collection(self.embedder.identity)
         store.persist()
 
@@ -86,10 +117,11 @@ class Knowledge:
         return self.store.count_chunks() == 0
 
     def sources_status(self) -> list[dict[str, Any]]:
-        store = self.store
+        store, retrieval = self.store, self.settings.retrieval
         rows = []
         for src in self.settings.sources:
             last = store.get_state("sync", src.name) or {}
+            calibration = store.get_state("calibration", src.name)
             rows.append(
                 {
                     "name": src.name,
@@ -100,6 +132,13 @@ class Knowledge:
                     "last_error": last.get("error"),
                     "last_result": {k: v for k, v in last.items() if k not in ("finished_at", "error")}
                     or None,
+                    "abstention": thresholds_for(
+                        retrieval.abstain_below,
+                        retrieval.abstain_if_missing_below,
+                        calibration,
+                        retrieval.abstain_calibrated,
+                    ).as_dict(),
+                    "calibration": calibration,
                 }
             )
         return rows

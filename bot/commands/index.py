@@ -129,7 +129,8 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
     if as_json:
         out.print_json(json.dumps({"sources": rows}))
         return
-    table = Table("source", "type", "documents", "chunks", "last sync", "last error")
+    abstain = "abstain below / if a name is missing"
+    table = Table("source", "type", "documents", "chunks", "last sync", abstain, "last error")
     for r in rows:
         table.add_row(
             r["name"],
@@ -137,9 +138,21 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
             str(r["documents"]),
             str(r["chunks"]),
             r["last_sync"] or "never",
+            _abstention(r.get("abstention"), r.get("calibration")),
             r["last_error"] or "",
         )
     out.print(table)
+
+
+def _abstention(t: dict[str, Any] | None, calibration: dict[str, Any] | None) -> str:
+    """'0.45 / 0.58 default (calibrated 0.44 / 0.55, off)': abstain below 0.45, or below 0.58 if
+    the question names something no document mentions; where that comes from; the calibration."""
+    if not t:
+        return ""
+    text = f"{t['floor']:.2f} / {t['named']:.2f} {t['origin']}"
+    if calibration and t["origin"] != "calibrated":
+        text += f" (calibrated {calibration['floor']:.2f} / {calibration['named']:.2f}, off)"
+    return text
 
 
 # -- eval ----------------------------------------------------------------------

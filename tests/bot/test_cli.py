@@ -93,6 +93,9 @@ def test_sources_lists_counts_and_last_sync(project):
     run("index")
     data = json.loads(run("sources", "--json").stdout)["sources"][0]
     assert data["name"] == "hb" and data["documents"] == 2 and data["chunks"] >= 2 and data["last_sync"]
+    # Two chunks are too few to calibrate abstention on: the built-in thresholds, shown as such.
+    assert data["abstention"]["origin"] == "default"
+    assert "0.43 / 0.66 default" in run("sources", env={"COLUMNS": "200"}).stdout
 
 
 def test_eval_reports_recall_mrr_and_abstention(project):

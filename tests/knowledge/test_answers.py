@@ -57,7 +57,9 @@ def test_inline_numbers_match_the_citations(kn):
 def test_abstains_when_the_docs_do_not_cover_it(kn):
     answer = kn.answer("what is the wifi password at the Lisbon office?")
     assert answer.abstained
-    assert answer.text.startswith(ABSTAIN_TEXT)
+    # It names what the docs never mention (knowledge/abstain.py); otherwise the plain text.
+    assert answer.text == "I couldn't find anything about wifi or Lisbon in the docs."
+    assert kn.answer("what is the password of the company laptop?").text == f"{ABSTAIN_TEXT}."
     assert answer.citations == []
     assert answer.chunks  # what was retrieved is still kept, for reviewers
 
