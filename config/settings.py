@@ -126,6 +126,14 @@ class RetrievalSettings(_Section):
     # Reciprocal-rank fusion: score = sum of 1 / (rrf_k + rank). A small k trusts the top of each
     # list; 1 beat the usual 60 on both eval sets (BENCHMARKS.md).
     rrf_k: int = Field(default=1, ge=1)
+    # `rrf`, or `dbsf`: each list's scores scaled by its own mean and spread, then summed.
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    dense_weight: float = Field(default=1.0, ge=0)  # the dense list's weight in fusion; sparse's is 1
+    # Document diversity: at most this many chunks of one document in the top-k (0 = no cap),
+    # picked from the best `depth` fused chunks. Without it the top 5 was often one page five
+    # times, so a second relevant page never made it (TO BE MEASURED).
+    max_per_doc: int = Field(default=0, ge=0)
+    depth: int = Field(default=20, ge=1, le=200)
     # Below this confidence (the best cosine similarity of the question to a top chunk or one of
     # its sentences) Lore abstains. Chosen on both eval sets: see BENCHMARKS.md.
     abstain_below: float = Field(default=0.47, ge=-1, le=1)

@@ -297,6 +297,10 @@ class IndexStore:
                 candidates=retrieval.candidates,
                 rrf_k=retrieval.rrf_k,
                 hnsw_ef=self.settings.index.hnsw_ef,
+                max_per_doc=retrieval.max_per_doc,
+                depth=retrieval.depth,
+                fusion=retrieval.fusion,
+                dense_weight=retrieval.dense_weight,
             )
         return self._vector_store
 

@@ -9,8 +9,8 @@ ranks the dense and the sparse side in one call, and `rrf()` fuses the two lists
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -26,6 +26,8 @@ from llama_index.core.vector_stores.types import (
 
 from knowledge.backends import Backend, Hit, IndexPoint, SearchMode, SearchRequest
 from knowledge.sparse import SparseEncoder
+
+T = TypeVar("T")
 
 # Set on each returned node's metadata (never stored): the scores behind its rank.
 SIGNALS_KEY = "_lore_signals"
@@ -43,6 +45,12 @@ class LoreVectorStore(BasePydanticVectorStore):
     candidates: int = 50
     rrf_k: int = 1
     hnsw_ef: int | None = None
+    # Document diversity (RetrievalSettings says why): at most this many chunks of one document
+    # in a top-k (0 = no cap), chosen from the best `depth` fused chunks.
+    max_per_doc: int = 0
+    depth: int = 0
+    fusion: str = "rrf"  # or "dbsf": distribution-based score fusion
+    dense_weight: float = 1.0  # the dense list's weight in either fusion (the sparse list's is 1)
 
     _backend: Backend = PrivateAttr()
     _sparse: SparseEncoder = PrivateAttr()
@@ -102,8 +110,9 @@ class LoreVectorStore(BasePydanticVectorStore):
             "exact": bool(kwargs.get("exact", False)),
         }
         # A few more than asked, so that ties at the cut are broken the same way every time,
-        # whatever order the engine's segments happen to be in.
-        wanted = top_k + TIE_MARGIN
+        # whatever order the engine's segments happen to be in; deeper when a document cap may
+        # skip some.
+        wanted = max(top_k, self.depth if self.max_per_doc else 0) + TIE_MARGIN
         if mode == "hybrid":
             candidates = max(self.candidates, wanted)
             lists = self._backend.search_batch(
@@ -112,7 +121,8 @@ class LoreVectorStore(BasePydanticVectorStore):
                     SearchRequest("sparse", candidates, sparse=sparse, with_payload=False, **common),
                 ]
             )
-            fused = rrf(lists, self.rrf_k)
+            weights = (self.dense_weight, 1.0)
+            fused = dbsf(lists, weights) if self.fusion == "dbsf" else rrf(lists, self.rrf_k, weights)
             chosen = sorted(fused, key=lambda i: (-fused[i], i))[:wanted]
             hits = [
                 Hit(h.id, fused[h.id], h.payload, h.dense)
@@ -132,7 +142,9 @@ class LoreVectorStore(BasePydanticVectorStore):
         scored.sort(
             key=lambda hc: (-round(hc[0].score, 6), -(hc[1] if hc[1] is not None else -2.0), hc[0].id)
         )
-        scored = scored[:top_k]
+        scored = cap_per_document(
+            scored, lambda hc: str(hc[0].payload.get("doc_id", "")), top_k, self.max_per_doc
+        )
         nodes = [self._node(hit, mode, cosine) for hit, cosine in scored]
         return VectorStoreQueryResult(
             nodes=nodes, similarities=[h.score for h, _ in scored], ids=[h.id for h, _ in scored]
@@ -152,19 +164,61 @@ class LoreVectorStore(BasePydanticVectorStore):
         return node
 
 
-def rrf(lists: Sequence[Sequence[Hit]], k: int) -> dict[str, float]:
-    """Reciprocal-rank fusion: each point scores the sum over lists of 1 / (k + rank), ranks
+def rrf(lists: Sequence[Sequence[Hit]], k: int, weights: Sequence[float] | None = None) -> dict[str, float]:
+    """Reciprocal-rank fusion: each point scores the sum over lists of weight / (k + rank), ranks
     from 0. Tied scores share a rank (the best of theirs), so the result doesn't depend on how
     the engine happened to order equal scores."""
     fused: dict[str, float] = {}
-    for hits in lists:
+    for n, hits in enumerate(lists):
+        weight = weights[n] if weights else 1.0
         rank, previous = 0, None
         for i, hit in enumerate(sorted(hits, key=lambda h: (-round(h.score, 6), h.id))):
             score = round(hit.score, 6)
             if score != previous:
                 rank, previous = i, score
-            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (k + rank)
+            fused[hit.id] = fused.get(hit.id, 0.0) + weight / (k + rank)
     return fused
+
+
+def dbsf(lists: Sequence[Sequence[Hit]], weights: Sequence[float] | None = None) -> dict[str, float]:
+    """Distribution-based score fusion (as Qdrant's DBSF): each list's scores are scaled to
+    [0, 1] between mean - 3 sd and mean + 3 sd of that list, then summed (weighted)."""
+    fused: dict[str, float] = {}
+    for n, hits in enumerate(lists):
+        if not hits:
+            continue
+        weight = weights[n] if weights else 1.0
+        scores = np.asarray([h.score for h in hits], dtype=np.float64)
+        mean, sd = float(scores.mean()), float(scores.std())
+        lo, hi = mean - 3 * sd, mean + 3 * sd
+        for hit in hits:
+            scaled = 0.5 if hi <= lo else min(1.0, max(0.0, (hit.score - lo) / (hi - lo)))
+            fused[hit.id] = fused.get(hit.id, 0.0) + weight * round(scaled, 6)
+    return fused
+
+
+def cap_per_document(ranked: Sequence[T], doc_of: Callable[[T], str], top_k: int, cap: int) -> list[T]:
+    """The best `top_k` of `ranked` with at most `cap` per document (0: no cap), in rank order.
+
+    If the cap leaves fewer than `top_k`, the best of the skipped ones fill the end of the list,
+    so a small corpus still gets `top_k` chunks. Each document's best chunk keeps its place
+    relative to the other documents' best chunks, so capping can only move the first relevant
+    document up."""
+    if cap <= 0:
+        return list(ranked[:top_k])
+    chosen: list[int] = []
+    per_doc: dict[str, int] = {}
+    for i, item in enumerate(ranked):
+        doc = doc_of(item)
+        if per_doc.get(doc, 0) < cap:
+            per_doc[doc] = per_doc.get(doc, 0) + 1
+            chosen.append(i)
+            if len(chosen) == top_k:
+                break
+    if len(chosen) < top_k:
+        taken = set(chosen)
+        chosen += [i for i in range(len(ranked)) if i not in taken][: top_k - len(chosen)]
+    return [ranked[i] for i in chosen]
 
 
 def _cosines(query: Sequence[float] | None, vectors: Sequence[Sequence[float] | None]) -> list[float | None]:

@@ -1,0 +1,69 @@
+"""Document-diverse top-k: a long page that matches everywhere can't fill the whole top-k."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from knowledge.vector_store import cap_per_document
+from tests.conftest import corpus_sources, write
+
+# One long page about rotating the signing keys (many chunks), and two short pages that each
+# hold part of what a key rotation needs.
+LONG = "# Signing key rotation\n\n" + "\n\n".join(
+    f"## Step {i}\n\nRotate the signing key of the release pipeline: step {i} of the signing key "
+    f"rotation runbook checks the key fingerprint and the signing key expiry (part {i})."
+    for i in range(1, 9)
+)
+VAULT = (
+    "# Vault paths\n\nThe release signing key lives in Vault under secret/release/signing. "
+    "Rotating it needs the release-admins group."
+)
+NOTICE = (
+    "# Announcing a rotation\n\nBefore a signing key rotation, post in #releases so nobody tags "
+    "a release with the old key while it rotates."
+)
+
+
+def corpus(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    write(docs, "runbooks/key-rotation.md", LONG)
+    write(docs, "ops/vault.md", VAULT)
+    write(docs, "ops/announce.md", NOTICE)
+    return docs
+
+
+def test_the_cap_keeps_rank_order_and_fills_when_short():
+    ranked = ["a1", "a2", "b1", "a3", "c1", "b2"]
+    doc = lambda item: item[0]  # noqa: E731 - the document is the first letter
+    assert cap_per_document(ranked, doc, 4, 0) == ["a1", "a2", "b1", "a3"]
+    assert cap_per_document(ranked, doc, 4, 1) == ["a1", "b1", "c1", "a2"]  # a2 fills the fourth place
+    assert cap_per_document(ranked, doc, 4, 2) == ["a1", "a2", "b1", "c1"]
+    assert cap_per_document(ranked, doc, 3, 1) == ["a1", "b1", "c1"]
+
+
+def test_one_long_page_does_not_fill_the_top_k(tmp_path, make_knowledge):
+    docs = corpus(tmp_path)
+    question = "how do we rotate the release signing key?"
+    chunking = {"size": 48, "overlap": 0}
+
+    plain = make_knowledge(
+        corpus_sources(docs), chunking=chunking, retrieval={"max_per_doc": 0}, data_dir=tmp_path / "plain"
+    )
+    assert plain.sync("handbook").error is None
+    assert plain.store.count_chunks() >= 8
+    undiverse = [c.path for c in plain.engine.search(question, top_k=4)]
+    assert undiverse.count("runbooks/key-rotation.md") >= 3, undiverse  # the problem, as it was
+
+    diverse = make_knowledge(
+        corpus_sources(docs), chunking=chunking, retrieval={"max_per_doc": 2}, data_dir=tmp_path / "diverse"
+    )
+    assert diverse.sync("handbook").error is None
+    answer = diverse.answer(question, top_k=4)
+    paths = [c.path for c in answer.chunks]
+    assert len(paths) == 4
+    assert paths.count("runbooks/key-rotation.md") <= 2, paths
+    assert {"ops/vault.md", "ops/announce.md"} <= set(paths), paths
+    # Citations still name the chunks the answer was given.
+    assert answer.citations
+    assert {c.path for c in answer.citations} <= set(paths)
+    assert {c.doc_id for c in answer.citations} <= {c.doc_id for c in answer.chunks}
