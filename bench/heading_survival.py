@@ -41,7 +41,7 @@ SETS = {
     "git": REPO / "bench" / "evalsets" / "git" / "lore.toml",
     "pydocs": REPO / "bench" / "pydocs" / "lore.toml",
 }
-_MARKUP = re.compile(r"[*`\\]")
+_MARKUP = re.compile(r"[*`\\¶§]")  # emphasis, escapes, permalink signs
 
 
 def norm(text: str) -> str:
@@ -64,7 +64,7 @@ def survey(name: str, config: Path, tokenizer: Any, max_pages: int | None) -> di
     settings = load_settings(config, data_dir=Path("/tmp/unused"))
     source = settings.sources[0]
     loader = make_loader(source, data_dir=settings.data_dir, max_bytes=int(settings.index.max_file_mb * 1e6))
-    paths = [p for p in loader._list() if isinstance(p, Path) and p.suffix.lower() in HTML_SUFFIXES]  # noqa: SLF001
+    paths = [p for p in loader._list() if isinstance(p, Path) and p.suffix.lower() in HTML_SUFFIXES]
     paths = paths[:max_pages] if max_pages else paths
     chunker = StructuredChunker(
         chunk_size=settings.chunking.size, chunk_overlap=settings.chunking.overlap, tokenizer=tokenizer
@@ -118,12 +118,17 @@ def _stray_fence(chunk: str) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sets", nargs="+", default=["postfix", "sqlite", "git"], choices=sorted(SETS))
     parser.add_argument("--max-pages", type=int, default=None, help="the first N pages of each set")
     args = parser.parse_args()
     tokenizer = build_embedder(EmbeddingSettings()).tokenizer
-    print("| set | pages | chunks | h1-h3 in text | h1-h3 in heading path | dt in text | dt in heading path | stray fences |")
+    print(
+        "| set | pages | chunks | h1-h3 in text | h1-h3 in heading path | dt in text "
+        "| dt in heading path | stray fences |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for name in args.sets:
@@ -133,7 +138,8 @@ def main() -> None:
         print(
             f"| {name} | {r['pages']} | {r['chunks']} | {h['in_text']}/{h['total']} ({h['share_in_text']}) "
             f"| {h['in_path']}/{h['total']} ({h['share_in_path']}) | {d['in_text']}/{d['total']} "
-            f"({d['share_in_text']}) | {d['in_path']}/{d['total']} ({d['share_in_path']}) | {r['stray_fence_chunks']} |",
+            f"({d['share_in_text']}) | {d['in_path']}/{d['total']} ({d['share_in_path']}) "
+            f"| {r['stray_fence_chunks']} |",
             flush=True,
         )
     print(json.dumps(rows, indent=1))

@@ -94,7 +94,7 @@ class _Converter(MarkdownConverter):
     def convert_img(self, el: Any, text: str, parent_tags: Any) -> str:
         return ""
 
-    def convert_hN(self, n: int, el: Any, text: str, parent_tags: Any) -> str:  # noqa: N802 (markdownify's name)
+    def convert_hN(self, n: int, el: Any, text: str, parent_tags: Any) -> str:
         # A heading's text on one line, without emphasis markers ("## **Options**" is noise).
         return super().convert_hN(n, el, " ".join(text.replace("**", "").split()), parent_tags)  # type: ignore[no-any-return]
 
@@ -160,27 +160,21 @@ def _man_pages(root: Tag, soup: BeautifulSoup) -> None:
             continue
         replacement = soup.new_tag("div")
         paragraph: list[str] = []
-
-        def flush() -> None:
-            if paragraph:
-                replacement.append(_man_paragraph(paragraph, soup))
-                paragraph.clear()
-
-        for i, line in enumerate(lines):
+        for i, line in enumerate([*lines, ""]):
             if (i < 3 and _MAN_TITLE.fullmatch(line.strip())) or (
                 i >= len(lines) - 3 and _MAN_FOOTER.fullmatch(line.strip())
             ):
                 continue
-            if line[:1].strip() and _MAN_HEADING.fullmatch(line.strip()):
-                flush()
+            title = line[:1].strip() and _MAN_HEADING.fullmatch(line.strip())
+            if (title or not line.strip()) and paragraph:
+                replacement.append(_man_paragraph(paragraph, soup))
+                paragraph = []
+            if title:
                 heading = soup.new_tag("h2")
                 heading.string = line.strip()
                 replacement.append(heading)
-            elif not line.strip():
-                flush()
-            else:
+            elif line.strip():
                 paragraph.append(line)
-        flush()
         pre.replace_with(replacement)
 
 
@@ -302,8 +296,10 @@ def _layout_tables(root: Tag) -> None:
     them (cells are one line), so the rows and cells become plain blocks."""
     for table in reversed(root.find_all("table")):
         cells = table.find_all(["td", "th"])
-        columns = max((len(tr.find_all(["td", "th"], recursive=False)) for tr in table.find_all("tr")), default=0)
-        layout = columns <= 1 or any(cell.find(_BLOCKS_IN_CELLS) or len(cell.find_all("p")) > 1 for cell in cells)
+        rows = table.find_all("tr")
+        columns = max((len(tr.find_all(["td", "th"], recursive=False)) for tr in rows), default=0)
+        blocks = any(cell.find(_BLOCKS_IN_CELLS) or len(cell.find_all("p")) > 1 for cell in cells)
+        layout = columns <= 1 or blocks
         if not layout:
             continue
         for tag in [table, *table.find_all(["thead", "tbody", "tfoot", "tr", "td", "th", "caption"])]:

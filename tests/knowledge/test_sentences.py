@@ -59,7 +59,8 @@ def corpus(tmp_path_factory):
 
 
 def quotes(answer_text: str) -> list[str]:
-    return re.findall(r"^- (.+?) \[\d+\]$", answer_text, flags=re.MULTILINE)
+    """The quoted text of each answer line, without the bold heading lead-in ("**Setup:** ")."""
+    return re.findall(r"^- (?:\*\*[^*\n]+:\*\* )?(.+?) \[\d+\]$", answer_text, flags=re.MULTILINE)
 
 
 def flat(text: str) -> str:
