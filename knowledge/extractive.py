@@ -52,6 +52,11 @@ _SPLIT = re.compile(
     r"should|will|would)\b)",
     re.IGNORECASE,
 )
+# A part of a message that asks something (not "i only started here in january").
+_ASKS = re.compile(
+    r"\b(?:how|what|whats|when|where|who|which|why|do|does|did|is|are|can|could|should|will|would)\b",
+    re.IGNORECASE,
+)
 # A sentence that leans on the one before it ("It must be at least 16 characters long.").
 _ANAPHOR = re.compile(r"(?:It|Its|This|That|These|Those|They|Their|Them|Such|Both|Each|He|She)\b")
 _DIGIT = re.compile(r"\d")
@@ -62,6 +67,13 @@ MAX_QUOTES = 3  # units quoted for a lookup
 MAX_PASSAGE = 6  # units in a how-to passage
 MAX_CHARS = 900  # an answer's quotes together, roughly
 FLOOR = 0.55  # a unit scoring below this share of the best one is not quoted
+# A unit's score: its cosine with the question, plus these times the share of the question's
+# (IDF-weighted) terms it has, the cosine of its section (title > heading), 1 / its chunk's
+# rank, and whether it has a number when the question asks for a quantity.
+W_WORDS = 1.0
+W_SECTION = 0.5
+W_RANK = 0.1
+W_NUMBER = 0.1
 
 
 def sentences(text: str, min_length: int = MIN_LENGTH) -> list[str]:
@@ -248,11 +260,12 @@ class ExtractiveGenerator:
             for c, d, terms, around, text in zip(candidates, dense, own, context, texts, strict=True):
                 words = sum(w for t, w in idf.items() if t in terms) / total
                 words += 0.5 * sum(w for t, w in idf.items() if t in around and t not in terms) / total
-                score = float(d) + words + 0.5 * float(section[c.section]) + 0.1 / (c.chunk + 1)
+                score = float(d) + W_WORDS * words + W_SECTION * float(section[c.section])
+                score += W_RANK / (c.chunk + 1)
                 if quantity and _DIGIT.search(text):
-                    score += 0.1
+                    score += W_NUMBER
                 if c.unit.kind == "code":
-                    score -= 0.1  # a code line rarely answers alone; a how-to passage brings it along
+                    score -= W_NUMBER  # a code line rarely answers alone; a how-to passage brings it
                 scores.append(score)
             out.append(scores)
         return out
@@ -262,7 +275,7 @@ def _parts(question: str) -> list[str]:
     """The questions in one message ("how many sick days do we get and do i need a note?"),
     when there are two or more; else none."""
     parts = [p.strip(" ,;") for p in _SPLIT.split(question) if p and p.strip(" ,;?")]
-    parts = [p for p in parts if len(p.split()) >= 3]
+    parts = [p for p in parts if len(p.split()) >= 3 and _ASKS.search(p)]
     return parts if len(parts) > 1 else []
 
 
@@ -281,7 +294,7 @@ def _best_units(
     picked: list[_Candidate] = []
     seen: set[str] = set()
     chars = 0
-    for c in [*dict.fromkeys(seeds), *ranked]:
+    for c in [ranked[0], *dict.fromkeys(seeds), *ranked]:
         key = _plain(c.unit.quote()).lower()
         if key in seen or (picked and c.score < FLOOR * best):
             continue
