@@ -66,11 +66,12 @@ MIN_LENGTH = 25  # shorter units are labels ("Options:"), not answers
 MAX_QUOTES = 3  # units quoted for a lookup
 MAX_PASSAGE = 6  # units in a how-to passage
 MAX_CHARS = 900  # an answer's quotes together, roughly
+ITEM_CHARS = 300  # a list item up to this long is quoted whole, not sentence by sentence
 FLOOR = 0.55  # a unit scoring below this share of the best one is not quoted
 # A unit's score: its cosine with the question, plus these times the share of the question's
 # (IDF-weighted) terms it has, the cosine of its section (title > heading), 1 / its chunk's
 # rank, and whether it has a number when the question asks for a quantity.
-W_WORDS = 1.0
+W_WORDS = 0.5
 W_SECTION = 0.5
 W_RANK = 0.1
 W_NUMBER = 0.1
@@ -219,17 +220,27 @@ class ExtractiveGenerator:
 
     def _candidates(self, rank: int, chunk: RetrievedChunk) -> list[_Candidate]:
         own = chunk.heading.split(" > ")[-1] if chunk.heading and chunk.heading != chunk.title else ""
+        found = units(chunk.text, heading=own)
+        item_chars: dict[tuple[int, int], int] = {}
+        for u in found:
+            if u.kind == "item":
+                item_chars[u.block, u.item] = item_chars.get((u.block, u.item), 0) + len(u.text)
         merged: list[Unit] = []
-        for u in units(chunk.text, heading=own):
+        for u in found:
             prev = merged[-1] if merged else None
-            if (
+            same = (
                 prev is not None
                 and u.kind in ("sentence", "item")
                 and (prev.kind, prev.block, prev.item) == (u.kind, u.block, u.item)
-                and _ANAPHOR.match(u.text)
-                and len(prev.text) + len(u.text) < 400
-            ):
-                merged[-1] = replace(prev, text=f"{prev.text} {u.text}")  # quoted together
+            )
+            # A short list item is one thought: quoted whole. Elsewhere, a sentence that leans
+            # on the one before it ("It must be …") is quoted with it.
+            whole = same and u.kind == "item" and item_chars[u.block, u.item] <= ITEM_CHARS
+            leans = (
+                same and bool(_ANAPHOR.match(u.text)) and prev is not None and len(prev.text + u.text) < 400
+            )
+            if prev is not None and (whole or leans):
+                merged[-1] = replace(prev, text=f"{prev.text} {u.text}")
             else:
                 merged.append(u)
         return [
