@@ -364,7 +364,8 @@ def _passage(candidates: list[_Candidate], per_chunk: list[list[_Candidate]]) ->
             break
         passage += following[: MAX_PASSAGE - len(passage)]
         i += 1
-    kept, chars = [], 0
+    kept: list[_Candidate] = []
+    chars = 0
     for c in passage:
         chars += len(c.unit.quote())
         if kept and chars > MAX_CHARS:

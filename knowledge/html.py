@@ -27,7 +27,8 @@ import re
 import warnings
 from typing import Any
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup
+from bs4.element import NavigableString, Tag
 from markdownify import MarkdownConverter
 
 # A definition list whose definitions average at least this many characters is a reference
@@ -96,7 +97,8 @@ class _Converter(MarkdownConverter):
 
     def convert_hN(self, n: int, el: Any, text: str, parent_tags: Any) -> str:
         # A heading's text on one line, without emphasis markers ("## **Options**" is noise).
-        return super().convert_hN(n, el, " ".join(text.replace("**", "").split()), parent_tags)  # type: ignore[no-any-return]
+        text = " ".join(text.replace("**", "").split())
+        return super().convert_hN(n, el, text, parent_tags)  # type: ignore[misc,no-any-return]  # not in the stubs
 
 
 def _drop_chrome(soup: BeautifulSoup) -> None:
@@ -134,7 +136,7 @@ def _as_list(value: Any) -> list[str]:
 
 def _main_element(soup: BeautifulSoup) -> Tag:
     body = soup.body or soup
-    for candidate in (soup.find("main"), soup.find(attrs={"role": "main"})):
+    for candidate in (soup.find("main"), soup.find(True, attrs={"role": "main"})):
         if isinstance(candidate, Tag) and _has_most_text(candidate, body):
             return candidate
     articles = soup.find_all("article")

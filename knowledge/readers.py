@@ -65,7 +65,7 @@ def read_html(html: str, *, fallback_title: str, url: str | None = None) -> Read
     if tree is None:
         raise Unreadable("not HTML that can be parsed")
     title = _html_title(tree)  # before extract(), which may prune the tree
-    text = html_to_markdown(html)
+    text: str | None = html_to_markdown(html)
     if not text:  # nothing left after the chrome: let trafilatura find the main text
         text = trafilatura.extract(
             tree,

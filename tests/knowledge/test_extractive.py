@@ -63,9 +63,9 @@ invitation on your first day.
 
 ## Getting your account
 
-- A master password. It must be at least 16 characters long. We recommend a passphrase of
-  four or more random words.
-- A Secret Key, which the app shows once when you create the account.
+When you accept the invitation, you choose a master password. It must be at least 16
+characters long. We recommend a passphrase of four or more random words. The app then shows
+your Secret Key once; print the Emergency Kit and keep it somewhere safe at home.
 """
 
 SICK_LEAVE = """# Sick Leave
@@ -116,8 +116,7 @@ def test_a_how_to_question_gets_the_steps_in_order(kn):
     answer = kn.answer("how do I set up the VPN on my Mac?")
     found = quotes(answer.text)
     steps = [
-        "Open Self Service and install the VPN client.",
-        "Do not install it from the Mac App Store.",
+        "Open Self Service and install the VPN client. Do not install it from the Mac App Store.",
         "Click the VPN icon in the menu bar and choose Log in.",
         "In the browser window that opens, sign in with your Okta account.",
         "Approve the Okta Verify push on your phone.",
@@ -131,7 +130,11 @@ def test_a_how_to_question_gets_the_steps_in_order(kn):
 
 def test_a_sentence_that_leans_on_the_one_before_is_quoted_with_it(kn):
     answer = kn.answer("what's the minimum length for the master password?")
-    assert "A master password. It must be at least 16 characters long." in quotes(answer.text), answer.text
+    leaning = (
+        "When you accept the invitation, you choose a master password. "
+        "It must be at least 16 characters long."
+    )
+    assert leaning in quotes(answer.text), answer.text
 
 
 def test_each_part_of_a_two_part_question_is_answered(kn):
