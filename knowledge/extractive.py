@@ -309,6 +309,8 @@ def _best_units(
         key = _plain(c.unit.quote()).lower()
         if key in seen or (picked and c.score < FLOOR * best):
             continue
+        if c.unit.kind == "row" and c not in seeds and any(_same_table(c, p) for p in picked):
+            continue  # one matching row answers; a small table is added whole below
         if picked and chars + len(key) > MAX_CHARS:
             break
         picked.append(c)
@@ -330,6 +332,10 @@ def _best_units(
         if len(table) <= 3:
             picked += [c for c in table if c not in picked]
     return sorted(picked, key=lambda c: (c.chunk, c.index))  # document order reads better
+
+
+def _same_table(a: _Candidate, b: _Candidate) -> bool:
+    return a.unit.kind == b.unit.kind == "row" and (a.chunk, a.unit.block) == (b.chunk, b.unit.block)
 
 
 def _passage(candidates: list[_Candidate], per_chunk: list[list[_Candidate]]) -> list[_Candidate]:
