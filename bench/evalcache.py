@@ -61,6 +61,7 @@ from config.settings import Settings  # noqa: E402
 # what a sync writes (e.g. something computed and stored at the end of a sync).
 INDEX_CODE = (
     "knowledge/readers.py",
+    "knowledge/html.py",
     "knowledge/chunking.py",
     "knowledge/sparse.py",
     "knowledge/sync.py",

@@ -144,6 +144,8 @@ def _sections(doc: BaseNode) -> list[tuple[str, str]]:
         parents = [p for p in str(node.metadata.get("header_path", "")).split("\x1f") if p]
         first = body.lstrip().splitlines()[0] if body.strip() else ""
         own = first.lstrip("#").strip() if first.startswith("#") else ""
+        if own and not body.strip().partition("\n")[2].strip():
+            continue  # a heading straight above a subheading: it lives on in their heading paths
         path = " > ".join([*parents, own] if own else parents)
         sections.append((path, body))
     return sections or [("", text)]

@@ -1,7 +1,8 @@
 """Turn one file's bytes into text plus a title, or say why it can't be read.
 
-HTML is cleaned to its main text as Markdown (trafilatura), so headings survive and one
-Markdown-aware chunker serves both. PDF and DOCX go through LlamaIndex's file readers.
+HTML becomes Markdown that keeps the page's structure (`knowledge.html`: headings, definition
+lists, tables, code, without navigation chrome), so one Markdown-aware chunker serves both.
+PDF and DOCX go through LlamaIndex's file readers.
 """
 
 from __future__ import annotations
@@ -58,18 +59,22 @@ def read_html(html: str, *, fallback_title: str, url: str | None = None) -> Read
     import trafilatura
     from trafilatura.utils import load_html
 
+    from knowledge.html import html_to_markdown
+
     tree = load_html(html)
     if tree is None:
         raise Unreadable("not HTML that can be parsed")
     title = _html_title(tree)  # before extract(), which may prune the tree
-    text = trafilatura.extract(
-        tree,
-        url=url,
-        output_format="markdown",
-        include_tables=True,
-        include_formatting=True,
-        favor_recall=True,
-    )
+    text: str | None = html_to_markdown(html)
+    if not text:  # nothing left after the chrome: let trafilatura find the main text
+        text = trafilatura.extract(
+            tree,
+            url=url,
+            output_format="markdown",
+            include_tables=True,
+            include_formatting=True,
+            favor_recall=True,
+        )
     if not text or not text.strip():
         raise Unreadable("no main text found in the HTML")
     title = title or _markdown_title(text) or fallback_title
