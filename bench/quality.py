@@ -38,16 +38,34 @@ from knowledge.answer import Answer
 from knowledge.evaluate import load_questions, run_eval
 from knowledge.query import normalize_question
 
+
 # name -> {"query": settings overrides, "index": index-time overrides (optional)}.
 # "today" is the defaults of the code being measured; the rest are measured against it.
+def _query(**retrieval: Any) -> dict[str, Any]:
+    return {"query": {"retrieval": retrieval}}
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "today": {},
-    "rrf_k=5": {"query": {"retrieval": {"rrf_k": 5}}},
-    "rrf_k=20": {"query": {"retrieval": {"rrf_k": 20}}},
-    "rrf_k=60": {"query": {"retrieval": {"rrf_k": 60}}},
-    "dense": {"query": {"retrieval": {"mode": "dense"}}},
-    "sparse": {"query": {"retrieval": {"mode": "sparse"}}},
+    "dense": _query(mode="dense"),
+    "sparse": _query(mode="sparse"),
+    **{f"rrf_k={k}": _query(rrf_k=k) for k in (3, 5, 10, 20, 60)},
+    **{f"dense_weight={w}": _query(dense_weight=w) for w in (0.5, 0.75, 1.5, 2.0)},
+    "dbsf": _query(fusion="dbsf"),
+    "dbsf dense_weight=1.5": _query(fusion="dbsf", dense_weight=1.5),
+    **{f"max_per_doc={n}": _query(max_per_doc=n) for n in (1, 2, 3)},
+    "max_per_doc=1 depth=40": _query(max_per_doc=1, depth=40),
+    **{f"rrf_k=3 max_per_doc={n}": _query(rrf_k=3, max_per_doc=n) for n in (1, 2)},
+    **{f"rrf_k=5 max_per_doc={n}": _query(rrf_k=5, max_per_doc=n) for n in (1, 2)},
+    **{
+        f"max_per_doc={n} doc_boost={b}": _query(max_per_doc=n, doc_boost=b)
+        for n in (1, 2)
+        for b in (0.05, 0.1, 0.2, 0.3)
+    },
+    "max_per_doc=1 doc_boost=0.1 depth=40": _query(max_per_doc=1, doc_boost=0.1, depth=40),
+    "max_per_doc=1 doc_boost=0.1 rrf_k=3": _query(max_per_doc=1, doc_boost=0.1, rrf_k=3),
 }
+
 # Figures before this work (lore eval, defaults): no set may drop below them.
 BASELINE = {
     "handbook": (0.9875, 0.9365),
@@ -62,11 +80,17 @@ def objective(overall: dict[str, Any]) -> float:
     return (float(overall["recall_at_k"]) + float(overall["mrr"])) / 2
 
 
-def retrieval_only(kn: Any) -> Callable[[str, int], Answer]:
-    """Retrieval and the abstention decision, no generator (the chunks are the same)."""
+def retrieval_only(kn: Any, abstention: bool = True) -> Callable[[str, int], Answer]:
+    """Retrieval and the abstention decision, no generator (the chunks are the same).
+    Without `abstention`, no confidence either (it embeds the top chunks' sentences: slow)."""
 
     def ask(question: str, k: int) -> Answer:
         clean = normalize_question(question) or question
+        if not abstention:
+            chunks = kn.engine.search(clean, top_k=k)
+            return Answer(
+                question=question, text="", abstained=False, chunks=chunks, model="-", prompt_version="-"
+            )
         found = kn.engine.lookup(clean, top_k=k)
         return Answer(
             question=question,
@@ -81,8 +105,8 @@ def retrieval_only(kn: Any) -> Callable[[str, int], Answer]:
     return ask
 
 
-def evaluate(kn: Any, questions: list[Any], answers: bool) -> dict[str, Any]:
-    ask = (lambda q, k: kn.answer(q, top_k=k)) if answers else retrieval_only(kn)
+def evaluate(kn: Any, questions: list[Any], answers: bool, abstention: bool = True) -> dict[str, Any]:
+    ask = (lambda q, k: kn.answer(q, top_k=k)) if answers else retrieval_only(kn, abstention)
     return run_eval(questions, ask, k=5)
 
 
@@ -125,7 +149,8 @@ def markdown(results: dict[str, dict[str, Any]], sets: list[str], loco: dict[str
             n_out, n_ans = o["not_in_corpus"], o["answerable"]
             abst = round((o["abstain_not_in_corpus"] or 0) * n_out)
             false = round((o["false_abstain"] or 0) * n_ans)
-            cell += f" · abst. {abst}/{n_out}, false {false}/{n_ans}"
+            if per_set[s].get("abstention", True):
+                cell += f" · abst. {abst}/{n_out}, false {false}/{n_ans}"
             if o.get("fact_hit_rate") is not None and per_set[s].get("answers"):
                 cell += f" · facts {o['fact_hit_rate']:.2f}"
             cells.append(cell)
@@ -170,6 +195,7 @@ def main() -> None:
         help='an extra configuration: NAME=\'{"query": {...}, "index": {...}}\' (or just the query part)',
     )
     parser.add_argument("--answers", action="store_true", help="the full answer path (fact hit rate too)")
+    parser.add_argument("--fast", action="store_true", help="ranking only: no confidence, no abstention")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality.json")
     args = parser.parse_args()
 
@@ -193,8 +219,9 @@ def main() -> None:
             index = spec.get("index")
             chunks.setdefault(s, meta(cached_index(s, embedder, index=index))["chunks"])
             with open_eval(s, embedder, index=index, query=spec.get("query")) as kn:
-                result = evaluate(kn, questions, args.answers)
+                result = evaluate(kn, questions, args.answers, abstention=not args.fast)
             result["answers"] = args.answers
+            result["abstention"] = args.answers or not args.fast
             results[name][s] = result
             o = result["overall"]
             print(

@@ -134,6 +134,9 @@ class RetrievalSettings(_Section):
     # times, so a second relevant page never made it (TO BE MEASURED).
     max_per_doc: int = Field(default=0, ge=0)
     depth: int = Field(default=20, ge=1, le=200)
+    # With a cap: documents are ranked by their best chunk plus this share of their other chunks'
+    # scores among the `depth` best (0 = by their best chunk alone).
+    doc_boost: float = Field(default=0.0, ge=0, le=1)
     # Below this confidence (the best cosine similarity of the question to a top chunk or one of
     # its sentences) Lore abstains. Chosen on both eval sets: see BENCHMARKS.md.
     abstain_below: float = Field(default=0.47, ge=-1, le=1)
