@@ -14,7 +14,7 @@ wins there.
 Run (from the repo root; builds the cached indexes first if needed, one at a time):
 
     nice -n 10 .venv/bin/python bench/quality.py                     # every set, every configuration
-    nice -n 10 .venv/bin/python bench/quality.py --sets git sqlite --configs today rrf5
+    nice -n 10 .venv/bin/python bench/quality.py --sets git sqlite --configs before defaults "rrf_k=5"
     nice -n 10 .venv/bin/python bench/quality.py --config 'mine={"retrieval": {"rrf_k": 3}}'
 
 It writes bench/results/quality.json and bench/results/quality.md (the table for BENCHMARKS.md).
@@ -38,15 +38,18 @@ from knowledge.answer import Answer
 from knowledge.evaluate import load_questions, run_eval
 from knowledge.query import normalize_question
 
-
 # name -> {"query": settings overrides, "index": index-time overrides (optional)}.
-# "today" is the defaults of the code being measured; the rest are measured against it.
+# Ranking as it was before issue 17; every configuration below changes it in one or two ways.
+BEFORE = {"rrf_k": 1, "max_per_doc": 0, "doc_boost": 0.0}
+
+
 def _query(**retrieval: Any) -> dict[str, Any]:
-    return {"query": {"retrieval": retrieval}}
+    return {"query": {"retrieval": {**BEFORE, **retrieval}}}
 
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "today": {},
+    "defaults": {},  # the defaults of the code being measured
+    "before": _query(),
     "dense": _query(mode="dense"),
     "sparse": _query(mode="sparse"),
     **{f"rrf_k={k}": _query(rrf_k=k) for k in (3, 5, 10, 20, 60)},
@@ -64,6 +67,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "max_per_doc=1 doc_boost=0.1 depth=40": _query(max_per_doc=1, doc_boost=0.1, depth=40),
     "max_per_doc=1 doc_boost=0.1 rrf_k=3": _query(max_per_doc=1, doc_boost=0.1, rrf_k=3),
+    **{
+        f"max_per_doc=1 doc_boost={b} rrf_k={k}": _query(max_per_doc=1, doc_boost=b, rrf_k=k)
+        for k in (10, 20)
+        for b in (0, 0.1, 0.3)
+    },
+    **{
+        f"max_per_doc=1 doc_boost={b} dbsf": _query(max_per_doc=1, doc_boost=b, fusion="dbsf")
+        for b in (0, 0.1, 0.3)
+    },
 }
 
 # Figures before this work (lore eval, defaults): no set may drop below them.
@@ -181,6 +193,49 @@ def by_kind_table(results: dict[str, dict[str, Any]], sets: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(
+    out: Path,
+    sets: list[str],
+    configs: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    chunks: dict[str, int],
+) -> None:
+    loco = leave_one_out(results, sets)
+    table = markdown(results, sets, loco)
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "sets": sets,
+        "chunks": chunks,
+        "configs": configs,
+        "leave_one_out": loco,
+        "results": {
+            c: {s: {k: v for k, v in r.items() if k != "per_question"} for s, r in per.items()}
+            for c, per in results.items()
+        },
+        "per_question": {
+            c: {s: r["per_question"] for s, r in per.items() if "per_question" in r}
+            for c, per in results.items()
+        },
+    }
+    out.write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(table + "\nBy kind:\n\n" + by_kind_table(results, sets))
+
+
+def merge(files: list[Path], out: Path) -> None:
+    """One report from runs over different sets: the configurations every file has."""
+    reports = [json.loads(f.read_text()) for f in files]
+    sets = [s for r in reports for s in r["sets"]]
+    names = [c for c in reports[0]["results"] if all(c in r["results"] for r in reports)]
+    results: dict[str, dict[str, Any]] = {c: {} for c in names}
+    for r in reports:
+        for c in names:
+            for s in r["sets"]:
+                results[c][s] = {**r["results"][c][s], "per_question": r["per_question"][c][s]}
+    configs = {c: reports[0]["configs"][c] for c in names}
+    write_report(out, sets, configs, results, {k: v for r in reports for k, v in r["chunks"].items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -196,9 +251,15 @@ def main() -> None:
     )
     parser.add_argument("--answers", action="store_true", help="the full answer path (fact hit rate too)")
     parser.add_argument("--fast", action="store_true", help="ranking only: no confidence, no abstention")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="no runs: combine earlier --out JSON files (sets run apart)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality.json")
     args = parser.parse_args()
 
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     configs = {name: CONFIGS[name] for name in (args.configs or list(CONFIGS))}
     for item in args.extra:
         name, raw = item.split("=", 1)
@@ -231,23 +292,7 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    loco = leave_one_out(results, args.sets)
-    table = markdown(results, args.sets, loco)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "sets": args.sets,
-        "chunks": chunks,
-        "configs": configs,
-        "leave_one_out": loco,
-        "results": {
-            c: {s: {k: v for k, v in r.items() if k != "per_question"} for s, r in per.items()}
-            for c, per in results.items()
-        },
-        "per_question": {c: {s: r["per_question"] for s, r in per.items()} for c, per in results.items()},
-    }
-    args.out.write_text(json.dumps(report, indent=1))
-    args.out.with_suffix(".md").write_text(table + "\nBy kind:\n\n" + by_kind_table(results, args.sets))
+    write_report(args.out, args.sets, configs, results, chunks)
 
 
 if __name__ == "__main__":

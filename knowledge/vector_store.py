@@ -32,6 +32,7 @@ T = TypeVar("T")
 # Set on each returned node's metadata (never stored): the scores behind its rank.
 SIGNALS_KEY = "_lore_signals"
 TIE_MARGIN = 5
+CONFIDENCE_TOP = 3  # the best chunks abstention looks at (knowledge.engine.confidence)
 _MODES: dict[VectorStoreQueryMode, SearchMode] = {
     VectorStoreQueryMode.DEFAULT: "dense",
     VectorStoreQueryMode.SPARSE: "sparse",
@@ -144,21 +145,30 @@ class LoreVectorStore(BasePydanticVectorStore):
             key=lambda hc: (-round(hc[0].score, 6), -(hc[1] if hc[1] is not None else -2.0), hc[0].id)
         )
         doc_of = lambda hc: str(hc[0].payload.get("doc_id", ""))  # noqa: E731
+        best = scored[:CONFIDENCE_TOP]
         if self.doc_boost and self.max_per_doc:
             scored = rank_documents(scored, doc_of, lambda hc: hc[0].score, self.doc_boost)
         scored = cap_per_document(scored, doc_of, top_k, self.max_per_doc)
         nodes = [self._node(hit, mode, cosine) for hit, cosine in scored]
+        # The best chunks before the cap, if it dropped them, go last, marked: confidence
+        # (abstention) still looks at them, the answer doesn't get them.
+        kept = {hit.id for hit, _ in scored}
+        nodes += [self._node(hit, mode, cosine, extra=True) for hit, cosine in best if hit.id not in kept]
         return VectorStoreQueryResult(
-            nodes=nodes, similarities=[h.score for h, _ in scored], ids=[h.id for h, _ in scored]
+            nodes=nodes,
+            similarities=[n.metadata[SIGNALS_KEY]["score"] for n in nodes],
+            ids=[n.node_id for n in nodes],
         )
 
-    def _node(self, hit: Hit, mode: SearchMode, cosine: float | None) -> TextNode:
+    def _node(self, hit: Hit, mode: SearchMode, cosine: float | None, extra: bool = False) -> TextNode:
         payload = dict(hit.payload)
         text = str(payload.pop("text", ""))
         doc_id = str(payload.get("doc_id", ""))
         signals: dict[str, Any] = {"mode": mode, "score": hit.score}
         if cosine is not None:
             signals["dense"] = cosine
+        if extra:
+            signals["confidence_only"] = True
         payload[SIGNALS_KEY] = signals
         node = TextNode(id_=hit.id, text=text, metadata=payload)
         if doc_id:
