@@ -245,7 +245,7 @@ def rank_documents(
         doc = doc_of(item)
         totals[doc] = totals.get(doc, 0.0) + score_of(item) * (boost if doc in seen else 1.0)
         seen.add(doc)
-    first = {}
+    first: dict[str, int] = {}
     for i, item in enumerate(ranked):
         first.setdefault(doc_of(item), i)
     order = sorted(
