@@ -14,7 +14,7 @@ wins there.
 Run (from the repo root; builds the cached indexes first if needed, one at a time):
 
     nice -n 10 .venv/bin/python bench/quality.py                     # every set, every configuration
-    nice -n 10 .venv/bin/python bench/quality.py --sets git sqlite --configs today rrf5
+    nice -n 10 .venv/bin/python bench/quality.py --sets git sqlite --configs before defaults "rrf_k=5"
     nice -n 10 .venv/bin/python bench/quality.py --config 'mine={"retrieval": {"rrf_k": 3}}'
 
 It writes bench/results/quality.json and bench/results/quality.md (the table for BENCHMARKS.md).
@@ -39,15 +39,45 @@ from knowledge.evaluate import load_questions, run_eval
 from knowledge.query import normalize_question
 
 # name -> {"query": settings overrides, "index": index-time overrides (optional)}.
-# "today" is the defaults of the code being measured; the rest are measured against it.
+# Ranking as it was before issue 17; every configuration below changes it in one or two ways.
+BEFORE = {"rrf_k": 1, "max_per_doc": 0, "doc_boost": 0.0}
+
+
+def _query(**retrieval: Any) -> dict[str, Any]:
+    return {"query": {"retrieval": {**BEFORE, **retrieval}}}
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
-    "today": {},
-    "rrf_k=5": {"query": {"retrieval": {"rrf_k": 5}}},
-    "rrf_k=20": {"query": {"retrieval": {"rrf_k": 20}}},
-    "rrf_k=60": {"query": {"retrieval": {"rrf_k": 60}}},
-    "dense": {"query": {"retrieval": {"mode": "dense"}}},
-    "sparse": {"query": {"retrieval": {"mode": "sparse"}}},
+    "defaults": {},  # the defaults of the code being measured
+    "before": _query(),
+    "dense": _query(mode="dense"),
+    "sparse": _query(mode="sparse"),
+    **{f"rrf_k={k}": _query(rrf_k=k) for k in (3, 5, 10, 20, 60)},
+    **{f"dense_weight={w}": _query(dense_weight=w) for w in (0.5, 0.75, 1.5, 2.0)},
+    "dbsf": _query(fusion="dbsf"),
+    "dbsf dense_weight=1.5": _query(fusion="dbsf", dense_weight=1.5),
+    **{f"max_per_doc={n}": _query(max_per_doc=n) for n in (1, 2, 3)},
+    "max_per_doc=1 depth=40": _query(max_per_doc=1, depth=40),
+    **{f"rrf_k=3 max_per_doc={n}": _query(rrf_k=3, max_per_doc=n) for n in (1, 2)},
+    **{f"rrf_k=5 max_per_doc={n}": _query(rrf_k=5, max_per_doc=n) for n in (1, 2)},
+    **{
+        f"max_per_doc={n} doc_boost={b}": _query(max_per_doc=n, doc_boost=b)
+        for n in (1, 2)
+        for b in (0.05, 0.1, 0.2, 0.3)
+    },
+    "max_per_doc=1 doc_boost=0.1 depth=40": _query(max_per_doc=1, doc_boost=0.1, depth=40),
+    "max_per_doc=1 doc_boost=0.1 rrf_k=3": _query(max_per_doc=1, doc_boost=0.1, rrf_k=3),
+    **{
+        f"max_per_doc=1 doc_boost={b} rrf_k={k}": _query(max_per_doc=1, doc_boost=b, rrf_k=k)
+        for k in (10, 20)
+        for b in (0, 0.1, 0.3)
+    },
+    **{
+        f"max_per_doc=1 doc_boost={b} dbsf": _query(max_per_doc=1, doc_boost=b, fusion="dbsf")
+        for b in (0, 0.1, 0.3)
+    },
 }
+
 # Figures before this work (lore eval, defaults): no set may drop below them.
 BASELINE = {
     "handbook": (0.9875, 0.9365),
@@ -62,11 +92,17 @@ def objective(overall: dict[str, Any]) -> float:
     return (float(overall["recall_at_k"]) + float(overall["mrr"])) / 2
 
 
-def retrieval_only(kn: Any) -> Callable[[str, int], Answer]:
-    """Retrieval and the abstention decision, no generator (the chunks are the same)."""
+def retrieval_only(kn: Any, abstention: bool = True) -> Callable[[str, int], Answer]:
+    """Retrieval and the abstention decision, no generator (the chunks are the same).
+    Without `abstention`, no confidence either (it embeds the top chunks' sentences: slow)."""
 
     def ask(question: str, k: int) -> Answer:
         clean = normalize_question(question) or question
+        if not abstention:
+            chunks = kn.engine.search(clean, top_k=k)
+            return Answer(
+                question=question, text="", abstained=False, chunks=chunks, model="-", prompt_version="-"
+            )
         found = kn.engine.lookup(clean, top_k=k)
         return Answer(
             question=question,
@@ -82,8 +118,8 @@ def retrieval_only(kn: Any) -> Callable[[str, int], Answer]:
     return ask
 
 
-def evaluate(kn: Any, questions: list[Any], answers: bool) -> dict[str, Any]:
-    ask = (lambda q, k: kn.answer(q, top_k=k)) if answers else retrieval_only(kn)
+def evaluate(kn: Any, questions: list[Any], answers: bool, abstention: bool = True) -> dict[str, Any]:
+    ask = (lambda q, k: kn.answer(q, top_k=k)) if answers else retrieval_only(kn, abstention)
     return run_eval(questions, ask, k=5)
 
 
@@ -126,7 +162,8 @@ def markdown(results: dict[str, dict[str, Any]], sets: list[str], loco: dict[str
             n_out, n_ans = o["not_in_corpus"], o["answerable"]
             abst = round((o["abstain_not_in_corpus"] or 0) * n_out)
             false = round((o["false_abstain"] or 0) * n_ans)
-            cell += f" · abst. {abst}/{n_out}, false {false}/{n_ans}"
+            if per_set[s].get("abstention", True):
+                cell += f" · abst. {abst}/{n_out}, false {false}/{n_ans}"
             if o.get("fact_hit_rate") is not None and per_set[s].get("answers"):
                 cell += f" · facts {o['fact_hit_rate']:.2f}"
             cells.append(cell)
@@ -157,6 +194,49 @@ def by_kind_table(results: dict[str, dict[str, Any]], sets: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_report(
+    out: Path,
+    sets: list[str],
+    configs: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    chunks: dict[str, int],
+) -> None:
+    loco = leave_one_out(results, sets)
+    table = markdown(results, sets, loco)
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "sets": sets,
+        "chunks": chunks,
+        "configs": configs,
+        "leave_one_out": loco,
+        "results": {
+            c: {s: {k: v for k, v in r.items() if k != "per_question"} for s, r in per.items()}
+            for c, per in results.items()
+        },
+        "per_question": {
+            c: {s: r["per_question"] for s, r in per.items() if "per_question" in r}
+            for c, per in results.items()
+        },
+    }
+    out.write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(table + "\nBy kind:\n\n" + by_kind_table(results, sets))
+
+
+def merge(files: list[Path], out: Path) -> None:
+    """One report from runs over different sets: the configurations every file has."""
+    reports = [json.loads(f.read_text()) for f in files]
+    sets = [s for r in reports for s in r["sets"]]
+    names = [c for c in reports[0]["results"] if all(c in r["results"] for r in reports)]
+    results: dict[str, dict[str, Any]] = {c: {} for c in names}
+    for r in reports:
+        for c in names:
+            for s in r["sets"]:
+                results[c][s] = {**r["results"][c][s], "per_question": r["per_question"][c][s]}
+    configs = {c: reports[0]["configs"][c] for c in names}
+    write_report(out, sets, configs, results, {k: v for r in reports for k, v in r["chunks"].items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,9 +251,16 @@ def main() -> None:
         help='an extra configuration: NAME=\'{"query": {...}, "index": {...}}\' (or just the query part)',
     )
     parser.add_argument("--answers", action="store_true", help="the full answer path (fact hit rate too)")
+    parser.add_argument("--fast", action="store_true", help="ranking only: no confidence, no abstention")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="no runs: combine earlier --out JSON files (sets run apart)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality.json")
     args = parser.parse_args()
 
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     configs = {name: CONFIGS[name] for name in (args.configs or list(CONFIGS))}
     for item in args.extra:
         name, raw = item.split("=", 1)
@@ -194,8 +281,9 @@ def main() -> None:
             index = spec.get("index")
             chunks.setdefault(s, meta(cached_index(s, embedder, index=index))["chunks"])
             with open_eval(s, embedder, index=index, query=spec.get("query")) as kn:
-                result = evaluate(kn, questions, args.answers)
+                result = evaluate(kn, questions, args.answers, abstention=not args.fast)
             result["answers"] = args.answers
+            result["abstention"] = args.answers or not args.fast
             results[name][s] = result
             o = result["overall"]
             print(
@@ -205,23 +293,7 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    loco = leave_one_out(results, args.sets)
-    table = markdown(results, args.sets, loco)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "sets": args.sets,
-        "chunks": chunks,
-        "configs": configs,
-        "leave_one_out": loco,
-        "results": {
-            c: {s: {k: v for k, v in r.items() if k != "per_question"} for s, r in per.items()}
-            for c, per in results.items()
-        },
-        "per_question": {c: {s: r["per_question"] for s, r in per.items()} for c, per in results.items()},
-    }
-    args.out.write_text(json.dumps(report, indent=1))
-    args.out.with_suffix(".md").write_text(table + "\nBy kind:\n\n" + by_kind_table(results, args.sets))
+    write_report(args.out, args.sets, configs, results, chunks)
 
 
 if __name__ == "__main__":

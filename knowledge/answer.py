@@ -35,6 +35,8 @@ class RetrievedChunk(BaseModel):
     n: int | None = None  # its citation number, when cited
     # `score` is the engine's ranking score: cosine (dense), BM25 (sparse) or RRF (hybrid).
     dense_score: float | None = None  # cosine similarity to the question, whatever the mode
+    # A chunk the per-document cap left out of the answer, kept for the confidence only.
+    confidence_only: bool = Field(default=False, exclude=True)
 
 
 class Timings(BaseModel):

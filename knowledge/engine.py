@@ -198,22 +198,23 @@ class CitingQueryEngine(CustomQueryEngine):
         self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
     ) -> list[RetrievedChunk]:
         """The top chunks for `query` (abbreviations expanded), best first."""
-        return self._retrieve(query, top_k, source, mode)[2]
+        return self._split(self._retrieve(query, top_k, source, mode)[2])[0]
 
     def lookup(
         self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
     ) -> Retrieval:
         """`search`, plus the confidence that abstention compares with the threshold."""
-        expanded, vector, chunks = self._retrieve(query, top_k, source, mode)
+        expanded, vector, found = self._retrieve(query, top_k, source, mode)
         if vector is None:
             return Retrieval(query=query, chunks=[], confidence=0.0)
+        chunks, best = self._split(found)
         # The question as asked (not expanded: an expansion comes from the corpus), against the
-        # chunks an answer would see.
+        # chunks an answer would see; the confidence also sees the best chunks the cap dropped.
         signal = self.term_signal(query, chunks[:CONFIDENCE_CHUNKS], source) if chunks else None
         return Retrieval(
             query=expanded,
             chunks=chunks,
-            confidence=self.confidence(vector, chunks),
+            confidence=self.confidence(vector, best),
             signal=signal,
             thresholds=self.thresholds(source or (chunks[0].source if chunks else None)),
         )
@@ -228,6 +229,11 @@ class CitingQueryEngine(CustomQueryEngine):
         bundle = QueryBundle(query_str=expanded, embedding=vector)
         nodes = self.retriever(top_k or self.settings.retrieval.top_k, source, mode).retrieve(bundle)
         return expanded, vector, [_to_chunk(n) for n in nodes]
+
+    def _split(self, chunks: list[RetrievedChunk]) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
+        """(the chunks to answer from, the best chunks before the per-document cap)."""
+        answer = [c for c in chunks if not c.confidence_only]
+        return answer, sorted(chunks, key=lambda c: -c.score)[:CONFIDENCE_CHUNKS]
 
     def confidence(self, query_vector: Sequence[float], chunks: Sequence[RetrievedChunk]) -> float:
         """How well the best passages match the question: the highest cosine similarity between
@@ -362,6 +368,7 @@ def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
         score=round(float(hit.score or 0.0), 4),
         doc_hash=str(meta.get("content_hash", "")),
         dense_score=round(signals["dense"], 4) if "dense" in signals else None,
+        confidence_only=bool(signals.get("confidence_only", False)),
     )
 
 

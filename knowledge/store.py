@@ -299,6 +299,7 @@ class IndexStore:
                 hnsw_ef=self.settings.index.hnsw_ef,
                 max_per_doc=retrieval.max_per_doc,
                 depth=retrieval.depth,
+                doc_boost=retrieval.doc_boost,
                 fusion=retrieval.fusion,
                 dense_weight=retrieval.dense_weight,
             )

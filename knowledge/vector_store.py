@@ -32,6 +32,7 @@ T = TypeVar("T")
 # Set on each returned node's metadata (never stored): the scores behind its rank.
 SIGNALS_KEY = "_lore_signals"
 TIE_MARGIN = 5
+CONFIDENCE_TOP = 3  # the best chunks abstention looks at (knowledge.engine.confidence)
 _MODES: dict[VectorStoreQueryMode, SearchMode] = {
     VectorStoreQueryMode.DEFAULT: "dense",
     VectorStoreQueryMode.SPARSE: "sparse",
@@ -49,6 +50,7 @@ class LoreVectorStore(BasePydanticVectorStore):
     # in a top-k (0 = no cap), chosen from the best `depth` fused chunks.
     max_per_doc: int = 0
     depth: int = 0
+    doc_boost: float = 0.0  # with a cap: each further chunk of a document adds this share of its score
     fusion: str = "rrf"  # or "dbsf": distribution-based score fusion
     dense_weight: float = 1.0  # the dense list's weight in either fusion (the sparse list's is 1)
 
@@ -142,21 +144,31 @@ class LoreVectorStore(BasePydanticVectorStore):
         scored.sort(
             key=lambda hc: (-round(hc[0].score, 6), -(hc[1] if hc[1] is not None else -2.0), hc[0].id)
         )
-        scored = cap_per_document(
-            scored, lambda hc: str(hc[0].payload.get("doc_id", "")), top_k, self.max_per_doc
-        )
+        doc_of = lambda hc: str(hc[0].payload.get("doc_id", ""))  # noqa: E731
+        best = scored[:CONFIDENCE_TOP]
+        if self.doc_boost and self.max_per_doc:
+            scored = rank_documents(scored, doc_of, lambda hc: hc[0].score, self.doc_boost)
+        scored = cap_per_document(scored, doc_of, top_k, self.max_per_doc)
         nodes = [self._node(hit, mode, cosine) for hit, cosine in scored]
+        # The best chunks before the cap, if it dropped them, go last, marked: confidence
+        # (abstention) still looks at them, the answer doesn't get them.
+        kept = {hit.id for hit, _ in scored}
+        nodes += [self._node(hit, mode, cosine, extra=True) for hit, cosine in best if hit.id not in kept]
         return VectorStoreQueryResult(
-            nodes=nodes, similarities=[h.score for h, _ in scored], ids=[h.id for h, _ in scored]
+            nodes=nodes,
+            similarities=[n.metadata[SIGNALS_KEY]["score"] for n in nodes],
+            ids=[n.node_id for n in nodes],
         )
 
-    def _node(self, hit: Hit, mode: SearchMode, cosine: float | None) -> TextNode:
+    def _node(self, hit: Hit, mode: SearchMode, cosine: float | None, extra: bool = False) -> TextNode:
         payload = dict(hit.payload)
         text = str(payload.pop("text", ""))
         doc_id = str(payload.get("doc_id", ""))
         signals: dict[str, Any] = {"mode": mode, "score": hit.score}
         if cosine is not None:
             signals["dense"] = cosine
+        if extra:
+            signals["confidence_only"] = True
         payload[SIGNALS_KEY] = signals
         node = TextNode(id_=hit.id, text=text, metadata=payload)
         if doc_id:
@@ -219,6 +231,27 @@ def cap_per_document(ranked: Sequence[T], doc_of: Callable[[T], str], top_k: int
         taken = set(chosen)
         chosen += [i for i in range(len(ranked)) if i not in taken][: top_k - len(chosen)]
     return [ranked[i] for i in chosen]
+
+
+def rank_documents(
+    ranked: Sequence[T], doc_of: Callable[[T], str], score_of: Callable[[T], float], boost: float
+) -> list[T]:
+    """`ranked` grouped by document, documents ordered by their best score plus `boost` times
+    the scores of their other chunks in the list (a page that matches in several places moves
+    up), chunks within a document in their rank order."""
+    totals: dict[str, float] = {}
+    seen: set[str] = set()
+    for item in ranked:
+        doc = doc_of(item)
+        totals[doc] = totals.get(doc, 0.0) + score_of(item) * (boost if doc in seen else 1.0)
+        seen.add(doc)
+    first: dict[str, int] = {}
+    for i, item in enumerate(ranked):
+        first.setdefault(doc_of(item), i)
+    order = sorted(
+        range(len(ranked)), key=lambda i: (-round(totals[doc_of(ranked[i])], 6), first[doc_of(ranked[i])], i)
+    )
+    return [ranked[i] for i in order]
 
 
 def _cosines(query: Sequence[float] | None, vectors: Sequence[Sequence[float] | None]) -> list[float | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from knowledge.vector_store import cap_per_document
+from knowledge.vector_store import cap_per_document, rank_documents
 from tests.conftest import corpus_sources, write
 
 # One long page about rotating the signing keys (many chunks), and two short pages that each
@@ -39,6 +39,21 @@ def test_the_cap_keeps_rank_order_and_fills_when_short():
     assert cap_per_document(ranked, doc, 4, 1) == ["a1", "b1", "c1", "a2"]  # a2 fills the fourth place
     assert cap_per_document(ranked, doc, 4, 2) == ["a1", "a2", "b1", "c1"]
     assert cap_per_document(ranked, doc, 3, 1) == ["a1", "b1", "c1"]
+
+
+def test_a_page_matching_in_several_places_moves_up():
+    scores = {"a1": 1.0, "b1": 0.9, "b2": 0.5, "b3": 0.4, "c1": 0.3, "a2": 0.1}
+    ranked = list(scores)
+    doc = lambda item: item[0]  # noqa: E731
+    # b: 0.9 + 0.2 * (0.5 + 0.4) = 1.08 beats a: 1.0 + 0.2 * 0.1 = 1.02
+    assert rank_documents(ranked, doc, scores.__getitem__, 0.2) == ["b1", "b2", "b3", "a1", "a2", "c1"]
+    # a small boost keeps the best chunk first
+    assert rank_documents(ranked, doc, scores.__getitem__, 0.05)[:2] == ["a1", "a2"]
+    assert cap_per_document(rank_documents(ranked, doc, scores.__getitem__, 0.2), doc, 3, 1) == [
+        "b1",
+        "a1",
+        "c1",
+    ]
 
 
 def test_one_long_page_does_not_fill_the_top_k(tmp_path, make_knowledge):
