@@ -1,15 +1,13 @@
 """The eval sets run in the suite with thresholds a little below the achieved figures
 (BENCHMARKS.md, "Retrieval quality and speed"), so a retrieval regression fails CI.
 
-The handbook and the Python docs are indexed once per session with the default settings
-(hybrid retrieval on Qdrant Edge, ONNX embeddings) and answered through the full answer path
-(extractive generator). The dense-only figures come from the same index, so "hybrid beats
-dense" is checked too.
-
-The three Debian manuals (bench/evalsets: postfix, git, sqlite) are indexed once per machine
-into the eval-index cache (bench/evalcache.py, ~/.cache/lore/evals), rebuilt only when the
-corpus, an index-time setting or the reader/chunker code changes; each run answers from a
-private copy of it.
+The handbook is indexed once per session with the default settings (hybrid retrieval on Qdrant
+Edge, ONNX embeddings), through the real sync. The Python docs and the three Debian manuals
+(bench/evalsets: postfix, git, sqlite) are indexed once per machine into the eval-index cache
+(bench/evalcache.py, ~/.cache/lore/evals), rebuilt only when the corpus, an index-time setting
+or the reader/chunker code changes; each run answers from a private copy of it. Every set is
+answered through the full answer path (extractive generator); the dense-only figures come from
+the same index, so "hybrid beats dense" is checked too.
 """
 
 from __future__ import annotations
@@ -21,17 +19,13 @@ from typing import Any
 import pytest
 
 from bench.evalcache import EVAL_SETS, open_eval
-from config import load_settings
 from knowledge.evaluate import Question, load_questions, run_eval
 from knowledge.query import normalize_question
 from knowledge.service import Knowledge
-from tests.conftest import HANDBOOK, REPO
+from tests.conftest import HANDBOOK
 
 # Indexing the Python docs (~5.4k chunks) is model-bound: minutes on two busy cores.
 pytestmark = [pytest.mark.eval, pytest.mark.slow, pytest.mark.timeout(1800)]
-
-PYDOCS = REPO / "bench" / "pydocs"
-PYDOCS_CORPUS = Path("/usr/share/doc/python3.11/html/index.html")
 
 
 def evaluate(kn: Knowledge, questions: list[Question]) -> dict[str, Any]:
@@ -75,22 +69,20 @@ def handbook(embedder, tmp_path_factory) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def pydocs(embedder, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    assert PYDOCS_CORPUS.exists(), (
-        "the corpus is missing: run bench/pydocs/install_corpus.sh (scripts/services does)"
-    )
-    settings = load_settings(
-        PYDOCS / "lore.toml", data_dir=tmp_path_factory.mktemp("pydocs-eval"), llm={"provider": "extractive"}
-    )
-    yield from run_set(settings, embedder, "pydocs", PYDOCS / "questions.jsonl")
+def pydocs(embedder) -> Iterator[dict[str, Any]]:
+    yield from cached_set("pydocs", embedder, dense=True)
 
 
-def cached_set(name: str, embedder: Any) -> Iterator[dict[str, Any]]:
+def cached_set(name: str, embedder: Any, *, dense: bool = False) -> Iterator[dict[str, Any]]:
     evalset = EVAL_SETS[name]
     problem = evalset.missing_corpus()
     assert problem is None, problem
     with open_eval(name, embedder) as kn:
-        yield evaluate(kn, load_questions(evalset.questions))
+        questions = load_questions(evalset.questions)
+        result = evaluate(kn, questions)
+        if dense:
+            result["dense_mrr"] = dense_mrr(kn, questions)
+        yield result
 
 
 @pytest.fixture(scope="module")
