@@ -60,6 +60,9 @@ _ASKS = re.compile(
 # A sentence that leans on the one before it ("It must be at least 16 characters long.").
 _ANAPHOR = re.compile(r"(?:It|Its|This|That|These|Those|They|Their|Them|Such|Both|Each|He|She)\b")
 _DIGIT = re.compile(r"\d")
+# A unit that opens with a link ("[VPN Access](it/vpn.md) - how to set it up") points at the
+# answer elsewhere: a table of contents or a "see also" list, not the answer itself.
+_POINTER = re.compile(r"^\W{0,4}\[[^\]]+\]\([^)]+\)")
 _MARKUP = re.compile(r"[*_`\\]")
 
 MIN_LENGTH = 25  # shorter units are labels ("Options:"), not answers
@@ -73,8 +76,9 @@ FLOOR = 0.55  # a unit scoring below this share of the best one is not quoted
 # rank, and whether it has a number when the question asks for a quantity.
 W_WORDS = 0.5
 W_SECTION = 0.5
-W_RANK = 0.1
+W_RANK = 0.3
 W_NUMBER = 0.1
+W_POINTER = 0.3
 
 
 def sentences(text: str, min_length: int = MIN_LENGTH) -> list[str]:
@@ -275,6 +279,8 @@ class ExtractiveGenerator:
                 score += W_RANK / (c.chunk + 1)
                 if quantity and _DIGIT.search(text):
                     score += W_NUMBER
+                if _POINTER.match(c.unit.text):
+                    score -= W_POINTER
                 if c.unit.kind == "code":
                     score -= W_NUMBER  # a code line rarely answers alone; a how-to passage brings it
                 scores.append(score)

@@ -186,3 +186,27 @@ def test_a_message_is_split_into_the_questions_it_asks():
     # Context is not a question of its own.
     assert _parts("do i get paid leave for that? i only started here in january") == []
     assert _parts("what is the per diem in New York?") == []
+
+
+CONTENTS = """# Employee Handbook
+
+Start here: every policy has its own page.
+
+- [VPN Access](it/vpn.md) - when you need the VPN and how to set it up
+- [Password Manager](it/passwords.md) - vaults, sharing and account recovery
+- [Sick Leave](hr/sick-leave.md) - how to report a sick day
+"""
+
+
+def test_a_table_of_contents_line_is_not_the_answer(make_knowledge, tmp_path):
+    # Before: "How do I set up the VPN?" quoted the handbook's contents line that links to the
+    # VPN page ("[VPN Access](it/vpn.md) - ... how to set it up"), and cited only the contents.
+    write(tmp_path, "README.md", CONTENTS)
+    write(tmp_path, "it/vpn.md", VPN)
+    write(tmp_path, "it/passwords.md", PASSWORDS)
+    kn = make_knowledge([{"name": "d", "type": "directory", "path": str(tmp_path)}])
+    assert kn.sync("d").error is None
+    answer = kn.answer("How do I set up the VPN?")
+    assert not answer.abstained
+    assert not any(q.startswith("[") for q in quotes(answer.text)), answer.text
+    assert [c.path for c in answer.citations] == ["it/vpn.md"], answer.text
