@@ -21,6 +21,23 @@ from config.settings import Settings  # noqa: E402
 HANDBOOK = REPO / "examples" / "handbook"
 
 
+def retrieval_answer(question: str, found: Any) -> Any:
+    """An Answer from retrieval alone (a `knowledge.engine.Retrieval`, no generator): what
+    recall, MRR and abstention need."""
+    from knowledge.answer import Answer
+
+    return Answer(
+        question=question,
+        text="",
+        abstained=not found.chunks or found.decide().abstain,  # knowledge/abstain.py
+        chunks=found.chunks,
+        model="retrieval-only",
+        prompt_version="-",
+        confidence=found.confidence,
+        missing_terms=list(found.signal.missing) if found.signal else [],
+    )
+
+
 def settings_for(data_dir: Path, sources: list[dict[str, Any]], **overrides: Any) -> Settings:
     overrides.setdefault("llm", {"provider": "extractive"})
     return Settings(data_dir=data_dir, sources=sources, **overrides)

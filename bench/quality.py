@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import retrieval_answer
 from evalcache import EVAL_SETS, REPO, cached_index, meta, open_eval
 
 from knowledge.answer import Answer
@@ -103,17 +104,7 @@ def retrieval_only(kn: Any, abstention: bool = True) -> Callable[[str, int], Ans
             return Answer(
                 question=question, text="", abstained=False, chunks=chunks, model="-", prompt_version="-"
             )
-        found = kn.engine.lookup(clean, top_k=k)
-        return Answer(
-            question=question,
-            text="",
-            abstained=not found.chunks or found.decide().abstain,  # knowledge/abstain.py
-            chunks=found.chunks,
-            model="retrieval-only",
-            prompt_version="-",
-            confidence=found.confidence,
-            missing_terms=list(found.signal.missing) if found.signal else [],
-        )
+        return retrieval_answer(question, kn.engine.lookup(clean, top_k=k))
 
     return ask
 

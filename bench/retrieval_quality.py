@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import HANDBOOK, REPO, cached_embedder, scratch, settings_for
+from _common import HANDBOOK, REPO, cached_embedder, retrieval_answer, scratch, settings_for
 
 from config import load_settings
 from knowledge.answer import Answer
@@ -59,17 +59,7 @@ def retrieval_only(kn: Knowledge, mode: str) -> Any:
 
     def ask(question: str, k: int) -> Answer:
         clean = normalize_question(question) or question
-        found = kn.engine.lookup(clean, top_k=k, mode=mode)
-        return Answer(
-            question=question,
-            text="",
-            abstained=found.decide().abstain,
-            chunks=found.chunks,
-            model="retrieval-only",
-            prompt_version="-",
-            confidence=found.confidence,
-            missing_terms=list(found.signal.missing) if found.signal else [],
-        )
+        return retrieval_answer(question, kn.engine.lookup(clean, top_k=k, mode=mode))
 
     return ask
 
