@@ -19,6 +19,19 @@ from tests.conftest import wait_for, write
 from tests.emulators.slack import block_action_payload, slash_command_payload, view_submission_payload
 
 
+def thumbs_down(lore, answer_id: str, message_ts: str, ts: str) -> dict:
+    """The 👎 button clicked by USER under the answer `message_ts` in thread `ts`."""
+    return block_action_payload(
+        "lore_feedback_down",
+        f"fb:down:{answer_id}",
+        USER,
+        "C1",
+        message_ts,
+        thread_ts=ts,
+        response_url=lore.slack.new_response_url("down"),
+    )
+
+
 async def answered(lore, question="how do I set up the VPN?"):
     """Ask in a thread; returns (thread ts, answer message ts, answer id)."""
     ts = await lore.mention(question)
@@ -51,15 +64,7 @@ async def test_thumbs_up_records_one_vote_and_thanks_privately(connect_slack):
     assert (vote.value, vote.platform, vote.reason, vote.correction) == ("up", "slack", None, None)
     assert vote.user_hash == lore.user_hash(USER)
     # A later 👎 by the same user replaces the vote; the redelivered 👍 above added nothing.
-    down = block_action_payload(
-        "lore_feedback_down",
-        f"fb:down:{answer_id}",
-        USER,
-        "C1",
-        message_ts,
-        thread_ts=ts,
-        response_url=lore.slack.new_response_url("down"),
-    )
+    down = thumbs_down(lore, answer_id, message_ts, ts)
     await lore.slack.send_interactive(down)
     await wait_for(lambda: lore.current_vote(answer_id, USER).value == "down", what="the 👎 replacing the 👍")
     assert sorted(e.value for e in lore.vote_events(answer_id)) == ["down", "up"]
@@ -68,15 +73,7 @@ async def test_thumbs_up_records_one_vote_and_thanks_privately(connect_slack):
 async def test_thumbs_down_opens_the_form_and_the_submission_records_reason_and_correction(connect_slack):
     lore = await connect_slack()
     ts, message_ts, answer_id = await answered(lore)
-    click = block_action_payload(
-        "lore_feedback_down",
-        f"fb:down:{answer_id}",
-        USER,
-        "C1",
-        message_ts,
-        thread_ts=ts,
-        response_url=lore.slack.new_response_url("down"),
-    )
+    click = thumbs_down(lore, answer_id, message_ts, ts)
     await lore.slack.send_interactive(click)
     [opened] = await lore.slack.wait_for("views.open")
     view = opened.args["view"]
