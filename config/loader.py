@@ -76,6 +76,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         settings: Settings = _Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, toml_file)) from None
+    problems = settings.reference_problems()
+    if problems:
+        lines = [_line([str(p) for p in loc], msg, toml_file) for loc, msg in problems]
+        raise ConfigError("\n".join(["invalid settings:", *lines]))
     return settings
 
 
@@ -123,35 +127,39 @@ def _explain(exc: ValidationError, toml_file: Path | None) -> str:
     lines = ["invalid settings:"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("directory", "git", "website"))]
-        dotted = ".".join(loc)
-        env = "LORE_" + "__".join(p.upper() for p in loc if not p.isdigit())
-        where = ""
-        if toml_file is not None:
-            line = _find_line(toml_file, loc)
-            if line:
-                where = f" ({toml_file}, line {line})"
-        lines.append(f"  {dotted or '(root)'}{where}: {err['msg']} [env: {env}]")
+        lines.append(_line(loc, err["msg"], toml_file))
     return "\n".join(lines)
 
 
+def _line(loc: list[str], msg: str, toml_file: Path | None) -> str:
+    dotted = ".".join(loc)
+    env = "LORE_" + "__".join(p.upper() for p in loc if not p.isdigit())
+    where = ""
+    if toml_file is not None:
+        line = _find_line(toml_file, loc)
+        if line:
+            where = f" ({toml_file}, line {line})"
+    return f"  {dotted or '(root)'}{where}: {msg} [env: {env}]"
+
+
 def _find_line(path: Path, loc: list[str]) -> int | None:
-    """Best effort: the line in lore.toml that sets `loc` (e.g. sources.1.max_pages)."""
+    """Best effort: the line in lore.toml that sets `loc` (e.g. sources.1.max_pages, or
+    sources.0.access_rules.2.access.0)."""
     text = path.read_text(encoding="utf-8").splitlines()
-    start, keys = 0, list(loc)
-    if len(keys) >= 2 and keys[1].isdigit():  # an array of tables: find its n-th header
-        header = re.compile(rf"^\s*\[\[\s*{re.escape(keys[0])}\s*\]\]")
-        seen = -1
-        for i, line in enumerate(text):
-            if header.match(line):
-                seen += 1
-                if seen == int(keys[1]):
-                    start = i
-                    break
-        else:
+    start, table, keys = 0, list[str](), list(loc)
+    while len(keys) >= 2 and keys[1].isdigit():  # an array of tables: find its n-th header
+        header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join([*table, keys[0]]))}\s*\]\]")
+        found = [i for i in range(start, len(text)) if header.match(text[i])]
+        if int(keys[1]) >= len(found):
+            if table:
+                break  # not a table but a list value (`access = [...]`): its key's line
             return None
+        table.append(keys[0])
+        start = found[int(keys[1])]
         keys = keys[2:]
         if not keys:
             return start + 1
+    keys = [k for k in keys if not k.isdigit()]
     key = keys[-1] if keys else loc[0]
     pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
     for i in range(start, len(text)):

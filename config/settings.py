@@ -13,7 +13,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,11 +47,56 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
 
 
+# Who may read a document, and who someone is (`knowledge/access.py` explains the model).
+# An access list holds `public`, `group:NAME` (a [groups] entry), a person, or a channel;
+# a group's members are people: platform user ids, Slack user groups, Discord roles, emails
+# (`*@acme.com` matches a domain) and web console users.
+_MEMBER = re.compile(
+    r"^(slack:[UW][A-Z0-9]{2,}|slack:group:S[A-Z0-9]{2,}|discord:\d{5,}|discord:role:\d{5,}"
+    r"|email:[^@\s]+@[^@\s]+|web:[A-Za-z0-9_.@-]{1,64})$"
+)
+_GRANT = re.compile(
+    r"^(public|group:[A-Za-z0-9_.-]{1,64}|channel:slack:[CG][A-Z0-9]{2,}|channel:discord:\d{5,})$"
+)
+
+
+def _member(value: str) -> str:
+    if not _MEMBER.match(value):
+        raise ValueError(
+            f"{value!r} is not a principal: use slack:U…, slack:group:S…, discord:<id>, "
+            "discord:role:<id>, email:name@domain (or email:*@domain) or web:<user>"
+        )
+    return value
+
+
+def _grant(value: str) -> str:
+    if not (_GRANT.match(value) or _MEMBER.match(value)):
+        raise ValueError(
+            f"{value!r} is not an access entry: use public, group:<name>, channel:slack:C…, "
+            "channel:discord:<id>, or a principal (slack:U…, discord:<id>, email:…, web:<user>)"
+        )
+    return value
+
+
+Member = Annotated[str, AfterValidator(_member)]
+Grant = Annotated[str, AfterValidator(_grant)]
+
+
+class AccessRule(_Section):
+    """`[[sources.access_rules]]`: documents whose path matches `glob` (gitignore-style) get
+    `access`. The first matching rule wins."""
+
+    glob: Annotated[str, Field(min_length=1)]
+    access: Annotated[list[Grant], Field(min_length=1)]
+
+
 class _SourceBase(_Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=list)
     every: str | None = None  # sync interval for the beat schedule, e.g. "30m"
+    access: Annotated[list[Grant], Field(min_length=1)] = Field(default_factory=lambda: ["public"])
+    access_rules: list[AccessRule] = Field(default_factory=list)
 
     @field_validator("every")
     @classmethod
@@ -254,6 +307,14 @@ class WorkerSettings(_Section):
         return self
 
 
+class ChannelSources(_Section):
+    """`[[slack.channel_sources]]` / `[[discord.channel_sources]]`: a channel answers only from
+    these sources (scoping, separate from permissions)."""
+
+    channel: str  # a Slack channel id (C…) or a Discord channel id
+    sources: Annotated[list[str], Field(min_length=1)]
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None  # xoxb-…
     app_token: SecretStr | None = None  # xapp-…, for Socket Mode
@@ -264,6 +325,11 @@ class SlackSettings(_Section):
     api_url: str | None = None  # override the Web API base URL (tests, proxies)
     admin_cache_seconds: int = Field(default=300, ge=0)  # how long a users.info admin check is trusted
     api_retries: int = Field(default=4, ge=0)  # per Web API call: 429 (Retry-After), 5xx, network
+    # Slack Connect and other channels shared with another organisation: answer from public
+    # content only ("public"), or not at all ("refuse").
+    external_channels: Literal["public", "refuse"] = "public"
+    channel_sources: list[ChannelSources] = Field(default_factory=list)
+    directory_cache_seconds: int = Field(default=300, ge=0)  # how long a user's groups and email are trusted
 
     @property
     def configured(self) -> bool:
@@ -294,6 +360,7 @@ class DiscordSettings(_Section):
     # discord.py's defaults for the whole process.
     api_base: str | None = None  # e.g. http://127.0.0.1:8080/api/v10
     gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/gateway
+    channel_sources: list[ChannelSources] = Field(default_factory=list)
 
     @field_validator("thread_archive_minutes", mode="before")
     @classmethod
@@ -447,6 +514,9 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     datasets: DatasetSettings = DatasetSettings()
+    groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], list[Member]] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _owner_needs_redis(self) -> Settings:
@@ -465,6 +535,34 @@ class Settings(BaseSettings):
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return sources
+
+    def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Names that point nowhere, with where they are: access entries naming a group that
+        [groups] doesn't define, channel scopes naming a source that doesn't exist."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+
+        def check(loc: tuple[str | int, ...], grants: list[str]) -> None:
+            for i, grant in enumerate(grants):
+                if grant.startswith("group:") and grant[6:] not in self.groups:
+                    known = ", ".join(sorted(self.groups)) or "none defined"
+                    found.append(((*loc, i), f"unknown group {grant[6:]!r} (groups: {known})"))
+
+        for n, src in enumerate(self.sources):
+            check(("sources", n, "access"), src.access)
+            for r, rule in enumerate(src.access_rules):
+                check(("sources", n, "access_rules", r, "access"), rule.access)
+        names = {src.name for src in self.sources}
+        known = ", ".join(sorted(names)) or "none configured"
+        for platform, scopes in (
+            ("slack", self.slack.channel_sources),
+            ("discord", self.discord.channel_sources),
+        ):
+            for n, scope in enumerate(scopes):
+                for i, name in enumerate(scope.sources):
+                    if name not in names:
+                        message = f"unknown source {name!r} (sources: {known})"
+                        found.append(((platform, "channel_sources", n, "sources", i), message))
+        return found
 
     def source(self, name: str) -> DirectorySource | GitSource | WebsiteSource:
         for src in self.sources:

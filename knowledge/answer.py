@@ -37,6 +37,8 @@ class RetrievedChunk(BaseModel):
     dense_score: float | None = None  # cosine similarity to the question, whatever the mode
     # A chunk the per-document cap left out of the answer, kept for the confidence only.
     confidence_only: bool = Field(default=False, exclude=True)
+    # Who may read it (knowledge/access.py); chunks recorded before permissions were public.
+    access: list[str] = Field(default_factory=lambda: ["public"])
 
 
 class Timings(BaseModel):
@@ -66,3 +68,9 @@ class Answer(BaseModel):
     confidence: float | None = None  # what abstention compared with its thresholds
     # Salient words of the question that no indexed document mentions (knowledge/abstain.py).
     missing_terms: list[str] = Field(default_factory=list)
+    # The grants the answer was filtered by (knowledge/access.py); empty = unfiltered (reviewers,
+    # evals, admin tools).
+    audience: list[str] = Field(default_factory=list)
+    # Matches the asker could read that this answer's audience may not (a channel answer that
+    # left out restricted passages): adapters offer "Answer privately" when it is above zero.
+    withheld: int = 0

@@ -30,6 +30,11 @@ class IncomingMessage:
     mentions_bot: bool = False
     is_edit: bool = False
     delivery_id: str | None = None  # the platform's id for this delivery (Slack event_id), for de-duplication
+    # Who the author is, as far as the payload tells (knowledge/access.py): "slack:U…",
+    # "discord:<id>", "discord:role:<id>", "web:alice". A `Directory` may add more.
+    principals: frozenset[str] = frozenset()
+    # An admin's "view as" in the web console: answer as this principal would be answered.
+    view_as: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

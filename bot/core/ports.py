@@ -17,6 +17,7 @@ from workers.ports import TaskClient
 __all__ = [
     "AnswerEngine",
     "DeliveryError",
+    "Directory",
     "KnowledgeBase",
     "Outbox",
     "StateStore",
@@ -94,6 +95,20 @@ class StateStore(Protocol):
     async def get(self, key: str) -> str | None: ...
 
 
+class Directory(Protocol):
+    """What a platform knows about people and channels beyond a message's payload, for
+    permissions (knowledge/access.py). Cached by the implementation; failures raise."""
+
+    async def principals(self, user: str) -> frozenset[str]:
+        """More of who `user` is: their Slack user groups (`slack:group:S…`) and email
+        (`email:…`), their Discord roles."""
+        ...
+
+    async def is_external(self, channel: str) -> bool:
+        """Whether the channel is shared with another organisation (Slack Connect)."""
+        ...
+
+
 @dataclass
 class Surface:
     """What one adapter lends the core for a message: how to reply and how to read threads."""
@@ -102,3 +117,4 @@ class Surface:
     outbox: Outbox
     threads: ThreadReader | None = None
     allowed_channels: frozenset[str] = field(default_factory=frozenset)  # empty = every channel
+    directory: Directory | None = None  # None: the payload's principals are all there is
