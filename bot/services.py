@@ -2,8 +2,9 @@
 
 `build_services(settings)` is the one place that picks the implementations: a local `Knowledge`,
 or a `RemoteKnowledge` that asks the index owner (`index.owner = "worker"`); the Celery or the
-in-process task client (`workers.client.make_task_client`); the state store. Every adapter and
-web router receives the `Services` (or the parts it needs) and never imports this module.
+in-process task client (`workers.client.make_task_client`); the state store; the access rules
+(`bot.core.access.AccessRules`: the `AccessPolicy`, channel scoping, shared channels). Every
+adapter and web router receives the `Services` (or the parts it needs) and never imports this module.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from config.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.core.access import AccessRules
     from bot.core.conversation import ConversationService
     from bot.core.ports import KnowledgeBase, StateStore
     from knowledge.service import Knowledge
@@ -34,6 +36,11 @@ class Services:
     tasks: TaskClient
     state: StateStore
     conversation: ConversationService
+
+    @property
+    def access(self) -> AccessRules:
+        """Who may read what (`.policy` is the `AccessPolicy`), as the conversation core uses it."""
+        return self.conversation.access
 
     async def aclose(self) -> None:
         self.conversation.close()
@@ -65,6 +72,7 @@ def build_services(
 ) -> Services:
     """Settings -> Knowledge -> TaskClient -> ConversationService. `engine` replaces the answer
     engine (benchmarks and failure tests); by default it is the Knowledge itself."""
+    from bot.core.access import AccessRules
     from bot.core.conversation import ConversationService
     from bot.core.ratelimit import make_rate_limiter
     from bot.core.state import make_state_store
@@ -84,6 +92,7 @@ def build_services(
         sources=[s.name for s in settings.sources],
         reindex_timeout=settings.worker.sync_time_limit,
         limiter=make_rate_limiter(settings.chat, settings.redis),
+        access=AccessRules.from_settings(settings),
     )
     return Services(settings, kn, task_client, state, conversation)
 

@@ -7,6 +7,11 @@ limits, shows progress, builds bounded thread context, runs the blocking answer 
 threads, sends the answer (split to the outbox's size), and records the interaction and votes
 through the workers. Every failure reaches the user as a short message with a correlation id,
 and the log as a traceback with the same id.
+
+Every question is answered for an audience (`bot.core.access`): the asker's own rights where only
+they read the answer, the channel's where everyone there does. What the core keeps between
+requests (answers for Share, questions for "Answer privately") is re-checked or recomputed for
+whoever clicks, so nothing restricted reaches someone through a button, a cache or a thread.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import json
 import logging
 import time
 import uuid
@@ -25,6 +31,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from bot import metrics
 from bot.core import render
+from bot.core.access import AccessRules, Decision
 from bot.core.context import bounded_context
 from bot.core.messages import (
     AnswerReply,
@@ -107,6 +114,7 @@ class ConversationService:
         sources: Sequence[str] = (),
         reindex_timeout: float = 3 * 3600,
         limiter: RateLimiter | None = None,
+        access: AccessRules | None = None,
     ) -> None:
         self.engine = engine
         self.tasks = tasks
@@ -114,6 +122,8 @@ class ConversationService:
         self.state = state
         self.sources = list(sources)
         self.reindex_timeout = reindex_timeout
+        # Who may read what, and which sources each channel answers from (built once from settings).
+        self.access = access or AccessRules.none()
         self._user_hash = user_hash
         # Per person and channel; pass one on Redis (`make_rate_limiter`) to share it between processes.
         self._limiter = limiter or make_rate_limiter(settings)
@@ -151,7 +161,7 @@ class ConversationService:
                 log.info("duplicate delivery of %s message %s ignored", msg.platform, msg.message_id)
                 return Outcome("duplicate", cid)
             target = Target(msg.channel, thread=msg.reply_thread, user=msg.author, reply_to=msg.reply_to)
-            return await self._respond(msg, surface, target)
+            return await self._respond(msg, surface, target, private=msg.is_direct)
 
     async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
         """A command-style question (`/ask`): always addressed to Lore, answered at `target`
@@ -166,8 +176,53 @@ class ConversationService:
                 await self._notify(surface, target, "Lore isn't enabled in this channel. Try a DM with Lore.")
                 return Outcome("ignored", cid, "channel not in the allowlist")
             return await self._respond(
-                msg, surface, target, shareable=target.ephemeral, usage=render.USAGE_ASK
+                msg,
+                surface,
+                target,
+                private=target.ephemeral or msg.is_direct,
+                shareable=target.ephemeral,
+                usage=render.USAGE_ASK,
             )
+
+    async def answer_privately(
+        self,
+        answer_id: str,
+        user: str,
+        principals: frozenset[str],
+        surface: Surface,
+        target: Target,
+        *,
+        key: str | None = None,
+    ) -> Outcome:
+        """The "Answer privately" button on a channel answer that left something out: the same question,
+        answered at `target` (private to `user`) with the clicker's own rights, whoever asked
+        first. `principals` are the clicker's, from the click's payload. `key` identifies the
+        click, so that a redelivered click is answered once."""
+        private = replace(target, user=user, ephemeral=True, reply_to=None)
+        with _correlated() as cid:
+            stored = await self.state.get(f"question:{answer_id}")
+            if stored is None:
+                await self._notify(surface, private, render.QUESTION_EXPIRED)
+                return Outcome("ignored", cid, "question expired")
+            if key and not await self.state.first_time(
+                f"private:{surface.platform}:{key}", self.settings.dedupe_ttl
+            ):
+                log.info("duplicate delivery of the private-answer click %s ignored", key)
+                return Outcome("duplicate", cid)
+            asked = json.loads(stored)
+            msg = IncomingMessage(
+                platform=surface.platform,
+                channel=str(asked["channel"]),
+                message_id=f"private:{answer_id}:{user}",
+                author=user,
+                text=str(asked["question"]),
+                workspace=asked.get("workspace"),
+                mentions_bot=True,
+                principals=principals,
+            )
+            turns = [Turn.model_validate(t) for t in asked.get("turns", [])]
+            log.info("answering %s privately for the person who clicked", answer_id)
+            return await self._respond(msg, surface, private, private=True, history=turns)
 
     async def _first_delivery(self, msg: IncomingMessage) -> bool:
         ttl = self.settings.dedupe_ttl
@@ -184,9 +239,13 @@ class ConversationService:
         surface: Surface,
         target: Target,
         *,
+        private: bool,
         shareable: bool = False,
         usage: str = render.HELLO,
+        history: list[Turn] | None = None,
     ) -> Outcome:
+        """Answer `msg` at `target`. `private`: only the asker sees it (their own rights apply);
+        else everyone in the channel does (the channel's). `history` replaces the thread's."""
         cid = correlation_id.get() or new_correlation_id()
         if not msg.text.strip():  # just "@Lore": say how to ask rather than nothing
             await self._notify(surface, target, usage)
@@ -194,41 +253,66 @@ class ConversationService:
         decision = await self._limiter.check(f"{msg.platform}:{msg.author}", f"{msg.platform}:{msg.channel}")
         if not decision.allowed:
             log.info("rate limited (%s) %s in %s", decision.scope, msg.author, msg.channel)
-            private = replace(target, user=msg.author, ephemeral=True)
             await self._notify(
-                surface, private, render.rate_limited_text(decision.scope, decision.retry_after_s)
+                surface,
+                replace(target, user=msg.author, ephemeral=True),
+                render.rate_limited_text(decision.scope, decision.retry_after_s),
             )
             return Outcome("rate_limited", cid, decision.scope)
-        log.info(
-            "answering %s %s in %s%s",
-            msg.platform,
-            "DM" if msg.is_direct else "message",
-            msg.channel,
-            f" (thread {msg.thread})" if msg.thread else "",
-        )
         ref: MessageRef | None = None
         started = time.monotonic()
         try:
+            access = await self.access.decide(msg, surface, private=private)
+            log.info(
+                "answering %s %s in %s%s for %s",
+                msg.platform,
+                "DM" if msg.is_direct else "private question" if access.private else "message",
+                msg.channel,
+                f" (thread {msg.thread})" if msg.thread else "",
+                access.log_text(),
+            )
+            if access.refusal is not None:
+                log.info("refused to answer in %s %s (a shared channel)", msg.platform, msg.channel)
+                await self._notify(surface, target, access.refusal)
+                return Outcome("refused", cid, "shared channel")
             if target.thread and not target.ephemeral:
                 await self.remember_thread(msg.platform, target.channel, target.thread)
             progress = surface.outbox.send(target, Progress(self.settings.progress_text))
-            ref, history = await asyncio.gather(progress, self._history(msg, surface))
+            if history is None:
+                ref, read = await asyncio.gather(progress, self._history(msg, surface))
+            else:
+                ref, read = await progress, history
             turns = bounded_context(
-                history, max_turns=self.settings.context_turns, max_tokens=self.settings.context_tokens
+                read, max_turns=self.settings.context_turns, max_tokens=self.settings.context_tokens
             )
-            answer = await self.run_blocking(self.engine.answer, msg.text, turns)
-            if shareable:  # before delivery: a Share can be clicked as soon as the answer shows
-                await self.state.put(
-                    f"answer:{answer.answer_id}", answer.model_dump_json(), self.settings.answer_ttl
+            answer = await self.run_blocking(
+                functools.partial(
+                    self.engine.answer,
+                    msg.text,
+                    turns,
+                    audience=access.audience,
+                    wider=access.wider,
+                    sources=access.sources,
                 )
-            ref = await self._deliver(surface, target, ref, answer, shareable=shareable)
+            )
+            offer = access.wider is not None and not access.private and answer.withheld > 0
+            # Before delivery: a button can be clicked as soon as the answer shows.
+            if shareable:
+                await self._keep_answer(answer, msg.author, access)
+            if offer:
+                await self._keep_question(answer.answer_id, msg, turns)
+            ref = await self._deliver(
+                surface, target, ref, answer, shareable=shareable, answer_privately=offer
+            )
             metrics.answered(msg.platform, answer, time.monotonic() - started)
             log.info(
-                "answered %s in %.0f ms (%s, %d sources)",
+                "answered %s in %.0f ms (%s, %d sources, %d withheld from %s)",
                 answer.answer_id,
                 answer.timings.total_ms,
                 answer.model,
                 len(answer.citations),
+                answer.withheld,
+                access.audience.key,
             )
         except Exception:
             log.exception("answering failed")
@@ -248,6 +332,22 @@ class ConversationService:
             )
         )
         return Outcome("answered", cid, answer_id=answer.answer_id, ref=ref)
+
+    async def _keep_answer(self, answer: Answer, user: str, access: Decision) -> None:
+        """An ephemeral answer, for its Share button: who it was given to, with which rights."""
+        kept = {"answer": answer.model_dump(mode="json"), "user": user, "audience": access.audience.key}
+        await self.state.put(f"answer:{answer.answer_id}", json.dumps(kept), self.settings.answer_ttl)
+
+    async def _keep_question(self, answer_id: str, msg: IncomingMessage, turns: Sequence[Turn]) -> None:
+        """A channel answer's question, for its "Answer privately" button. Only what the channel
+        already shows (the question and the thread's turns); the answer is made anew per click."""
+        asked = {
+            "question": msg.text,
+            "channel": msg.channel,
+            "workspace": msg.workspace,
+            "turns": [t.model_dump() for t in turns],
+        }
+        await self.state.put(f"question:{answer_id}", json.dumps(asked), self.settings.answer_ttl)
 
     async def _history(self, msg: IncomingMessage, surface: Surface) -> list[Turn]:
         if not msg.thread or surface.threads is None or self.settings.context_turns == 0:
@@ -273,12 +373,21 @@ class ConversationService:
         *,
         shareable: bool = False,
         shared_by: str | None = None,
+        answer_privately: bool = False,
     ) -> MessageRef:
         """The answer in as many messages as the outbox needs; the first replaces `ref`."""
         parts = split_text(answer.text, surface.outbox.max_message_len) or ["…"]
         first: MessageRef | None = None
         for i, text in enumerate(parts, 1):
-            reply = AnswerReply(answer, text, i, len(parts), shareable=shareable, shared_by=shared_by)
+            reply = AnswerReply(
+                answer,
+                text,
+                i,
+                len(parts),
+                shareable=shareable,
+                shared_by=shared_by,
+                answer_privately=answer_privately,
+            )
             if i == 1 and ref is not None:
                 first = await surface.outbox.update(ref, reply)
             else:
@@ -375,15 +484,33 @@ class ConversationService:
 
     async def share(self, answer_id: str, user: str, surface: Surface, target: Target) -> Outcome:
         """Post an ephemeral answer (from /ask) publicly at `target`, credited to `user`. Problems
-        are told to `user` privately, through the same interaction handle when there is one."""
+        are told to `user` privately, through the same interaction handle when there is one.
+
+        Only the person it was given to may share it, and only where everyone may read every
+        passage it used: a restricted answer is not posted, and `user` is told why."""
         private = replace(target, user=user, ephemeral=True, reply_to=None)
         with _correlated() as cid:
             try:
                 cached = await self.state.get(f"answer:{answer_id}")
-                if cached is None:
+                kept = json.loads(cached) if cached is not None else None
+                if kept is None or "answer" not in kept or kept.get("user") != user:
+                    if kept is not None:
+                        log.warning("answer %s given to someone else; not shared by %s", answer_id, user)
                     await self._notify(surface, private, render.ANSWER_EXPIRED)
                     return Outcome("ignored", cid, "answer expired")
-                answer = Answer.model_validate_json(cached)
+                answer = Answer.model_validate(kept["answer"])
+                refusal = await self.access.share_refusal(
+                    surface.platform, target.channel, [c.access for c in answer.chunks], surface
+                )
+                if refusal is not None:
+                    log.info(
+                        "answer %s (audience %s) not shared in %s: the channel may not read all of it",
+                        answer_id,
+                        kept.get("audience"),
+                        target.channel,
+                    )
+                    await self._notify(surface, private, refusal)
+                    return Outcome("refused", cid, "restricted")
                 ref = await self._deliver(surface, target, None, answer, shared_by=user)
                 if not ref.target.ephemeral and (target.thread or ref.id):
                     await self.remember_thread(surface.platform, ref.channel, target.thread or ref.id)

@@ -91,6 +91,8 @@ class AnswerReply:
     parts: int = 1
     shareable: bool = False  # offer "Share in channel" (an ephemeral /ask answer)
     shared_by: str | None = None  # a platform user id, when someone shared it to the channel
+    # offer "Answer privately": a channel answer that left out matches the asker could read
+    answer_privately: bool = False
 
     @property
     def is_last(self) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.core.messages import MessageRef, Reply, Target
+from knowledge.access import Audience
 from knowledge.answer import Answer, Turn
 from workers.ports import TaskClient
 
@@ -59,9 +60,21 @@ class ThreadReader(Protocol):
 
 
 class AnswerEngine(Protocol):
-    """Blocking: embedding and generation. The core only ever calls it from a worker thread."""
+    """Blocking: embedding and generation. The core only ever calls it from a worker thread.
 
-    def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer: ...
+    `audience`: only chunks it may read (None = unfiltered, for reviewers and tools; the core
+    always passes one). `wider`: the asker's own audience, for a channel answer: `Answer.withheld`
+    counts the matches it could read that `audience` may not. `sources`: channel scoping."""
+
+    def answer(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> Answer: ...
 
 
 class KnowledgeBase(Protocol):
@@ -69,7 +82,16 @@ class KnowledgeBase(Protocol):
     opens the index (index.owner = "self"), or `workers.remote.RemoteKnowledge`, which asks the
     worker that owns it (index.owner = "worker"). All blocking."""
 
-    def answer(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer: ...
+    def answer(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Answer: ...
 
     def is_empty(self) -> bool: ...
 

@@ -17,6 +17,11 @@ THANKS_DOWN = "Thanks for the feedback. Tell us what was wrong in the form, if y
 THANKS_DETAILS = "Thanks — your feedback was recorded and helps us fix the docs and the answers."
 REINDEX_REFUSED = "Sorry, only Lore admins can run /reindex. Ask an admin if the docs look out of date."
 ANSWER_EXPIRED = "That answer is too old to share now. Ask again with /ask and share the new one."
+PRIVATE_HINT = (
+    "Some passages were left out because not everyone here may read them. "
+    "Answer privately to see an answer with your own access."
+)
+QUESTION_EXPIRED = "That question is too old to answer privately now. Ask me again in a direct message."
 
 
 def error_text(correlation_id: str) -> str:

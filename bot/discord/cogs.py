@@ -49,6 +49,12 @@ async def acknowledge(interaction: Interaction, *, ephemeral: bool, thinking: bo
         raise
 
 
+def roles_of(interaction: Interaction) -> list[str]:
+    """The member's role ids from the interaction (without @everyone); none in a DM."""
+    user = interaction.user
+    return [str(r.id) for r in user.roles if not r.is_default()] if isinstance(user, discord.Member) else []
+
+
 def where(interaction: Interaction) -> tuple[str, str | None]:
     """(channel, thread) of an interaction; a thread's channel is its parent, as for messages."""
     channel = interaction.channel
@@ -118,6 +124,7 @@ class LoreCog(commands.Cog):
             channel=channel,
             thread=thread,
             guild=str(interaction.guild_id) if interaction.guild_id else None,
+            roles=roles_of(interaction),
         )
         target = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
         self.bot.spawn(self.service.ask(msg, self.bot.surface, target), f"discord-ask-{interaction.id}")
@@ -218,6 +225,22 @@ class LoreCog(commands.Cog):
         if not await acknowledge(interaction, ephemeral=False, thinking=False):
             return
         self.bot.spawn(self._share(interaction, answer_id), f"discord-share-{answer_id}")
+
+    async def on_answer_privately(self, interaction: Interaction, answer_id: str) -> None:
+        """The same question, answered to the clicker alone (an ephemeral reply to the click),
+        with their own rights: their id and roles from this interaction."""
+        if not await acknowledge(interaction, ephemeral=True):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        target = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
+        principals = translate.principals_of(user, roles_of(interaction) if interaction.guild_id else ())
+        self.bot.spawn(
+            self.service.answer_privately(
+                answer_id, user, principals, self.bot.surface, target, key=f"click:{interaction.id}"
+            ),
+            f"discord-private-{answer_id}",
+        )
 
     async def _share(self, interaction: Interaction, answer_id: str) -> None:
         channel, thread = where(interaction)

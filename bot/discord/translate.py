@@ -17,6 +17,7 @@ import discord
 
 from bot.core.actions import (
     FORM_TEMPLATE,
+    private_id,
     share_id,
     vote_id,
 )
@@ -30,7 +31,7 @@ from bot.core.messages import (
     Reply,
 )
 from bot.core.ports import UnsupportedReply
-from bot.core.render import updated_date
+from bot.core.render import PRIVATE_HINT, updated_date
 from feedback.schema import VOTE_REASONS
 from knowledge.answer import Citation, Turn
 
@@ -62,6 +63,13 @@ def payload_of(message: discord.Message) -> JSON:
     """The MESSAGE_CREATE fields translation reads, from a message discord.py parsed (it keeps no
     raw payload). Same shape as the gateway's, so live and recorded messages take one path."""
     guild = message.guild
+    author = message.author
+    # A guild member's roles (without @everyone, as the gateway's `member.roles` lists them).
+    member = (
+        {"roles": [str(r.id) for r in author.roles if not r.is_default()]}
+        if isinstance(author, discord.Member)
+        else None
+    )
     return {
         "id": str(message.id),
         "channel_id": str(message.channel.id),
@@ -76,7 +84,22 @@ def payload_of(message: discord.Message) -> JSON:
         "content": message.content,
         "mentions": [{"id": str(user.id)} for user in message.mentions],
         "mention_roles": [str(role_id) for role_id in message.raw_role_mentions],
+        **({"member": member} if member is not None else {}),
     }
+
+
+def principals_of(user: str, role_ids: Iterable[str] = ()) -> frozenset[str]:
+    """Who a Discord user is (knowledge/access.py): `discord:<id>`, and `discord:role:<id>` for
+    each of their roles in the guild the payload came from (a DM carries none)."""
+    if not user:
+        return frozenset()
+    return frozenset({f"discord:{user}", *(f"discord:role:{r}" for r in role_ids if r)})
+
+
+def member_roles(data: Mapping[str, Any]) -> list[str]:
+    """The role ids in a payload's `member` (MESSAGE_CREATE in a guild, INTERACTION_CREATE)."""
+    member = data.get("member") or {}
+    return [str(r) for r in member.get("roles") or []] if isinstance(member, Mapping) else []
 
 
 def strip_mentions(text: str, bot_id: str, role_ids: Collection[str] = ()) -> str:
@@ -149,6 +172,7 @@ def message_from_payload(
         or author_id == bot_id,
         is_direct=is_direct,
         mentions_bot=mentions_bot(data, bot_id, roles),
+        principals=principals_of(author_id, member_roles(data) if guild else ()),
         raw=data,
     )
 
@@ -207,8 +231,10 @@ def ask_message(
     channel: str,
     thread: str | None = None,
     guild: str | None = None,
+    roles: Iterable[str] = (),
 ) -> IncomingMessage:
-    """`/ask QUESTION` as a message addressed to Lore (its interaction id stands in for a message id)."""
+    """`/ask QUESTION` as a message addressed to Lore (its interaction id stands in for a message
+    id). `roles`: the member's role ids, from the interaction's `member` (none in a DM)."""
     return IncomingMessage(
         platform=PLATFORM,
         channel=channel,
@@ -219,6 +245,7 @@ def ask_message(
         thread=thread,
         is_direct=guild is None,
         mentions_bot=True,
+        principals=principals_of(user, roles if guild else ()),
     )
 
 
@@ -333,14 +360,22 @@ def sources_embed(citations: Sequence[Citation], notice: str | None = None) -> J
     return embed
 
 
-def answer_buttons(answer_id: str, *, shareable: bool = False) -> list[ButtonSpec]:
+def answer_buttons(
+    answer_id: str, *, shareable: bool = False, answer_privately: bool = False
+) -> list[ButtonSpec]:
     buttons = [
         ButtonSpec(vote_id("up", answer_id), "Helpful", "👍"),
         ButtonSpec(vote_id("down", answer_id), "Not helpful", "👎"),
     ]
     if shareable:
         buttons.append(ButtonSpec(share_id(answer_id), "Share", "📣", "primary"))
+    if answer_privately:  # the channel answer left out passages the asker may read
+        buttons.append(private_button(answer_id))
     return buttons
+
+
+def private_button(answer_id: str) -> ButtonSpec:
+    return ButtonSpec(private_id(answer_id), "Answer privately", "🔒")
 
 
 def answer_message(reply: AnswerReply) -> Rendered:
@@ -353,7 +388,11 @@ def answer_message(reply: AnswerReply) -> Rendered:
     if reply.is_last:
         if sources := sources_embed(reply.answer.citations, reply.answer.notice):
             embeds.append(sources)
-        buttons = answer_buttons(reply.answer.answer_id, shareable=reply.shareable)
+        if reply.answer_privately:
+            embeds.append({"type": "rich", "description": f"🔒 {PRIVATE_HINT}"})
+        buttons = answer_buttons(
+            reply.answer.answer_id, shareable=reply.shareable, answer_privately=reply.answer_privately
+        )
     return Rendered(_fit(reply.text) or "…", embeds, buttons)
 
 

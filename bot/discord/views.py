@@ -1,4 +1,5 @@
-"""Lore's Discord components: vote and share buttons that survive restarts, and the 👎 form.
+"""Lore's Discord components: vote, share and "Answer privately" buttons that survive restarts,
+and the 👎 form.
 
 The buttons are `DynamicItem`s: discord.py routes a click by matching its custom_id against the
 item's template (`fb:up:<answer_id>`, …), so any answer's buttons work in a fresh process, with no
@@ -35,6 +36,8 @@ class ButtonHandler(Protocol):
     ) -> None: ...
 
     async def on_share(self, interaction: discord.Interaction[Any], answer_id: str) -> None: ...
+
+    async def on_answer_privately(self, interaction: discord.Interaction[Any], answer_id: str) -> None: ...
 
 
 def handler_of(interaction: discord.Interaction[Any]) -> ButtonHandler:
@@ -94,7 +97,30 @@ class ShareButton(
         await handler_of(interaction).on_share(interaction, self.answer_id)
 
 
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (VoteButton, ShareButton)
+class PrivateButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=actions.PRIVATE_TEMPLATE
+):
+    """The "Answer privately" button under a channel answer that left something out."""
+
+    def __init__(self, answer_id: str) -> None:
+        super().__init__(_button(translate.private_button(answer_id)))
+        self.answer_id = answer_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> PrivateButton:
+        return cls(match["answer_id"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await handler_of(interaction).on_answer_privately(interaction, self.answer_id)
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (VoteButton, ShareButton, PrivateButton)
 
 
 def view_for(buttons: Sequence[translate.ButtonSpec]) -> discord.ui.View | None:
@@ -109,6 +135,8 @@ def view_for(buttons: Sequence[translate.ButtonSpec]) -> discord.ui.View | None:
             item = _button(spec)  # not a Lore action; rendered but routed nowhere
         elif action.kind == "share":
             item = ShareButton(action.answer_id)
+        elif action.kind == "private":
+            item = PrivateButton(action.answer_id)
         else:
             item = VoteButton(action.kind, action.answer_id)
         view.add_item(item)

@@ -26,6 +26,7 @@ from bot.core.conversation import ConversationService, VoteInput
 from bot.core.messages import Ignored, Target
 from bot.core.ports import Surface
 from bot.slack import translate
+from bot.slack.directory import SlackDirectory, configured_user_groups, names_emails
 from bot.slack.outbox import SlackAdmins, SlackOutbox, SlackThreadReader, make_web_client
 from config.settings import Settings
 
@@ -79,7 +80,15 @@ class SlackAdapter:
         self.reader = SlackThreadReader(
             self.client, lambda: self.bot_user_id, skip_texts=[settings.chat.progress_text]
         )
-        self.surface = Surface("slack", self.outbox, self.reader, frozenset(slack.channels))
+        self.directory = SlackDirectory(
+            self.client,
+            configured_user_groups(settings.groups),
+            emails=names_emails(settings.groups),
+            ttl=slack.directory_cache_seconds,
+        )
+        self.surface = Surface(
+            "slack", self.outbox, self.reader, frozenset(slack.channels), directory=self.directory
+        )
         self.admins = SlackAdmins(self.client, slack.admin_users, ttl=slack.admin_cache_seconds)
         self.tasks = BackgroundTasks("Slack")
         self._session: aiohttp.ClientSession | None = None
@@ -129,6 +138,7 @@ class SlackAdapter:
         app.action(translate.ACTION_UP)(self._on_vote)
         app.action(translate.ACTION_DOWN)(self._on_vote)
         app.action(translate.ACTION_SHARE)(self._on_share)
+        app.action(translate.ACTION_PRIVATE)(self._on_answer_privately)
         app.view(translate.FEEDBACK_VIEW)(self._on_feedback_form)
         app.command("/ask")(self._on_ask)
         app.command("/reindex")(self._on_reindex)
@@ -228,6 +238,31 @@ class SlackAdapter:
         outcome = await self.service.share(answer_id, where.user, self.surface, target)
         if outcome.status == "answered" and where.response_url and where.is_ephemeral:
             await self.outbox.delete_original(where.response_url)
+
+    async def _on_answer_privately(
+        self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        self._learn(context)
+        clicked = translate.button_action(body)
+        if clicked is None:
+            return
+        action, click = clicked
+        where = translate.action_context(body)
+        # chat.postEphemeral beside the clicked answer: only the clicker sees it. (Not the
+        # response_url: its replace_original would act on the public answer.)
+        private = Target(where.channel, where.thread, where.user, ephemeral=True)
+        self.spawn(
+            self.service.answer_privately(
+                action.answer_id,
+                where.user,
+                translate.principals_of(where.user),
+                self.surface,
+                private,
+                key=click,
+            ),
+            f"slack-private-{action.answer_id}",
+        )
 
 
 def build_slack_app(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.core.actions import ButtonAction, parse_button, share_id, vote_id
+from bot.core.actions import ButtonAction, parse_button, private_id, share_id, vote_id
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
@@ -25,7 +25,7 @@ from bot.core.messages import (
     Reply,
 )
 from bot.core.ports import UnsupportedReply
-from bot.core.render import updated_date
+from bot.core.render import PRIVATE_HINT, updated_date
 from bot.core.split import split_text
 from bot.slack.mrkdwn import escape, link, to_mrkdwn
 from feedback.schema import VOTE_REASONS
@@ -45,6 +45,7 @@ FALLBACK_MAX = 3000  # the notification / thread-history text beside the blocks
 ACTION_UP = "lore_feedback_up"
 ACTION_DOWN = "lore_feedback_down"
 ACTION_SHARE = "lore_share"
+ACTION_PRIVATE = "lore_answer_privately"
 FEEDBACK_VIEW = "lore_feedback"
 _USER_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _USER_ID = re.compile(r"[UW][A-Z0-9]+")
@@ -66,6 +67,28 @@ def mentions(text: str, user_id: str) -> bool:
 
 def is_direct_channel(channel_id: str) -> bool:
     return channel_id.startswith("D")
+
+
+def principals_of(user: str) -> frozenset[str]:
+    """Who a Slack user is, as far as a payload tells (knowledge/access.py): `slack:U…`. Their
+    user groups and email come from the directory (`bot.slack.directory`)."""
+    return frozenset({f"slack:{user}"}) if user else frozenset()
+
+
+def is_external_channel(channel: Mapping[str, Any]) -> bool:
+    """A `conversations.info` channel shared with another organisation (Slack Connect), or on its
+    way to being: externally shared, pending, or shared beyond this Enterprise Grid org."""
+    return bool(
+        channel.get("is_ext_shared")
+        or channel.get("is_pending_ext_shared")
+        or (channel.get("is_shared") and not channel.get("is_org_shared"))
+    )
+
+
+def email_principal(user: Mapping[str, Any]) -> str | None:
+    """`email:<addr>` from a `users.info` user, when the app has the users:read.email scope."""
+    email = str((user.get("profile") or {}).get("email") or "").strip().lower()
+    return f"email:{email}" if "@" in email else None
 
 
 def message_from_event(body: Mapping[str, Any], bot_user_id: str) -> IncomingMessage | Ignored:
@@ -104,6 +127,7 @@ def message_from_event(body: Mapping[str, Any], bot_user_id: str) -> IncomingMes
         mentions_bot=etype == "app_mention" or mentions(text, bot_user_id),
         is_edit=is_edit,
         delivery_id=str(body["event_id"]) if body.get("event_id") else None,
+        principals=principals_of(user),
         raw=body,
     )
 
@@ -212,15 +236,17 @@ def parse_feedback_view(view: Mapping[str, Any]) -> FeedbackForm | Ignored:
 def ask_message(command: Mapping[str, Any]) -> IncomingMessage:
     """`/ask QUESTION` as a message addressed to Lore (its trigger id stands in for a message id)."""
     channel = str(command.get("channel_id") or "")
+    user = str(command.get("user_id") or "")
     return IncomingMessage(
         platform=PLATFORM,
         channel=channel,
         message_id=str(command.get("trigger_id") or ""),
-        author=str(command.get("user_id") or ""),
+        author=user,
         text=str(command.get("text") or "").strip(),
         workspace=str(command.get("team_id") or "") or None,
         is_direct=is_direct_channel(channel),
         mentions_bot=True,
+        principals=principals_of(user),
         raw=command,
     )
 
@@ -265,13 +291,15 @@ def source_blocks(citations: Sequence[Citation]) -> list[JSON]:
     return _sections(text)
 
 
-def feedback_buttons(answer_id: str, *, shareable: bool = False) -> JSON:
+def feedback_buttons(answer_id: str, *, shareable: bool = False, answer_privately: bool = False) -> JSON:
     elements: list[JSON] = [
         _button(ACTION_UP, "👍 Helpful", vote_id("up", answer_id)),
         _button(ACTION_DOWN, "👎 Not helpful", vote_id("down", answer_id)),
     ]
     if shareable:
         elements.append(_button(ACTION_SHARE, "Share in channel", share_id(answer_id), style="primary"))
+    if answer_privately:  # the channel answer left out passages the asker may read
+        elements.append(_button(ACTION_PRIVATE, "🔒 Answer privately", private_id(answer_id)))
     return {"type": "actions", "block_id": f"lore_actions:{answer_id}", "elements": elements}
 
 
@@ -300,7 +328,13 @@ def answer_blocks(reply: AnswerReply) -> tuple[str, list[JSON]]:
         if answer.notice:
             blocks.append(_context(f"ℹ️ {escape(answer.notice)}"))
         blocks.extend(source_blocks(answer.citations))
-        blocks.append(feedback_buttons(answer.answer_id, shareable=reply.shareable))
+        if reply.answer_privately:
+            blocks.append(_context(f"🔒 {escape(PRIVATE_HINT)}"))
+        blocks.append(
+            feedback_buttons(
+                answer.answer_id, shareable=reply.shareable, answer_privately=reply.answer_privately
+            )
+        )
     return body[:FALLBACK_MAX], blocks
 
 
