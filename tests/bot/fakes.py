@@ -1,17 +1,22 @@
 """Test doubles for the core's ports, for unit tests of the core alone.
 
-(The Slack tests use none of these: they run the real adapter, outbox and task client.)
+(The Slack tests use none of these: they run the real adapter, outbox and task client.) The
+answer engines at the end are for the permission tests: `core_engine` wraps the real Knowledge,
+`AccessEngine` keeps the engine's access contract over a handful of labelled documents.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core.messages import MessageRef, Reply, Target
-from knowledge.answer import Turn
+from knowledge.access import Audience
+from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Turn
 from workers.ports import SyncHandle, SyncStatus
 
 
@@ -84,3 +89,155 @@ class MemoryTasks:
 
     def close(self) -> None:
         pass
+
+
+# ---- answer engines for the permission tests (issue 19) --------------------------------------
+
+
+def takes_audience(knowledge: Any) -> bool:
+    """Whether this Knowledge answers for an audience (the index side of issue 19 is merged)."""
+    engine = getattr(knowledge, "engine", None)
+    for fn in (getattr(knowledge, "answer", None), getattr(engine, "answer", None)):
+        if fn is not None and "audience" in inspect.signature(fn).parameters:
+            return True
+    return False
+
+
+class CoreCalls:
+    """The real `Knowledge`, called exactly as the conversation core calls it.
+
+    Until the index side of issue 19 is merged, `Knowledge.answer` takes no `audience`, `wider`
+    or `sources`: this passes the question through unfiltered (the test corpus is all public
+    anyway), keeps one-source scoping, and records what the core asked for. Once Knowledge takes
+    them, `core_engine` stops using it and the real engine is called as is.
+    """
+
+    def __init__(self, knowledge: Any) -> None:
+        self.knowledge = knowledge
+        self.calls: list[dict[str, Any]] = []
+
+    def answer(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> Answer:
+        self.calls.append({"question": question, "audience": audience, "wider": wider, "sources": sources})
+        options = {"source": sources[0]} if sources and len(sources) == 1 else {}
+        answer: Answer = self.knowledge.answer(question, history, **options)
+        return answer.model_copy(update={"audience": sorted(audience.grants) if audience else []})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.knowledge, name)
+
+
+def core_engine(knowledge: Any) -> Any:
+    """What the tests hand the core as its engine over a real Knowledge (see `CoreCalls`)."""
+    return knowledge if takes_audience(knowledge) else CoreCalls(knowledge)
+
+
+@dataclass(frozen=True)
+class Doc:
+    source: str
+    path: str
+    text: str
+    access: tuple[str, ...] = ("public",)
+
+    @property
+    def title(self) -> str:
+        return self.path.rsplit("/", 1)[-1].removesuffix(".md").replace("-", " ").title()
+
+
+@dataclass
+class EngineCall:
+    question: str
+    history: list[Turn]
+    audience: Audience | None
+    wider: Audience | None
+    sources: list[str] | None
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = {"the", "a", "an", "is", "are", "what", "how", "do", "i", "in", "of", "to", "for", "my", "we"}
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+class AccessEngine:
+    """A tiny answer engine that keeps issue 19's engine contract, for testing the core's
+    decisions: it ranks `docs` by shared words, keeps only what `audience` may read (and only
+    `sources`), answers with the best one's text, and counts in `withheld` the matches in the
+    `wider` audience's top-k that `audience` may not read. It records every call."""
+
+    def __init__(self, docs: Sequence[Doc], top_k: int = 5) -> None:
+        self.docs = list(docs)
+        self.top_k = top_k
+        self.calls: list[EngineCall] = []
+
+    def _ranked(self, question: str, audience: Audience | None, sources: Sequence[str] | None) -> list[Doc]:
+        words = _words(question)
+        scored = [
+            (len(words & _words(d.text + " " + d.path)), i, d)
+            for i, d in enumerate(self.docs)
+            if (sources is None or d.source in sources) and (audience is None or audience.can_read(d.access))
+        ]
+        return [d for score, _, d in sorted(scored, key=lambda t: (-t[0], t[1])) if score > 0][: self.top_k]
+
+    def answer(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> Answer:
+        self.calls.append(
+            EngineCall(
+                question, list(history), audience, wider, list(sources) if sources is not None else None
+            )
+        )
+        found = self._ranked(question, audience, sources)
+        withheld = 0
+        if wider is not None and audience is not None:
+            withheld = sum(
+                1 for d in self._ranked(question, wider, sources) if not audience.can_read(d.access)
+            )
+        chunks = [
+            RetrievedChunk(
+                chunk_id=f"{d.source}:{d.path}",
+                doc_id=f"{d.source}:{d.path}",
+                source=d.source,
+                path=d.path,
+                title=d.title,
+                url=f"https://docs.example/{d.source}/{d.path}",
+                text=d.text,
+                score=1.0,
+                doc_hash="h",
+                n=n,
+                access=list(d.access),
+            )
+            for n, d in enumerate(found, 1)
+        ]
+        citations = [
+            Citation(
+                n=c.n or 0, title=c.title, url=c.url, source=c.source, path=c.path, doc_id=c.doc_id, score=1.0
+            )
+            for c in chunks[:1]
+        ]
+        return Answer(
+            question=question,
+            text=f"{found[0].text} [1]" if found else f"{ABSTAIN_TEXT}.",
+            abstained=not found,
+            citations=citations,
+            chunks=chunks,
+            model="access-engine",
+            prompt_version="test",
+            audience=sorted(audience.grants) if audience else [],
+            withheld=withheld,
+        )

@@ -22,7 +22,7 @@ from bot.core import (
     VoteInput,
 )
 from knowledge.answer import Answer, Citation, Turn
-from tests.bot.fakes import ListThreads, MemoryOutbox, MemoryTasks
+from tests.bot.fakes import ListThreads, MemoryOutbox, MemoryTasks, core_engine
 from workers.ports import SyncHandle, SyncStatus
 
 
@@ -45,7 +45,7 @@ def kn(lore_settings, embedder):
     from knowledge.service import Knowledge
 
     knowledge = Knowledge(lore_settings(), embedder=embedder)
-    yield knowledge
+    yield core_engine(knowledge)
     knowledge.close()
 
 
@@ -80,10 +80,10 @@ class Recording:
         self.inner, self.delay = inner, delay
         self.calls: list[tuple[str, list[Turn], str]] = []
 
-    def answer(self, question, history=()):
+    def answer(self, question, history=(), **access):
         self.calls.append((question, list(history), threading.current_thread().name))
         time.sleep(self.delay)
-        return self.inner.answer(question, history)
+        return self.inner.answer(question, history, **access)
 
 
 async def test_answer_flow_progress_then_answer_then_record(kn):
@@ -189,7 +189,7 @@ async def test_without_thread_access_it_still_answers(kn):
 
 
 class LongEngine:
-    def answer(self, question, history=()):
+    def answer(self, question, history=(), **access):
         paragraphs = [
             f"Paragraph {i}. " + "This sentence is filler text for splitting. " * 20 for i in range(12)
         ]
@@ -220,7 +220,7 @@ async def test_long_answers_are_split_and_only_the_last_part_carries_sources_and
 
 
 class Exploding:
-    def answer(self, question, history=()):
+    def answer(self, question, history=(), **access):
         raise RuntimeError("kaboom")
 
 
@@ -393,7 +393,7 @@ async def test_share_reposts_a_cached_answer_and_expired_ones_are_explained(kn):
 class FortyTwo:
     """Answers at once without the index: for tests about where replies go, not what they say."""
 
-    def answer(self, question, history=()):
+    def answer(self, question, history=(), **access):
         return Answer(question=question, text="Forty-two.", abstained=False, model="m", prompt_version="1")
 
 

@@ -76,7 +76,7 @@ async def test_long_answers_go_out_in_order_through_the_core(harness):
     half = harness.outbox.max_message_len // 2
 
     class Long:
-        def answer(self, question, history=()):
+        def answer(self, question, history=(), **access):
             return answer("\n\n".join(words(half) + f" END{i}." for i in range(7)))
 
     service = ConversationService(

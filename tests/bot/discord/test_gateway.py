@@ -26,6 +26,7 @@ from tests.bot.discord.conftest import (
     embed_text,
     visible_text,
 )
+from tests.bot.fakes import core_engine
 from tests.conftest import wait_for, write
 from tests.emulators.discord_emu import (
     INTENT_DMS,
@@ -211,9 +212,9 @@ async def test_heartbeats_are_acked_on_time_while_a_slow_answer_is_computed(conn
         def __init__(self, kn):
             self.kn = kn
 
-        def answer(self, question, history=()):
+        def answer(self, question, history=(), **access):
             time.sleep(delay)  # an LLM taking its time; blocking, as the AnswerEngine port allows
-            return self.kn.answer(question, history)
+            return core_engine(self.kn).answer(question, history, **access)
 
     lore = await connect_discord(engine=Slow)
     await asyncio.sleep(2 * HEARTBEAT_S)  # a few beats before, for the baseline
@@ -258,8 +259,8 @@ async def test_a_5000_character_answer_arrives_in_parts_that_fit_with_whole_code
         def __init__(self, kn):
             self.kn = kn
 
-        def answer(self, question, history=()):
-            return self.kn.answer(question, history).model_copy(update={"text": text})
+        def answer(self, question, history=(), **access):
+            return core_engine(self.kn).answer(question, history, **access).model_copy(update={"text": text})
 
     assert len(text) >= 4900 and code in text
     lore = await connect_discord(engine=Long)
@@ -325,7 +326,7 @@ async def test_a_failing_engine_gives_a_short_error_with_the_correlation_id(conn
         def __init__(self, kn):
             pass
 
-        def answer(self, question, history=()):
+        def answer(self, question, history=(), **access):
             raise RuntimeError("the index exploded")
 
     caplog.set_level(logging.ERROR)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
+from tests.bot.fakes import core_engine
 from tests.emulators.openai_chat import FixedLLM
 from tests.emulators.slack import (
     APP_TOKEN,
@@ -254,7 +255,10 @@ async def connect_slack(
         *, engine: Any = None, slack_cfg: dict[str, Any] | None = None, **over: Any
     ) -> LoreSlack:
         settings = slack_settings(slack=slack_cfg, **over)
-        services = build_services(settings, knowledge=Knowledge(settings, embedder=embedder), engine=engine)
+        kn = Knowledge(settings, embedder=embedder)
+        services = build_services(
+            settings, knowledge=kn, engine=engine if engine is not None else core_engine(kn)
+        )
         adapter = build_slack_app(settings, services.conversation)
         lore = LoreSlack(slack, settings, services, adapter)
         opened.append(lore)

@@ -19,7 +19,7 @@ from tests.emulators.slack import (
 
 
 class BrokenEngine:
-    def answer(self, question, history=()):
+    def answer(self, question, history=(), **access):
         raise RuntimeError("the index exploded")
 
 
