@@ -205,7 +205,7 @@ class ConversationService:
                 await self._notify(surface, private, render.QUESTION_EXPIRED)
                 return Outcome("ignored", cid, "question expired")
             if key and not await self.state.first_time(
-                f"private:{surface.platform}:{key}", self.settings.dedupe_ttl
+                f"private:{surface.platform}:{user}:{key}", self.settings.dedupe_ttl
             ):
                 log.info("duplicate delivery of the private-answer click %s ignored", key)
                 return Outcome("duplicate", cid)

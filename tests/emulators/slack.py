@@ -72,13 +72,19 @@ class SlackEmulator:
         team: str = "Lore Test",
         app_id: str = APP_ID,
         users: dict[str, JSON] | None = None,
+        usergroups: dict[str, list[str]] | None = None,
+        channels: dict[str, JSON] | None = None,
     ) -> None:
-        """`tokens` are valid bot/user tokens, `app_tokens` valid xapp- tokens; `users` feeds users.info."""
+        """`tokens` are valid bot/user tokens, `app_tokens` valid xapp- tokens; `users` feeds
+        users.info (an "email" entry becomes profile.email); `usergroups` (S… -> user ids) feeds
+        usergroups.users.list; `channels` (id -> fields such as is_ext_shared) conversations.info."""
         self.tokens, self.app_tokens = set(tokens), set(app_tokens)
         self.user_id, self.bot_id, self.team_id = user_id, bot_id, team_id
         self.user, self.team, self.app_id = user, team, app_id
         self.users = {uid: _user_object(uid, team_id, info) for uid, info in (users or {}).items()}
         self.users.setdefault(user_id, _user_object(user_id, team_id, {"name": user, "is_bot": True}))
+        self.usergroups = {k: list(v) for k, v in (usergroups or {}).items()}
+        self.channels = dict(channels or {})
         self.calls: list[Call] = []
         self.acks: list[Ack] = []
         self.messages: dict[str, list[JSON]] = {}  # channel -> posted and preloaded messages
@@ -97,6 +103,8 @@ class SlackEmulator:
             "chat.postEphemeral": self._post_ephemeral,
             "views.open": self._views_open,
             "users.info": self._users_info,
+            "usergroups.users.list": self._usergroup_users,
+            "conversations.info": self._conversation_info,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
             "apps.connections.open": self._connections_open,
@@ -451,6 +459,20 @@ class SlackEmulator:
         user = self.users.get(args.get("user", ""))
         return {"ok": True, "user": user} if user else _error("user_not_found")
 
+    def _usergroup_users(self, args: JSON) -> JSON:
+        group = self.usergroups.get(str(args.get("usergroup") or ""))
+        return {"ok": True, "users": list(group)} if group is not None else _error("no_such_subteam")
+
+    def _conversation_info(self, args: JSON) -> JSON:
+        """A channel as conversations.info shows it: public, not shared unless `channels` says so."""
+        cid = str(args.get("channel") or "")
+        if not cid:
+            return _error("channel_not_found")
+        flags = ("is_private", "is_shared", "is_ext_shared", "is_org_shared", "is_pending_ext_shared")
+        channel = {"id": cid, "name": cid.lower(), "is_channel": True, "is_im": cid.startswith("D")}
+        channel |= dict.fromkeys(flags, False) | {"context_team_id": self.team_id}
+        return {"ok": True, "channel": channel | self.channels.get(cid, {})}
+
     def _replies(self, args: JSON) -> JSON:
         # Real Slack says thread_not_found for unknown threads; an empty thread keeps unrelated tests simple.
         ts, channel = args.get("ts"), self.messages.get(args.get("channel", ""), [])
@@ -507,6 +529,9 @@ def _user_object(uid: str, team_id: str, info: JSON) -> JSON:
     name = info.get("name", uid.lower())
     flags = ("deleted", "is_admin", "is_owner", "is_primary_owner", "is_restricted", "is_bot", "is_app_user")
     profile = {"real_name": name, "display_name": name, "team": team_id}
+    if "email" in info:  # only with the users:read.email scope; Slack leaves it out otherwise
+        info = dict(info)
+        profile["email"] = info.pop("email")
     return (
         {
             "id": uid,

@@ -137,6 +137,24 @@ async def test_post_ephemeral_users_info_and_catch_all(slack, client):
     assert slack.calls_to("reactions.add")[0].args["name"] == "eyes"
 
 
+async def test_user_groups_emails_and_shared_channels_for_the_directory():
+    async with SlackEmulator(
+        users={"U1": {"name": "ann", "email": "ann@hr.example.com"}, "U2": {"name": "bob"}},
+        usergroups={"S0HR": ["U1"]},
+        channels={"C0EXT": {"is_shared": True, "is_ext_shared": True}},
+    ) as slack:
+        client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.base_url)
+        assert (await client.usergroups_users_list(usergroup="S0HR"))["users"] == ["U1"]
+        with pytest.raises(SlackApiError) as excinfo:
+            await client.usergroups_users_list(usergroup="S404")
+        assert excinfo.value.response["error"] == "no_such_subteam"
+        assert (await client.users_info(user="U1"))["user"]["profile"]["email"] == "ann@hr.example.com"
+        assert "email" not in (await client.users_info(user="U2"))["user"]["profile"]  # no scope, no email
+        shared = (await client.conversations_info(channel="C0EXT"))["channel"]
+        plain = (await client.conversations_info(channel="C1"))["channel"]
+        assert shared["is_ext_shared"] is True and plain["is_ext_shared"] is False and plain["id"] == "C1"
+
+
 async def test_wait_for_returns_calls_and_times_out_helpfully(slack, client):
     task = asyncio.create_task(client.chat_postMessage(channel="C1", text="later"))
     [call] = await slack.wait_for("chat.postMessage", timeout=5)
