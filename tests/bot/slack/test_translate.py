@@ -279,3 +279,53 @@ def test_any_part_fits_slacks_block_limits(seed):
         assert all(len(b["text"]["text"]) <= 3000 for b in blocks if "text" in b)
         assert _block_text(blocks) <= 12_000
         json.dumps(blocks)
+
+
+# ---- permissions (issue 19) ----------------------------------------------------------------------
+
+
+def test_principals_from_recorded_payloads():
+    assert incoming("app_mention").principals == frozenset({"slack:U03E8A2KQ5T"})
+    assert incoming("message_im").principals == frozenset({f"slack:{incoming('message_im').author}"})
+    command = translate.ask_message(load_payload("slash_command_ask"))
+    assert command.principals == frozenset({f"slack:{command.author}"}) and command.author
+    assert translate.principals_of("") == frozenset()
+
+
+def test_shared_channels_from_conversations_info():
+    assert not translate.is_external_channel({"id": "C1", "is_shared": False, "is_ext_shared": False})
+    assert translate.is_external_channel({"id": "C1", "is_shared": True, "is_ext_shared": True})
+    assert translate.is_external_channel({"id": "C1", "is_pending_ext_shared": True})
+    # Shared with another workspace of the same Enterprise Grid org: not external.
+    assert not translate.is_external_channel({"id": "C1", "is_shared": True, "is_org_shared": True})
+    assert translate.is_external_channel({"id": "C1", "is_shared": True, "is_org_shared": False})
+
+
+def test_emails_from_users_info_only_when_the_scope_gives_them():
+    assert (
+        translate.email_principal({"profile": {"email": " Ann@HR.Example.com "}})
+        == "email:ann@hr.example.com"
+    )
+    assert translate.email_principal({"profile": {"real_name": "Ann"}}) is None
+    assert translate.email_principal({}) is None
+
+
+def test_answer_privately_is_a_button_on_the_last_part_only():
+    a = answer()
+    _, blocks = translate.answer_blocks(AnswerReply(a, "x", answer_privately=True))
+    values = [el["value"] for b in blocks if b["type"] == "actions" for el in b["elements"]]
+    assert values == [f"fb:up:{a.answer_id}", f"fb:down:{a.answer_id}", f"private:{a.answer_id}"]
+    [button] = [
+        el
+        for b in blocks
+        if b["type"] == "actions"
+        for el in b["elements"]
+        if el["value"].startswith("private")
+    ]
+    assert button["action_id"] == translate.ACTION_PRIVATE and "Answer privately" in button["text"]["text"]
+    assert "left out" in json.dumps(blocks)
+    _, first = translate.answer_blocks(AnswerReply(a, "x", part=1, parts=2, answer_privately=True))
+    assert not any(b["type"] == "actions" for b in first) and "left out" not in json.dumps(first)
+    _, plain = translate.answer_blocks(AnswerReply(a, "x"))
+    assert "private:" not in json.dumps(plain) and "left out" not in json.dumps(plain)
+    assert actions.parse_button(f"private:{a.answer_id}") == actions.ButtonAction("private", a.answer_id)
