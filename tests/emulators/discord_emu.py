@@ -194,8 +194,10 @@ def message_create(
     message_id: Id | None = None,
     webhook_id: Id | None = None,
     author_is_bot: bool = False,
+    roles: Sequence[Id] = (),
 ) -> JSON:
-    """A MESSAGE_CREATE payload; without ``guild_id`` it is a DM."""
+    """A MESSAGE_CREATE payload; without ``guild_id`` it is a DM. ``roles``: the author's role ids
+    in the guild (the payload's ``member.roles``)."""
     author = (author or make_user()) | ({"bot": True} if author_is_bot else {})
     if webhook_id:  # webhook messages are "authored" by the webhook itself
         author = author | {"id": str(webhook_id), "bot": True, "discriminator": "0000"}
@@ -211,7 +213,7 @@ def message_create(
     if guild_id:
         partial = {k: v for k, v in make_member(author).items() if k != "user"}
         msg |= {"guild_id": str(guild_id), "mentions": [m | {"member": partial} for m in mentions]}
-        msg |= {} if webhook_id else {"member": partial}
+        msg |= {} if webhook_id else {"member": partial | {"roles": [str(r) for r in roles]}}
     return msg | ({"webhook_id": str(webhook_id)} if webhook_id else {})
 
 

@@ -95,12 +95,15 @@ class LoreDiscord:
     async def mention(
         self, text: str = "how do I set up the VPN?", *, user: dict[str, Any] = ALICE, channel: str = SUPPORT
     ) -> dict[str, Any]:
-        msg = message_create(f"<@{BOT_ID}> {text}", user, channel, GUILD_ID, mentions=[lore_user()])
+        roles = self.member(user)["roles"]
+        msg = message_create(
+            f"<@{BOT_ID}> {text}", user, channel, GUILD_ID, mentions=[lore_user()], roles=roles
+        )
         await self.emu.dispatch("MESSAGE_CREATE", msg)
         return msg
 
     async def say(self, text: str, *, user: dict[str, Any] = ALICE, channel: str = SUPPORT) -> dict[str, Any]:
-        msg = message_create(text, user, channel, GUILD_ID)
+        msg = message_create(text, user, channel, GUILD_ID, roles=self.member(user)["roles"])
         await self.emu.dispatch("MESSAGE_CREATE", msg)
         return msg
 

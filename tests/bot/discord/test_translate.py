@@ -279,3 +279,48 @@ def test_progress_errors_and_notices():
 def test_unknown_replies_are_an_explicit_error():
     with pytest.raises(UnsupportedReply):
         translate.render(object())  # type: ignore[arg-type]
+
+
+# ---- permissions (issue 19) ----------------------------------------------------------------------
+
+
+def test_principals_are_the_author_and_the_members_roles_in_guild_messages():
+    plain = translate_("message_create_guild_mention")
+    assert plain.principals == frozenset({f"discord:{ALICE}"})
+    with_roles = translate_("message_create_guild_mention_with_roles")
+    assert with_roles.principals == frozenset(
+        {f"discord:{ALICE}", "discord:role:1400000000000000005", "discord:role:1400000000000000006"}
+    )
+    dm = translate_("message_create_dm")
+    assert dm.principals == frozenset({f"discord:{ALICE}"})  # a DM carries no roles
+
+
+def test_roles_come_from_an_interactions_member_too():
+    submitted = recorded("interaction_modal_submit_feedback")
+    assert translate.member_roles(submitted) == [str(r) for r in submitted["member"]["roles"]]
+    assert translate.member_roles({"member": {"roles": ["1400000000000000005"]}}) == ["1400000000000000005"]
+    assert translate.member_roles({}) == []
+    ask = translate.ask_message(
+        interaction_id="1",
+        question="q",
+        user=ALICE,
+        channel=SUPPORT,
+        guild=GUILD,
+        roles=["1400000000000000005"],
+    )
+    assert ask.principals == {f"discord:{ALICE}", "discord:role:1400000000000000005"}
+    in_dm = translate.ask_message(interaction_id="2", question="q", user=ALICE, channel=DM, roles=["5"])
+    assert in_dm.principals == {f"discord:{ALICE}"}
+
+
+def test_answer_privately_is_a_button_and_a_hint_on_the_last_part_only():
+    a = answer()
+    out = translate.render(AnswerReply(a, a.text, answer_privately=True))
+    assert [b.custom_id for b in out.buttons][-1] == f"private:{a.answer_id}"
+    assert out.buttons[-1].label == "Answer privately"
+    assert any("left out" in (e.get("description") or "") for e in out.embeds)
+    first = translate.render(AnswerReply(a, a.text, part=1, parts=2, answer_privately=True))
+    assert first.buttons == [] and not any("left out" in (e.get("description") or "") for e in first.embeds)
+    plain = translate.render(AnswerReply(a, a.text))
+    assert all(not b.custom_id.startswith("private:") for b in plain.buttons)
+    assert re.fullmatch(actions.PRIVATE_TEMPLATE, out.buttons[-1].custom_id)
