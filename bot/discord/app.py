@@ -21,6 +21,7 @@ from bot.core.conversation import ConversationService
 from bot.core.ports import Surface
 from bot.discord import translate, views
 from bot.discord.cogs import LoreCog
+from bot.discord.directory import DiscordDirectory, configured_roles
 from bot.discord.outbox import NO_MENTIONS, DiscordOutbox, DiscordThreadReader
 from config.settings import Settings
 
@@ -84,7 +85,15 @@ class LoreBot(commands.Bot):
             lambda: str(self.user.id) if self.user else "",
             skip_texts=[translate.progress_content(settings.chat.progress_text)],
         )
-        self.surface = Surface("discord", self.outbox, self.reader, frozenset(str(c) for c in cfg.channels))
+        # Roles for DMs (a DM's payload has none), looked up only when [groups] names a role.
+        self.directory = DiscordDirectory(self, configured_roles(settings.groups))
+        self.surface = Surface(
+            "discord",
+            self.outbox,
+            self.reader,
+            frozenset(str(c) for c in cfg.channels),
+            directory=self.directory,
+        )
         self.buttons: views.ButtonHandler | None = None  # the cog, once set up
         self.synced: list[discord.app_commands.AppCommand] = []
         self.tasks = BackgroundTasks("Discord")

@@ -466,6 +466,7 @@ class DiscordEmulator:
             ("GET", "/gateway", self._gateway_info),
             ("GET", "/gateway/bot", self._gateway_info),
             ("POST", "/users/@me/channels", self._create_dm),
+            ("GET", "/guilds/{gid}/members/{uid}", self._get_member),
             ("GET", c, self._get_channel),
             ("GET", f"{c}/messages", self._get_history),
             ("POST", f"{c}/messages", self._post_message),
@@ -821,6 +822,15 @@ class DiscordEmulator:
         ch = dms[0] if dms else make_dm_channel(snowflake(), make_user(rid, f"user{rid[-4:]}"))
         self.channels[ch["id"]] = ch
         return _json(ch)
+
+    async def _get_member(self, request: web.Request) -> web.Response:
+        """GET /guilds/{id}/members/{user}: the member as in the guild's GUILD_CREATE."""
+        guild = self.guilds.get(request.match_info["gid"])
+        if guild is None:
+            return _error(404, 10004, "Unknown Guild")
+        uid = request.match_info["uid"]
+        member = next((m for m in guild.get("members", []) if m["user"]["id"] == uid), None)
+        return _json(member) if member is not None else _error(404, 10007, "Unknown Member")
 
     async def _get_channel(self, request: web.Request) -> web.Response:
         ch = self.channels.get(request.match_info["cid"])

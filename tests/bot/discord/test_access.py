@@ -19,6 +19,7 @@ from tests.bot.discord.conftest import (
 from tests.bot.fakes import AccessEngine, Doc
 from tests.conftest import wait_for
 
+OTHER_DM = "1400000000000000099"
 MARKER = "CANARY-DISCORD-58"  # only in the restricted document
 DOCS = [
     Doc("handbook", "it/vpn.md", "Install WireGuard for the VPN from Self Service."),
@@ -56,7 +57,9 @@ async def test_a_channel_answer_uses_the_channels_audience_and_the_members_roles
     assert private_ids(answer) == [f"private:{answer_id_of(answer)}"]
 
 
-async def test_ask_in_a_guild_is_private_with_the_members_roles_and_a_dm_has_no_roles(connect_discord):
+async def test_ask_in_a_guild_is_private_with_the_members_roles_and_a_dm_gets_them_from_the_directory(
+    connect_discord,
+):
     engine = AccessEngine(DOCS)
     lore = await connect(connect_discord, engine)
     cmd = await lore.command("ask", {"question": SALARY}, user=BOB)
@@ -65,9 +68,34 @@ async def test_ask_in_a_guild_is_private_with_the_members_roles_and_a_dm_has_no_
     assert lore.is_ephemeral(private) and MARKER in visible_text(private)
     assert "group:hr" in engine.calls[0].audience.grants and engine.calls[0].wider is None
 
+    # A DM's payload has no roles: the directory looks BOB up in the server (and caches it).
     await lore.dm(SALARY, user=BOB)
     dm = await lore.wait_answer(DM_CHANNEL)
-    assert engine.calls[1].audience.grants == {"public", f"discord:{BOB['id']}"}  # DMs carry no roles
+    assert engine.calls[1].audience.grants == {
+        "public",
+        f"discord:{BOB['id']}",
+        f"discord:role:{ADMIN_ROLE}",
+        "group:hr",
+    }
+    assert MARKER in visible_text(dm)
+    await lore.dm(VPN, user=BOB)
+    await lore.wait_answer(DM_CHANNEL, count=2)
+    lookups = lore.emu.calls_to("GET", rf"/guilds/\d+/members/{BOB['id']}")
+    assert len(lookups) == 1
+
+    await lore.dm(SALARY, user=ALICE, channel=OTHER_DM)
+    theirs = await lore.wait_answer(OTHER_DM)
+    assert engine.calls[-1].audience.grants == {"public", f"discord:{ALICE['id']}"}
+    assert MARKER not in visible_text(theirs)
+
+
+async def test_when_the_member_lookup_fails_a_dm_gets_the_payloads_principals_only(connect_discord):
+    engine = AccessEngine(DOCS)
+    lore = await connect(connect_discord, engine)
+    lore.emu.fail_next("GET", r"/guilds/\d+/members/\d+", 403, code=50001)
+    await lore.dm(SALARY, user=BOB)
+    dm = await lore.wait_answer(DM_CHANNEL)
+    assert engine.calls[0].audience.grants == {"public", f"discord:{BOB['id']}"}
     assert MARKER not in visible_text(dm)
 
 
