@@ -482,12 +482,15 @@ class ConversationService:
             record.vote_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{vote.platform}:{vote.key}:{user_hash}").hex
         return record
 
-    async def share(self, answer_id: str, user: str, surface: Surface, target: Target) -> Outcome:
+    async def share(
+        self, answer_id: str, user: str, surface: Surface, target: Target, *, direct: bool = False
+    ) -> Outcome:
         """Post an ephemeral answer (from /ask) publicly at `target`, credited to `user`. Problems
         are told to `user` privately, through the same interaction handle when there is one.
 
         Only the person it was given to may share it, and only where everyone may read every
-        passage it used: a restricted answer is not posted, and `user` is told why."""
+        passage it used: a restricted answer is not posted, and `user` is told why. `direct`:
+        the target is their own DM with Lore, where they alone read it."""
         private = replace(target, user=user, ephemeral=True, reply_to=None)
         with _correlated() as cid:
             try:
@@ -499,9 +502,11 @@ class ConversationService:
                     await self._notify(surface, private, render.ANSWER_EXPIRED)
                     return Outcome("ignored", cid, "answer expired")
                 answer = Answer.model_validate(kept["answer"])
-                refusal = await self.access.share_refusal(
-                    surface.platform, target.channel, [c.access for c in answer.chunks], surface
-                )
+                refusal = None
+                if not direct:
+                    refusal = await self.access.share_refusal(
+                        surface.platform, target.channel, [c.access for c in answer.chunks], surface
+                    )
                 if refusal is not None:
                     log.info(
                         "answer %s (audience %s) not shared in %s: the channel may not read all of it",

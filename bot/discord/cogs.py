@@ -247,7 +247,8 @@ class LoreCog(commands.Cog):
         user = str(interaction.user.id)
         # A public follow-up: it reaches the channel even where Lore could not post by itself.
         target = Target(channel, thread, user, interaction=interaction.token)
-        outcome = await self.service.share(answer_id, user, self.bot.surface, target)
+        direct = interaction.guild_id is None  # their own DM with Lore
+        outcome = await self.service.share(answer_id, user, self.bot.surface, target, direct=direct)
         message = interaction.message
         if outcome.status == "answered" and message is not None and message.flags.ephemeral:
             try:  # the private copy keeps its vote buttons but cannot be shared twice

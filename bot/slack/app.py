@@ -235,7 +235,8 @@ class SlackAdapter:
     async def _share(self, answer_id: str, where: translate.ActionContext) -> None:
         # Through the response_url, the answer can be posted even where Lore is not a member.
         target = Target(where.channel, where.thread, where.user, interaction=where.response_url)
-        outcome = await self.service.share(answer_id, where.user, self.surface, target)
+        direct = translate.is_direct_channel(where.channel)  # their own DM with Lore
+        outcome = await self.service.share(answer_id, where.user, self.surface, target, direct=direct)
         if outcome.status == "answered" and where.response_url and where.is_ephemeral:
             await self.outbox.delete_original(where.response_url)
 

@@ -394,6 +394,17 @@ async def test_a_channel_granted_a_document_may_have_it_shared():
     ).status == "refused"
 
 
+async def test_sharing_into_the_askers_own_dm_is_not_restricted():
+    engine = AccessEngine(DOCS)
+    svc, where = service(engine), surface(Directory())
+    target = Target("D1", user="U0HR", ephemeral=True, interaction="https://hooks.example/ask")
+    await svc.ask(message(channel="D1", is_direct=True), where, target)
+    reply = answers(where)[-1]
+    assert MARKER in reply.text
+    outcome = await svc.share(reply.answer.answer_id, "U0HR", where, Target("D1", user="U0HR"), direct=True)
+    assert outcome.status == "answered"
+
+
 async def test_only_the_person_an_answer_was_given_to_can_share_it():
     engine = AccessEngine(DOCS)
     svc, where = service(engine), surface(Directory())
