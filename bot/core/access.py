@@ -107,20 +107,25 @@ class AccessRules:
                 )
         return self.policy.person(principals)
 
-    async def is_external(self, surface: Surface, channel: str) -> bool:
-        """Shared with another organisation? When the directory cannot tell, assume so: public only."""
+    async def is_external(self, surface: Surface, channel: str, payload: bool | None = None) -> bool:
+        """Shared with another organisation? Yes if the payload (`payload`) or the directory says
+        so. When the directory cannot tell, the payload's word counts, and without one: assume
+        shared (public only)."""
+        if payload:
+            return True
         if surface.directory is None:
             return False
         try:
             return await surface.directory.is_external(channel)
         except Exception as exc:
             log.warning(
-                "could not tell whether %s channel %s is shared (%s); treating it as shared",
+                "could not tell whether %s channel %s is shared (%s); %s",
                 surface.platform,
                 channel,
                 exc,
+                "the payload says it is not" if payload is not None else "treating it as shared",
             )
-            return True
+            return payload is None
 
     async def decide(self, msg: IncomingMessage, surface: Surface, *, private: bool) -> Decision:
         """The audience for `msg`. `private`: only the asker will see the answer (a DM, an
@@ -128,7 +133,7 @@ class AccessRules:
         sources = self.sources_for(msg.platform, msg.channel, is_direct=msg.is_direct)
         if msg.is_direct or msg.view_as:
             return Decision(await self.person(msg, surface), sources=sources, private=True)
-        if await self.is_external(surface, msg.channel):
+        if await self.is_external(surface, msg.channel, msg.shared_channel):
             # Even an ephemeral /ask: a shared channel is public-only, whoever asks.
             if self.external_channels == "refuse":
                 return Decision(PUBLIC_AUDIENCE, refusal=EXTERNAL_REFUSED, private=private)

@@ -35,6 +35,9 @@ class IncomingMessage:
     principals: frozenset[str] = frozenset()
     # An admin's "view as" in the web console: answer as this principal would be answered.
     view_as: str | None = None
+    # Whether the payload says the channel is shared with another organisation (Slack's
+    # `is_ext_shared_channel`); None when it does not say. The `Directory` is asked as well.
+    shared_channel: bool | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 

@@ -128,8 +128,13 @@ def message_from_event(body: Mapping[str, Any], bot_user_id: str) -> IncomingMes
         is_edit=is_edit,
         delivery_id=str(body["event_id"]) if body.get("event_id") else None,
         principals=principals_of(user),
+        shared_channel=_flag(body.get("is_ext_shared_channel")),
         raw=body,
     )
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def thread_turns(

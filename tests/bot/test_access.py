@@ -233,6 +233,19 @@ async def test_when_the_directory_cannot_tell_a_channel_is_treated_as_shared():
     assert engine.calls[0].audience == PUBLIC_AUDIENCE
 
 
+async def test_the_payloads_word_on_shared_channels_counts():
+    engine = AccessEngine(DOCS)
+    svc = service(engine)
+    # The directory is down, but the payload says the channel is not shared.
+    await svc.handle_message(message(shared_channel=False), surface(Directory(fail_channels=True)))
+    # The payload says it is shared, whatever the directory thinks.
+    await svc.handle_message(message(shared_channel=True), surface(Directory()))
+    assert [c.audience for c in engine.calls] == [
+        AccessRules.from_settings(settings()).policy.channel("slack", "C1"),
+        PUBLIC_AUDIENCE,
+    ]
+
+
 async def test_without_a_directory_the_payloads_principals_are_all_there_is():
     engine = AccessEngine(DOCS)
     where = Surface("slack", MemoryOutbox(), ListThreads())

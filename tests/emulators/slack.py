@@ -249,8 +249,10 @@ class SlackEmulator:
         retry_reason: str | None = None,
         event_id: str | None = None,
         event_time: int | None = None,
+        ext_shared: bool = False,
     ) -> str:
-        """Wrap `event` in an event_callback; reuse `event_id` with retry_attempt>0 to simulate redelivery."""
+        """Wrap `event` in an event_callback; reuse `event_id` with retry_attempt>0 to simulate
+        redelivery. `ext_shared`: the channel is a Slack Connect channel (is_ext_shared_channel)."""
         self._remember_event(event)
         payload = event_callback(
             event,
@@ -259,6 +261,7 @@ class SlackEmulator:
             bot_user_id=self.user_id,
             event_id=event_id,
             event_time=event_time,
+            ext_shared=ext_shared,
         )
         reason = retry_reason if retry_reason is not None else ("timeout" if retry_attempt else "")
         return await self.send_envelope(
@@ -604,6 +607,7 @@ def event_callback(
     bot_user_id: str = BOT_USER_ID,
     event_id: str | None = None,
     event_time: int | None = None,
+    ext_shared: bool = False,
 ) -> JSON:
     """The Events API body around `event`, as POSTed in HTTP mode or carried in a Socket Mode envelope."""
     return {
@@ -625,7 +629,7 @@ def event_callback(
                 "is_enterprise_install": False,
             }
         ],
-        "is_ext_shared_channel": False,
+        "is_ext_shared_channel": ext_shared,
         "event_context": "4-" + uuid.uuid4().hex,
     }
 

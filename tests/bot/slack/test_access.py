@@ -215,13 +215,28 @@ async def test_a_failing_directory_falls_back_to_the_payload_never_to_more(conne
     assert "group:hr" in engine.calls[1].audience.grants
 
 
-async def test_shared_channel_lookup_failure_is_public_only(connect_slack):
+async def test_when_conversations_info_fails_the_events_own_flag_decides_else_public_only(connect_slack):
     engine = AccessEngine(DOCS)
     lore = await connect(connect_slack, engine)
-    lore.slack.fail_next("conversations.info", status=200, error="missing_scope")
+    lore.slack.fail_next("conversations.info", status=200, error="missing_scope", times=2)
+    # A mention's event says whether its channel is shared (is_ext_shared_channel: false here).
     ts = await lore.mention(SALARY, user=HR_BY_GROUP)
     await lore.wait_answer(ts)
+    assert engine.calls[0].audience.grants == {"public", "channel:slack:C1"}
+    # A /ask payload says nothing: without conversations.info, public only.
+    url = lore.slack.new_response_url("ask")
+    await lore.slack.send_slash_command(slash_command_payload("/ask", SALARY, HR_BY_GROUP, "C1", url))
+    await wait_for(lambda: len(engine.calls) == 2, what="the /ask")
+    assert engine.calls[1].audience == PUBLIC_AUDIENCE
+
+
+async def test_the_events_flag_alone_makes_a_channel_shared(connect_slack):
+    engine = AccessEngine(DOCS)
+    lore = await connect(connect_slack, engine)
+    ts = await lore.mention(SALARY, user=HR_BY_GROUP, channel="C0NEW", ext_shared=True)
+    await lore.wait_answer(ts, channel="C0NEW")
     assert engine.calls[0].audience == PUBLIC_AUDIENCE
+    assert lore.slack.calls_to("conversations.info") == []  # Slack said so: no lookup needed
 
 
 # ---- HTTP mode: signed requests ----------------------------------------------------------------

@@ -284,6 +284,15 @@ def test_any_part_fits_slacks_block_limits(seed):
 # ---- permissions (issue 19) ----------------------------------------------------------------------
 
 
+def test_whether_the_channel_is_shared_comes_from_the_event_when_it_says():
+    assert incoming("app_mention").shared_channel is False
+    body = load_payload("app_mention") | {"is_ext_shared_channel": True}
+    assert translate.message_from_event(body, RECORDED_BOT).shared_channel is True
+    del body["is_ext_shared_channel"]
+    assert translate.message_from_event(body, RECORDED_BOT).shared_channel is None
+    assert translate.ask_message(load_payload("slash_command_ask")).shared_channel is None
+
+
 def test_principals_from_recorded_payloads():
     assert incoming("app_mention").principals == frozenset({"slack:U03E8A2KQ5T"})
     assert incoming("message_im").principals == frozenset({f"slack:{incoming('message_im').author}"})
