@@ -194,10 +194,10 @@ class ConversationService:
         *,
         key: str | None = None,
     ) -> Outcome:
-        """The "Answer privately" button on a channel answer that left something out: the same question,
-        answered at `target` (private to `user`) with the clicker's own rights, whoever asked
-        first. `principals` are the clicker's, from the click's payload. `key` identifies the
-        click, so that a redelivered click is answered once."""
+        """The "Answer privately" button on a channel answer that left something out: the same
+        question, answered at `target` (private to `user`) with the clicker's own rights, whoever
+        asked first. `principals` are the clicker's, from the click's payload (the directory adds
+        the rest). `key` identifies the click, so that a redelivered click is answered once."""
         private = replace(target, user=user, ephemeral=True, reply_to=None)
         with _correlated() as cid:
             stored = await self.state.get(f"question:{answer_id}")
