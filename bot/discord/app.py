@@ -63,12 +63,25 @@ def lore_intents() -> discord.Intents:
     return intents
 
 
+# discord.py logs every REST body and gateway event at DEBUG: answers, and so passages a channel
+# or a log reader may not read (issue 19), would reach the log. Lore's own debug lines never
+# carry document text, so these stay at INFO even when Lore logs at DEBUG.
+PAYLOAD_LOGGERS = ("discord.http", "discord.gateway", "discord.webhook", "discord.state", "discord.client")
+
+
+def quiet_payload_loggers(names: tuple[str, ...] = PAYLOAD_LOGGERS) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.INFO))
+
+
 class LoreBot(commands.Bot):
     """Lore on Discord: build with `build_discord_bot`, then `start_session` (log in, sync the
     commands) and run with `bot.discord.run.run_discord`."""
 
     def __init__(self, settings: Settings, service: ConversationService, **options: Any) -> None:
         options.setdefault("allowed_mentions", NO_MENTIONS)  # also the default for anything else sent
+        quiet_payload_loggers()
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # Lore has no voice
         super().__init__(
             command_prefix=commands.when_mentioned,  # unused: Lore has slash commands, not prefixes

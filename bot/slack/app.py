@@ -37,6 +37,18 @@ class SlackStartError(RuntimeError):
     """The adapter cannot start (e.g. the token is wrong). The message is for the operator."""
 
 
+# slack_sdk and Bolt log every request and response body at DEBUG: answers, and so passages a
+# channel or a log reader may not read (issue 19), would reach the log. Lore's own debug lines
+# never carry document text, so these stay at INFO even when Lore logs at DEBUG.
+PAYLOAD_LOGGERS = ("slack_sdk", "slack_bolt")
+
+
+def quiet_payload_loggers(names: tuple[str, ...] = PAYLOAD_LOGGERS) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.INFO))
+
+
 class QuietRequestVerification(AsyncRequestVerification):
     """Bolt's signature check (HTTP mode), but a rejected request is logged without its body:
     Bolt logs the whole body of every forged request at INFO, i.e. whatever anyone sends."""
@@ -60,6 +72,7 @@ class SlackAdapter:
         client: AsyncWebClient | None = None,
     ) -> None:
         slack = settings.slack
+        quiet_payload_loggers()
         self.settings = settings
         self.service = service
         self.client = client or make_web_client(slack)

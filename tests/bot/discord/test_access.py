@@ -4,6 +4,8 @@ the core asked for (the core's and the adapter's decisions are under test here).
 
 from __future__ import annotations
 
+import logging
+
 from bot.core.access import SHARE_REFUSED
 from tests.bot.discord.conftest import (
     ADMIN_ROLE,
@@ -58,8 +60,9 @@ async def test_a_channel_answer_uses_the_channels_audience_and_the_members_roles
 
 
 async def test_ask_in_a_guild_is_private_with_the_members_roles_and_a_dm_gets_them_from_the_directory(
-    connect_discord,
+    connect_discord, caplog
 ):
+    caplog.set_level(logging.DEBUG)  # even at DEBUG, no answer text in the log (discord.py logs bodies)
     engine = AccessEngine(DOCS)
     lore = await connect(connect_discord, engine)
     cmd = await lore.command("ask", {"question": SALARY}, user=BOB)
@@ -87,6 +90,7 @@ async def test_ask_in_a_guild_is_private_with_the_members_roles_and_a_dm_gets_th
     theirs = await lore.wait_answer(OTHER_DM)
     assert engine.calls[-1].audience.grants == {"public", f"discord:{ALICE['id']}"}
     assert MARKER not in visible_text(theirs)
+    assert caplog.records and not [r.name for r in caplog.records if MARKER in r.getMessage()]
 
 
 async def test_when_the_member_lookup_fails_a_dm_gets_the_payloads_principals_only(connect_discord):
@@ -100,8 +104,9 @@ async def test_when_the_member_lookup_fails_a_dm_gets_the_payloads_principals_on
 
 
 async def test_answer_privately_appears_only_when_something_was_left_out_and_answers_the_clicker(
-    connect_discord,
+    connect_discord, caplog
 ):
+    caplog.set_level(logging.DEBUG)  # even at DEBUG, no answer text in the log (discord.py logs bodies)
     engine = AccessEngine(DOCS)
     lore = await connect(connect_discord, engine)
     plain = await lore.mention(VPN, user=BOB)
@@ -130,6 +135,7 @@ async def test_answer_privately_appears_only_when_something_was_left_out_and_ans
     # Nothing restricted was ever posted where everyone reads.
     for channel in (SUPPORT, asked["id"]):
         assert all(MARKER not in visible_text(m) for m in lore.messages(channel))
+    assert caplog.records and not [r.name for r in caplog.records if MARKER in r.getMessage()]
 
 
 async def test_share_is_refused_for_restricted_content_and_the_user_told_privately(connect_discord):

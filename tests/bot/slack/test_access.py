@@ -101,7 +101,10 @@ async def test_dms_get_the_askers_groups_and_email_and_channels_the_channels_aud
     assert len(lore.slack.calls_to("conversations.info")) == 1  # C1, once; DMs need no lookup
 
 
-async def test_answer_privately_shows_only_when_something_was_left_out_and_answers_the_clicker(connect_slack):
+async def test_answer_privately_shows_only_when_something_was_left_out_and_answers_the_clicker(
+    connect_slack, caplog
+):
+    caplog.set_level(logging.DEBUG)  # even at DEBUG, no answer text in the log (slack_sdk would log bodies)
     engine = AccessEngine(DOCS)
     lore = await connect(connect_slack, engine)
     plain_ts = await lore.mention(VPN, user=HR_BY_GROUP)
@@ -147,6 +150,7 @@ async def test_answer_privately_shows_only_when_something_was_left_out_and_answe
     await lore.slack.send_interactive(click(OUTSIDER))
     [theirs] = (await wait_for(lambda: ephemeral_answers(OUTSIDER), what="the outsider's answer"))[:1]
     assert MARKER not in block_texts(theirs.args)
+    assert caplog.records and not [r.name for r in caplog.records if MARKER in r.getMessage()]
 
 
 async def test_share_in_channel_is_refused_for_restricted_content_and_the_user_told_why(connect_slack):
