@@ -10,6 +10,7 @@ Every check talks to the real thing with a short timeout, the way Lore itself do
 | index | a Qdrant server answers, or the embedded index opens (`index.owner = "worker"`: its owner replies) |
 | collection | the collection was built with the configured embedding model (`IndexStore.check_model`) |
 | slack, slack app token | `auth.test` with the bot token; `apps.connections.open` with the app token |
+| slack scopes | the scopes [groups] needs (Slack user groups, emails), from `auth.test`'s `x-oauth-scopes` |
 | discord | `GET /users/@me` with the bot token |
 | llm | `GET /models` on the OpenAI-compatible endpoint (or the local model is installed) |
 | workers | a broadcast ping (`inspect().active_queues()`): which workers are alive and what they consume |
@@ -307,6 +308,8 @@ def check_slack(settings: Settings) -> list[Check]:
     base = slack.api_url or WebClient.BASE_URL
     bot_token = slack.bot_token.get_secret_value()
 
+    granted: list[set[str] | None] = []  # the token's scopes, once auth.test has answered
+
     def auth() -> Check:
         from slack_sdk.errors import SlackApiError
 
@@ -320,9 +323,13 @@ def check_slack(settings: Settings) -> list[Check]:
                 f"Slack rejected the bot token (auth.test: {exc.response.get('error')})",
                 "copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions into LORE_SLACK__BOT_TOKEN",
             )
+        granted.append(_scopes(who.headers))
         return Check("slack", "pass", f"auth.test: signed in as {who.get('user')} in {who.get('team')}")
 
     rows = [_guard("slack", auth, f"check that {base} is reachable from here")]
+    needed = slack_scopes_needed(settings)
+    if needed and granted:
+        rows.append(check_slack_scopes(needed, granted[0]))
     if slack.mode == "socket" and slack.app_token is not None:
         app_token = slack.app_token.get_secret_value()
 
@@ -347,6 +354,69 @@ def check_slack(settings: Settings) -> list[Check]:
     elif slack.mode == "http":
         rows.append(Check("slack signing secret", "pass", "set (HTTP mode verifies every request with it)"))
     return rows
+
+
+# What each permission feature needs from Slack beyond the manifest's basics, and what goes wrong
+# without it. Both fail closed: the people concerned get less than [groups] grants them, never more.
+SCOPE_USES = {
+    "usergroups:read": "members listed as Slack user groups (slack:group:S…) are not recognised "
+    "(usergroups.users.list is refused), so they don't get those groups' documents",
+    "users:read": "Lore cannot look people up (users.info), so members listed by email (email:…) "
+    "are not recognised",
+    "users:read.email": "users.info returns no email, so members listed by email (email:…) are not "
+    "recognised and don't get those groups' documents",
+}
+
+
+def slack_scopes_needed(settings: Settings) -> dict[str, list[str]]:
+    """Scope -> the [groups] entries that need it (only what the settings actually use)."""
+    needed: dict[str, list[str]] = {}
+    for name, members in settings.groups.items():
+        for member in members:
+            scopes = (
+                ["usergroups:read"]
+                if member.startswith("slack:group:")
+                else ["users:read", "users:read.email"]
+                if member.startswith("email:")
+                else []
+            )
+            for scope in scopes:
+                needed.setdefault(scope, [])
+                if f"group:{name}" not in needed[scope]:
+                    needed[scope].append(f"group:{name}")
+    return needed
+
+
+def _scopes(headers: Any) -> set[str] | None:
+    """The scopes Slack lists in `x-oauth-scopes` (None when it sent no such header)."""
+    for key, value in dict(headers or {}).items():
+        if key.lower() == "x-oauth-scopes":
+            text = value[0] if isinstance(value, list | tuple) else value
+            return {s.strip() for s in str(text).split(",") if s.strip()}
+    return None
+
+
+def check_slack_scopes(needed: dict[str, list[str]], granted: set[str] | None) -> Check:
+    want = ", ".join(sorted(needed))
+    if granted is None:
+        return Check(
+            "slack scopes",
+            "warn",
+            f"[groups] needs {want}, but Slack did not say which scopes the token has "
+            "(no x-oauth-scopes header on auth.test)",
+            "check OAuth & Permissions → Bot Token Scopes in the Slack app settings",
+        )
+    missing = [scope for scope in sorted(needed) if scope not in granted]
+    if not missing:
+        return Check("slack scopes", "pass", f"the bot token has {want}, which [groups] needs")
+    detail = "; ".join(f"missing {s} (for {', '.join(needed[s])}): {SCOPE_USES[s]}" for s in missing)
+    return Check(
+        "slack scopes",
+        "fail",
+        detail,
+        f"add {', '.join(missing)} to the bot token scopes (deploy/slack/manifest.yaml, or OAuth & "
+        "Permissions → Bot Token Scopes), then reinstall the app to the workspace (docs/permissions.md)",
+    )
 
 
 def check_discord(settings: Settings) -> Check:

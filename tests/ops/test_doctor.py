@@ -85,6 +85,45 @@ async def test_wrong_tokens_are_named_against_the_slack_and_discord_emulators(tm
         assert "signed in as lore" in checks["slack"]["detail"]
 
 
+async def test_the_slack_scopes_groups_need_are_checked_and_what_a_missing_one_breaks_is_named(
+    tmp_path: Path,
+) -> None:
+    slack_only = {"bot_token": BOT_TOKEN, "mode": "http", "signing_secret": "s"}
+    async with SlackEmulator() as slack:
+        slack.scopes = "chat:write,commands,users:read"
+        groups = {"hr": ["slack:group:S0HR", "email:*@acme.example"], "eng": ["slack:U0ENG"]}
+        code, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups
+        )
+        row = by_name(report)["slack scopes"]
+        assert code == 1 and row["status"] == "fail"
+        assert "missing usergroups:read (for group:hr)" in row["detail"] and "slack:group:" in row["detail"]
+        assert "missing users:read.email (for group:hr)" in row["detail"] and "email:" in row["detail"]
+        assert "missing users:read " not in row["detail"]  # granted
+        assert "usergroups:read, users:read.email" in row["fix"] and "reinstall" in row["fix"]
+
+        slack.scopes = "chat:write,commands,users:read,users:read.email,usergroups:read"
+        code, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups
+        )
+        assert by_name(report)["slack scopes"]["status"] == "pass"
+
+        slack.scopes = None  # Slack said nothing: a warning, not a guess
+        _, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups
+        )
+        assert by_name(report)["slack scopes"]["status"] == "warn"
+
+        # Groups of user ids only need nothing more: no row.
+        _, report, _ = await doctor(
+            tmp_path,
+            "--json",
+            slack={**slack_only, "api_url": slack.base_url},
+            groups={"eng": ["slack:U0ENG"]},
+        )
+        assert "slack scopes" not in by_name(report) and by_name(report)["slack"]["status"] == "pass"
+
+
 async def test_an_index_built_with_another_model_is_a_mismatched_collection(
     tmp_path: Path, make_knowledge: Any
 ) -> None:
