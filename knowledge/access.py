@@ -149,6 +149,18 @@ class AccessPolicy:
             )
         return self.person([text], text)
 
+    def everything(self) -> Audience:
+        """Every grant `lore.toml` hands out: reads whatever the index holds (labelled by these
+        settings). For counting what someone else's view leaves out (`wider`), never for answering
+        (unfiltered is `audience=None`)."""
+        grants = {PUBLIC}
+        for access in self._defaults.values():
+            grants.update(access)
+        for rules in self._rules.values():
+            for _glob, _spec, access in rules:
+                grants.update(access)
+        return Audience(frozenset(grants), "everything")
+
 
 def _matches(member: str, principals: set[str]) -> bool:
     if member.startswith("email:") and "*" in member:

@@ -2,8 +2,9 @@
 exactly as Lore would give it to someone else, somewhere else.
 
 `--as PRINCIPAL` picks whose rights count (`AccessPolicy.principal`: a person such as `slack:U…`
-or `web:alice`, a group, a channel, or `public`); `--where` picks the place, which decides the
-audience the way the chat core does (docs/permissions.md):
+or `web:alice`, a group, a channel, or `public`; repeated, one person's several principals, as
+Slack's directory would add their user groups and email); `--where` picks the place, which
+decides the audience the way the chat core does (bot/core/access.py, docs/permissions.md):
 
 - `dm` (the default): the principal's own audience, as in a DM, a private `/ask` or the web chat;
 - `channel:ID`: the channel's audience (public, plus what a rule grants that channel), the
@@ -11,13 +12,15 @@ audience the way the chat core does (docs/permissions.md):
   `withheld` counts what "Answer privately" would add.
 
 In a DM Lore counts nothing as left out, but an admin checking a rule wants to know, so `--as`
-with `--where dm` counts against everything `lore.toml` grants (`withheld`: matches in the
-unfiltered top-k the principal may not read). The answer itself never depends on `wider`.
+with `--where dm` counts against everything `lore.toml` grants (`AccessPolicy.everything`;
+`withheld`: matches in the unfiltered top-k the principal may not read). The answer itself never
+depends on `wider`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,7 +34,7 @@ from config import Settings
 from config.settings import Grant
 from knowledge.access import PUBLIC, AccessPolicy, Audience
 
-__all__ = ["View", "ask", "everything", "register", "view_for"]
+__all__ = ["View", "ask", "register", "view_for"]
 
 WHERE_HELP = (
     "Where the question is asked: dm (the default: the principal's own rights, as in a DM, a private "
@@ -62,16 +65,6 @@ class View:
             "compared_with": self.wider.as_dict(),
             "sources": self.sources,
         }
-
-
-def everything(settings: Settings) -> Audience:
-    """Every grant `lore.toml` hands out: an audience that reads whatever the index holds."""
-    grants = {PUBLIC}
-    for src in settings.sources:
-        grants.update(src.access)
-        for rule in src.access_rules:
-            grants.update(rule.access)
-    return Audience(frozenset(grants), "everything (unfiltered)")
 
 
 _grant = TypeAdapter(Grant)
@@ -107,15 +100,29 @@ def parse_where(where: str) -> tuple[str, str] | None:
     return platform, channel
 
 
-def view_for(settings: Settings, principal: str, where: str = "dm") -> View:
+def asked_for(policy: AccessPolicy, principals: Sequence[str]) -> tuple[str, Audience]:
+    """One `--as` is any principal (`AccessPolicy.principal`); several are one person's (their
+    user id, user groups, email: what Lore's directory would find for them)."""
+    texts = [_checked(p) for p in principals]
+    if not texts:
+        raise ValueError("--as needs a principal")
+    if len(texts) == 1:
+        return texts[0], policy.principal(texts[0])
+    odd = [t for t in texts if t == PUBLIC or t.startswith(("group:", "channel:"))]
+    if odd:
+        raise ValueError(f"--as {odd[0]} is not a person's principal: repeat --as only for one person's")
+    label = " ".join(texts)
+    return label, policy.person(texts, label)
+
+
+def view_for(settings: Settings, principal: str | Sequence[str], where: str = "dm") -> View:
     """The audience, wider audience and sources Lore uses for `principal` at `where`.
     Raises ValueError with a message for the operator."""
     policy = AccessPolicy(settings)
-    principal = _checked(principal)
-    person = policy.principal(principal)
+    label, person = asked_for(policy, [principal] if isinstance(principal, str) else principal)
     place = parse_where(where)
     if place is None:
-        return View(principal, "dm", person, everything(settings), None)
+        return View(label, "dm", person, policy.everything(), None)
     platform, channel = place
     adapter = settings.slack if platform == "slack" else settings.discord
     allowed = [str(c) for c in adapter.channels]
@@ -125,7 +132,7 @@ def view_for(settings: Settings, principal: str, where: str = "dm") -> View:
             f"channels it answers in ({', '.join(allowed)})"
         )
     scope = next((list(c.sources) for c in adapter.channel_sources if c.channel == channel), None)
-    return View(principal, f"channel:{platform}:{channel}", policy.channel(platform, channel), person, scope)
+    return View(label, f"channel:{platform}:{channel}", policy.channel(platform, channel), person, scope)
 
 
 def ask(
@@ -133,13 +140,14 @@ def ask(
     question: Annotated[str, typer.Argument(help="What you want to know.")],
     source: Annotated[str | None, typer.Option(help="Search only this source.")] = None,
     as_: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--as",
             metavar="PRINCIPAL",
             help="Answer exactly as Lore would answer this principal: slack:U…, discord:<id>, "
             "email:…, web:<user>, group:<name> (what membership of that group alone shows), "
-            "channel:slack:C… or public. Without it the answer is unfiltered.",
+            "channel:slack:C… or public. Repeat it for one person's several principals "
+            "(--as slack:U… --as slack:group:S… --as email:…). Without it the answer is unfiltered.",
         ),
     ] = None,
     where: Annotated[str | None, typer.Option("--where", metavar="dm|channel:ID", help=WHERE_HELP)] = None,
@@ -161,10 +169,10 @@ def ask(
     settings = settings_of(ctx)
     view: View | None = None
     options: dict[str, Any] = {"source": source} if source else {}
-    if where is not None and as_ is None:
+    if where is not None and not as_:
         error("--where needs --as PRINCIPAL (without --as the answer is unfiltered, for no place)")
         raise typer.Exit(2)
-    if as_ is not None:
+    if as_:
         try:
             view = view_for(settings, as_, where or "dm")
         except ValueError as exc:

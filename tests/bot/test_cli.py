@@ -274,6 +274,15 @@ def test_as_in_a_dm_is_the_persons_audience_counted_against_everything(restricte
     assert view_for(settings, "group:hr").audience.grants == {"public", "group:hr"}
     assert view_for(settings, "public").audience.grants == {"public"}
     assert view_for(settings, "slack:U0ENG").audience.grants == {"public", "slack:U0ENG"}
+    # One person's several principals, as Slack's directory would find them (user group, email).
+    combined = view_for(settings, ["slack:U0ENG", "slack:group:S0PAY", "email:ann@acme.example"])
+    assert combined.principal == "slack:U0ENG slack:group:S0PAY email:ann@acme.example"
+    assert combined.audience.grants == {
+        "public",
+        "slack:U0ENG",
+        "slack:group:S0PAY",
+        "email:ann@acme.example",
+    }
 
 
 def test_as_in_a_channel_is_the_channels_audience_and_scope_with_the_person_as_the_wider_one(restricted):
@@ -301,6 +310,7 @@ def test_as_in_a_channel_is_the_channels_audience_and_scope_with_the_person_as_t
         (["--as", "slack:U0HR1", "--where", "channel:general"], "a Slack channel id looks like"),
         (["--as", "slack:U0HR1", "--where", "channel:discord:abc"], "a Discord one is a number"),
         (["--where", "dm"], "--where needs --as"),
+        (["--as", "slack:U0HR1", "--as", "group:hr"], "is not a person's principal"),
         (["--as", "public", "--where", "channel:C0ENG", "--source", "hb"], "answers only from eng"),
     ],
 )
@@ -364,3 +374,15 @@ def test_ask_as_answers_exactly_as_lore_would_and_json_says_with_what_and_what_w
         run("ask", "friday deploys?", "--as", "public", "--where", "channel:C0ENG", "--json").stdout
     )
     assert {c["source"] for c in scoped["chunks"]} == {"eng"}
+
+
+def test_a_person_in_a_group_through_their_email_domain_gets_it(restricted, monkeypatch):
+    from bot.commands.ask import view_for
+    from knowledge.access import AccessPolicy
+
+    monkeypatch.setenv("LORE_GROUPS", '{"hr": ["slack:U0HR1"], "staff": ["email:*@acme.example"]}')
+    settings = _settings(restricted)
+    view = view_for(settings, ["slack:U0ENG", "email:ann@acme.example"])
+    assert "group:staff" in view.audience.grants and "group:hr" not in view.audience.grants
+    # What someone's view is compared with: every grant lore.toml hands out.
+    assert AccessPolicy(settings).everything().grants == {"public", "group:hr", "channel:slack:C0FIN"}
