@@ -70,16 +70,6 @@ class View:
 _grant = TypeAdapter(Grant)
 
 
-def _checked(text: str) -> str:
-    """`text` as a principal, or a ValueError saying what one looks like."""
-    text = text.strip()
-    try:
-        return str(_grant.validate_python(text))
-    except ValidationError as exc:
-        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise ValueError(f"--as {message}") from None
-
-
 def parse_where(where: str) -> tuple[str, str] | None:
     """`dm` -> None; `channel:slack:C1`, `channel:discord:123`, `channel:C1` -> (platform, id)."""
     text = where.strip()
@@ -103,11 +93,13 @@ def parse_where(where: str) -> tuple[str, str] | None:
 def asked_for(policy: AccessPolicy, principals: Sequence[str]) -> tuple[str, Audience]:
     """One `--as` is any principal (`AccessPolicy.principal`); several are one person's (their
     user id, user groups, email: what Lore's directory would find for them)."""
-    texts = [_checked(p) for p in principals]
-    if not texts:
-        raise ValueError("--as needs a principal")
+    texts = [p.strip() for p in principals]
+    try:
+        audiences = [policy.principal(t) for t in texts]  # each checked: a clear error if malformed
+    except ValueError as exc:
+        raise ValueError(f"--as {exc}") from None
     if len(texts) == 1:
-        return texts[0], policy.principal(texts[0])
+        return texts[0], audiences[0]
     odd = [t for t in texts if t == PUBLIC or t.startswith(("group:", "channel:"))]
     if odd:
         raise ValueError(f"--as {odd[0]} is not a person's principal: repeat --as only for one person's")

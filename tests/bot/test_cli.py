@@ -303,8 +303,8 @@ def test_as_in_a_channel_is_the_channels_audience_and_scope_with_the_person_as_t
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--as", "alice"], "is not an access entry"),
-        (["--as", "slack:alice"], "is not an access entry"),
+        (["--as", "alice"], "'alice': use slack:U…"),
+        (["--as", "slack:alice"], "is not a principal"),
         (["--as", "group:legal"], "unknown group 'legal'"),
         (["--as", "slack:U0HR1", "--where", "lobby"], "use dm or channel:ID"),
         (["--as", "slack:U0HR1", "--where", "channel:general"], "a Slack channel id looks like"),
