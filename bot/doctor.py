@@ -10,7 +10,7 @@ Every check talks to the real thing with a short timeout, the way Lore itself do
 | index | a Qdrant server answers, or the embedded index opens (`index.owner = "worker"`: its owner replies) |
 | collection | the collection was built with the configured embedding model (`IndexStore.check_model`) |
 | slack, slack app token | `auth.test` with the bot token; `apps.connections.open` with the app token |
-| slack scopes | the scopes [groups] needs (Slack user groups, emails), from `auth.test`'s `x-oauth-scopes` |
+| slack scopes | what permissions use (user groups, emails, shared channels): `auth.test`'s `x-oauth-scopes` |
 | discord | `GET /users/@me` with the bot token |
 | llm | `GET /models` on the OpenAI-compatible endpoint (or the local model is installed) |
 | workers | a broadcast ping (`inspect().active_queues()`): which workers are alive and what they consume |
@@ -327,9 +327,9 @@ def check_slack(settings: Settings) -> list[Check]:
         return Check("slack", "pass", f"auth.test: signed in as {who.get('user')} in {who.get('team')}")
 
     rows = [_guard("slack", auth, f"check that {base} is reachable from here")]
-    needed = slack_scopes_needed(settings)
-    if needed and granted:
-        rows.append(check_slack_scopes(needed, granted[0]))
+    needs = slack_scopes_needed(settings)
+    if needs and granted:
+        rows.append(check_slack_scopes(needs, granted[0]))
     if slack.mode == "socket" and slack.app_token is not None:
         app_token = slack.app_token.get_secret_value()
 
@@ -356,8 +356,8 @@ def check_slack(settings: Settings) -> list[Check]:
     return rows
 
 
-# What each permission feature needs from Slack beyond the manifest's basics, and what goes wrong
-# without it. Both fail closed: the people concerned get less than [groups] grants them, never more.
+# What permissions need from Slack beyond the manifest's basics, and what goes wrong without each.
+# Every failure is closed: people get less than [groups] grants them, never more.
 SCOPE_USES = {
     "usergroups:read": "members listed as Slack user groups (slack:group:S…) are not recognised "
     "(usergroups.users.list is refused), so they don't get those groups' documents",
@@ -365,12 +365,24 @@ SCOPE_USES = {
     "are not recognised",
     "users:read.email": "users.info returns no email, so members listed by email (email:…) are not "
     "recognised and don't get those groups' documents",
+    "channels:read": "conversations.info is refused for public channels, so Lore cannot tell a "
+    "Slack Connect channel from its own and treats each as shared (public content only, or no "
+    'answer with slack.external_channels = "refuse")',
+    "groups:read": "conversations.info is refused for private channels, so Lore cannot tell a "
+    "Slack Connect channel from its own and treats each as shared (public content only, or no "
+    'answer with slack.external_channels = "refuse")',
 }
 
 
-def slack_scopes_needed(settings: Settings) -> dict[str, list[str]]:
-    """Scope -> the [groups] entries that need it (only what the settings actually use)."""
-    needed: dict[str, list[str]] = {}
+@dataclass(frozen=True)
+class ScopeNeed:
+    scope: str
+    needed_by: list[str]  # what in the settings needs it: "group:hr", "channel:slack:C1", …
+
+
+def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
+    """The scopes the permission settings use, beyond the manifest's basics (none: no check)."""
+    by_scope: dict[str, list[str]] = {}
     for name, members in settings.groups.items():
         for member in members:
             scopes = (
@@ -381,10 +393,27 @@ def slack_scopes_needed(settings: Settings) -> dict[str, list[str]]:
                 else []
             )
             for scope in scopes:
-                needed.setdefault(scope, [])
-                if f"group:{name}" not in needed[scope]:
-                    needed[scope].append(f"group:{name}")
-    return needed
+                users = by_scope.setdefault(scope, [])
+                if f"group:{name}" not in users:
+                    users.append(f"group:{name}")
+    needs = [ScopeNeed(scope, users) for scope, users in by_scope.items()]
+    # Every channel answer asks conversations.info whether the channel is shared (Slack Connect).
+    # Without the scope it is treated as shared: public only, which changes nothing unless a rule
+    # grants a Slack channel something, or shared channels are refused (then every one is).
+    granted = sorted(
+        {
+            grant
+            for src in settings.sources
+            for access in [src.access, *(rule.access for rule in src.access_rules)]
+            for grant in access
+            if grant.startswith("channel:slack:")
+        }
+    )
+    refuse = settings.slack.external_channels == "refuse"
+    why = [*granted, *(['slack.external_channels = "refuse"'] if refuse else [])]
+    if why:
+        needs += [ScopeNeed(scope, why) for scope in ("channels:read", "groups:read")]
+    return needs
 
 
 def _scopes(headers: Any) -> set[str] | None:
@@ -396,26 +425,28 @@ def _scopes(headers: Any) -> set[str] | None:
     return None
 
 
-def check_slack_scopes(needed: dict[str, list[str]], granted: set[str] | None) -> Check:
-    want = ", ".join(sorted(needed))
+def check_slack_scopes(needs: list[ScopeNeed], granted: set[str] | None) -> Check:
+    want = ", ".join(n.scope for n in needs)
     if granted is None:
         return Check(
             "slack scopes",
             "warn",
-            f"[groups] needs {want}, but Slack did not say which scopes the token has "
+            f"permissions use {want}, but Slack did not say which scopes the token has "
             "(no x-oauth-scopes header on auth.test)",
-            "check OAuth & Permissions → Bot Token Scopes in the Slack app settings",
+            "check OAuth & Permissions → Bot Token Scopes in the Slack app settings (docs/permissions.md)",
         )
-    missing = [scope for scope in sorted(needed) if scope not in granted]
+    missing = [n for n in needs if n.scope not in granted]
     if not missing:
-        return Check("slack scopes", "pass", f"the bot token has {want}, which [groups] needs")
-    detail = "; ".join(f"missing {s} (for {', '.join(needed[s])}): {SCOPE_USES[s]}" for s in missing)
+        return Check("slack scopes", "pass", f"the bot token has what permissions use: {want}")
+    detail = "; ".join(
+        f"missing {n.scope} (for {', '.join(n.needed_by)}): {SCOPE_USES[n.scope]}" for n in missing
+    )
     return Check(
         "slack scopes",
         "fail",
         detail,
-        f"add {', '.join(missing)} to the bot token scopes (deploy/slack/manifest.yaml, or OAuth & "
-        "Permissions → Bot Token Scopes), then reinstall the app to the workspace (docs/permissions.md)",
+        f"add {', '.join(n.scope for n in missing)} to the bot token scopes (deploy/slack/manifest.yaml, "
+        "or OAuth & Permissions → Bot Token Scopes), then reinstall the app (docs/permissions.md)",
     )
 
 
