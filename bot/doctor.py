@@ -28,6 +28,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import Settings
+from knowledge.access import PUBLIC
 
 log = logging.getLogger(__name__)
 
@@ -365,12 +366,12 @@ SCOPE_USES = {
     "are not recognised",
     "users:read.email": "users.info returns no email, so members listed by email (email:…) are not "
     "recognised and don't get those groups' documents",
-    "channels:read": "conversations.info is refused for public channels, so Lore cannot tell a "
-    "Slack Connect channel from its own and treats each as shared (public content only, or no "
-    'answer with slack.external_channels = "refuse")',
-    "groups:read": "conversations.info is refused for private channels, so Lore cannot tell a "
-    "Slack Connect channel from its own and treats each as shared (public content only, or no "
-    'answer with slack.external_channels = "refuse")',
+    "channels:read": "conversations.info is refused for public channels, so where the payload "
+    "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
+    'it as shared: public content only, or none with slack.external_channels = "refuse"',
+    "groups:read": "conversations.info is refused for private channels, so where the payload "
+    "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
+    'it as shared: public content only, or none with slack.external_channels = "refuse"',
 }
 
 
@@ -397,20 +398,21 @@ def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
                 if f"group:{name}" not in users:
                     users.append(f"group:{name}")
     needs = [ScopeNeed(scope, users) for scope, users in by_scope.items()]
-    # Every channel answer asks conversations.info whether the channel is shared (Slack Connect).
-    # Without the scope it is treated as shared: public only, which changes nothing unless a rule
-    # grants a Slack channel something, or shared channels are refused (then every one is).
-    granted = sorted(
-        {
-            grant
-            for src in settings.sources
-            for access in [src.access, *(rule.access for rule in src.access_rules)]
-            for grant in access
-            if grant.startswith("channel:slack:")
-        }
+    # Whether a channel is shared (Slack Connect) comes from the event, else conversations.info
+    # (/ask, Share); when that is refused the channel counts as shared: public only. That only
+    # matters when something is restricted (a private /ask in a channel gets nothing more), or
+    # when shared channels are refused (then /ask and Share are, in every channel).
+    restricted = any(
+        grant != PUBLIC
+        for src in settings.sources
+        for access in [src.access, *(rule.access for rule in src.access_rules)]
+        for grant in access
     )
     refuse = settings.slack.external_channels == "refuse"
-    why = [*granted, *(['slack.external_channels = "refuse"'] if refuse else [])]
+    why = [
+        *(["a private /ask in a channel (restricted documents)"] if restricted else []),
+        *(['slack.external_channels = "refuse"'] if refuse else []),
+    ]
     if why:
         needs += [ScopeNeed(scope, why) for scope in ("channels:read", "groups:read")]
     return needs

@@ -101,14 +101,25 @@ async def test_the_slack_scopes_groups_need_are_checked_and_what_a_missing_one_b
         assert "missing users:read.email (for group:hr)" in row["detail"] and "email:" in row["detail"]
         assert "missing users:read " not in row["detail"]  # granted
         assert "usergroups:read, users:read.email" in row["fix"] and "reinstall" in row["fix"]
-        assert "channels:read" not in row["detail"]  # nothing depends on telling shared channels apart
+        assert "channels:read" not in row["detail"]  # nothing restricted: shared or not, the same answers
 
         # Refusing shared channels needs conversations.info: without it every channel looks shared.
         refusing = {**slack_only, "api_url": slack.base_url, "external_channels": "refuse"}
         code, report, _ = await doctor(tmp_path, "--json", slack=refusing, groups=groups)
         row = by_name(report)["slack scopes"]
         assert code == 1 and 'missing channels:read (for slack.external_channels = "refuse")' in row["detail"]
-        assert "missing groups:read" in row["detail"] and "treats each as shared" in row["detail"]
+        assert "missing groups:read" in row["detail"] and "treats it as shared" in row["detail"]
+
+        # So do restricted documents: a private /ask in a channel needs to know it isn't shared.
+        (tmp_path / "hr").mkdir()
+        hr = [{"name": "hr", "type": "directory", "path": str(tmp_path / "hr"), "access": ["group:hr"]}]
+        _, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups, sources=hr
+        )
+        assert (
+            "missing channels:read (for a private /ask in a channel (restricted documents))"
+            in (by_name(report)["slack scopes"]["detail"])
+        )
 
         slack.scopes = (
             "chat:write,commands,users:read,users:read.email,usergroups:read,channels:read,groups:read"
