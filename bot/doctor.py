@@ -10,6 +10,7 @@ Every check talks to the real thing with a short timeout, the way Lore itself do
 | index | a Qdrant server answers, or the embedded index opens (`index.owner = "worker"`: its owner replies) |
 | collection | the collection was built with the configured embedding model (`IndexStore.check_model`) |
 | slack, slack app token | `auth.test` with the bot token; `apps.connections.open` with the app token |
+| slack scopes | what permissions use (user groups, emails, shared channels): `auth.test`'s `x-oauth-scopes` |
 | discord | `GET /users/@me` with the bot token |
 | llm | `GET /models` on the OpenAI-compatible endpoint (or the local model is installed) |
 | workers | a broadcast ping (`inspect().active_queues()`): which workers are alive and what they consume |
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import Settings
+from knowledge.access import PUBLIC
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +309,8 @@ def check_slack(settings: Settings) -> list[Check]:
     base = slack.api_url or WebClient.BASE_URL
     bot_token = slack.bot_token.get_secret_value()
 
+    granted: list[set[str] | None] = []  # the token's scopes, once auth.test has answered
+
     def auth() -> Check:
         from slack_sdk.errors import SlackApiError
 
@@ -320,9 +324,13 @@ def check_slack(settings: Settings) -> list[Check]:
                 f"Slack rejected the bot token (auth.test: {exc.response.get('error')})",
                 "copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions into LORE_SLACK__BOT_TOKEN",
             )
+        granted.append(_scopes(who.headers))
         return Check("slack", "pass", f"auth.test: signed in as {who.get('user')} in {who.get('team')}")
 
     rows = [_guard("slack", auth, f"check that {base} is reachable from here")]
+    needs = slack_scopes_needed(settings)
+    if needs and granted:
+        rows.append(check_slack_scopes(needs, granted[0]))
     if slack.mode == "socket" and slack.app_token is not None:
         app_token = slack.app_token.get_secret_value()
 
@@ -347,6 +355,101 @@ def check_slack(settings: Settings) -> list[Check]:
     elif slack.mode == "http":
         rows.append(Check("slack signing secret", "pass", "set (HTTP mode verifies every request with it)"))
     return rows
+
+
+# What permissions need from Slack beyond the manifest's basics, and what goes wrong without each.
+# Every failure is closed: people get less than [groups] grants them, never more.
+SCOPE_USES = {
+    "usergroups:read": "members listed as Slack user groups (slack:group:S…) are not recognised "
+    "(usergroups.users.list is refused), so they don't get those groups' documents",
+    "users:read": "Lore cannot look people up (users.info), so members listed by email (email:…) "
+    "are not recognised",
+    "users:read.email": "users.info returns no email, so members listed by email (email:…) are not "
+    "recognised and don't get those groups' documents",
+    "channels:read": "conversations.info is refused for public channels, so where the payload "
+    "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
+    'it as shared: public content only, or none with slack.external_channels = "refuse"',
+    "groups:read": "conversations.info is refused for private channels, so where the payload "
+    "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
+    'it as shared: public content only, or none with slack.external_channels = "refuse"',
+}
+
+
+@dataclass(frozen=True)
+class ScopeNeed:
+    scope: str
+    needed_by: list[str]  # what in the settings needs it: "group:hr", "channel:slack:C1", …
+
+
+def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
+    """The scopes the permission settings use, beyond the manifest's basics (none: no check)."""
+    by_scope: dict[str, list[str]] = {}
+    for name, members in settings.groups.items():
+        for member in members:
+            scopes = (
+                ["usergroups:read"]
+                if member.startswith("slack:group:")
+                else ["users:read", "users:read.email"]
+                if member.startswith("email:")
+                else []
+            )
+            for scope in scopes:
+                users = by_scope.setdefault(scope, [])
+                if f"group:{name}" not in users:
+                    users.append(f"group:{name}")
+    needs = [ScopeNeed(scope, users) for scope, users in by_scope.items()]
+    # Whether a channel is shared (Slack Connect) comes from the event, else conversations.info
+    # (/ask, Share); when that is refused the channel counts as shared: public only. That only
+    # matters when something is restricted (a private /ask in a channel gets nothing more), or
+    # when shared channels are refused (then /ask and Share are, in every channel).
+    restricted = any(
+        grant != PUBLIC
+        for src in settings.sources
+        for access in [src.access, *(rule.access for rule in src.access_rules)]
+        for grant in access
+    )
+    refuse = settings.slack.external_channels == "refuse"
+    why = [
+        *(["a private /ask in a channel (restricted documents)"] if restricted else []),
+        *(['slack.external_channels = "refuse"'] if refuse else []),
+    ]
+    if why:
+        needs += [ScopeNeed(scope, why) for scope in ("channels:read", "groups:read")]
+    return needs
+
+
+def _scopes(headers: Any) -> set[str] | None:
+    """The scopes Slack lists in `x-oauth-scopes` (None when it sent no such header)."""
+    for key, value in dict(headers or {}).items():
+        if key.lower() == "x-oauth-scopes":
+            text = value[0] if isinstance(value, list | tuple) else value
+            return {s.strip() for s in str(text).split(",") if s.strip()}
+    return None
+
+
+def check_slack_scopes(needs: list[ScopeNeed], granted: set[str] | None) -> Check:
+    want = ", ".join(n.scope for n in needs)
+    if granted is None:
+        return Check(
+            "slack scopes",
+            "warn",
+            f"permissions use {want}, but Slack did not say which scopes the token has "
+            "(no x-oauth-scopes header on auth.test)",
+            "check OAuth & Permissions → Bot Token Scopes in the Slack app settings (docs/permissions.md)",
+        )
+    missing = [n for n in needs if n.scope not in granted]
+    if not missing:
+        return Check("slack scopes", "pass", f"the bot token has what permissions use: {want}")
+    detail = "; ".join(
+        f"missing {n.scope} (for {', '.join(n.needed_by)}): {SCOPE_USES[n.scope]}" for n in missing
+    )
+    return Check(
+        "slack scopes",
+        "fail",
+        detail,
+        f"add {', '.join(n.scope for n in missing)} to the bot token scopes (deploy/slack/manifest.yaml, "
+        "or OAuth & Permissions → Bot Token Scopes), then reinstall the app (docs/permissions.md)",
+    )
 
 
 def check_discord(settings: Settings) -> Check:

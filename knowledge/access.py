@@ -26,8 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pathspec
+from pydantic import TypeAdapter, ValidationError
 
-from config.settings import Settings
+from config.settings import Grant, Member, Settings
 
 PUBLIC = "public"
 ACCESS_KEY = "access"  # the payload field holding a chunk's access list
@@ -140,14 +141,43 @@ class AccessPolicy:
             return Audience(frozenset({PUBLIC, text}), text)
         if text.startswith("channel:"):
             _, platform, channel = [*text.split(":", 2), "", ""][:3]
-            if platform not in ("slack", "discord") or not channel:
+            if platform not in ("slack", "discord") or not _valid(_GRANT, text):
                 raise ValueError(f"{text!r}: use channel:slack:C… or channel:discord:<id>")
             return self.channel(platform, channel)
         if ":" not in text:
             raise ValueError(
                 f"{text!r}: use slack:U…, discord:<id>, email:…, web:<user>, group:<name> or channel:…"
             )
+        if not _valid(_MEMBER, text):
+            raise ValueError(
+                f"{text!r} is not a principal: use slack:U…, slack:group:S…, discord:<id>, "
+                "discord:role:<id>, email:name@domain, web:<user>, group:<name> or channel:…"
+            )
         return self.person([text], text)
+
+    def everything(self) -> Audience:
+        """Every grant `lore.toml` hands out: reads whatever the index holds (labelled by these
+        settings). For counting what someone else's view leaves out (`wider`), never for answering
+        (unfiltered is `audience=None`)."""
+        grants = {PUBLIC}
+        for access in self._defaults.values():
+            grants.update(access)
+        for rules in self._rules.values():
+            for _glob, _spec, access in rules:
+                grants.update(access)
+        return Audience(frozenset(grants), "everything")
+
+
+_MEMBER: TypeAdapter[str] = TypeAdapter(Member)
+_GRANT: TypeAdapter[str] = TypeAdapter(Grant)
+
+
+def _valid(grammar: TypeAdapter[str], text: str) -> bool:
+    try:
+        grammar.validate_python(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _matches(member: str, principals: set[str]) -> bool:

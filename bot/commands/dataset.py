@@ -27,6 +27,14 @@ def export(
         typer.Option("--out", help="Parent directory (default datasets.out_dir, else data_dir/datasets)."),
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only answers from this date on (YYYY-MM-DD).")] = None,
+    include_restricted: Annotated[
+        bool,
+        typer.Option(
+            "--include-restricted",
+            help="Also keep answers whose context used restricted (not public) documents; "
+            "left out by default, and counted on the dataset card either way.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Write a redacted, de-duplicated, split and validated export to OUT/<format>-<timestamp>/."""
@@ -47,7 +55,14 @@ def export(
     db = Database.from_settings(settings)
     try:
         db.ensure_schema()
-        result = export_dataset(db.sessions, format, settings, out_dir=out_dir, since=since_at)
+        result = export_dataset(
+            db.sessions,
+            format,
+            settings,
+            out_dir=out_dir,
+            since=since_at,
+            include_restricted=include_restricted,
+        )
     except (ExportError, InvalidExample) as exc:
         error(exc, label="Export failed (nothing was written)")
         raise typer.Exit(1) from None
@@ -64,6 +79,14 @@ def export(
         f"{c['duplicates_dropped']['near']} near",
         highlight=False,
     )
+    restricted = c["restricted"]
+    if include_restricted:
+        err.print(f"restricted: {restricted['included']} included (--include-restricted)", highlight=False)
+    else:
+        err.print(
+            f"restricted: {restricted['left_out']} left out (--include-restricted keeps them)",
+            highlight=False,
+        )
     redacted = ", ".join(f"{k} {n}" for k, n in result.redactions.items()) or "nothing"
     err.print(f"redacted: {escape(redacted)}", highlight=False)
     if result.changes:

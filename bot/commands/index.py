@@ -1,4 +1,5 @@
-"""`lore index`, `lore ask`, `lore sources` and `lore eval`: the index and the answers it gives."""
+"""`lore index`, `lore sources` and `lore eval`: the index and how well it answers (`lore ask` is in
+bot/commands/ask.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from config import Settings
 
 def register(app: typer.Typer) -> None:
     app.command()(index)
-    app.command()(ask)
     app.command()(sources)
     app.command("eval")(eval_)
 
@@ -84,39 +84,6 @@ def _print_index_summary(results: dict[str, Any]) -> None:
             )
         for skip in r.skipped:
             out.print(f"  skipped {name}:{skip['path']}: {skip['reason']}", highlight=False, markup=False)
-
-
-# -- ask -----------------------------------------------------------------------
-
-
-def ask(
-    ctx: typer.Context,
-    question: Annotated[str, typer.Argument(help="What you want to know.")],
-    source: Annotated[str | None, typer.Option(help="Search only this source.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
-) -> None:
-    """Answer a question from the indexed documents, with numbered sources."""
-    settings = settings_of(ctx)
-    with knowledge_for(settings) as kn:
-        if kn.is_empty():
-            err.print(_nothing_indexed(settings))
-            raise typer.Exit(1)
-        answer = kn.answer(question, source=source)
-    if as_json:
-        out.print_json(answer.model_dump_json())
-        return
-    out.print(answer.text, highlight=False, markup=False)
-    if answer.notice:
-        err.print(f"[yellow]note:[/yellow] {escape(answer.notice)}", highlight=False)
-    if answer.citations:
-        out.print("\nSources:", style="bold")
-        for c in answer.citations:
-            updated = f" (updated {c.updated_at[:10]})" if c.updated_at else ""
-            out.print(f"  [{c.n}] {c.title}{updated}\n      {c.url}", highlight=False, markup=False)
-    t = answer.timings
-    err.print(
-        f"[dim]{answer.model} · retrieve {t.retrieve_ms:.0f} ms · generate {t.generate_ms:.0f} ms[/dim]"
-    )
 
 
 # -- sources -------------------------------------------------------------------

@@ -13,6 +13,13 @@ conversation. The author is the signed-in user, or an anonymous per-browser id w
 public; the core pseudonymises it before anything is recorded, and no raw id is stored. A fresh
 browser id costs nothing (drop the cookie), so anonymous questions also count against a budget
 per client address (`web.address_per_minute`), shared by every replica when Redis is configured.
+
+Permissions (docs/permissions.md): the chat is private to the person, so the core answers with
+their own rights: a signed-in user is the principal `web:<username>`, an anonymous one has none
+(public content only). Admins, and only admins (checked here, against the session's user), may
+"view as" another principal (`IncomingMessage.view_as`): the core answers exactly as it would
+answer them, and the reply says whose view it is and how many matches it left out. A view-as
+conversation never mixes with the admin's own: changing the view starts a new one.
 """
 
 from __future__ import annotations
@@ -49,13 +56,17 @@ from bot.web.context import Console
 from bot.web.markdown import render_markdown, safe_href
 from bot.web.security import client_address
 from feedback.schema import VOTE_REASONS
-from knowledge.answer import Turn
+from feedback.users import User
+from knowledge.access import AccessPolicy, Audience
+from knowledge.answer import Answer, Turn
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "web"
 MAX_QUESTION = 2000
 MAX_TURNS_KEPT = 20
+MAX_PRINCIPAL = 200
+VIEW_AS_REFUSED = "Only admins can view answers as someone else. Sign in as an admin, or ask without it."
 
 
 @dataclass
@@ -146,27 +157,59 @@ class WebThreadReader:
 
     async def load(self, conversation: str) -> dict[str, Any]:
         raw = await self.state.get(self.key(conversation))
-        return json.loads(raw) if raw else {"owner": None, "turns": []}
+        return json.loads(raw) if raw else {"owner": None, "view": None, "turns": []}
 
     async def history(self, channel: str, thread: str, *, before: str | None = None) -> list[Turn]:
         data = await self.load(thread)
         return [Turn(role=t["role"], text=t["text"]) for t in data.get("turns", [])]
 
-    async def append(self, conversation: str, owner: str, question: str, answer: str) -> None:
+    async def append(
+        self, conversation: str, owner: str, question: str, answer: str, view: str | None = None
+    ) -> None:
+        """`view`: whose view the turns were answered in (an admin's view-as), None for their own."""
         data = await self.load(conversation)
         turns = [
             *data.get("turns", []),
             {"role": "user", "text": question},
             {"role": "assistant", "text": answer},
         ]
-        await self.state.put(
-            self.key(conversation), json.dumps({"owner": owner, "turns": turns[-MAX_TURNS_KEPT:]}), self.ttl
-        )
+        kept = {"owner": owner, "view": view, "turns": turns[-MAX_TURNS_KEPT:]}
+        await self.state.put(self.key(conversation), json.dumps(kept), self.ttl)
 
 
 class AskBody(BaseModel):
     question: str = Field(max_length=MAX_QUESTION)
     conversation: str | None = Field(default=None, pattern=r"^[a-f0-9]{32}$")
+    view_as: str | None = Field(default=None, max_length=MAX_PRINCIPAL)  # admins only
+
+
+def principals_of(user: User | None) -> frozenset[str]:
+    """Who a console user is, for permissions: `web:<username>` (`[groups]` may list it)."""
+    return frozenset({f"web:{user.username}"}) if user is not None else frozenset()
+
+
+def view_as_choices(settings: Any) -> list[str]:
+    """Suggestions for an admin's "view as" field: public, every group and its members, and the
+    people and channels access lists name (any other principal can be typed)."""
+    found = {"public", *(f"group:{g}" for g in settings.groups)}
+    found.update(m for members in settings.groups.values() for m in members if "*" not in m)
+    for src in settings.sources:
+        for access in [src.access, *(rule.access for rule in src.access_rules)]:
+            found.update(access)
+    return sorted(found, key=lambda p: (p != "public", not p.startswith("group:"), p))
+
+
+def view_note(principal: str, viewed: Audience, answer: Answer) -> dict[str, Any]:
+    """What the page shows above a view-as answer: whose view, with which grants, what was left out."""
+    grants = answer.audience or sorted(viewed.grants)
+    n = answer.withheld
+    left = f"{n} match{'es' if n != 1 else ''} left out" if n else "nothing left out"
+    return {
+        "as": principal,
+        "audience": grants,
+        "withheld": n,
+        "text": f"Viewing as {principal} (reads {', '.join(grants)}): {left}.",
+    }
 
 
 class VoteBody(BaseModel):
@@ -181,6 +224,8 @@ def chat_router(console: Console) -> APIRouter:
     services = console.services
     settings = services.settings
     threads = WebThreadReader(services.state, settings.chat.thread_ttl)
+
+    policy = AccessPolicy(settings)
 
     async def author_of(request: Request) -> str | None:
         """Who is chatting: the signed-in user, or (public chat) this browser's anonymous id.
@@ -204,7 +249,9 @@ def chat_router(console: Console) -> APIRouter:
     async def chat_page(request: Request) -> Response:
         if await author_of(request) is None:
             return RedirectResponse("/login?next=/chat", status_code=303)
-        return console.page(request, "chat.html", reasons=VOTE_REASONS)
+        user = getattr(request.state, "user", None)
+        choices = view_as_choices(settings) if isinstance(user, User) and user.is_admin else []
+        return console.page(request, "chat.html", reasons=VOTE_REASONS, view_as_choices=choices)
 
     @router.post("/api/ask")
     async def ask(request: Request, body: AskBody) -> Response:
@@ -214,6 +261,21 @@ def chat_router(console: Console) -> APIRouter:
         question = body.question.strip()
         if not question:
             return JSONResponse({"error": "ask a question"}, status_code=400)
+        user = await run_in_threadpool(console.user, request)  # the one author_of read (cached)
+        view_as = (body.view_as or "").strip() or None
+        viewed: Audience | None = None
+        if view_as is not None:
+            if user is None or not user.is_admin:
+                who = f"reviewer {user.username}" if user is not None else "an anonymous user"
+                log.warning("refused view-as from %s (admins only)", who)
+                return JSONResponse({"status": "refused", "error": VIEW_AS_REFUSED}, status_code=403)
+            try:
+                viewed = policy.principal(view_as)
+            except ValueError as exc:
+                return JSONResponse(
+                    {"status": "refused", "error": f"Can't view as that: {exc}"}, status_code=400
+                )
+            log.info("admin %s asks as %s", user.username, viewed.label)
         if author.startswith("anon:"):
             budget = Budget(f"web:addr:{client_address(request)}", settings.web.address_per_minute, 60)
             refused = await console.windows.take(budget)
@@ -226,8 +288,12 @@ def chat_router(console: Console) -> APIRouter:
                 )
         owner = console.user_hash(author)
         conversation = body.conversation
-        if conversation is not None and (await threads.load(conversation)).get("owner") not in (None, owner):
-            conversation = None  # not theirs: start afresh rather than read someone else's thread
+        if conversation is not None:
+            kept = await threads.load(conversation)
+            if kept.get("owner") not in (None, owner):
+                conversation = None  # not theirs: start afresh rather than read someone else's thread
+            elif kept.get("turns") and kept.get("view") != view_as:
+                conversation = None  # another view's turns would answer from what this one can't read
         is_follow_up = conversation is not None
         conversation = conversation or uuid.uuid4().hex
         msg = IncomingMessage(
@@ -239,6 +305,8 @@ def chat_router(console: Console) -> APIRouter:
             thread=conversation if is_follow_up else None,
             reply_thread=conversation,
             is_direct=True,
+            principals=principals_of(user),
+            view_as=view_as,
         )
         outbox = WebOutbox()
         started = time.perf_counter()
@@ -248,10 +316,12 @@ def chat_router(console: Console) -> APIRouter:
         if outcome.status == "answered" and parts:
             answer = parts[-1].answer
             await services.state.put(f"web:answer:{answer.answer_id}", owner, settings.chat.answer_ttl)
-            await threads.append(conversation, owner, question, answer.text)
+            await threads.append(conversation, owner, question, answer.text, view_as)
             views = [reply_view(p) for p in parts]
+            extra = {"view": view_note(view_as, viewed, answer)} if view_as and viewed else {}
             return JSONResponse(
                 {
+                    **extra,
                     "status": "answered",
                     "answer_id": answer.answer_id,
                     "conversation": conversation,

@@ -9,6 +9,10 @@
 
 Every prompt is what the generator was sent for that answer (`prompt.prompt_messages`), and every
 completion cites the sources by the numbers that prompt gives them (`prompt.to_prompt_numbers`).
+
+An example is `restricted` when any chunk in its context was readable by fewer than everyone (an
+access list other than exactly ["public"]; records from before permissions count as public):
+training data outlives access rules, so the export leaves those out unless asked to keep them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from config.settings import DATASET_FORMATS, DatasetFormat
 from feedback.datasets.prompt import prompt_messages, to_prompt_numbers
 from feedback.reviews import CuratedItem
+from knowledge.access import PUBLIC
 
 Format = DatasetFormat
 FORMATS: tuple[Format, ...] = DATASET_FORMATS
@@ -40,6 +45,12 @@ class Example:
     rank: tuple[Any, ...]  # higher wins among duplicates
     partition: Hashable = None  # never merged across partitions (KTO: the label)
     redactions: Counter[str] = field(default_factory=Counter)
+    restricted: bool = False  # some context chunk was not public (`is_restricted`)
+
+
+def is_restricted(chunks: Sequence[dict[str, Any]]) -> bool:
+    """Whether any stored chunk's access list is other than exactly ["public"]."""
+    return any(list(c.get("access") or [PUBLIC]) != [PUBLIC] for c in chunks)
 
 
 def _assistant(text: str, item: CuratedItem) -> list[dict[str, str]]:
@@ -101,6 +112,15 @@ def build_examples(fmt: Format, items: Sequence[CuratedItem]) -> tuple[list[Exam
         sources = tuple(dict.fromkeys(str(c.get("source")) for c in item.chunks if c.get("source")))
         rank = (_STATUS_RANK.get(item.status, 0), item.up + item.down, item.created_at, item.answer_id)
         examples.append(
-            Example(item.answer_id, item.question, item.created_at, sources, records, rank, partition)
+            Example(
+                item.answer_id,
+                item.question,
+                item.created_at,
+                sources,
+                records,
+                rank,
+                partition,
+                restricted=is_restricted(item.chunks),
+            )
         )
     return examples, skipped

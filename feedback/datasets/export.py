@@ -7,12 +7,17 @@
         dataset_card.md                            counts, dates, sources, redactions, split, settings
         manifest.json                              every item's id, split and content hash
 
-The steps: reviewed answers -> examples (`build`) -> every string redacted (`redact`) -> exact
-and near duplicates dropped, then a seeded grouped split (`clean`) -> files written into a hidden
-`.partial` directory -> every line of every file validated against its schema (`schemas`) ->
-card and manifest -> the directory renamed into place. Until that rename nothing is "done": a
-failed validation leaves no export behind. The manifest of the previous export of the same
-format tells the card what is new, changed or gone.
+The steps: reviewed answers -> examples (`build`) -> those with restricted context left out
+(unless `include_restricted`) -> every string redacted (`redact`) -> exact and near duplicates
+dropped, then a seeded grouped split (`clean`) -> files written into a hidden `.partial`
+directory -> every line of every file validated against its schema (`schemas`) -> card and
+manifest -> the directory renamed into place. Until that rename nothing is "done": a failed
+validation leaves no export behind. The manifest of the previous export of the same format tells
+the card what is new, changed or gone.
+
+Restricted context (a chunk whose access list is not exactly ["public"], `build.is_restricted`):
+a fine-tuned model would repeat it to anyone, so such examples stay out by default, and the card
+says how many were left out, or, with `include_restricted`, how many went in.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def export_dataset(
     out_dir: Path | None = None,
     since: datetime | None = None,
     now: datetime | None = None,
+    include_restricted: bool = False,
 ) -> ExportResult:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -108,6 +114,10 @@ def export_dataset(
     created = (now or datetime.now(UTC)).astimezone(UTC)
     items = curated_items(sessions, since=since)
     examples, skipped = build_examples(fmt_, items)
+    restricted_left_out = 0
+    if not include_restricted:
+        restricted_left_out = sum(ex.restricted for ex in examples)
+        examples = [ex for ex in examples if not ex.restricted]
 
     redactor = Redactor(settings.feedback.private_url_patterns)
     redactor.prepare([ex.question for ex in examples] + [ex.records for ex in examples])  # batched
@@ -168,8 +178,12 @@ def export_dataset(
             "skipped": dict(sorted(skipped.items())),
             "duplicates_dropped": {"exact": kept_idx.exact, "near": kept_idx.near},
             "examples": len(kept),
+            "restricted": {
+                "left_out": restricted_left_out,
+                "included": sum(ex.restricted for ex in kept),
+            },
         }
-        used = _settings_used(ds, settings, since)
+        used = _settings_used(ds, settings, since, include_restricted)
         redacted = {k: redactions[k] for k in KINDS if redactions[k]}
         manifest = {
             "format": fmt_,
@@ -223,7 +237,8 @@ def export_all(
     *,
     since: datetime | None = None,
 ) -> list[ExportResult]:
-    """Every format in `formats` (default: `datasets.formats`), for the scheduled task."""
+    """Every format in `formats` (default: `datasets.formats`), for the scheduled task (which never
+    includes restricted context: only `lore dataset export --include-restricted` does)."""
     return [export_dataset(sessions, f, settings, since=since) for f in formats or settings.datasets.formats]
 
 
@@ -339,9 +354,12 @@ def _changes(previous: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
     }
 
 
-def _settings_used(ds: DatasetSettings, settings: Settings, since: datetime | None) -> dict[str, Any]:
+def _settings_used(
+    ds: DatasetSettings, settings: Settings, since: datetime | None, include_restricted: bool
+) -> dict[str, Any]:
     return {
         "since": since.isoformat() if since else None,
+        "include_restricted": include_restricted,
         "seed": ds.seed,
         "validation_fraction": ds.validation_fraction,
         "duplicate_similarity": ds.duplicate_similarity,
@@ -383,6 +401,11 @@ def _card(result: ExportResult, used: dict[str, Any]) -> str:
     ]
     for reason, n in c["skipped"].items():
         lines.append(f"| left out: {reason} | {n} |")
+    restricted = c["restricted"]
+    if used["include_restricted"]:
+        lines.append(f"| restricted context: included (`--include-restricted`) | {restricted['included']} |")
+    else:
+        lines.append(f"| restricted context: left out (not public) | {restricted['left_out']} |")
     lines += [
         "",
         "## Split",

@@ -60,6 +60,10 @@ class Ack:
 
 
 class SlackEmulator:
+    # The token's scopes, as Slack lists them in every Web API response's `x-oauth-scopes` header
+    # ("chat:write,users:read"); None sends no header.
+    scopes: str | None = None
+
     def __init__(
         self,
         *,
@@ -306,6 +310,8 @@ class SlackEmulator:
         status, body, headers = self._respond(method, args, token)
         self.calls.append(Call(method, args, dict(request.headers), status))
         await self._notify()
+        if self.scopes is not None:
+            headers = {**headers, "x-oauth-scopes": self.scopes}
         return web.json_response(body, status=status, headers=headers)
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from config.settings import Settings
@@ -35,6 +36,8 @@ def record(
     context: tuple[str, ...] = (),
     at: datetime = T0,
     extra_chunk: str | None = None,
+    access: tuple[str, ...] = ("public",),
+    extra_access: tuple[str, ...] = ("public",),
 ) -> InteractionRecord:
     chunks = [
         RetrievedChunk(
@@ -48,6 +51,7 @@ def record(
             score=0.8,
             doc_hash="v1",
             n=1,
+            access=list(access),
         )
     ]
     if extra_chunk:
@@ -63,6 +67,7 @@ def record(
                 score=0.5,
                 doc_hash="v9",
                 n=None,
+                access=list(extra_access),
             )
         )
     answer = Answer(
@@ -435,6 +440,60 @@ def test_an_invalid_example_is_refused_before_anything_is_written(db, tmp_path, 
     assert not settings.datasets.directory(settings.data_dir).exists()  # not even the directory
 
 
+def test_restricted_context_is_left_out_unless_asked_for_and_counted_on_the_card_either_way(db, tmp_path):
+    add(db, "open", "How many leave days do I get?", votes=("up",), status="approved")
+    add(db, "hr", "What is the salary band for L5?", votes=("up",), status="approved", access=("group:hr",))
+    add(
+        db,
+        "mixed",  # the restricted chunk was only context, not cited: still restricted
+        "Who approves Friday deploys?",
+        votes=("up",),
+        status="approved",
+        extra_chunk="L5 band: 120-140k.",
+        extra_access=("public", "group:hr"),
+    )
+    add(db, "person", "Where is my review?", votes=("up",), status="approved", access=("web:alice",))
+    settings = settings_for(tmp_path, validation_fraction=0)
+
+    default = export_dataset(db.sessions, "sft", settings)
+    assert default.counts["examples"] == 1
+    assert default.counts["restricted"] == {"left_out": 3, "included": 0}
+    written = json.dumps(every_line(default.directory))
+    assert "salary band" not in written and "120-140k" not in written and "my review" not in written
+    card = (default.directory / "dataset_card.md").read_text()
+    assert "| restricted context: left out (not public) | 3 |" in card
+    assert "| include_restricted | False |" in card
+    manifest = json.loads((default.directory / "manifest.json").read_text())
+    assert [i["answer_id"] for i in manifest["items"]] == ["open"]
+    assert manifest["settings"]["include_restricted"] is False
+
+    kept = export_dataset(db.sessions, "sft", settings, include_restricted=True)
+    assert kept.counts["examples"] == 4
+    assert kept.counts["restricted"] == {"left_out": 0, "included": 3}
+    card = (kept.directory / "dataset_card.md").read_text()
+    assert "| restricted context: included (`--include-restricted`) | 3 |" in card
+    assert "120-140k" in json.dumps(every_line(kept.directory))
+
+
+def test_records_from_before_permissions_count_as_public(db, tmp_path):
+    from sqlalchemy import update
+
+    from feedback.datasets.build import is_restricted
+    from feedback.models import Interaction
+
+    add(db, "old", "How many leave days do I get?", votes=("up",), status="approved")
+    with db.sessions() as s, s.begin():  # a row written before chunks had an access list
+        row = s.scalars(select(Interaction).where(Interaction.answer_id == "old")).one()
+        chunks = [{k: v for k, v in c.items() if k != "access"} for c in row.chunks]
+        s.execute(update(Interaction).where(Interaction.answer_id == "old").values(chunks=chunks))
+    with db.sessions() as s:
+        assert "access" not in s.scalars(select(Interaction)).one().chunks[0]
+    result = export_dataset(db.sessions, "sft", settings_for(tmp_path, validation_fraction=0))
+    assert result.counts["examples"] == 1 and result.counts["restricted"]["left_out"] == 0
+    assert not is_restricted([{"text": "x"}, {"access": ["public"]}, {"access": None}])
+    assert is_restricted([{"access": ["public", "group:hr"]}]) and is_restricted([{"access": ["group:hr"]}])
+
+
 def test_the_cli_exports_and_reports(db, tmp_path, monkeypatch):
     from bot.cli import app
 
@@ -450,8 +509,16 @@ def test_the_cli_exports_and_reports(db, tmp_path, monkeypatch):
     [made] = list(out.iterdir())
     assert made.name.startswith("dpo-") and str(made) in result.stdout
     assert "1 examples (" in result.stderr and "redacted:" in result.stderr
+    assert "restricted: 0 left out" in result.stderr
     result = runner.invoke(app, ["dataset", "export", "--format", "sft", "--out", str(out), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["counts"]["examples"] == 2
+    add(db, "hr", "What is the L5 salary band?", votes=("up",), status="approved", access=("group:hr",))
+    result = runner.invoke(app, ["dataset", "export", "--format", "sft", "--out", str(out)])
+    assert result.exit_code == 0
+    assert "restricted: 1 left out (--include-restricted keeps them)" in result.stderr
+    result = runner.invoke(app, ["dataset", "export", "-f", "sft", "--out", str(out), "--include-restricted"])
+    assert result.exit_code == 0 and "restricted: 1 included" in result.stderr
+    assert "3 examples (" in result.stderr
     assert runner.invoke(app, ["dataset", "export", "--format", "csv"]).exit_code == 2
     assert runner.invoke(app, ["dataset", "export", "--format", "sft", "--since", "yesterday"]).exit_code == 2
 

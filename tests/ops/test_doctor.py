@@ -85,6 +85,64 @@ async def test_wrong_tokens_are_named_against_the_slack_and_discord_emulators(tm
         assert "signed in as lore" in checks["slack"]["detail"]
 
 
+async def test_the_slack_scopes_groups_need_are_checked_and_what_a_missing_one_breaks_is_named(
+    tmp_path: Path,
+) -> None:
+    slack_only = {"bot_token": BOT_TOKEN, "mode": "http", "signing_secret": "s"}
+    async with SlackEmulator() as slack:
+        slack.scopes = "chat:write,commands,users:read"
+        groups = {"hr": ["slack:group:S0HR", "email:*@acme.example"], "eng": ["slack:U0ENG"]}
+        code, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups
+        )
+        row = by_name(report)["slack scopes"]
+        assert code == 1 and row["status"] == "fail"
+        assert "missing usergroups:read (for group:hr)" in row["detail"] and "slack:group:" in row["detail"]
+        assert "missing users:read.email (for group:hr)" in row["detail"] and "email:" in row["detail"]
+        assert "missing users:read " not in row["detail"]  # granted
+        assert "usergroups:read, users:read.email" in row["fix"] and "reinstall" in row["fix"]
+        assert "channels:read" not in row["detail"]  # nothing restricted: shared or not, the same answers
+
+        # Refusing shared channels needs conversations.info: without it every channel looks shared.
+        refusing = {**slack_only, "api_url": slack.base_url, "external_channels": "refuse"}
+        code, report, _ = await doctor(tmp_path, "--json", slack=refusing, groups=groups)
+        row = by_name(report)["slack scopes"]
+        assert code == 1 and 'missing channels:read (for slack.external_channels = "refuse")' in row["detail"]
+        assert "missing groups:read" in row["detail"] and "treats it as shared" in row["detail"]
+
+        # So do restricted documents: a private /ask in a channel needs to know it isn't shared.
+        (tmp_path / "hr").mkdir()
+        hr = [{"name": "hr", "type": "directory", "path": str(tmp_path / "hr"), "access": ["group:hr"]}]
+        _, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups, sources=hr
+        )
+        assert (
+            "missing channels:read (for a private /ask in a channel (restricted documents))"
+            in (by_name(report)["slack scopes"]["detail"])
+        )
+
+        slack.scopes = (
+            "chat:write,commands,users:read,users:read.email,usergroups:read,channels:read,groups:read"
+        )
+        code, report, _ = await doctor(tmp_path, "--json", slack=refusing, groups=groups)
+        assert by_name(report)["slack scopes"]["status"] == "pass"
+
+        slack.scopes = None  # Slack said nothing: a warning, not a guess
+        _, report, _ = await doctor(
+            tmp_path, "--json", slack={**slack_only, "api_url": slack.base_url}, groups=groups
+        )
+        assert by_name(report)["slack scopes"]["status"] == "warn"
+
+        # Groups of user ids only need nothing more: no row.
+        _, report, _ = await doctor(
+            tmp_path,
+            "--json",
+            slack={**slack_only, "api_url": slack.base_url},
+            groups={"eng": ["slack:U0ENG"]},
+        )
+        assert "slack scopes" not in by_name(report) and by_name(report)["slack"]["status"] == "pass"
+
+
 async def test_an_index_built_with_another_model_is_a_mismatched_collection(
     tmp_path: Path, make_knowledge: Any
 ) -> None:

@@ -41,6 +41,7 @@
     const list = document.getElementById("conversation");
     const template = document.getElementById("answer-template");
     const button = document.getElementById("ask-button");
+    const viewAs = document.getElementById("view-as"); // admins only
     let conversation = sessionStorage.getItem("lore-conversation");
 
     document.getElementById("new-conversation").addEventListener("click", () => {
@@ -49,6 +50,13 @@
       list.replaceChildren();
       box.focus();
     });
+    if (viewAs) {
+      viewAs.addEventListener("change", () => {
+        // Another view is another conversation: its turns must not carry over.
+        conversation = null;
+        sessionStorage.removeItem("lore-conversation");
+      });
+    }
     box.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) {
         event.preventDefault();
@@ -60,6 +68,8 @@
       event.preventDefault();
       const question = box.value.trim();
       if (!question) return;
+      const asked = { question, conversation };
+      if (viewAs && viewAs.value.trim()) asked.view_as = viewAs.value.trim();
       const card = template.content.firstElementChild.cloneNode(true);
       card.querySelector(".question").textContent = question;
       const body = card.querySelector(".body");
@@ -73,7 +83,7 @@
       const started = performance.now();
       let reply;
       try {
-        reply = await post("/api/ask", { question, conversation });
+        reply = await post("/api/ask", asked);
       } catch (e) {
         reply = { ok: false, data: { error: "Lore could not be reached. Check your connection and try again." } };
       } finally {
@@ -89,6 +99,12 @@
       conversation = a.conversation;
       sessionStorage.setItem("lore-conversation", conversation);
       card.dataset.answerId = a.answer_id;
+      if (a.view) {
+        const note = card.querySelector(".view-note");
+        note.textContent = a.view.text;
+        note.hidden = false;
+        card.classList.add("viewed-as");
+      }
       body.innerHTML = a.html; // built server-side from escaped text and fixed tags only
       if (a.notice) card.querySelector(".notice").textContent = a.notice;
       const sources = card.querySelector(".sources");

@@ -81,6 +81,7 @@ async def test_the_export_button_writes_a_validated_dataset_and_the_page_lists_i
     name = result["directory"].rsplit("/", 1)[1]
     page = (await client.page("/admin/exports")).text
     assert name in page and "Exported 1 kto examples" in page
+    assert "(restricted: 0 left out)" in page and "<td>0 left out</td>" in page
     card = (await client.page(f"/admin/exports/{name}")).text
     assert "## Redactions" in card and "examples written" in card
     lines = [

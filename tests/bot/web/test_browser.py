@@ -156,3 +156,90 @@ def _corrected(db, vote_model, answer_id: str) -> bool:
     with db.sessions() as s:
         vote = s.scalars(select(vote_model).where(vote_model.answer_id == answer_id)).one_or_none()
     return bool(vote and vote.correction)
+
+
+@pytest.mark.browser
+async def test_an_admin_views_the_chat_as_someone_else_and_a_reviewer_has_no_switch(lore_server, tmp_path):
+    import asyncio
+
+    from playwright.async_api import async_playwright, expect
+
+    from feedback.db import Database
+    from feedback.users import add_user
+    from tests.bot.web.test_view_as import MARKER, _filtered_end_to_end
+    from tests.conftest import write
+
+    private = tmp_path / "hr-private"
+    write(private, "salaries.md", f"# Salary bands\n\nThe L5 salary band is {MARKER} per year.\n")
+    base, settings, services = await lore_server(
+        extra_sources=[
+            {"name": "hr-private", "type": "directory", "path": str(private), "access": ["group:hr"]}
+        ],
+        groups={"hr": ["web:hana"]},
+    )
+    assert (await asyncio.to_thread(services.knowledge.sync, "hr-private")).error is None
+    db = Database.from_settings(settings)
+    db.ensure_schema()
+    add_user(db.sessions, "ada", "lovelace-1843", "admin")
+    add_user(db.sessions, "rex", "staple paper clips", "reviewer")
+    db.dispose()
+    filtered = _filtered_end_to_end()
+    errors: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await _sign_in(page, base, "ada", "lovelace-1843")
+            await page.goto(f"{base}/chat")
+            switch = page.locator("#view-as")
+            await expect(switch).to_be_visible()
+            await expect(page.locator('#view-as-choices option[value="group:hr"]')).to_have_count(1)
+
+            # As hana (in group:hr): the note says whose view it is; the restricted answer shows.
+            await switch.fill("web:hana")
+            await page.fill("#question", "What is the L5 salary band?")
+            await page.keyboard.press("Enter")
+            card = page.locator("article.answer[data-answer-id]").last
+            await expect(card).to_have_count(1, timeout=30_000)
+            await expect(card.locator(".view-note")).to_contain_text("Viewing as web:hana (reads ")
+            if filtered:
+                await expect(card.locator(".body")).to_contain_text(MARKER)
+
+            # As rex (no group): the same question leaves it out, and says so.
+            await switch.fill("web:rex")
+            await switch.dispatch_event("change")
+            await page.fill("#question", "What is the L5 salary band?")
+            await page.keyboard.press("Enter")
+            card = page.locator("article.answer[data-answer-id]").nth(1)
+            await expect(card.locator(".view-note")).to_contain_text("Viewing as web:rex", timeout=30_000)
+            if filtered:
+                await expect(card.locator(".view-note")).to_contain_text("left out")
+                assert MARKER not in await card.inner_text()
+
+            # A principal that isn't one: a clear error in place of the answer.
+            await switch.fill("rex")
+            await page.fill("#question", "What is the L5 salary band?")
+            await page.keyboard.press("Enter")
+            failed = page.locator("article.answer.failed")
+            await expect(failed.locator(".body")).to_contain_text("Can't view as that: 'rex'", timeout=30_000)
+
+            # A reviewer gets no switch.
+            await page.click("form[action='/logout'] button")
+            await _sign_in(page, base, "rex", "staple paper clips")
+            await page.goto(f"{base}/chat")
+            await expect(page.locator("#question")).to_be_visible()
+            await expect(page.locator("#view-as")).to_have_count(0)
+        finally:
+            await browser.close()
+    assert errors == []
+
+
+async def _sign_in(page, base: str, username: str, password: str) -> None:
+    from playwright.async_api import expect
+
+    await page.goto(f"{base}/login?next=/review")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(f"{base}/review")

@@ -143,7 +143,7 @@ async def test_the_chat_page_serves_its_script_and_a_strict_content_security_pol
 
 async def test_a_failing_answer_shows_a_reference_and_keeps_the_details_in_the_log(make_lore, caplog):
     class Broken:
-        def answer(self, question, history=()):
+        def answer(self, question, history=(), **options):
             raise RuntimeError("the index is on fire")
 
     lore = make_lore(engine=Broken())

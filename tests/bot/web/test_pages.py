@@ -28,9 +28,9 @@ class Rewritten:
     def __init__(self, knowledge, text: str | None = None, delay: float = 0.0) -> None:
         self.knowledge, self.text, self.delay = knowledge, text, delay
 
-    def answer(self, question, history=()):
+    def answer(self, question, history=(), **options):  # options: the core's audience, wider, sources
         time.sleep(self.delay)
-        answer = self.knowledge.answer(question, history)
+        answer = self.knowledge.answer(question, history, **options)
         return answer.model_copy(update={"text": self.text}) if self.text else answer
 
 

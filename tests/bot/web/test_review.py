@@ -26,6 +26,7 @@ def logged(
     chunk_text="Some text.",
     title="Doc",
     context=(),
+    access=("public",),
 ) -> InteractionRecord:
     chunk = RetrievedChunk(
         chunk_id=f"c-{answer_id}",
@@ -38,6 +39,7 @@ def logged(
         score=0.7,
         doc_hash="h1",
         n=1,
+        access=list(access),
     )
     answer = Answer(
         answer_id=answer_id,
@@ -162,6 +164,20 @@ async def test_an_item_shows_question_context_answer_chunks_votes_and_whether_it
     assert "changed since" in text and "doc-changed" in text
     if any(c["path"] == "hr/leave.md" for c in stored.chunks):
         assert "doc-deleted" in text
+
+
+async def test_reviewers_see_restricted_chunks_in_full_labelled_with_who_may_read_them(lore):
+    record_interaction(
+        lore.db.sessions,
+        logged("secret", "What is the L5 band?", chunk_text="L5 band: 120-140k.", access=("group:hr",)),
+    )
+    record_interaction(lore.db.sessions, logged("open", "What is the wifi?", chunk_text="Guest wifi."))
+    client = await lore.signed_in(REVIEWER, REVIEWER_PW)
+    text = (await client.page("/review/secret")).text
+    assert "L5 band: 120-140k." in text  # a reviewer's job: they see everything
+    assert '<span class="badge restricted" title="who may read it">group:hr</span>' in text
+    text = (await client.page("/review/open")).text
+    assert "Guest wifi." in text and "badge restricted" not in text
 
 
 async def test_approve_edit_reject_reopen_and_history(lore):
