@@ -132,7 +132,10 @@ class AccessRules:
         ephemeral `/ask`)."""
         sources = self.sources_for(msg.platform, msg.channel, is_direct=msg.is_direct)
         if msg.is_direct or msg.view_as:
-            return Decision(await self.person(msg, surface), sources=sources, private=True)
+            # A view is compared with everything lore.toml hands out, so the console can say
+            # what that person doesn't see.
+            wider = self.policy.everything() if msg.view_as else None
+            return Decision(await self.person(msg, surface), wider=wider, sources=sources, private=True)
         if await self.is_external(surface, msg.channel, msg.shared_channel):
             # Even an ephemeral /ask: a shared channel is public-only, whoever asks.
             if self.external_channels == "refuse":
