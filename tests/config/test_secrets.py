@@ -42,3 +42,22 @@ def test_log_lines_mask_passwords_inside_urls(tmp_path: Path) -> None:
     line = stream.getvalue()
     assert "cannot reach" in line
     assert "hunter2" not in line and "Sup3r-secret" not in line
+
+
+def test_retrieved_passages_stay_out_of_debug_logs(tmp_path: Path) -> None:
+    # LlamaIndex logs retrieved text at DEBUG; a log reader may not read restricted passages.
+    settings = Settings(data_dir=tmp_path, log_level="DEBUG")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    passages = logging.getLogger("llama_index")
+    saved = root.handlers[:], root.level, passages.level
+    try:
+        configure_logging(settings, stream=stream)
+        logging.getLogger("llama_index.core.indices.utils").debug("> Top 2 nodes: CANARY passage")
+        logging.getLogger("lore.test").debug("lore's own debug line")
+    finally:
+        root.handlers[:], level, passages_level = saved
+        root.setLevel(level)
+        passages.setLevel(passages_level)
+    assert "lore's own debug line" in stream.getvalue()
+    assert "CANARY" not in stream.getvalue()
