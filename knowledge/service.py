@@ -106,6 +106,7 @@ class Knowledge:
             store.delete_state("pending", src.name)
             store.delete_state("sync", src.name)
             store.delete_state("vocabulary", src.name)
+            store.delete_state("access", src.name)
             store.delete_state("calibration", src.name)
         store.ensure_collection(self.embedder.identity)
         store.persist()
