@@ -155,6 +155,7 @@ def sync_source(
                     progress.skipped.append({"path": item.path, "reason": item.reason})
                     if item.doc_id:  # a passing failure: keep what the index has (relabelled)
                         listed.add(item.doc_id)
+                        access.listed(item.path)
                         if item.doc_id in known:
                             access.check(item.doc_id, item.path)
                     continue
@@ -323,14 +324,13 @@ class _AccessState:
         return (urlsplit(path).path or "/") if self._website and "://" in path else path
 
     def listed(self, path: str) -> None:
+        """Every document the source listed, for the warning about rules that match none."""
         self._paths.append(self._path(path))
 
     def check(self, doc_id: str, path: str) -> None:
         """An unchanged document: relabel it if its access differs from the recorded one (or
         none is recorded: an index from before access labels)."""
-        path = self._path(path)
-        self._paths.append(path)
-        access = self._policy.document_access(self._source, path)
+        access = self._policy.document_access(self._source, self._path(path))
         if self.docs.get(doc_id) != access:
             self._todo.setdefault(tuple(access), []).append(doc_id)
 

@@ -17,6 +17,7 @@ import pytest
 from knowledge.access import ACCESS_KEY, PUBLIC_AUDIENCE, AccessPolicy, Audience
 from knowledge.backends import SearchRequest
 from tests.conftest import write
+from tests.knowledge.test_sources import site  # noqa: F401 - the real HTTP server fixture
 
 MARKER = "zebraquartz"
 PUBLIC_DOCS = {
@@ -123,7 +124,11 @@ def test_a_channel_grant_opens_exactly_that_channel(indexed):
 def test_answers_carry_the_audience_and_each_chunk_its_access(indexed):
     answer = indexed.answer("what is the code word of the compensation review?", audience=PUBLIC_AUDIENCE)
     assert answer.audience == ["public"] and answer.withheld == 0
-    assert MARKER not in answer.text and "140k" not in answer.text and all(c.access == ["public"] for c in answer.chunks)
+    assert (
+        MARKER not in answer.text
+        and "140k" not in answer.text
+        and all(c.access == ["public"] for c in answer.chunks)
+    )
     assert all(MARKER not in c.title + c.path for c in answer.citations)
     hr = indexed.answer("what is the salary band for a senior engineer?", audience=hr_person(indexed.policy))
     assert "140k" in hr.text and hr.audience == sorted(hr_person(indexed.policy).grants)
@@ -325,6 +330,22 @@ def test_access_is_not_in_the_hash_or_the_embedded_text(make_knowledge, tmp_path
         kn.store.docstore("hb").get_all_document_hashes()
         == plain.store.docstore("hb").get_all_document_hashes()
     )
+
+
+def test_website_rules_match_the_url_path(make_knowledge, site):  # noqa: F811
+    rules = [{"glob": "/wifi/printing", "access": ["group:it"]}]
+    kn = make_knowledge(
+        [{"name": "w", "type": "website", "url": site + "/", "max_depth": 2, "access_rules": rules}],
+        groups={"it": ["web:alice"]},
+    )
+    assert kn.sync("w").error is None
+    labels = {p["url"]: p[ACCESS_KEY] for _i, p, _d in kn.store.backend.scroll(None, ["url", ACCESS_KEY])}
+    assert labels == {
+        site + "/": ["public"],
+        site + "/wifi": ["public"],
+        site + "/wifi/printing": ["group:it"],
+    }
+    assert kn.visible_documents(kn.policy.principal("web:alice"))["w"] == ["/", "/wifi", "/wifi/printing"]
 
 
 def test_a_rule_that_matches_nothing_is_a_warning(make_knowledge, tmp_path, caplog):
