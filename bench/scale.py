@@ -193,42 +193,55 @@ def measure_access(kn: Any, qs: list[str], repeats: int) -> dict[str, Any]:
     total = store.count_chunks()
     ef = kn.settings.index.hnsw_ef
     vectors = {q: kn.embedder.query_model.get_query_embedding(q) for q in qs}
-    rows = []
-    for grant, _share in SELECTIVITY:
-        audience = Audience(frozenset({grant}), grant)
-        for q in qs[:10]:
-            kn.engine.search(q, audience=audience)  # warm up (the audience's vocabulary)
-        times = []
-        for _ in range(repeats):
-            for q in qs:
+    # None: unfiltered, measured in the same loop, so that whatever else runs on the machine
+    # weighs on every row alike.
+    grants: list[str | None] = [None, *(grant for grant, _share in SELECTIVITY)]
+    audiences = {g: Audience(frozenset({g}), g) if g else None for g in grants}
+    for q in qs[:10]:
+        for audience in audiences.values():
+            kn.engine.search(q, audience=audience)  # warm up (each audience's vocabulary)
+    times: dict[str | None, list[float]] = {g: [] for g in grants}
+    load_before = os.getloadavg()[0]
+    for _ in range(repeats):
+        for q in qs:
+            for g, audience in audiences.items():
                 t0 = time.perf_counter()
                 kn.engine.search(q, audience=audience)
-                times.append((time.perf_counter() - t0) * 1000)
+                times[g].append((time.perf_counter() - t0) * 1000)
+    load_after = os.getloadavg()[0]
+    rows = []
+    for g in grants:
         recalls, dense_times = [], []
+        access = [g] if g else None
         for q in qs:
-            ask = SearchRequest("dense", 10, dense=vectors[q], access=[grant], hnsw_ef=ef, with_payload=False)
+            ask = SearchRequest("dense", 10, dense=vectors[q], access=access, hnsw_ef=ef, with_payload=False)
             t0 = time.perf_counter()
             approx = {h.id for h in backend.search(ask)}
             dense_times.append((time.perf_counter() - t0) * 1000)
             exact_ask = SearchRequest(
-                "dense", 10, dense=vectors[q], access=[grant], exact=True, with_payload=False
+                "dense", 10, dense=vectors[q], access=access, exact=True, with_payload=False
             )
             exact = {h.id for h in backend.search(exact_ask)}
             if exact:
                 recalls.append(len(approx & exact) / len(exact))
-        visible = backend.count(None, access=[grant])
+        visible = backend.count(None, access=access)
         rows.append(
             {
-                "grant": grant,
+                "grant": g or "(unfiltered)",
                 "visible_chunks": visible,
                 "visible_pct": round(100 * visible / max(1, total), 1),
-                "p50_ms": round(percentile(times, 50), 2),
-                "p95_ms": round(percentile(times, 95), 2),
+                "p50_ms": round(percentile(times[g], 50), 2),
+                "p95_ms": round(percentile(times[g], 95), 2),
                 "dense_p95_ms": round(percentile(dense_times, 95), 2),
                 "recall_at_10": round(sum(recalls) / max(1, len(recalls)), 4),
             }
         )
-    return {"relabel_s": round(relabel_s, 1), "documents": sum(len(v) for v in groups.values()), "rows": rows}
+    return {
+        "relabel_s": round(relabel_s, 1),
+        "documents": sum(len(v) for v in groups.values()),
+        "load_avg": [round(load_before, 2), round(load_after, 2)],
+        "rows": rows,
+    }
 
 
 def run_engine(
@@ -384,7 +397,8 @@ def main() -> None:
             print(
                 f"\n{row['engine']}, {row['chunks']} chunks: access labels of {access['documents']} "
                 f"documents written in {access['relabel_s']} s (payload only); unfiltered retrieve "
-                f"p95 {row['p95_ms']} ms; CPU steal {row['access_steal_pct']}%"
+                f"p95 {row['p95_ms']} ms; CPU steal {row['access_steal_pct']}%; load average "
+                f"{access['load_avg'][0]} to {access['load_avg'][1]} on {os.cpu_count()} CPUs"
             )
             print(
                 "| grant | visible chunks | visible % | retrieve p50 ms | retrieve p95 ms "
