@@ -360,7 +360,6 @@ def test_a_rule_that_matches_nothing_is_a_warning(make_knowledge, tmp_path, capl
 # -- the Qdrant server path and the command line ---------------------------------------------
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 def test_the_server_backend_filters_inside_the_query():
     from qdrant_client.http import models as qm
 
