@@ -204,7 +204,9 @@ def sync_source(
     vocabulary.save()
     access.save()
     access.warn_unmatched()
-    if progress.chunks_embedded or progress.deleted:
+    # A payload update moves points out of an HNSW-indexed segment (the engine copies them on
+    # write), so relabelled documents count as changes too: many of them need a new build.
+    if progress.chunks_embedded or progress.deleted or progress.relabelled:
         progress.phase = "optimizing"
         notify(progress)
         store.optimize()
