@@ -20,7 +20,17 @@ without a source filter (one copy: 10% of the points). Each engine runs in its o
 one after the other, so RSS is per engine. Latency depends on the host: the CPU model and the
 share of CPU time the hypervisor took away (steal) while the queries ran are printed with it.
 
+Permissions (`--access`, on by default): after the unfiltered figures, every document gets an
+access list by a hash of its id, so that the grant `all` sees every chunk, `sel50` about half,
+`sel10` a tenth and `sel1` a hundredth; the labels are written the way a changed access rule is
+(a payload update per group of documents, nothing re-embedded), and that is timed too, with
+the HNSW build the sync runs next (a payload update moves the points out of their indexed
+segments). Then, per grant and unfiltered, in one loop: the retrieval latency of
+`engine.search(q, audience=...)` (the filter inside both the dense and the sparse search), and
+recall@10 of the filtered dense (HNSW) search against exact search under the same filter.
+
 Run: .venv/bin/python bench/scale.py [--copies 10] [--engines edge qdrant-local] [--max-queries N]
+     [--no-access]
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ from _common import HANDBOOK, REPO, EmbeddingCache, bench_cache_dir, percentile,
 
 PYDOCS = REPO / "bench" / "pydocs"
 NOISE = 0.03  # per dimension, as in bench/retrieval_latency.py: cosine to the twin ~0.86
+# Grants and the share of documents each one sees (a document in bucket b < share has it).
+SELECTIVITY = (("all", 100), ("sel50", 50), ("sel10", 10), ("sel1", 1))
 
 
 def cpu_times() -> tuple[int, int]:
@@ -155,7 +167,93 @@ def questions() -> list[str]:
     return out
 
 
-def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict[str, Any]:
+def measure_access(kn: Any, qs: list[str], repeats: int) -> dict[str, Any]:
+    """Label every document by a hash of its id (see the module docstring), then time filtered
+    searches and measure their recall@10 against exact search, per grant."""
+    from knowledge.access import ACCESS_KEY, Audience
+    from knowledge.backends import SearchRequest
+
+    store, backend = kn.store, kn.store.backend
+    groups: dict[tuple[str, ...], list[str]] = {}
+    state: dict[str, dict[str, list[str]]] = {}
+    for src in kn.settings.sources:
+        state[src.name] = {}
+        for doc_id in store.docstore(src.name).get_all_document_hashes().values():
+            bucket = int(hashlib.sha1(doc_id.encode()).hexdigest()[:8], 16) % 100
+            labels = tuple(grant for grant, share in SELECTIVITY if bucket < share)
+            groups.setdefault(labels, []).append(doc_id)
+            state[src.name][doc_id] = list(labels)
+    started = time.perf_counter()
+    for labels, ids in groups.items():  # as sync relabels documents whose rule changed
+        for i in range(0, len(ids), 512):
+            backend.set_payload({"doc_id": ids[i : i + 512]}, {ACCESS_KEY: list(labels)})
+    relabel_s = time.perf_counter() - started
+    # What the sync does next: the payload update moved the points out of their HNSW-indexed
+    # segments (copy on write), so enough of them make a new build worth it.
+    started = time.perf_counter()
+    store.optimize()
+    rebuild_s = time.perf_counter() - started
+    for name, docs in state.items():
+        store.put_state("access", name, {"docs": docs})
+    kn.engine.refresh()
+    total = store.count_chunks()
+    ef = kn.settings.index.hnsw_ef
+    vectors = {q: kn.embedder.query_model.get_query_embedding(q) for q in qs}
+    # None: unfiltered, measured in the same loop, so that whatever else runs on the machine
+    # weighs on every row alike.
+    grants: list[str | None] = [None, *(grant for grant, _share in SELECTIVITY)]
+    audiences = {g: Audience(frozenset({g}), g) if g else None for g in grants}
+    for q in qs[:10]:
+        for audience in audiences.values():
+            kn.engine.search(q, audience=audience)  # warm up (each audience's vocabulary)
+    times: dict[str | None, list[float]] = {g: [] for g in grants}
+    load_before = os.getloadavg()[0]
+    for _ in range(repeats):
+        for q in qs:
+            for g, audience in audiences.items():
+                t0 = time.perf_counter()
+                kn.engine.search(q, audience=audience)
+                times[g].append((time.perf_counter() - t0) * 1000)
+    load_after = os.getloadavg()[0]
+    rows = []
+    for g in grants:
+        recalls, dense_times = [], []
+        access = [g] if g else None
+        for q in qs:
+            ask = SearchRequest("dense", 10, dense=vectors[q], access=access, hnsw_ef=ef, with_payload=False)
+            t0 = time.perf_counter()
+            approx = {h.id for h in backend.search(ask)}
+            dense_times.append((time.perf_counter() - t0) * 1000)
+            exact_ask = SearchRequest(
+                "dense", 10, dense=vectors[q], access=access, exact=True, with_payload=False
+            )
+            exact = {h.id for h in backend.search(exact_ask)}
+            if exact:
+                recalls.append(len(approx & exact) / len(exact))
+        visible = backend.count(None, access=access)
+        rows.append(
+            {
+                "grant": g or "(unfiltered)",
+                "visible_chunks": visible,
+                "visible_pct": round(100 * visible / max(1, total), 1),
+                "p50_ms": round(percentile(times[g], 50), 2),
+                "p95_ms": round(percentile(times[g], 95), 2),
+                "dense_p95_ms": round(percentile(dense_times, 95), 2),
+                "recall_at_10": round(sum(recalls) / max(1, len(recalls)), 4),
+            }
+        )
+    return {
+        "relabel_s": round(relabel_s, 1),
+        "rebuild_s": round(rebuild_s, 1),
+        "documents": sum(len(v) for v in groups.values()),
+        "load_avg": [round(load_before, 2), round(load_after, 2)],
+        "rows": rows,
+    }
+
+
+def run_engine(
+    engine: str, copies: int, repeats: int, max_queries: int, access: bool = True
+) -> dict[str, Any]:
     from knowledge.embeddings import build_embedder
     from knowledge.query import normalize_question
     from knowledge.service import Knowledge
@@ -209,6 +307,8 @@ def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict
             assert all(h.source == "copy03" for h in hits)
     cpu_after = cpu_times()
     rss_now, rss_peak = rss_mb()
+    permissions = measure_access(kn, qs, repeats) if access else None
+    access_cpu = cpu_times()
     kn.close()
     shutil.rmtree(data_dir, ignore_errors=True)
     return {
@@ -229,6 +329,10 @@ def run_engine(engine: str, copies: int, repeats: int, max_queries: int) -> dict
         "rss_mb": round(rss_now),
         "rss_peak_mb": round(rss_peak),
         "rss_model_and_python_mb": round(rss_before),
+        "access": permissions,
+        "access_steal_pct": round(
+            100 * (access_cpu[1] - cpu_after[1]) / max(1, access_cpu[0] - cpu_after[0]), 1
+        ),
     }
 
 
@@ -241,10 +345,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     # Local mode scores sparse vectors in Python, seconds per query at 100k: sample it with fewer.
     parser.add_argument("--max-queries", type=int, default=1000, help="the first N eval questions")
+    parser.add_argument(
+        "--access",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure searches filtered by access grants of 1-100%% selectivity",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one engine, print JSON
     args = parser.parse_args()
     if args.one:
-        result = run_engine(args.one, args.copies, args.repeats, args.max_queries)
+        result = run_engine(args.one, args.copies, args.repeats, args.max_queries, args.access)
         print("RESULT " + json.dumps(result), flush=True)
         return
     prepare_corpus(args.copies)
@@ -261,6 +371,7 @@ def main() -> None:
             str(args.repeats),
             "--max-queries",
             str(args.max_queries),
+            "--access" if args.access else "--no-access",
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -287,6 +398,26 @@ def main() -> None:
     print("|" + "---|" * len(keys))
     for row in rows:
         print("| " + " | ".join(str(row[k]) for k, _ in keys) + " |")
+    for row in rows:
+        if row.get("access"):
+            access = row["access"]
+            print(
+                f"\n{row['engine']}, {row['chunks']} chunks: access labels of {access['documents']} "
+                f"documents written in {access['relabel_s']} s (payload only), HNSW rebuilt in "
+                f"{access['rebuild_s']} s; unfiltered retrieve "
+                f"p95 {row['p95_ms']} ms; CPU steal {row['access_steal_pct']}%; load average "
+                f"{access['load_avg'][0]} to {access['load_avg'][1]} on {os.cpu_count()} CPUs"
+            )
+            print(
+                "| grant | visible chunks | visible % | retrieve p50 ms | retrieve p95 ms "
+                "| dense p95 ms | recall@10 |"
+            )
+            print("|---|---|---|---|---|---|---|")
+            for a in access["rows"]:
+                print(
+                    f"| {a['grant']} | {a['visible_chunks']} | {a['visible_pct']} | {a['p50_ms']} | "
+                    f"{a['p95_ms']} | {a['dense_p95_ms']} | {a['recall_at_10']} |"
+                )
     print(json.dumps(rows))
     print(f"CPU: {rows[0]['cpu']}" if rows else "")
 

@@ -243,23 +243,43 @@ def _typos(word: str) -> set[str]:
 
 class TermStats:
     """Document frequencies from the sparse index: a one-term sparse search counts the chunks
-    that contain a term (up to DF_CAP), for the whole index or one source."""
+    that contain a term (up to DF_CAP), for the whole index or one source.
+
+    With `access` (a reader's grants) and `sources`, only chunks the reader may see count: a
+    word that only restricted documents use is missing for everyone else, so that "I couldn't
+    find anything about X" reads the same whether X is restricted or nowhere at all."""
 
     def __init__(
-        self, backend: Backend, sparse: SparseEncoder, is_common: Callable[[str], bool] | None = None
+        self,
+        backend: Backend,
+        sparse: SparseEncoder,
+        is_common: Callable[[str], bool] | None = None,
+        *,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> None:
         self.backend = backend
         self.sparse = sparse
         self.is_common = is_common or everyday
+        self.access = access
+        self.sources = sources
 
     def term_ids(self, token: str) -> list[int]:
         return sorted(self.sparse.terms(token))
 
+    def _request(self, vector: SparseVector, limit: int, where: dict[str, str]) -> SearchRequest:
+        return SearchRequest(
+            "sparse",
+            limit,
+            sparse=vector,
+            where=where,
+            access=self.access,
+            sources=self.sources,
+            with_payload=False,
+        )
+
     def dfs(self, ids: Sequence[int], where: dict[str, str]) -> dict[int, int]:
-        requests = [
-            SearchRequest("sparse", DF_CAP, sparse=SparseVector([i], [1.0]), where=where, with_payload=False)
-            for i in ids
-        ]
+        requests = [self._request(SparseVector([i], [1.0]), DF_CAP, where) for i in ids]
         if not requests:
             return {}
         return {i: len(hits) for i, hits in zip(ids, self.backend.search_batch(requests), strict=True)}
@@ -268,10 +288,7 @@ class TermStats:
         ids = sorted(set(ids))
         if not ids:
             return False
-        vector = SparseVector(ids, [1.0] * len(ids))
-        return bool(
-            self.backend.search(SearchRequest("sparse", 1, sparse=vector, where=where, with_payload=False))
-        )
+        return bool(self.backend.search(self._request(SparseVector(ids, [1.0] * len(ids)), 1, where)))
 
     def _near_miss(self, token: str, where: dict[str, str]) -> bool:
         """One typo from a word the corpus uses, or from a stop word ("teh", "hav")."""
@@ -292,8 +309,25 @@ class TermStats:
         return found
 
     def signal(
-        self, question: str, top_texts: Sequence[str], *, source: str | None = None, chunks: int | None = None
+        self,
+        question: str,
+        top_texts: Sequence[str],
+        *,
+        source: str | None = None,
+        chunks: int | None = None,
+        access: Sequence[str] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> TermSignal:
+        """`access` and `sources`, when given, replace this object's own (see the class)."""
+        if access is not None or sources is not None:
+            scoped = TermStats(
+                self.backend,
+                self.sparse,
+                self.is_common,
+                access=access if access is not None else self.access,
+                sources=sources if sources is not None else self.sources,
+            )
+            return scoped.signal(question, top_texts, source=source, chunks=chunks)
         where = {"source": source} if source else {}
         found = self.salient(question)
         dfs = self.dfs(sorted({f[3] for f in found}), where)
@@ -313,7 +347,13 @@ class TermStats:
                 if not common:
                     near = self._near_miss(token, where)
             terms.append(Term(word, token, df, term_id in in_top, near, common))
-        total = chunks if chunks is not None else self.backend.count(where or None)
+        if chunks is not None:
+            total = chunks
+        else:
+            scope: dict[str, str | list[str]] = dict(where)
+            if self.sources is not None:
+                scope["source"] = [s for s in self.sources if not source or s == source]
+            total = self.backend.count(scope or None, access=self.access)
         return TermSignal(tuple(terms), total)
 
 

@@ -6,6 +6,12 @@ greetings), given the thread's context when it is a follow-up, and expanded with
 corpus's own abbreviations. Lore abstains when its confidence in the best passage is low, or
 when the question names something the corpus never mentions and confidence isn't high
 (`knowledge/abstain.py`; thresholds calibrated per corpus by `knowledge/calibrate.py`).
+
+Permissions (`knowledge/access.py`): a question may be asked for an `Audience`. Then only chunks
+it may read are searched (a filter inside the engine, in both the dense and the sparse search),
+and nothing else the answer depends on comes from the others: the abbreviations that expand the
+question, the term statistics behind abstention's "missing terms". With `wider` (the asker's own
+audience, for a channel answer) the answer counts the matches it had to leave out (`withheld`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +33,7 @@ from llama_index.core.indices.vector_store.retrievers import VectorIndexRetrieve
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
-from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
 from llama_index.core.vector_stores.types import VectorStoreQueryMode
 
 from config.settings import Settings
@@ -42,6 +48,7 @@ from knowledge.abstain import (
     one_token,
     thresholds_for,
 )
+from knowledge.access import ACCESS_KEY, Audience
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
 from knowledge.embeddings import Embedder
 from knowledge.generate import (
@@ -70,6 +77,7 @@ _QUERY_MODES = {
 _VOCABULARY_TTL = 60.0  # seconds; a sync in this process refreshes it at once
 CONFIDENCE_CHUNKS = 3  # the top chunks (and their sentences) that confidence looks at
 _SENTENCE_CACHE = 2048  # chunks whose sentence vectors are kept (a few MB)
+_AUDIENCE_CACHE = 64  # audiences whose vocabulary and chunk counts are kept
 
 
 @dataclass
@@ -134,27 +142,54 @@ class CitingQueryEngine(CustomQueryEngine):
             )
         return self.index_cache  # type: ignore[no-any-return]
 
-    def retriever(self, top_k: int, source: str | None = None, mode: str | None = None) -> BaseRetriever:
-        filters = MetadataFilters(filters=[MetadataFilter(key="source", value=source)]) if source else None
+    def retriever(
+        self,
+        top_k: int,
+        source: str | None = None,
+        mode: str | None = None,
+        *,
+        audience: Audience | None = None,
+        sources: Collection[str] | None = None,
+    ) -> BaseRetriever:
+        """A LlamaIndex retriever over the index; `audience` and `sources` filter inside the engine."""
+        filters = _filters(source, audience, sources)
         return VectorIndexRetriever(
             self._index(),
             similarity_top_k=top_k,
-            filters=filters,
+            filters=MetadataFilters(filters=filters) if filters else None,
             vector_store_query_mode=_QUERY_MODES[mode or self.settings.retrieval.mode],
         )
 
-    def vocabulary(self) -> Vocabulary:
-        """The abbreviations the indexed documents define, for query expansion."""
+    def vocabulary(self, audience: Audience | None = None) -> Vocabulary:
+        """The abbreviations the indexed documents define, for query expansion; with an
+        audience, only those of documents it may read."""
         cached = self.vocabulary_cache
-        if cached is not None and time.monotonic() - cached[0] < _VOCABULARY_TTL:
-            return cached[1]  # type: ignore[no-any-return]
-        per_document = []
-        for src in self.settings.sources:
-            state = self.store.get_state("vocabulary", src.name) or {}
-            per_document.extend(state.get("docs", {}).values())
+        if cached is None or time.monotonic() - cached[0] >= _VOCABULARY_TTL:
+            per_document: dict[str, dict[str, str]] = {}
+            access: dict[str, list[str]] = {}
+            for src in self.settings.sources:
+                per_document.update((self.store.get_state("vocabulary", src.name) or {}).get("docs", {}))
+                access.update((self.store.get_state("access", src.name) or {}).get("docs", {}))
+            cached = (time.monotonic(), per_document, access, OrderedDict())
+            self.vocabulary_cache = cached
+        _when, per_document, access, built = cached
+        key = audience.key if audience is not None else ""
+        with self.sentence_lock:
+            vocabulary = built.get(key)
+            if vocabulary is not None:
+                built.move_to_end(key)
+                return vocabulary  # type: ignore[no-any-return]
+        pairs = [
+            found
+            for doc_id, found in per_document.items()
+            if audience is None or audience.can_read(access.get(doc_id, ()))
+        ]
         sparse = self.store.sparse
-        vocabulary = Vocabulary(per_document, is_stopword=lambda word: not sparse.terms(word))
-        self.vocabulary_cache = (time.monotonic(), vocabulary)
+        vocabulary = Vocabulary(pairs, is_stopword=lambda word: not sparse.terms(word))
+        with self.sentence_lock:
+            built[key] = vocabulary
+            while len(built) > _AUDIENCE_CACHE:
+                built.popitem(last=False)
         return vocabulary
 
     def refresh(self) -> None:
@@ -162,8 +197,9 @@ class CitingQueryEngine(CustomQueryEngine):
         self.vocabulary_cache = None
         self.calibration_cache = None
 
-    def _calibrations(self) -> tuple[dict[str, dict[str, Any]], dict[str | None, int]]:
-        """Each source's calibrated thresholds, and chunk counts (None: the whole index)."""
+    def _calibrations(self) -> tuple[dict[str, dict[str, Any]], dict[Any, int]]:
+        """Each source's calibrated thresholds, and chunk counts by (source or None, audience
+        key or None, sources or None); (None, None, None): the whole index."""
         cached = self.calibration_cache
         if cached is not None and time.monotonic() - cached[0] < _VOCABULARY_TTL:
             return cached[1], cached[2]  # type: ignore[no-any-return]
@@ -172,7 +208,7 @@ class CitingQueryEngine(CustomQueryEngine):
             state = self.store.get_state("calibration", src.name)
             if state and "floor" in state and "named" in state:
                 calibrated[src.name] = state
-        counts: dict[str | None, int] = {None: self.store.count_chunks()}
+        counts: dict[Any, int] = {(None, None, None): self.store.count_chunks()}
         self.calibration_cache = (time.monotonic(), calibrated, counts)
         return calibrated, counts
 
@@ -187,30 +223,79 @@ class CitingQueryEngine(CustomQueryEngine):
             retrieval.abstain_calibrated,
         )
 
-    def term_signal(self, question: str, chunks: Sequence[RetrievedChunk], source: str | None) -> TermSignal:
+    def term_signal(
+        self,
+        question: str,
+        chunks: Sequence[RetrievedChunk],
+        source: str | None,
+        *,
+        audience: Audience | None = None,
+        sources: Collection[str] | None = None,
+    ) -> TermSignal:
+        """The question's salient terms in the part of the index the audience may read: a word
+        only restricted chunks use counts as missing, as if they weren't indexed."""
         counts = self._calibrations()[1]
-        if source not in counts:
-            counts[source] = self.store.count_chunks(source)
+        grants = sorted(audience.grants) if audience is not None else None
+        scope = sorted(sources) if sources is not None else None
+        key = (
+            source,
+            audience.key if audience is not None else None,
+            tuple(scope) if scope is not None else None,
+        )
+        if key not in counts:
+            where: dict[str, str | list[str]] = {"source": source} if source else {}
+            if scope is not None:
+                where = {**where, "source": [s for s in scope if not source or s == source]}
+            counts[key] = self.store.backend.count(where or None, access=grants)
         stats = TermStats(self.store.backend, self.store.sparse, one_token(self.embedder.tokenizer))
-        return stats.signal(question, [c.text for c in chunks], source=source, chunks=counts[source])
+        return stats.signal(
+            question,
+            [c.text for c in chunks],
+            source=source,
+            chunks=counts[key],
+            access=grants,
+            sources=scope,
+        )
 
     def search(
-        self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        source: str | None = None,
+        mode: str | None = None,
+        audience: Audience | None = None,
+        sources: Collection[str] | None = None,
     ) -> list[RetrievedChunk]:
         """The top chunks for `query` (abbreviations expanded), best first."""
-        return self._split(self._retrieve(query, top_k, source, mode)[2])[0]
+        return self._split(self._retrieve(query, top_k, source, mode, audience=audience, sources=sources)[2])[
+            0
+        ]
 
     def lookup(
-        self, query: str, *, top_k: int | None = None, source: str | None = None, mode: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        source: str | None = None,
+        mode: str | None = None,
+        audience: Audience | None = None,
+        sources: Collection[str] | None = None,
     ) -> Retrieval:
         """`search`, plus the confidence that abstention compares with the threshold."""
-        expanded, vector, found = self._retrieve(query, top_k, source, mode)
+        expanded, vector, found = self._retrieve(
+            query, top_k, source, mode, audience=audience, sources=sources
+        )
         if vector is None:
             return Retrieval(query=query, chunks=[], confidence=0.0)
         chunks, best = self._split(found)
         # The question as asked (not expanded: an expansion comes from the corpus), against the
         # chunks an answer would see; the confidence also sees the best chunks the cap dropped.
-        signal = self.term_signal(query, chunks[:CONFIDENCE_CHUNKS], source) if chunks else None
+        signal = (
+            self.term_signal(query, chunks[:CONFIDENCE_CHUNKS], source, audience=audience, sources=sources)
+            if chunks
+            else None
+        )
         return Retrieval(
             query=expanded,
             chunks=chunks,
@@ -220,15 +305,40 @@ class CitingQueryEngine(CustomQueryEngine):
         )
 
     def _retrieve(
-        self, query: str, top_k: int | None, source: str | None, mode: str | None
+        self,
+        query: str,
+        top_k: int | None,
+        source: str | None,
+        mode: str | None,
+        *,
+        audience: Audience | None = None,
+        sources: Collection[str] | None = None,
     ) -> tuple[str, list[float] | None, list[RetrievedChunk]]:
         if not self.store.ready_for(self.embedder.identity):
             return query, None, []
-        expanded = self.vocabulary().expand(query)
+        expanded = self.vocabulary(audience).expand(query)
         vector = self.embedder.query_model.get_query_embedding(expanded)
         bundle = QueryBundle(query_str=expanded, embedding=vector)
-        nodes = self.retriever(top_k or self.settings.retrieval.top_k, source, mode).retrieve(bundle)
-        return expanded, vector, [_to_chunk(n) for n in nodes]
+        retriever = self.retriever(
+            top_k or self.settings.retrieval.top_k, source, mode, audience=audience, sources=sources
+        )
+        return expanded, vector, [_to_chunk(n) for n in retriever.retrieve(bundle)]
+
+    def withheld(
+        self,
+        query: str,
+        audience: Audience,
+        wider: Audience,
+        *,
+        top_k: int | None = None,
+        source: str | None = None,
+        sources: Collection[str] | None = None,
+    ) -> int:
+        """How many chunks of `wider`'s top-k for `query` `audience` may not read."""
+        if wider.grants == audience.grants or wider.grants <= audience.grants:
+            return 0
+        found = self._retrieve(query, top_k, source, None, audience=wider, sources=sources)[2]
+        return sum(1 for c in found if not c.confidence_only and not audience.can_read(c.access))
 
     def _split(self, chunks: list[RetrievedChunk]) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
         """(the chunks to answer from, the best chunks before the per-document cap)."""
@@ -292,13 +402,23 @@ class CitingQueryEngine(CustomQueryEngine):
         *,
         source: str | None = None,
         top_k: int | None = None,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
     ) -> Answer:
+        """Answer `question` (a follow-up of `history`) from the chunks `audience` may read (None:
+        every chunk) of `sources` (None: every source); `wider` (the asker's own audience, for a
+        channel answer) only counts what was left out, in `Answer.withheld`."""
         started = time.perf_counter()
         history = list(history)
         clean = prompt_question(question)
-        found = self.lookup(retrieval_query(clean, history), source=source, top_k=top_k)
+        query = retrieval_query(clean, history)
+        found = self.lookup(query, source=source, top_k=top_k, audience=audience, sources=sources)
         chunks, confidence = found.chunks, found.confidence
         decision = found.decide()
+        withheld = 0
+        if audience is not None and wider is not None:
+            withheld = self.withheld(query, audience, wider, top_k=top_k, source=source, sources=sources)
         retrieved = time.perf_counter()
         number_by_document(chunks)  # the numbers the prompt shows and the answer cites
         notice = None
@@ -337,7 +457,24 @@ class CitingQueryEngine(CustomQueryEngine):
             notice=notice,
             confidence=round(confidence, 4),
             missing_terms=list(found.signal.missing) if found.signal else [],
+            audience=sorted(audience.grants) if audience is not None else [],
+            withheld=withheld,
         )
+
+
+def _filters(
+    source: str | None, audience: Audience | None, sources: Collection[str] | None
+) -> list[MetadataFilter | MetadataFilters]:
+    filters: list[MetadataFilter | MetadataFilters] = []
+    if source:
+        filters.append(MetadataFilter(key="source", value=source))
+    if audience is not None:
+        filters.append(
+            MetadataFilter(key=ACCESS_KEY, value=sorted(audience.grants), operator=FilterOperator.IN)
+        )
+    if sources is not None:
+        filters.append(MetadataFilter(key="source", value=sorted(sources), operator=FilterOperator.IN))
+    return filters
 
 
 def abstain_text(decision: Decision) -> str:
@@ -369,6 +506,9 @@ def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
         doc_hash=str(meta.get("content_hash", "")),
         dense_score=round(signals["dense"], 4) if "dense" in signals else None,
         confidence_only=bool(signals.get("confidence_only", False)),
+        # A chunk indexed before access labels (only an unfiltered search finds one) is readable
+        # by nobody until the next sync labels it: fail closed.
+        access=[str(a) for a in meta.get(ACCESS_KEY) or []],
     )
 
 

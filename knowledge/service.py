@@ -9,6 +9,7 @@ from typing import Any
 
 from config.settings import Settings
 from knowledge.abstain import thresholds_for
+from knowledge.access import AccessPolicy, Audience
 from knowledge.answer import Answer, Turn
 from knowledge.embeddings import Embedder, build_embedder
 from knowledge.engine import CitingQueryEngine
@@ -29,6 +30,7 @@ class Knowledge:
         self._store: IndexStore | None = None
         self._embedder = embedder  # share one loaded model between instances (tests, benchmarks)
         self._engine: CitingQueryEngine | None = None
+        self.policy = AccessPolicy(settings)
 
     @property
     def store(self) -> IndexStore:
@@ -106,12 +108,36 @@ class Knowledge:
             store.delete_state("pending", src.name)
             store.delete_state("sync", src.name)
             store.delete_state("vocabulary", src.name)
+            store.delete_state("access", src.name)
             store.delete_state("calibration", src.name)
         store.ensure_collection(self.embedder.identity)
         store.persist()
 
-    def answer(self, question: str, history: Sequence[Turn] = (), **kwargs: Any) -> Answer:
-        return self.engine.answer(question, history, **kwargs)
+    def answer(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Answer:
+        """The answer for `audience` (None: unfiltered, for reviewers, evals and admin tools) from
+        `sources` (None: all); `wider` is the asker's own audience when answering a channel
+        (`knowledge/access.py`, `CitingQueryEngine.answer`)."""
+        return self.engine.answer(
+            question, history, audience=audience, wider=wider, sources=sources, **options
+        )
+
+    def visible_documents(self, audience: Audience) -> dict[str, list[str]]:
+        """Each source's documents (paths) that `audience` may read, as the engine filters them."""
+        seen: dict[str, set[str]] = {src.name: set() for src in self.settings.sources}
+        for _id, payload, _dense in self.store.backend.scroll(
+            None, ["source", "path"], access=sorted(audience.grants)
+        ):
+            seen.setdefault(str(payload.get("source", "")), set()).add(str(payload.get("path", "")))
+        return {name: sorted(paths) for name, paths in seen.items()}
 
     def is_empty(self) -> bool:
         return self.store.count_chunks() == 0
@@ -139,6 +165,7 @@ class Knowledge:
                         retrieval.abstain_calibrated,
                     ).as_dict(),
                     "calibration": calibration,
+                    "access": self.policy.summary(src.name),
                 }
             )
         return rows

@@ -15,6 +15,13 @@ ids, re-running after a crash converges to exactly what a clean index would hold
 
 Each indexed document's abbreviations ("paid time off (PTO)") are kept per source in the
 index's state, for query expansion (`knowledge/vocabulary.py`).
+
+Access labels (`knowledge/access.py`): every chunk's payload carries its document's access list,
+from the source's rules and the document's path. The list is not part of the document's hash
+nor of the embedded or prompt text, so a changed rule never re-embeds: each sync compares every
+listed document's access with what the index recorded (per source, in the index's state) and
+rewrites only the payload of the documents whose access changed. An index built before labels
+existed has no record, so its first sync labels every document the same way.
 """
 
 from __future__ import annotations
@@ -23,15 +30,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from llama_index.core import Document
+from llama_index.core.bridge.pydantic import ConfigDict
 from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+from llama_index.core.schema import BaseNode, TransformComponent
 
 from config.settings import DirectorySource, GitSource, Settings, WebsiteSource
+from knowledge.access import ACCESS_KEY, AccessPolicy
 from knowledge.chunking import StructuredChunker
 from knowledge.embeddings import Embedder
 from knowledge.sources import Skipped, SourceUnavailable, make_loader
@@ -54,6 +65,7 @@ class SyncProgress:
     unchanged: int = 0
     deleted: int = 0
     chunks_embedded: int = 0
+    relabelled: int = 0  # unchanged documents whose access list changed (payload rewritten only)
     skipped: list[dict[str, str]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     error: str | None = None
@@ -109,6 +121,8 @@ def sync_source(
 
     loader = make_loader(source, data_dir=settings.data_dir, max_bytes=int(settings.index.max_file_mb * 1e6))
     vocabulary = _VocabularyState(store, source.name)
+    policy = AccessPolicy(settings)
+    access = _AccessState(store, source.name, policy, website=source.type == "website")
     progress.phase = "listing"
     notify(progress)
     reader: _ReadAhead | None = None
@@ -124,7 +138,7 @@ def sync_source(
             tokenizer=embedder.tokenizer,
         )
         pipeline = IngestionPipeline(
-            transformations=[chunker, embedder.document_model],
+            transformations=[chunker, _AccessLabels(policy=policy), embedder.document_model],
             vector_store=store.vector_store(),
             docstore=docstore,
             docstore_strategy=DocstoreStrategy.UPSERTS,
@@ -139,10 +153,14 @@ def sync_source(
                 progress.seen += 1
                 if isinstance(item, Skipped):
                     progress.skipped.append({"path": item.path, "reason": item.reason})
-                    if item.doc_id:  # a passing failure: keep what the index has
+                    if item.doc_id:  # a passing failure: keep what the index has (relabelled)
                         listed.add(item.doc_id)
+                        access.listed(item.path)
+                        if item.doc_id in known:
+                            access.check(item.doc_id, item.path)
                     continue
                 listed.add(item.id_)
+                access.listed(str(item.metadata.get("path", "")))
                 old = known.get(item.id_)
                 if old is None:
                     progress.added += 1
@@ -150,13 +168,16 @@ def sync_source(
                     progress.changed += 1
                 else:
                     progress.unchanged += 1
+                    access.check(item.id_, str(item.metadata.get("path", "")))
                     continue
                 docs.append(item)
             if docs:
                 vocabulary.update(docs)
                 with embedder.indexing():
                     _index_batch(store, pipeline, source.name, docs, progress, vocabulary)
+                access.indexed(docs)
                 _report_truncated(chunker, docs, progress)
+            progress.relabelled += access.apply()
             notify(progress)
     except SourceUnavailable as exc:
         progress.phase = "failed"
@@ -164,6 +185,7 @@ def sync_source(
         progress.transient = exc.transient
         progress.skipped.append({"path": f"(source {source.name})", "reason": str(exc)})
         log.error("sync of %s failed, index left unchanged for it: %s", source.name, exc)
+        access.save()
         _record(store, progress)
         notify(progress)
         return progress
@@ -177,9 +199,14 @@ def sync_source(
         store.delete_document(doc_id)  # vectors first: a crash here leaves it to retry
         docstore.delete_document(doc_id, raise_error=False)
         vocabulary.forget(doc_id)
+        access.forget(doc_id)
         progress.deleted += 1
     vocabulary.save()
-    if progress.chunks_embedded or progress.deleted:
+    access.save()
+    access.warn_unmatched()
+    # A payload update moves points out of an HNSW-indexed segment (the engine copies them on
+    # write), so relabelled documents count as changes too: many of them need a new build.
+    if progress.chunks_embedded or progress.deleted or progress.relabelled:
         progress.phase = "optimizing"
         notify(progress)
         store.optimize()
@@ -260,6 +287,92 @@ class _ReadAhead:
         self._chunker.forget_prepared()
 
 
+class _AccessLabels(TransformComponent):
+    """Puts each chunk's access list in its payload, and keeps it out of the embedded text, the
+    BM25 text and the prompt."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    policy: Any
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        for node in nodes:
+            meta = node.metadata
+            meta[ACCESS_KEY] = self.policy.document_access(
+                str(meta.get("source", "")), str(meta.get("path", ""))
+            )
+            for keys in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+                if ACCESS_KEY not in keys:
+                    keys.append(ACCESS_KEY)
+        return nodes
+
+
+class _AccessState:
+    """The access list the index holds for each document of one source, and the documents whose
+    list the rules now give differently (rewritten in the payload, batch by batch)."""
+
+    BATCH = 512  # document ids per payload update
+
+    def __init__(self, store: IndexStore, source: str, policy: AccessPolicy, *, website: bool) -> None:
+        self._store = store
+        self._source = source
+        self._policy = policy
+        self._website = website
+        state = store.get_state("access", source) or {}
+        self.docs: dict[str, list[str]] = {k: list(v) for k, v in state.get("docs", {}).items()}
+        self._paths: list[str] = []
+        self._todo: dict[tuple[str, ...], list[str]] = {}
+
+    def _path(self, path: str) -> str:
+        return (urlsplit(path).path or "/") if self._website and "://" in path else path
+
+    def listed(self, path: str) -> None:
+        """Every document the source listed, for the warning about rules that match none."""
+        self._paths.append(self._path(path))
+
+    def check(self, doc_id: str, path: str) -> None:
+        """An unchanged document: relabel it if its access differs from the recorded one (or
+        none is recorded: an index from before access labels)."""
+        access = self._policy.document_access(self._source, self._path(path))
+        if self.docs.get(doc_id) != access:
+            self._todo.setdefault(tuple(access), []).append(doc_id)
+
+    def indexed(self, docs: Sequence[Document]) -> None:
+        """Documents just embedded, with their access in the payload (`_AccessLabels`)."""
+        for doc in docs:
+            self.docs[doc.id_] = self._policy.document_access(self._source, str(doc.metadata.get("path", "")))
+        self.save()
+
+    def apply(self) -> int:
+        """Rewrite the access of the documents `check` found changed; returns how many."""
+        done = 0
+        for access, ids in self._todo.items():
+            for start in range(0, len(ids), self.BATCH):
+                batch = ids[start : start + self.BATCH]
+                self._store.backend.set_payload({"doc_id": batch}, {ACCESS_KEY: list(access)})
+                for doc_id in batch:
+                    self.docs[doc_id] = list(access)
+                done += len(batch)
+        self._todo = {}
+        if done:
+            log.info(
+                "%s: access changed for %d documents (payload only, nothing re-embedded)", self._source, done
+            )
+            self.save()
+        return done
+
+    def forget(self, doc_id: str) -> None:
+        self.docs.pop(doc_id, None)
+
+    def save(self) -> None:
+        self._store.put_state("access", self._source, {"docs": self.docs})
+
+    def warn_unmatched(self) -> None:
+        for glob in self._policy.unmatched_rules(self._source, self._paths):
+            log.warning(
+                "%s: the access rule %r matches no document of the source (a typo?)", self._source, glob
+            )
+
+
 class _VocabularyState:
     """The abbreviations each document of one source defines, saved with each batch."""
 
@@ -336,6 +449,7 @@ def _forget_source(store: IndexStore, source: str) -> None:
     for doc_id in list(docstore.get_all_document_hashes().values()):
         docstore.delete_document(doc_id, raise_error=False)
     store.delete_state("vocabulary", source)
+    store.delete_state("access", source)
     store.persist()
 
 

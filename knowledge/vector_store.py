@@ -5,6 +5,10 @@ nothing above this module knows which engine holds the vectors. On the way in ea
 a BM25 sparse vector of the same text that was embedded (title and heading path included).
 On the way out the query mode picks dense (`default`), sparse or hybrid search: the engine
 ranks the dense and the sparse side in one call, and `rrf()` fuses the two lists.
+
+Filters come as LlamaIndex metadata filters: `key == value`, and `key in [values]`; `access in
+[grants]` (the reader's audience) and `source in [names]` (channel scoping) go into both
+searches, inside the engine, so top-k is filled from what the reader may see.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 
+from knowledge.access import ACCESS_KEY
 from knowledge.backends import Backend, Hit, IndexPoint, SearchMode, SearchRequest
 from knowledge.sparse import SparseEncoder
 
@@ -107,7 +112,7 @@ class LoreVectorStore(BasePydanticVectorStore):
             raise ValueError("a dense or hybrid query needs the query embedding")
         top_k = query.similarity_top_k
         common: dict[str, Any] = {
-            "where": _where(query.filters),
+            **_scope(query.filters),
             "hnsw_ef": self.hnsw_ef,
             "exact": bool(kwargs.get("exact", False)),
         }
@@ -268,12 +273,23 @@ def _cosines(query: Sequence[float] | None, vectors: Sequence[Sequence[float] | 
     return out
 
 
-def _where(filters: MetadataFilters | None) -> dict[str, str]:
-    if filters is None:
-        return {}
-    where = {}
-    for f in filters.filters:
-        if isinstance(f, MetadataFilters) or f.operator != FilterOperator.EQ:
-            raise NotImplementedError("LoreVectorStore supports `key == value` metadata filters only")
-        where[f.key] = str(f.value)
-    return where
+def _scope(filters: MetadataFilters | None) -> dict[str, Any]:
+    """`SearchRequest` fields from LlamaIndex filters: `where`, and `access` / `sources` lists."""
+    where: dict[str, str | list[str]] = {}
+    scope: dict[str, Any] = {"where": where}
+    for f in filters.filters if filters is not None else []:
+        if isinstance(f, MetadataFilters) or f.operator not in (FilterOperator.EQ, FilterOperator.IN):
+            raise NotImplementedError(
+                "LoreVectorStore supports `key == value` and `key in [...]` filters only"
+            )
+        if f.operator == FilterOperator.EQ:
+            where[f.key] = str(f.value)
+            continue
+        values = [str(v) for v in (f.value if isinstance(f.value, list) else [f.value])]
+        if f.key == ACCESS_KEY:
+            scope["access"] = values
+        elif f.key == "source":
+            scope["sources"] = values
+        else:
+            where[f.key] = values
+    return scope

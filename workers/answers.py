@@ -13,6 +13,8 @@ Two things consume that queue, both through `serve_request`:
 
 A reply is `{"ok": true, "result": …}` or `{"ok": false, "error": …, "type": …}`. Requests carry
 an expiry (the sender's timeout): one found expired is dropped, since nobody waits for it.
+A question carries its audience's grants (`{"grants": [...], "label": ...}`, or null for an
+unfiltered one), the wider audience's and the sources it is scoped to.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from redis import Redis
 
+    from knowledge.access import Audience
     from knowledge.service import Knowledge
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,15 @@ def _run(knowledge: Knowledge, name: str, payload: dict[str, Any]) -> Any:
         from knowledge.answer import Turn
 
         history = [Turn.model_validate(t) for t in payload.get("history", [])]
-        answer = knowledge.answer(payload["question"], history, **payload.get("options", {}))
+        sources = payload.get("sources")
+        answer = knowledge.answer(
+            payload["question"],
+            history,
+            audience=_audience(payload.get("audience")),
+            wider=_audience(payload.get("wider")),
+            sources=[str(s) for s in sources] if sources is not None else None,
+            **payload.get("options", {}),
+        )
         log.info(
             "answered %s for a chat process in %.0f ms (%d sources)",
             answer.answer_id,
@@ -84,7 +95,21 @@ def _run(knowledge: Knowledge, name: str, payload: dict[str, Any]) -> Any:
         return knowledge.current_versions(list(payload.get("doc_ids", [])))
     if op == "info":
         return index_info(knowledge)
+    if op == "visible":
+        audience = _audience(payload.get("audience"))
+        if audience is None:
+            raise ValueError("visible documents need an audience")
+        return knowledge.visible_documents(audience)
     raise ValueError(f"unknown index query {op!r}")
+
+
+def _audience(data: Any) -> Audience | None:
+    """An audience as `Audience.as_dict()` sent it; None (unfiltered) only when none was sent."""
+    from knowledge.access import Audience
+
+    if data is None:
+        return None
+    return Audience(frozenset(str(g) for g in data["grants"]), str(data.get("label", "")))
 
 
 def index_info(knowledge: Knowledge) -> dict[str, Any]:

@@ -4,7 +4,10 @@ It never opens the index. Each call publishes a `lore.answer` / `lore.index_quer
 `answer` queue (with an expiry: the caller's timeout) and blocks on `Keys.reply(task_id)`, a
 Redis list the owner pushes its reply to (`workers.answers`). It offers what the chat side uses
 of `knowledge.service.Knowledge`: `answer`, `is_empty`, `sources_status`, `current_versions`,
-plus `index_info` for `lore doctor`.
+`visible_documents`, plus `index_info` for `lore doctor`.
+
+Permissions travel with the question: the audience's and the wider audience's grants, and the
+sources a channel is scoped to (`knowledge/access.py`); the owner filters inside its engine.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from redis import Redis
 
 from config.logs import correlation_id
 from config.settings import Settings
+from knowledge.access import Audience
 from knowledge.answer import Answer, Turn
 from workers.app import make_celery
 from workers.names import QUEUE_OF, Keys, TaskName
@@ -45,11 +49,23 @@ class RemoteKnowledge:
 
     # -- what the chat side uses ------------------------------------------------------------
 
-    def answer(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer:
+    def answer(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        *,
+        audience: Audience | None = None,
+        wider: Audience | None = None,
+        sources: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Answer:
         payload = {
             "question": question,
             "history": [t.model_dump() for t in history],
             "options": options,
+            "audience": audience.as_dict() if audience is not None else None,
+            "wider": wider.as_dict() if wider is not None else None,
+            "sources": list(sources) if sources is not None else None,
             "correlation_id": correlation_id.get(),
         }
         result = self.call(TaskName.ANSWER, payload, self.settings.index.answer_timeout)
@@ -63,6 +79,9 @@ class RemoteKnowledge:
 
     def current_versions(self, doc_ids: Sequence[str]) -> dict[str, str | None]:
         return dict(self.query("versions", doc_ids=list(doc_ids)))
+
+    def visible_documents(self, audience: Audience) -> dict[str, list[str]]:
+        return dict(self.query("visible", audience=audience.as_dict()))
 
     def index_info(self, timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
         return dict(self.query("info", timeout=timeout))

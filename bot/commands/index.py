@@ -89,19 +89,36 @@ def _print_index_summary(results: dict[str, Any]) -> None:
 # -- sources -------------------------------------------------------------------
 
 
-def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Each source with its document and chunk counts and its last sync."""
-    with knowledge_for(settings_of(ctx)) as kn:
+def sources(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_principal: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="PRINCIPAL",
+            help="List the documents this principal can see, per source: slack:U…, web:alice, "
+            "group:hr, channel:slack:C…",
+        ),
+    ] = None,
+) -> None:
+    """Each source with its access, document and chunk counts and its last sync."""
+    settings = settings_of(ctx)
+    if as_principal is not None:
+        _visible_sources(settings, as_principal, as_json)
+        return
+    with knowledge_for(settings) as kn:
         rows = kn.sources_status()
     if as_json:
         out.print_json(json.dumps({"sources": rows}))
         return
     abstain = "abstain below / if a name is missing"
-    table = Table("source", "type", "documents", "chunks", "last sync", abstain, "last error")
+    table = Table("source", "type", "access", "documents", "chunks", "last sync", abstain, "last error")
     for r in rows:
         table.add_row(
             r["name"],
             r["type"],
+            r.get("access", ""),
             str(r["documents"]),
             str(r["chunks"]),
             r["last_sync"] or "never",
@@ -109,6 +126,28 @@ def sources(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
             r["last_error"] or "",
         )
     out.print(table)
+
+
+def _visible_sources(settings: Settings, principal: str, as_json: bool) -> None:
+    """`lore sources --as PRINCIPAL`: what that principal's audience may read, as the engine filters."""
+    from knowledge.access import AccessPolicy
+
+    try:
+        audience = AccessPolicy(settings).principal(principal)
+    except ValueError as exc:
+        error(exc)
+        raise typer.Exit(2) from None
+    with knowledge_for(settings) as kn:
+        visible = kn.visible_documents(audience)
+    if as_json:
+        out.print_json(json.dumps({"audience": audience.as_dict(), "sources": visible}))
+        return
+    grants = ", ".join(sorted(audience.grants))
+    out.print(f"{audience.label} sees, with {grants}:", highlight=False, markup=False)
+    for name, paths in visible.items():
+        out.print(f"\n{name}: {len(paths)} document{'s' if len(paths) != 1 else ''}", style="bold")
+        for path in paths:
+            out.print(f"  {path}", highlight=False, markup=False)
 
 
 def _abstention(t: dict[str, Any] | None, calibration: dict[str, Any] | None) -> str:

@@ -1,8 +1,9 @@
 """Qdrant Edge: Qdrant's Rust engine in this process (`qdrant-edge-py`), under `data_dir/edge`.
 
 Call for call the same as `QdrantBackend`: named dense + sparse (IDF) vectors, keyword payload
-indexes on `doc_id` and `source`, and several ranked lists in one engine call (`search_batch`:
-hybrid search asks for the dense and the sparse list; `LoreVectorStore` fuses them in Python).
+indexes on `doc_id`, `source` and `access` (the filter inside every search of an audience),
+and several ranked lists in one engine call (`search_batch`: hybrid search asks for the dense
+and the sparse list; `LoreVectorStore` fuses them in Python).
 
 Building the HNSW graph (`optimize()`) holds the GIL for as long as it runs: tens of seconds
 to minutes at 100k chunks on two cores, which would freeze a chat bot that syncs in-process.
@@ -32,12 +33,17 @@ import qdrant_edge as qe
 
 from knowledge.backends import (
     DENSE_VECTOR,
+    INDEXED_FIELDS,
     SPARSE_VECTOR,
     BackendLocked,
     CollectionInfo,
+    Condition,
     Hit,
     IndexPoint,
     SearchRequest,
+    Where,
+    conditions,
+    matches_nothing,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,7 @@ class EdgeBackend:
         if self._meta_path.exists() and self.path.is_dir():
             self._meta_cache = json.loads(self._meta_path.read_text(encoding="utf-8"))
             self._shard = self._load(self.path)
+            self._ensure_indexes()
 
     # -- opening -------------------------------------------------------------------
 
@@ -169,11 +176,24 @@ class EdgeBackend:
             if self.path.exists():  # a shard without our metadata: an interrupted create
                 shutil.rmtree(self.path)
             shard = qe.EdgeShard.create(str(self.path), self._config(dim))
-            for key in ("doc_id", "source"):
+            for key in INDEXED_FIELDS:
                 shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
             shard.flush()
             self._shard = shard
             self._write_meta({"dim": dim, "metadata": meta, "changes": 0})
+
+    def _ensure_indexes(self) -> None:
+        """A collection made before a field was indexed (`access`) gets the index on open."""
+        with self._lock:
+            if self._shard is None:
+                return
+            have = set(self._shard.info().payload_schema)
+            missing = [key for key in INDEXED_FIELDS if key not in have]
+            for key in missing:
+                self._shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+            if missing:
+                self._shard.flush()
+                log.info("indexed the payload fields %s of %s", ", ".join(missing), self.collection)
 
     def drop(self) -> None:
         with self._lock:
@@ -207,22 +227,48 @@ class EdgeBackend:
         with self._lock:
             if self._shard is None:
                 return
-            flt = _filter({key: value})
+            flt = _filter([(key, value)])
             gone = int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
             if gone:
                 self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
         if gone:
             self._changed(gone)
 
-    def count(self, where: dict[str, str] | None = None) -> int:
+    def set_payload(self, where: Where, values: dict[str, Any]) -> int:
+        conds = conditions(where)
+        if not conds or matches_nothing(conds):  # never the whole collection by accident
+            return 0
+        flt = _filter(conds)
         with self._lock:
             if self._shard is None:
                 return 0
-            return int(self._shard.count(qe.CountRequest(exact=True, filter=_filter(where))))
+            n = int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
+            if n:
+                self._shard.update(qe.UpdateOperation.set_payload_by_filter(flt, dict(values)))
+        if n:
+            self._changed(n)  # so that an HNSW build running on a copy meanwhile is not swapped in
+        return n
+
+    def count(self, where: Where | None = None, *, access: Sequence[str] | None = None) -> int:
+        conds = conditions(where, access=access)
+        if matches_nothing(conds):
+            return 0
+        with self._lock:
+            if self._shard is None:
+                return 0
+            return int(self._shard.count(qe.CountRequest(exact=True, filter=_filter(conds))))
 
     def scroll(
-        self, where: dict[str, str] | None = None, fields: Sequence[str] = (), with_dense: bool = False
+        self,
+        where: Where | None = None,
+        fields: Sequence[str] = (),
+        with_dense: bool = False,
+        *,
+        access: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any], list[float] | None]]:
+        conds = conditions(where, access=access)
+        if matches_nothing(conds):
+            return
         offset: Any = None
         while True:
             with self._lock:
@@ -232,7 +278,7 @@ class EdgeBackend:
                     qe.ScrollRequest(
                         offset=offset,
                         limit=1024,
-                        filter=_filter(where),
+                        filter=_filter(conds),
                         with_payload=qe.PayloadSelector.Include(list(fields)) if fields else False,
                         with_vector=[DENSE_VECTOR] if with_dense else False,
                     )
@@ -246,8 +292,12 @@ class EdgeBackend:
         return self.search_batch([request])[0]
 
     def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
-        out: list[list[Hit] | None] = [[] if r.mode == "sparse" and not r.sparse else None for r in requests]
-        todo = [(i, r) for i, r in enumerate(requests) if out[i] is None]  # only stop words: no match
+        # Only stop words, or nothing the reader may see: no match, without asking the engine.
+        out: list[list[Hit] | None] = [
+            [] if (r.mode == "sparse" and not r.sparse) or matches_nothing(r.conditions()) else None
+            for r in requests
+        ]
+        todo = [(i, r) for i, r in enumerate(requests) if out[i] is None]
         if todo:
             batch = qe.QueryBatchRequest([self._request(r) for _, r in todo])
             with self._lock:
@@ -271,7 +321,7 @@ class EdgeBackend:
         return qe.QueryRequest(
             limit=request.limit,
             query=query,
-            filter=_filter(request.where),
+            filter=_filter(request.conditions()),
             params=qe.SearchParams(hnsw_ef=request.hnsw_ef, exact=request.exact),
             with_payload=request.with_payload,
             with_vector=[DENSE_VECTOR] if request.with_dense else False,
@@ -367,10 +417,15 @@ class EdgeBackend:
                 self._shard = None
 
 
-def _filter(where: dict[str, str] | None) -> Any:
-    if not where:
+def _filter(conds: Sequence[Condition]) -> Any:
+    if not conds:
         return None
-    return qe.Filter(must=[qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in sorted(where.items())])
+    return qe.Filter(
+        must=[
+            qe.FieldCondition(k, match=qe.MatchValue(v) if isinstance(v, str) else qe.MatchAny(list(v)))
+            for k, v in conds
+        ]
+    )
 
 
 def _dense_of(vector: Any) -> list[float] | None:

@@ -2,11 +2,13 @@
 
 The server path cannot run on the development machine (there is no server binary), so it is
 the same calls as local mode, which the tests do run, with `url=` instead of `path=`; the only
-server-only call is creating payload indexes, which local mode ignores.
+server-only call is creating payload indexes (`doc_id`, `source`, `access`), which local mode
+ignores; a server collection made before `access` was indexed gets that index when opened.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,13 +19,20 @@ from qdrant_client.http import models as qm
 
 from knowledge.backends import (
     DENSE_VECTOR,
+    INDEXED_FIELDS,
     SPARSE_VECTOR,
     BackendLocked,
     CollectionInfo,
+    Condition,
     Hit,
     IndexPoint,
     SearchRequest,
+    Where,
+    conditions,
+    matches_nothing,
 )
+
+log = logging.getLogger(__name__)
 
 UPSERT_BATCH = 256
 
@@ -52,6 +61,8 @@ class QdrantBackend:
         self.client = client
         # Local mode is not thread-safe: one call at a time. A server client is.
         self._lock: threading.RLock | None = threading.RLock() if self.local else None
+        if not self.local:
+            self._ensure_indexes()
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         method = getattr(self.client, name)
@@ -91,8 +102,22 @@ class QdrantBackend:
             metadata=meta,
         )
         if not self.local:  # local mode ignores payload indexes (and warns)
-            for key in ("doc_id", "source"):
+            for key in INDEXED_FIELDS:
                 self._call("create_payload_index", self.collection, key, qm.PayloadSchemaType.KEYWORD)
+
+    def _ensure_indexes(self) -> None:
+        """A server collection made before a field was indexed (`access`) gets the index now."""
+        try:
+            if not self._call("collection_exists", self.collection):
+                return
+            have = set(self._call("get_collection", self.collection).payload_schema or {})
+        except Exception as exc:  # the server is down: searches will say so, clearly
+            log.warning("could not check the payload indexes of %s: %s", self.collection, exc)
+            return
+        for key in INDEXED_FIELDS:
+            if key not in have:
+                self._call("create_payload_index", self.collection, key, qm.PayloadSchemaType.KEYWORD)
+                log.info("indexed the payload field %s of %s", key, self.collection)
 
     def drop(self) -> None:
         if self._call("collection_exists", self.collection):
@@ -126,22 +151,45 @@ class QdrantBackend:
                 wait=True,
             )
 
-    def count(self, where: dict[str, str] | None = None) -> int:
-        if not self._call("collection_exists", self.collection):
+    def set_payload(self, where: Where, values: dict[str, Any]) -> int:
+        conds = conditions(where)
+        if not conds or matches_nothing(conds) or not self._call("collection_exists", self.collection):
+            return 0  # never the whole collection by accident
+        flt = qm.Filter(must=[_condition(k, v) for k, v in conds])
+        n = int(self._call("count", self.collection, count_filter=flt, exact=True).count)
+        if n:
+            self._call(
+                "set_payload",
+                self.collection,
+                payload=dict(values),
+                points=qm.FilterSelector(filter=flt),
+                wait=True,
+            )
+        return n
+
+    def count(self, where: Where | None = None, *, access: Sequence[str] | None = None) -> int:
+        conds = conditions(where, access=access)
+        if matches_nothing(conds) or not self._call("collection_exists", self.collection):
             return 0
-        return int(self._call("count", self.collection, count_filter=_filter(where), exact=True).count)
+        return int(self._call("count", self.collection, count_filter=_filter(conds), exact=True).count)
 
     def scroll(
-        self, where: dict[str, str] | None = None, fields: Sequence[str] = (), with_dense: bool = False
+        self,
+        where: Where | None = None,
+        fields: Sequence[str] = (),
+        with_dense: bool = False,
+        *,
+        access: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any], list[float] | None]]:
-        if not self._call("collection_exists", self.collection):
+        conds = conditions(where, access=access)
+        if matches_nothing(conds) or not self._call("collection_exists", self.collection):
             return
         offset = None
         while True:
             points, offset = self._call(
                 "scroll",
                 self.collection,
-                scroll_filter=_filter(where),
+                scroll_filter=_filter(conds),
                 limit=1024,
                 offset=offset,
                 with_payload=list(fields) if fields else False,
@@ -156,8 +204,12 @@ class QdrantBackend:
         return self.search_batch([request])[0]
 
     def search_batch(self, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
-        out: list[list[Hit] | None] = [[] if r.mode == "sparse" and not r.sparse else None for r in requests]
-        todo = [(i, r) for i, r in enumerate(requests) if out[i] is None]  # only stop words: no match
+        # Only stop words, or nothing the reader may see: no match, without asking the engine.
+        out: list[list[Hit] | None] = [
+            [] if (r.mode == "sparse" and not r.sparse) or matches_nothing(r.conditions()) else None
+            for r in requests
+        ]
+        todo = [(i, r) for i, r in enumerate(requests) if out[i] is None]
         if todo:
             results = self._call(
                 "query_batch_points", self.collection, requests=[self._request(r) for _, r in todo]
@@ -177,7 +229,7 @@ class QdrantBackend:
         return qm.QueryRequest(
             query=query,
             using=using,
-            filter=_filter(request.where),
+            filter=_filter(request.conditions()),
             # Local mode is exact search anyway (and warns about search parameters).
             params=None if self.local else qm.SearchParams(hnsw_ef=request.hnsw_ef, exact=request.exact),
             limit=request.limit,
@@ -214,12 +266,17 @@ def _hit(point: Any) -> Hit:
     return Hit(str(point.id), float(point.score), dict(point.payload or {}), _dense_of(point.vector))
 
 
-def _filter(where: dict[str, str] | None) -> qm.Filter | None:
-    if not where:
+def _filter(conds: Sequence[Condition]) -> qm.Filter | None:
+    if not conds:
         return None
-    return qm.Filter(
-        must=[qm.FieldCondition(key=k, match=qm.MatchValue(value=v)) for k, v in sorted(where.items())]
+    return qm.Filter(must=[_condition(k, v) for k, v in conds])
+
+
+def _condition(key: str, value: str | tuple[str, ...]) -> qm.FieldCondition:
+    match: qm.MatchValue | qm.MatchAny = (
+        qm.MatchValue(value=value) if isinstance(value, str) else qm.MatchAny(any=list(value))
     )
+    return qm.FieldCondition(key=key, match=match)
 
 
 def _dense_of(vector: Any) -> list[float] | None:

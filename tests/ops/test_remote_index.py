@@ -170,3 +170,47 @@ async def test_the_cli_asks_the_index_owner_and_never_opens_an_index_of_its_own(
     assert owner.err().count("for a chat process") >= 2  # the ask and the eval question
     owner.terminate()
     assert await owner.stopped(60) == 0
+
+
+def test_the_owner_answers_for_the_audience_and_sources_the_chat_side_sends(
+    tmp_path: Path, prefix: str, make_knowledge: Any
+) -> None:
+    # The owner's answer server in this process (as in the ingest worker) over the real Redis
+    # queue; the chat side's RemoteKnowledge sends the audience, the wider one and the sources.
+    from redis import Redis
+
+    from config.settings import Settings
+    from knowledge.access import PUBLIC_AUDIENCE, AccessPolicy
+    from workers.answers import AnswerServer
+    from workers.app import make_celery
+    from workers.names import Keys
+    from workers.remote import RemoteKnowledge
+
+    data = remote_settings(tmp_path, prefix, answer_timeout=60)
+    data["sources"][0]["access_rules"] = [{"glob": "hr/**", "access": ["group:hr"]}]
+    data["groups"] = {"hr": ["slack:UHR"]}
+    settings = Settings(**data)
+    kn = make_knowledge(data["sources"], data_dir=Path(data["data_dir"]), groups=data["groups"])
+    assert kn.sync("handbook").error is None
+    redis = Redis.from_url(REDIS_URL)
+    server = AnswerServer(make_celery(settings), lambda: kn, lambda: redis, Keys(prefix), threads=1)
+    server.start()
+    remote = RemoteKnowledge(settings)
+    policy = AccessPolicy(settings)
+    question = "How many days of paid leave do we get?"
+    try:
+        public = remote.answer(question, audience=PUBLIC_AUDIENCE, wider=policy.person(["slack:UHR"]))
+        assert public.audience == ["public"] and public.withheld >= 1
+        assert "25 days" not in public.text and all(c.access == ["public"] for c in public.chunks)
+        hr = remote.answer(question, audience=policy.person(["slack:UHR"]))
+        assert "25 days" in hr.text and "group:hr" in hr.audience
+        assert remote.answer(question, audience=policy.person(["slack:UHR"]), sources=["other"]).chunks == []
+        unfiltered = remote.answer(question)
+        assert unfiltered.audience == [] and "25 days" in unfiltered.text
+        visible = remote.visible_documents(PUBLIC_AUDIENCE)
+        assert "hr/leave.md" not in visible["handbook"] and "it/vpn.md" in visible["handbook"]
+        assert [r["access"] for r in remote.sources_status()] == ["public; 1 rule"]
+    finally:
+        remote.close()
+        server.stop(timeout=5)
+        redis.close()
