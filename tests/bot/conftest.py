@@ -20,13 +20,12 @@ async def make_services(embedder: Any) -> AsyncIterator[Callable[..., Any]]:
     """`bot.services.build_services` with the session's embedder; closed after the test."""
     from bot.services import Services, build_services
     from knowledge.service import Knowledge
-    from tests.bot.fakes import core_engine
 
     built: list[Services] = []
 
     def make(settings: Any, **kwargs: Any) -> Services:
         kwargs.setdefault("knowledge", Knowledge(settings, embedder=embedder))
-        kwargs.setdefault("engine", core_engine(kwargs["knowledge"]))
+        kwargs.setdefault("engine", kwargs["knowledge"])
         services = build_services(settings, **kwargs)
         built.append(services)
         return services

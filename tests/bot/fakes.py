@@ -1,13 +1,12 @@
 """Test doubles for the core's ports, for unit tests of the core alone.
 
 (The Slack tests use none of these: they run the real adapter, outbox and task client.) The
-answer engines at the end are for the permission tests: `core_engine` wraps the real Knowledge,
-`AccessEngine` keeps the engine's access contract over a handful of labelled documents.
+answer engine at the end is for the permission tests of the core alone: `AccessEngine` keeps
+the engine's access contract over a handful of labelled documents.
 """
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import re
 from collections.abc import Sequence
@@ -92,51 +91,6 @@ class MemoryTasks:
 
 
 # ---- answer engines for the permission tests (issue 19) --------------------------------------
-
-
-def takes_audience(knowledge: Any) -> bool:
-    """Whether this Knowledge answers for an audience (the index side of issue 19 is merged)."""
-    engine = getattr(knowledge, "engine", None)
-    for fn in (getattr(knowledge, "answer", None), getattr(engine, "answer", None)):
-        if fn is not None and "audience" in inspect.signature(fn).parameters:
-            return True
-    return False
-
-
-class CoreCalls:
-    """The real `Knowledge`, called exactly as the conversation core calls it.
-
-    Until the index side of issue 19 is merged, `Knowledge.answer` takes no `audience`, `wider`
-    or `sources`: this passes the question through unfiltered (the test corpus is all public
-    anyway), keeps one-source scoping, and records what the core asked for. Once Knowledge takes
-    them, `core_engine` stops using it and the real engine is called as is.
-    """
-
-    def __init__(self, knowledge: Any) -> None:
-        self.knowledge = knowledge
-        self.calls: list[dict[str, Any]] = []
-
-    def answer(
-        self,
-        question: str,
-        history: Sequence[Turn] = (),
-        *,
-        audience: Audience | None = None,
-        wider: Audience | None = None,
-        sources: Sequence[str] | None = None,
-    ) -> Answer:
-        self.calls.append({"question": question, "audience": audience, "wider": wider, "sources": sources})
-        options = {"source": sources[0]} if sources and len(sources) == 1 else {}
-        answer: Answer = self.knowledge.answer(question, history, **options)
-        return answer.model_copy(update={"audience": sorted(audience.grants) if audience else []})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.knowledge, name)
-
-
-def core_engine(knowledge: Any) -> Any:
-    """What the tests hand the core as its engine over a real Knowledge (see `CoreCalls`)."""
-    return knowledge if takes_audience(knowledge) else CoreCalls(knowledge)
 
 
 @dataclass(frozen=True)

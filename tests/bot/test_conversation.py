@@ -22,7 +22,7 @@ from bot.core import (
     VoteInput,
 )
 from knowledge.answer import Answer, Citation, Turn
-from tests.bot.fakes import ListThreads, MemoryOutbox, MemoryTasks, core_engine
+from tests.bot.fakes import ListThreads, MemoryOutbox, MemoryTasks
 from workers.ports import SyncHandle, SyncStatus
 
 
@@ -45,7 +45,7 @@ def kn(lore_settings, embedder):
     from knowledge.service import Knowledge
 
     knowledge = Knowledge(lore_settings(), embedder=embedder)
-    yield core_engine(knowledge)
+    yield knowledge
     knowledge.close()
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from tests.bot.fakes import core_engine
 from tests.conftest import wait_for
 from tests.emulators.discord_emu import (
     DEFAULT_BOT_ID,
@@ -250,7 +249,7 @@ async def connect_discord(
         cfg = {"token": TOKEN, "admin_users": [int(CAROL["id"])], "admin_roles": [int(ADMIN_ROLE)]}
         settings = lore_settings(discord=cfg | (discord or {}), **over)
         kn = Knowledge(settings, embedder=embedder)
-        services = build_services(settings, knowledge=kn, engine=engine(kn) if engine else core_engine(kn))
+        services = build_services(settings, knowledge=kn, engine=engine(kn) if engine else kn)
         bot = build_discord_bot(settings, services.conversation, guild_ready_timeout=0.05)
         lore = LoreDiscord(emu, settings, services, bot)
         opened.append(lore)

@@ -1,9 +1,6 @@
 """Issue 19's canary on Discord, end to end: the real Knowledge (labelled index, filter inside the
 search) behind Lore's real discord.py bot and the emulator. No marker of a restricted document
 may reach a channel, a thread, someone else's DM or ephemeral reply, a Share, or a log line.
-
-It needs the index side of issue 19 (`Knowledge.answer(..., audience=, wider=, sources=)`) and
-skips itself until that is merged.
 """
 
 from __future__ import annotations
@@ -12,11 +9,8 @@ import asyncio
 import json
 import logging
 
-import pytest
-
 from bot.core.access import SHARE_REFUSED
 from tests.bot.discord.conftest import ADMIN_ROLE, ALICE, BOB, DM_CHANNEL, answer_id_of, visible_text
-from tests.bot.fakes import takes_audience
 from tests.conftest import write
 
 MARKERS = [f"OTTER{i:02d}VELVET" for i in range(5)]
@@ -40,8 +34,6 @@ async def test_canary_end_to_end_restricted_documents_never_leak_through_discord
         extra_sources=[{"name": "people", "type": "directory", "path": str(people), "access": ["group:hr"]}],
     )
     knowledge = lore.services.knowledge
-    if not takes_audience(knowledge):
-        pytest.skip("the index side of issue 19 is not merged yet: Knowledge.answer takes no audience")
     assert (await asyncio.to_thread(knowledge.sync, "people")).error is None
 
     def leaked(messages) -> bool:

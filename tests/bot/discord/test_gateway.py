@@ -26,7 +26,6 @@ from tests.bot.discord.conftest import (
     embed_text,
     visible_text,
 )
-from tests.bot.fakes import core_engine
 from tests.conftest import wait_for, write
 from tests.emulators.discord_emu import (
     INTENT_DMS,
@@ -214,7 +213,7 @@ async def test_heartbeats_are_acked_on_time_while_a_slow_answer_is_computed(conn
 
         def answer(self, question, history=(), **access):
             time.sleep(delay)  # an LLM taking its time; blocking, as the AnswerEngine port allows
-            return core_engine(self.kn).answer(question, history, **access)
+            return self.kn.answer(question, history, **access)
 
     lore = await connect_discord(engine=Slow)
     await asyncio.sleep(2 * HEARTBEAT_S)  # a few beats before, for the baseline
@@ -260,7 +259,7 @@ async def test_a_5000_character_answer_arrives_in_parts_that_fit_with_whole_code
             self.kn = kn
 
         def answer(self, question, history=(), **access):
-            return core_engine(self.kn).answer(question, history, **access).model_copy(update={"text": text})
+            return self.kn.answer(question, history, **access).model_copy(update={"text": text})
 
     assert len(text) >= 4900 and code in text
     lore = await connect_discord(engine=Long)

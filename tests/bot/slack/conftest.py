@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-from tests.bot.fakes import core_engine
 from tests.emulators.openai_chat import FixedLLM
 from tests.emulators.slack import (
     APP_TOKEN,
@@ -256,9 +255,7 @@ async def connect_slack(
     ) -> LoreSlack:
         settings = slack_settings(slack=slack_cfg, **over)
         kn = Knowledge(settings, embedder=embedder)
-        services = build_services(
-            settings, knowledge=kn, engine=engine if engine is not None else core_engine(kn)
-        )
+        services = build_services(settings, knowledge=kn, engine=engine if engine is not None else kn)
         adapter = build_slack_app(settings, services.conversation)
         lore = LoreSlack(slack, settings, services, adapter)
         opened.append(lore)

@@ -1,9 +1,6 @@
 """Issue 19's canary, end to end: the real Knowledge (labelled index, filter inside the search)
 behind the real Bolt app and the Slack emulator. Restricted documents carry unique markers; no
 marker may reach a channel, someone else's private answer, a Share, or a log line.
-
-This needs the index side of issue 19 (`Knowledge.answer(..., audience=, wider=, sources=)`); it
-skips itself until that is merged, and runs as soon as Knowledge takes an audience.
 """
 
 from __future__ import annotations
@@ -12,9 +9,6 @@ import asyncio
 import json
 import logging
 
-import pytest
-
-from tests.bot.fakes import takes_audience
 from tests.bot.slack.conftest import USER, block_texts, button_values, share_click
 from tests.conftest import wait_for, write
 from tests.emulators.slack import slash_command_payload
@@ -50,8 +44,6 @@ async def test_canary_end_to_end_restricted_documents_never_leak_through_slack(
         extra_sources=[{"name": "people", "type": "directory", "path": str(people), "access": ["group:hr"]}],
     )
     knowledge = lore.services.knowledge
-    if not takes_audience(knowledge):
-        pytest.skip("the index side of issue 19 is not merged yet: Knowledge.answer takes no audience")
     assert (await asyncio.to_thread(knowledge.sync, "people")).error is None
 
     # In a channel, even HR gets public content only, with "Answer privately" on offer.

@@ -7,8 +7,6 @@ session's user, server-side), whatever the page shows; the answers' filtering is
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 from pathlib import Path
 
 import pytest
@@ -17,21 +15,6 @@ from tests.bot.web.conftest import ADMIN, ADMIN_PW, REVIEWER, REVIEWER2, REVIEWE
 from tests.conftest import write
 
 MARKER = "CANARY-WEB-4F7"
-
-
-def _filtered_end_to_end() -> bool:
-    """The engine filters by audience and the core decides it (issue 19's other two halves)."""
-    from knowledge.engine import CitingQueryEngine
-
-    return (
-        "audience" in inspect.signature(CitingQueryEngine.answer).parameters
-        and importlib.util.find_spec("bot.core.access") is not None
-    )
-
-
-needs_filtering = pytest.mark.skipif(
-    not _filtered_end_to_end(), reason="needs the engine's filter and the core's audience (issue 19)"
-)
 
 
 @pytest.fixture
@@ -126,7 +109,6 @@ async def test_a_view_as_answer_says_whose_view_it_is_and_never_shares_a_convers
     assert again.json()["conversation"] == viewed["conversation"]  # the same view continues
 
 
-@needs_filtering
 async def test_each_person_gets_their_own_rights_and_an_admin_sees_exactly_what_they_would(hr_lore):
     question = "what is the L5 salary band?"
     rex = await hr_lore.signed_in(REVIEWER, REVIEWER_PW)
