@@ -11,6 +11,11 @@ decides the audience the way the chat core does (bot/core/access.py, docs/permis
   channel's `channel_sources` scope, and the principal's audience as the wider one, so
   `withheld` counts what "Answer privately" would add.
 
+When Slack is configured, a single `--as slack:U…` is looked up the way the Slack adapter looks
+up an asker (bot/slack/directory.py: the user groups and email `[groups]` names), and a
+`--where channel:slack:C…` shared with another organisation gets public content only, or the
+refusal, as in chat.
+
 In a DM Lore counts nothing as left out, but an admin checking a rule wants to know, so `--as`
 with `--where dm` counts against everything `lore.toml` grants (`AccessPolicy.everything`;
 `withheld`: matches in the unfiltered top-k the principal may not read). The answer itself never
@@ -19,7 +24,9 @@ depends on `wider`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -30,9 +37,11 @@ from rich.markup import escape
 
 from bot.commands._common import err, error, knowledge_for, out, settings_of
 from bot.commands.index import _nothing_indexed
+from bot.slack.directory import SlackDirectory, configured_user_groups, names_emails
+from bot.slack.outbox import make_web_client
 from config import Settings
 from config.settings import Grant
-from knowledge.access import PUBLIC, AccessPolicy, Audience
+from knowledge.access import PUBLIC, PUBLIC_AUDIENCE, AccessPolicy, Audience
 
 __all__ = ["View", "ask", "register", "view_for"]
 
@@ -68,6 +77,7 @@ class View:
 
 
 _grant = TypeAdapter(Grant)
+_SLACK_USER = re.compile(r"^slack:[UW][A-Z0-9]+$")
 
 
 def parse_where(where: str) -> tuple[str, str] | None:
@@ -107,12 +117,20 @@ def asked_for(policy: AccessPolicy, principals: Sequence[str]) -> tuple[str, Aud
     return label, policy.person(texts, label)
 
 
-def view_for(settings: Settings, principal: str | Sequence[str], where: str = "dm") -> View:
-    """The audience, wider audience and sources Lore uses for `principal` at `where`.
+def view_for(
+    settings: Settings, principal: str | Sequence[str], where: str = "dm", *, lookup: bool = False
+) -> View:
+    """The audience, wider audience and sources Lore uses for `principal` at `where`; with
+    `lookup` (and Slack configured), what Slack's directory adds, as the adapter would.
     Raises ValueError with a message for the operator."""
     policy = AccessPolicy(settings)
-    label, person = asked_for(policy, [principal] if isinstance(principal, str) else principal)
+    texts = [principal] if isinstance(principal, str) else list(principal)
+    label, person = asked_for(policy, texts)
     place = parse_where(where)
+    directory = _slack_directory(settings) if lookup else None
+    if directory is not None and len(texts) == 1 and _SLACK_USER.match(texts[0]):
+        found = _looked_up(directory.principals(texts[0].removeprefix("slack:")), texts[0])
+        person = policy.person([*texts, *found], label)
     if place is None:
         return View(label, "dm", person, policy.everything(), None)
     platform, channel = place
@@ -124,7 +142,38 @@ def view_for(settings: Settings, principal: str | Sequence[str], where: str = "d
             f"channels it answers in ({', '.join(allowed)})"
         )
     scope = next((list(c.sources) for c in adapter.channel_sources if c.channel == channel), None)
-    return View(label, f"channel:{platform}:{channel}", policy.channel(platform, channel), person, scope)
+    audience = policy.channel(platform, channel)
+    shared = (
+        platform == "slack"
+        and directory is not None
+        and _looked_up(directory.is_external(channel), f"channel {channel}", default=True)
+    )
+    if shared:  # with another organisation: public only, or no answer
+        if settings.slack.external_channels == "refuse":
+            raise ValueError(
+                f"Slack channel {channel} is shared with another organisation and "
+                "slack.external_channels = 'refuse': Lore does not answer there"
+            )
+        audience = PUBLIC_AUDIENCE
+    return View(label, f"channel:{platform}:{channel}", audience, person, scope)
+
+
+def _slack_directory(settings: Settings) -> SlackDirectory | None:
+    if settings.slack.bot_token is None:
+        return None
+    groups = settings.groups
+    client = make_web_client(settings.slack)
+    return SlackDirectory(client, configured_user_groups(groups), emails=names_emails(groups))
+
+
+def _looked_up(call: Any, what: str, default: Any = frozenset()) -> Any:
+    """Run one directory call; when Slack can't answer, say so and use `default` (as the chat
+    core does: fewer rights for a person, public only for a channel)."""
+    try:
+        return asyncio.run(call)
+    except Exception as exc:
+        err.print(f"[yellow]note:[/yellow] could not look up {escape(what)} in Slack ({escape(str(exc))})")
+        return default
 
 
 def ask(
@@ -166,7 +215,7 @@ def ask(
         raise typer.Exit(2)
     if as_:
         try:
-            view = view_for(settings, as_, where or "dm")
+            view = view_for(settings, as_, where or "dm", lookup=True)
         except ValueError as exc:
             error(exc)
             raise typer.Exit(2) from None

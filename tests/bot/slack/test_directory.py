@@ -3,6 +3,8 @@ emails and shared channels, cached for `slack.directory_cache_seconds`, failures
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -14,8 +16,13 @@ from tests.emulators.slack import BOT_TOKEN, SlackEmulator
 @pytest.fixture
 async def slack():
     async with SlackEmulator(
-        users={"U1": {"name": "ada", "email": "ada@hr.example.com"}, "U2": {"name": "bob"}},
-        usergroups={"S0HR": ["U1"], "S0ENG": ["U1", "U2"]},
+        users={
+            "U1": {"name": "ada", "email": "ada@hr.example.com"},
+            "U2": {"name": "bob"},
+            "U0HANA": {"name": "hana", "email": "hana@hr.example.com"},  # an id `--as` accepts
+            "U0BOB": {"name": "bob2"},
+        },
+        usergroups={"S0HR": ["U1", "U0HANA"], "S0ENG": ["U1", "U2"]},
         channels={"C0EXT": {"is_shared": True, "is_ext_shared": True}},
     ) as emulator:
         yield emulator
@@ -74,3 +81,34 @@ def test_only_the_user_groups_and_emails_lore_toml_names_are_worth_asking_about(
     groups = {"hr": ["slack:group:S0HR", "slack:U1"], "eng": ["slack:group:S0ENG", "slack:group:S0HR"]}
     assert configured_user_groups(groups) == ["S0ENG", "S0HR"] and not names_emails(groups)
     assert names_emails({"hr": ["email:*@hr.example.com"]})
+
+
+async def test_lore_ask_as_a_slack_user_looks_them_up_as_the_adapter_would(slack, tmp_path):
+    from bot.commands.ask import view_for
+    from config.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path,
+        slack={"bot_token": BOT_TOKEN, "api_url": slack.base_url},
+        groups={"hr": ["slack:group:S0HR"], "people": ["email:*@hr.example.com"]},
+    )
+    # asyncio.run inside the command: off this test's event loop, as from a shell
+    view = await asyncio.to_thread(view_for, settings, "slack:U0HANA", lookup=True)
+    assert view.principal == "slack:U0HANA"
+    assert {"group:hr", "group:people", "email:hana@hr.example.com"} <= view.audience.grants
+    assert (
+        "group:hr"
+        not in (await asyncio.to_thread(view_for, settings, "slack:U0BOB", lookup=True)).audience.grants
+    )
+    # A shared channel is public only, or no answer at all, as in chat.
+    shared = await asyncio.to_thread(view_for, settings, "slack:U0HANA", "channel:C0EXT", lookup=True)
+    assert shared.audience.grants == {"public"}
+    refusing = settings.model_copy(
+        update={"slack": settings.slack.model_copy(update={"external_channels": "refuse"})}
+    )
+    with pytest.raises(ValueError, match="shared with another organisation"):
+        await asyncio.to_thread(view_for, refusing, "slack:U0HANA", "channel:C0EXT", lookup=True)
+    # Slack down: the principal alone, said on stderr, never more rights.
+    slack.fail_next("usergroups.users.list", status=200, error="missing_scope")
+    alone = await asyncio.to_thread(view_for, settings, "slack:U0HANA", lookup=True)
+    assert alone.audience.grants == {"public", "slack:U0HANA"}
