@@ -109,3 +109,9 @@ def canary_source(root: Path, name: str = "company") -> dict[str, object]:
         "access": ["public"],
         "access_rules": [{"glob": "restricted/**", "access": ["group:secret"]}],
     }
+
+
+def spread(questions: list[tuple[str, Canary]], paths: int) -> list[list[tuple[str, Canary]]]:
+    """The questions dealt round-robin over `paths` paths: each is asked once, each path gets
+    every subject's phrasings in turn (100 questions over 8 paths: 12 or 13 each)."""
+    return [questions[k::paths] for k in range(paths)]
