@@ -1,9 +1,9 @@
 """Issue 19's canary on Discord, end to end: the canary corpus (tests/canary/corpus.py: 20 restricted
 documents with unique markers, their public twins, 100 questions aimed at the markers) in the real
 Knowledge (labelled index, the filter inside the search), behind Lore's real discord.py bot and
-the emulator. The 100 questions are dealt over every path an unauthorised person has: mentions
-(answered in a thread), follow-ups in those threads, DMs, `/ask`, Share, "Answer privately" clicked
-by an outsider, and after a restart. No marker may reach any request Lore made to Discord but
+the emulator. Half the 100 questions (the web chat's test asks the other half) are dealt over
+every path an unauthorised person has: mentions (answered in a thread), follow-ups in those
+threads, DMs, `/ask`, Share, "Answer privately" clicked by an outsider, and after a restart. No marker may reach any request Lore made to Discord but
 those for the member of `secret` (BOB, by his role), nor a log line (Lore at DEBUG) or a metric.
 """
 
@@ -69,7 +69,8 @@ async def interaction_reply(lore, token: str) -> dict:
 
 
 async def test_the_canary_never_leaks_through_discord(connect_discord, canary, canary_template, caplog):
-    paths = spread(canary.questions(), 7)
+    # Half the questions (the web chat's test asks the other half; Slack's, all of them).
+    paths = spread(canary.questions()[0::2], 7)
     lore = await connect_discord(**canary_settings(canary, canary_template))
     bobs: set[str] = set()
     with lore_logging_at_debug(lore.settings, caplog) as log:
@@ -115,7 +116,7 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
         assert private_ids(plain) == []
 
         # BOB in a DM (roles from the member lookup): each marker, its restricted document cited.
-        firsts = canary.questions()[::5]
+        firsts = canary.questions()[:50:5]  # the first ten subjects (the web chat's, the others)
         for (_, c), answer in zip(firsts, await dms(lore, firsts, user=BOB, channel=BOB_DM), strict=True):
             assert c.marker in shown(answer) and c.restricted_path in json.dumps(answer), c.subject
         # BOB's private /ask cannot be shared into #support.

@@ -1,7 +1,7 @@
 """Issue 19's canary in the web console's chat: the canary corpus (tests/canary/corpus.py) in the
-real Knowledge behind the real console. The 100 questions are dealt over everyone without rights:
-people not signed in, a signed-in reviewer outside `secret` (follow-ups in one conversation), and
-an admin viewing as that reviewer. No marker in any reply (text, sources, view note), log line
+real Knowledge behind the real console. Half the 100 questions (Discord's test asks the other
+half) are dealt over everyone without rights: people not signed in, a signed-in reviewer outside
+`secret` (follow-ups in one conversation), and an admin viewing as that reviewer. No marker in any reply (text, sources, view note), log line
 (Lore at DEBUG) or /metrics; rita, in `secret`, gets each marker with its restricted document.
 """
 
@@ -33,7 +33,8 @@ def canary_lore(make_lore, canary, canary_template):
 
 async def test_the_canary_never_leaks_through_the_web_chat(canary_lore, canary, caplog):
     lore = canary_lore
-    anonymous, as_rex, own = spread(canary.questions(), 3)
+    # Half the questions (Discord's test asks the other half; Slack's, all of them).
+    anonymous, as_rex, own = spread(canary.questions()[1::2], 3)
     replies = []
     with lore_logging_at_debug(lore.settings, caplog) as log:
         stranger = lore.client()
@@ -55,7 +56,7 @@ async def test_the_canary_never_leaks_through_the_web_chat(canary_lore, canary, 
         assert any(r["view"]["withheld"] >= 1 for r in replies[-len(as_rex) :])
 
         rita = await lore.signed_in(REVIEWER2, REVIEWER2_PW)
-        for _, c in canary.questions()[::5]:
+        for _, c in canary.questions()[50::5]:  # the last ten subjects (Discord's, the others)
             mine = await rita.ask(f"what is the {c.subject}?")
             assert c.marker in mine["text"], c.subject
             assert c.restricted_path in json.dumps(mine["sources"]), c.subject
