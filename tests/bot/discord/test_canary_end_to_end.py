@@ -3,8 +3,9 @@ documents with unique markers, their public twins, 100 questions aimed at the ma
 Knowledge (labelled index, the filter inside the search), behind Lore's real discord.py bot and
 the emulator. Half the 100 questions (the web chat's test asks the other half) are dealt over
 every path an unauthorised person has: mentions (answered in a thread), follow-ups in those
-threads, DMs, `/ask`, Share, "Answer privately" clicked by an outsider, and after a restart. No marker may reach any request Lore made to Discord but
-those for the member of `secret` (BOB, by his role), nor a log line (Lore at DEBUG) or a metric.
+threads, DMs, `/ask`, Share, "Answer privately" clicked by an outsider, and after a restart. No
+marker may reach any request Lore made to Discord but those for the member of `secret` (BOB, by
+his role), nor a log line (Lore at DEBUG) or a metric.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Issue 19's canary in the web console's chat: the canary corpus (tests/canary/corpus.py) in the
 real Knowledge behind the real console. Half the 100 questions (Discord's test asks the other
 half) are dealt over everyone without rights: people not signed in, a signed-in reviewer outside
-`secret` (follow-ups in one conversation), and an admin viewing as that reviewer. No marker in any reply (text, sources, view note), log line
-(Lore at DEBUG) or /metrics; rita, in `secret`, gets each marker with its restricted document.
+`secret` (follow-ups in one conversation), and an admin viewing as that reviewer. No marker in
+any reply (text, sources, view note), log line (Lore at DEBUG) or /metrics; rita, in `secret`,
+gets each marker with its restricted document.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ async def test_the_canary_never_leaks_through_the_web_chat(canary_lore, canary, 
             response = await admin.json("/api/ask", {"question": q, "view_as": f"web:{REVIEWER}"})
             assert response.status_code == 200, response.text
             replies.append(response.json())
-        assert any(r["view"]["withheld"] >= 1 for r in replies[-len(as_rex) :])
 
         rita = await lore.signed_in(REVIEWER2, REVIEWER2_PW)
         for _, c in canary.questions()[50::5]:  # the last ten subjects (Discord's, the others)
@@ -63,6 +63,8 @@ async def test_the_canary_never_leaks_through_the_web_chat(canary_lore, canary, 
         metrics = (await stranger.http.get("/metrics")).text
     leaked = [r for r in replies if canary.leaks(json.dumps(r))]
     assert leaked == [], leaked[0]
+    # The admin's view as rex says what rex doesn't see (without showing it).
+    assert any(r["view"]["withheld"] >= 1 for r in replies[-len(as_rex) :])
     assert canary.leaks(metrics) == [] and "lore_" in metrics
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert log_leaks(canary, caplog, log.getvalue()) == []
