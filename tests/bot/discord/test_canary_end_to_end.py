@@ -23,7 +23,6 @@ from tests.conftest import wait_for
 
 BOB_DM = "1400000000000000098"
 ALICE_DM = DM_CHANNEL
-SCOPED = "1400000000000000003"  # #random, scoped to the handbook below
 Question = tuple[str, Canary]
 
 
@@ -32,7 +31,6 @@ def canary_settings(canary: CanaryCorpus, template) -> dict:
         "template": template,
         "extra_sources": [canary_source(canary.root)],
         "groups": {"secret": [f"discord:role:{ADMIN_ROLE}"]},  # BOB holds the role; ALICE nothing
-        "discord": {"channel_sources": [{"channel": SCOPED, "sources": ["handbook"]}]},
     }
 
 
@@ -110,10 +108,8 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
             click = await lore.click(button, answer, user=ALICE)
             hers = await interaction_reply(lore, click["token"])
             assert lore.is_ephemeral(hers)
-        # Where nothing restricted can match (#random answers from the handbook only): no button.
-        [plain] = await mentions(
-            lore, [("which VPN client do I install?", paths[0][0][1])], user=BOB, channel=SCOPED
-        )
+        # Nothing restricted matches a VPN question: no button, even for BOB.
+        [plain] = await mentions(lore, [("which VPN client do I install?", paths[0][0][1])], user=BOB)
         assert private_ids(plain) == []
 
         # BOB in a DM (roles from the member lookup): each marker, its restricted document cited.

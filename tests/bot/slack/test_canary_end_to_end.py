@@ -49,7 +49,6 @@ def canary_settings(canary: CanaryCorpus, template) -> dict:
         "template": template,
         "extra_sources": [canary_source(canary.root)],
         "groups": {"secret": ["slack:group:S0SECRET"]},
-        "slack_cfg": {"channel_sources": [{"channel": "C9", "sources": ["handbook"]}]},
     }
 
 
@@ -178,12 +177,8 @@ async def test_the_canary_never_leaks_through_slack_socket_mode(
         ]
 
     await wait_for(lambda: len(privately_answered()) >= len(paths[5]), 60, "the outsider's private answers")
-    # Where nothing restricted can match (C9 answers from the handbook only): no button, even
-    # for the member of `secret`. (Elsewhere in this small corpus every question's top 5 holds
-    # some restricted chunk, relevant or not, so the member of `secret` always gets the button.)
-    [plain] = await mentions(
-        lore, [("which VPN client do I install?", paths[0][0][1])], user=SECRET, channel="C9"
-    )
+    # Nothing restricted matches a VPN question: no button, even for the member of `secret`.
+    [plain] = await mentions(lore, [("which VPN client do I install?", paths[0][0][1])], user=SECRET)
     assert private_values(plain.args) == []
 
     # The member of `secret`, in a DM: the markers, each with its restricted document cited.
@@ -213,8 +208,7 @@ async def http_lore(slack, slack_settings, make_services, canary, canary_templat
     from bot.serve import slack_adapter, web_app
     from tests.bot.slack.conftest import LoreSlack
 
-    over = canary_settings(canary, canary_template)
-    settings = slack_settings(slack={"mode": "http"} | over.pop("slack_cfg"), **over)
+    settings = slack_settings(slack={"mode": "http"}, **canary_settings(canary, canary_template))
     services = make_services(settings)
     adapter = slack_adapter(services)
     await adapter.start()
