@@ -267,3 +267,42 @@ async def test_the_canary_never_leaks_over_signed_http_requests_with_lore_at_deb
     assert canary.leaks(metrics) == []
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert_no_leak(canary, lore.slack, caplog, log.getvalue())
+
+
+async def test_the_model_never_reads_a_marker_for_an_outsider_in_a_thread_after_a_private_answer(
+    connect_slack, fixed_llm, canary, canary_template
+):
+    # What an LLM reads it may repeat: with a model (a fixed reply, its prompts recorded), a thread
+    # where the member of `secret` got a private answer gives the next people there no marker.
+    fixed_llm.reply = "See the page about it [1]."
+    lore = await connect_slack(llm=fixed_llm.settings(), **canary_settings(canary, canary_template))
+    (question, c), (follow_up, _) = canary.questions()[0], canary.questions()[1]
+
+    def prompts_since(start: int) -> str:
+        return "\n".join(fixed_llm.prompts[start:])
+
+    start = len(fixed_llm.prompts)
+    ts = await lore.mention(question, user=SECRET)
+    answer = await lore.wait_answer(ts)
+    assert canary.leaks(prompts_since(start)) == []
+    [value] = private_values(answer.args)
+
+    start = len(fixed_llm.prompts)
+    click = block_action_payload(
+        "lore_answer_privately", value, SECRET, "C1", answer.args["ts"], thread_ts=ts
+    )
+    await lore.slack.send_interactive(click)
+    await wait_for(lambda: [x for x in lore.slack.calls_to("chat.postEphemeral") if button_values(x.args)])
+    assert c.marker in prompts_since(start)  # the member of `secret` got it, privately
+
+    for n, user in enumerate((OUTSIDER, SECRET), start=2):  # follow-ups: the channel's audience
+        start = len(fixed_llm.prompts)
+        await lore.say(follow_up, user=user, thread_ts=ts)
+        await lore.slack.wait_until(lambda: len(lore.answers("C1", ts)) >= n, 20, "a follow-up")  # noqa: B023
+        assert canary.leaks(prompts_since(start)) == [], user
+    start = len(fixed_llm.prompts)
+    await lore.say(follow_up, user=OUTSIDER, channel="D2", channel_type="im")
+    await lore.wait_answer(None, channel="D2")
+    assert canary.leaks(prompts_since(start)) == []
+    await lore.settle()
+    assert canary.leaks("\n".join(seen_by_others(lore.slack))) == []
