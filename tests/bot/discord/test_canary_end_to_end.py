@@ -127,7 +127,7 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
         assert told.json["content"] == SHARE_REFUSED
         await lore.settle()
 
-        leaked = [line for line in seen_by_others(lore, bobs) if canary.leaks(line)]
+        leaked = [line for line in seen_by_others(lore, bobs) if canary.exposed(line)]
         assert leaked == [], leaked[0][:400]
 
         # 7. After a restart over the same data directory, the labels hold.
@@ -137,7 +137,7 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
         await mentions(again, paths[6][:half])
         await dms(again, paths[6][half:], channel="1400000000000000097")
         await again.settle()
-    leaked = [line for line in seen_by_others(again, bobs) if canary.leaks(line)]
+    leaked = [line for line in seen_by_others(again, bobs) if canary.exposed(line)]
     assert leaked == [], leaked[0][:400]
     assert any(r.levelno == logging.DEBUG for r in caplog.records)
     assert log_leaks(canary, caplog, log.getvalue()) == []

@@ -72,7 +72,7 @@ def seen_by_others(slack: SlackEmulator) -> list[str]:
 
 
 def assert_no_leak(canary: CanaryCorpus, slack: SlackEmulator, caplog, *logs: str) -> None:
-    sent = [line for line in seen_by_others(slack) if canary.leaks(line)]
+    sent = [line for line in seen_by_others(slack) if canary.exposed(line)]
     assert sent == [], f"{len(sent)} leaking calls, e.g. {sent[0][:400]}"
     assert log_leaks(canary, caplog, *logs) == []
     assert canary.leaks(metrics_text()) == []
@@ -283,7 +283,7 @@ async def test_the_model_never_reads_a_marker_for_an_outsider_in_a_thread_after_
     start = len(fixed_llm.prompts)
     ts = await lore.mention(question, user=SECRET)
     answer = await lore.wait_answer(ts)
-    assert canary.leaks(prompts_since(start)) == []
+    assert canary.exposed(prompts_since(start)) == []
     [value] = private_values(answer.args)
 
     start = len(fixed_llm.prompts)
@@ -298,10 +298,10 @@ async def test_the_model_never_reads_a_marker_for_an_outsider_in_a_thread_after_
         start = len(fixed_llm.prompts)
         await lore.say(follow_up, user=user, thread_ts=ts)
         await lore.slack.wait_until(lambda: len(lore.answers("C1", ts)) >= n, 20, "a follow-up")  # noqa: B023
-        assert canary.leaks(prompts_since(start)) == [], user
+        assert canary.exposed(prompts_since(start)) == [], user
     start = len(fixed_llm.prompts)
     await lore.say(follow_up, user=OUTSIDER, channel="D2", channel_type="im")
     await lore.wait_answer(None, channel="D2")
-    assert canary.leaks(prompts_since(start)) == []
+    assert canary.exposed(prompts_since(start)) == []
     await lore.settle()
-    assert canary.leaks("\n".join(seen_by_others(lore.slack))) == []
+    assert canary.exposed("\n".join(seen_by_others(lore.slack))) == []
