@@ -78,6 +78,8 @@ async def test_the_canary_never_leaks_from_an_index_owning_worker(
                 name, audience, wider = audiences[i % len(audiences)]
                 answer = await asyncio.to_thread(remote.answer, q, audience=audience, wider=wider)
                 answers.append((name, q, answer.model_dump_json()))
+            leaked = [(name, q) for name, q, text in answers if canary.exposed(text)]
+            assert leaked == [], leaked
             # A channel question from the member of `secret` left something out (what the
             # "Answer privately" button is offered on); the outsider's in a channel nothing.
             channel = await asyncio.to_thread(
