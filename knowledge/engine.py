@@ -334,11 +334,24 @@ class CitingQueryEngine(CustomQueryEngine):
         source: str | None = None,
         sources: Collection[str] | None = None,
     ) -> int:
-        """How many chunks of `wider`'s top-k for `query` `audience` may not read."""
+        """How many chunks of `wider`'s top-k for `query` `audience` may not read, counting only
+        matches: chunks at least as close to the question as the abstention floor. (In a small
+        corpus, restricted chunks about something else still fill the top k; an answer that left
+        only those out left nothing out.)"""
         if wider.grants == audience.grants or wider.grants <= audience.grants:
             return 0
-        found = self._retrieve(query, top_k, source, None, audience=wider, sources=sources)[2]
-        return sum(1 for c in found if not c.confidence_only and not audience.can_read(c.access))
+        _, vector, found = self._retrieve(query, top_k, source, None, audience=wider, sources=sources)
+        unreadable = [c for c in found if not c.confidence_only and not audience.can_read(c.access)]
+        if not unreadable:
+            return 0
+        floor = self.thresholds(source).floor
+        question = np.asarray(vector, dtype=np.float32)
+        return sum(
+            1
+            for c in unreadable
+            if (c.dense_score if c.dense_score is not None else _cosine(question, self._embed([c.text])[0]))
+            >= floor
+        )
 
     def _split(self, chunks: list[RetrievedChunk]) -> tuple[list[RetrievedChunk], list[RetrievedChunk]]:
         """(the chunks to answer from, the best chunks before the per-document cap)."""

@@ -123,13 +123,51 @@ def index_template(tmp_path_factory: pytest.TempPathFactory, docs_dir: Path, emb
     return data
 
 
+@pytest.fixture(scope="session")
+def canary(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The canary corpus (tests/canary/corpus.py) on disk, shared by the whole run."""
+    from tests.canary.corpus import write_canary_corpus
+
+    return write_canary_corpus(tmp_path_factory.mktemp("canary"))
+
+
+@pytest.fixture(scope="session")
+def canary_template(
+    tmp_path_factory: pytest.TempPathFactory, index_template: Path, canary: Any, embedder: Any
+) -> Path:
+    """`index_template` plus the canary corpus as the source `company`, indexed once per run
+    (labelled: restricted/** for `group:secret`). Pass it as `lore_settings(template=...)` with
+    `extra_sources=[canary_source(canary.root)]` and a `secret` group."""
+    from config.settings import Settings
+    from knowledge.service import Knowledge
+    from tests.canary.corpus import canary_source
+
+    data = tmp_path_factory.mktemp("canary-index") / "data"
+    shutil.copytree(index_template, data)
+    kn = Knowledge(
+        Settings(
+            data_dir=data,
+            sources=[canary_source(canary.root)],
+            groups={"secret": ["web:nobody"]},
+            llm={"provider": "extractive"},
+        ),
+        embedder=embedder,
+    )
+    try:
+        assert kn.sync("company").error is None
+    finally:
+        kn.close()
+    return data
+
+
 @pytest.fixture
 def lore_settings(
     make_settings: Callable[..., Any], docs_dir: Path, index_template: Path, tmp_path: Path
 ) -> Callable[..., Any]:
-    """`lore_settings(docs=None, data_dir="data", extra_sources=(), chat={...}, **overrides)` ->
-    settings over a private copy (`tmp_path / data_dir`) of the indexed corpus, with generous rate
-    limits. `docs` swaps in a private copy of the corpus; `extra_sources` adds sources."""
+    """`lore_settings(docs=None, data_dir="data", extra_sources=(), chat={...}, template=None,
+    **overrides)` -> settings over a private copy (`tmp_path / data_dir`) of the indexed corpus
+    (or of `template`, another indexed data directory), with generous rate limits. `docs` swaps
+    in a private copy of the corpus; `extra_sources` adds sources."""
 
     def make(
         *,
@@ -137,11 +175,12 @@ def lore_settings(
         data_dir: str = "data",
         extra_sources: Sequence[dict[str, Any]] = (),
         chat: dict[str, Any] | None = None,
+        template: Path | None = None,
         **over: Any,
     ) -> Any:
         data = tmp_path / data_dir
         if not data.exists():
-            shutil.copytree(index_template, data)
+            shutil.copytree(template or index_template, data)
         chat_cfg = {"user_per_minute": 1000, "channel_per_minute": 1000} | (chat or {})
         sources = corpus_sources(docs or docs_dir) + list(extra_sources)
         return make_settings(sources, data_dir=data, chat=chat_cfg, **over)

@@ -68,8 +68,15 @@ class CanaryCorpus:
         return [(p.format(s=c.subject), c) for c in self.canaries for p in PHRASINGS]
 
     def leaks(self, text: str) -> list[str]:
-        """The markers found in `text`: each one is a leak."""
-        return [m for m in self.markers if m in text]
+        """The markers found in `text`, whole or just their random part in any case (cut, or
+        lower-cased on the way): each one is a leak."""
+        folded = text.lower()
+        return [m for m in self.markers if m.removeprefix("CANARY").lower() in folded]
+
+    def exposed(self, text: str) -> list[str]:
+        """What people without rights must not see at all: a marker, or a restricted document's
+        path (a citation names a document even when it quotes nothing)."""
+        return self.leaks(text) + [c.restricted_path for c in self.canaries if c.restricted_path in text]
 
 
 def marker(i: int) -> str:
@@ -109,3 +116,9 @@ def canary_source(root: Path, name: str = "company") -> dict[str, object]:
         "access": ["public"],
         "access_rules": [{"glob": "restricted/**", "access": ["group:secret"]}],
     }
+
+
+def spread(questions: list[tuple[str, Canary]], paths: int) -> list[list[tuple[str, Canary]]]:
+    """The questions dealt round-robin over `paths` paths: each is asked once, each path gets
+    every subject's phrasings in turn (100 questions over 8 paths: 12 or 13 each)."""
+    return [questions[k::paths] for k in range(paths)]

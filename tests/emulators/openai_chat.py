@@ -9,6 +9,7 @@ waits until the test sets `release` (a model slow enough to shut a process down 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -34,6 +35,7 @@ class FixedLLM:
     def __init__(self, reply: str = "", *, model: str = "fixed", hold: bool = False) -> None:
         self.reply, self.model = reply, model
         self.requests = 0
+        self.prompts: list[str] = []  # each request's messages, as JSON: what the model read
         self.received = asyncio.Event()  # set by the first request
         self.release = asyncio.Event()  # completions wait for it
         if not hold:
@@ -74,8 +76,9 @@ class FixedLLM:
     async def _models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
-    async def _complete(self, _request: web.Request) -> web.Response:
+    async def _complete(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.prompts.append(json.dumps((await request.json()).get("messages")))
         self.received.set()
         await self.release.wait()
         return web.json_response(chat_completion(self.reply, self.model))

@@ -172,6 +172,14 @@ def test_withheld_counts_what_the_asker_could_see_and_the_channel_may_not(indexe
     assert indexed.answer(question, audience=channel, wider=indexed.policy.person(["slack:UX"])).withheld == 0
 
 
+def test_restricted_chunks_that_only_fill_the_top_k_are_not_withheld_matches(indexed):
+    # Nothing restricted is about the VPN, but in a small corpus restricted chunks still fill the
+    # wider search's top k: they are not matches the channel answer left out (no "Answer
+    # privately" to offer), only chunks as relevant as what the answer would abstain on.
+    channel, asker = indexed.policy.channel("slack", "C1"), hr_person(indexed.policy)
+    assert indexed.answer("which VPN client do I install?", audience=channel, wider=asker).withheld == 0
+
+
 def test_visible_documents_lists_what_an_audience_may_read(indexed):
     public = indexed.visible_documents(PUBLIC_AUDIENCE)
     assert public == {"hb": sorted(PUBLIC_DOCS), "wiki": ["canteen.md"]}

@@ -1,71 +1,144 @@
-"""Issue 19's canary on Discord, end to end: the real Knowledge (labelled index, filter inside the
-search) behind Lore's real discord.py bot and the emulator. No marker of a restricted document
-may reach a channel, a thread, someone else's DM or ephemeral reply, a Share, or a log line.
+"""Issue 19's canary on Discord, end to end: the canary corpus (tests/canary/corpus.py: 20 restricted
+documents with unique markers, their public twins, 100 questions aimed at the markers) in the real
+Knowledge (labelled index, the filter inside the search), behind Lore's real discord.py bot and
+the emulator. Half the 100 questions (the web chat's test asks the other half) are dealt over
+every path an unauthorised person has: mentions (answered in a thread), follow-ups in those
+threads, DMs, `/ask`, Share, "Answer privately" clicked by an outsider, and after a restart. No
+marker may reach any request Lore made to Discord but those for the member of `secret` (BOB, by
+his role), nor a log line (Lore at DEBUG) or a metric.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import re
 
 from bot.core.access import SHARE_REFUSED
-from tests.bot.discord.conftest import ADMIN_ROLE, ALICE, BOB, DM_CHANNEL, answer_id_of, visible_text
-from tests.conftest import write
+from tests.bot.discord.conftest import ADMIN_ROLE, ALICE, BOB, DM_CHANNEL, SUPPORT, answer_id_of, custom_ids
+from tests.bot.discord.conftest import visible_text as shown
+from tests.canary.checks import log_leaks, lore_logging_at_debug, metrics_text
+from tests.canary.corpus import Canary, CanaryCorpus, canary_source, spread
+from tests.conftest import wait_for
 
-MARKERS = [f"OTTER{i:02d}VELVET" for i in range(5)]
-TOPICS = ["bonus pool", "salary bands", "layoff plan", "merger codename", "pay review"]
 BOB_DM = "1400000000000000098"
+ALICE_DM = DM_CHANNEL
+Question = tuple[str, Canary]
 
 
-async def test_canary_end_to_end_restricted_documents_never_leak_through_discord(
-    connect_discord, tmp_path, caplog
-):
-    # At Lore's default level. (At DEBUG, llama_index's own retriever logs the top nodes' text:
-    # config/logs.py must quiet it before this can check DEBUG too; the adapters are quiet.)
-    caplog.set_level(logging.INFO)
-    people = tmp_path / "people"
-    for i, (topic, marker) in enumerate(zip(TOPICS, MARKERS, strict=True)):
-        write(
-            people, f"hr/doc{i}.md", f"# The {topic}\n\nThe {topic} for this year is recorded as {marker}.\n"
+def canary_settings(canary: CanaryCorpus, template) -> dict:
+    return {
+        "template": template,
+        "extra_sources": [canary_source(canary.root)],
+        "groups": {"secret": [f"discord:role:{ADMIN_ROLE}"]},  # BOB holds the role; ALICE nothing
+    }
+
+
+def private_ids(message) -> list[str]:
+    return [c for c in custom_ids(message) if c.startswith("private:")]
+
+
+def seen_by_others(lore, bobs_tokens: set[str]) -> list[str]:
+    """Every request Lore made to Discord, but those in BOB's DM and those answering BOB's own
+    interactions (his ephemeral replies)."""
+    out = []
+    for call in lore.emu.calls:
+        if BOB_DM in call.path or any(token in call.path for token in bobs_tokens):
+            continue
+        out.append(f"{call.method} {call.path} {json.dumps(call.json)} {json.dumps(call.files)}")
+    return out
+
+
+async def mentions(lore, questions: list[Question], *, user=ALICE, channel=SUPPORT) -> list[dict]:
+    asked = [await lore.mention(q, user=user, channel=channel) for q, _ in questions]
+    return [await lore.wait_answer(a["id"], timeout=60) for a in asked]
+
+
+async def dms(lore, questions: list[Question], *, user=ALICE, channel=ALICE_DM) -> list[dict]:
+    answers = []
+    for q, _ in questions:
+        await lore.dm(q, user=user, channel=channel)
+        answers.append(await lore.wait_answer(channel, count=len(lore.answers(channel)) + 1, timeout=60))
+    return answers
+
+
+async def interaction_reply(lore, token: str) -> dict:
+    await lore.emu.wait_for("PATCH", rf"/webhooks/\d+/{re.escape(token)}/messages/\S+", timeout=60)
+    return lore.original(token)
+
+
+async def test_the_canary_never_leaks_through_discord(connect_discord, canary, canary_template, caplog):
+    # Half the questions (the web chat's test asks the other half; Slack's, all of them).
+    paths = spread(canary.questions()[0::2], 7)
+    lore = await connect_discord(**canary_settings(canary, canary_template))
+    bobs: set[str] = set()
+    with lore_logging_at_debug(lore.settings, caplog) as log:
+        # 1. Mentions by an outsider: public twins only, in a thread, and no button.
+        for answer in await mentions(lore, paths[0]):
+            assert private_ids(answer) == []
+
+        # 2. Follow-ups (no mention) in the outsider's thread.
+        [first] = await mentions(lore, paths[1][:1])
+        thread = first["channel_id"]
+        for n, (q, _) in enumerate(paths[1][1:], start=2):
+            await lore.say(q, user=ALICE, channel=thread)
+            await lore.wait_answer(thread, count=n, timeout=60)
+
+        # 3. The outsider's DMs.
+        await dms(lore, paths[2])
+
+        # 4. /ask (ephemeral), and 5. Share of each such answer into #support.
+        for q, _ in paths[3]:
+            cmd = await lore.command("ask", {"question": q}, user=ALICE)
+            assert lore.is_ephemeral(await interaction_reply(lore, cmd["token"]))
+        shares = []
+        for q, _ in paths[4]:
+            cmd = await lore.command("ask", {"question": q}, user=ALICE)
+            private = await interaction_reply(lore, cmd["token"])
+            shares.append(await lore.click(f"share:{answer_id_of(private)}", private, user=ALICE))
+        await wait_for(
+            lambda: len([m for m in lore.messages(SUPPORT) if "Shared by" in shown(m)]) == len(shares),
+            60,
+            "the outsider's answers shared",
         )
-    lore = await connect_discord(
-        groups={"hr": [f"discord:role:{ADMIN_ROLE}"]},  # BOB holds the role
-        extra_sources=[{"name": "people", "type": "directory", "path": str(people), "access": ["group:hr"]}],
-    )
-    knowledge = lore.services.knowledge
-    assert (await asyncio.to_thread(knowledge.sync, "people")).error is None
 
-    def leaked(messages) -> bool:
-        return any(m in visible_text(msg) for msg in messages for m in MARKERS)
+        # 6. BOB asks in #support: public content, with "Answer privately" on offer; ALICE clicks.
+        for answer in await mentions(lore, paths[5], user=BOB):
+            [button] = private_ids(answer)
+            click = await lore.click(button, answer, user=ALICE)
+            hers = await interaction_reply(lore, click["token"])
+            assert lore.is_ephemeral(hers)
+        # Nothing restricted matches a VPN question: no button, even for BOB.
+        [plain] = await mentions(lore, [("which VPN client do I install?", paths[0][0][1])], user=BOB)
+        assert private_ids(plain) == []
 
-    # Channel questions, even from HR: public only.
-    for topic in TOPICS:
-        asked = await lore.mention(f"what is the {topic}?", user=BOB)
-        answer = await lore.wait_answer(asked["id"])
-        assert not leaked([answer])
-    # Outsiders: a DM and an /ask.
-    await lore.dm("what is the bonus pool?", user=ALICE)
-    assert not leaked([await lore.wait_answer(DM_CHANNEL)])
-    cmd = await lore.command("ask", {"question": "what are the salary bands?"}, user=ALICE)
-    await lore.emu.wait_for("PATCH", rf"/webhooks/\d+/{cmd['token']}/messages/\d+")
-    assert not leaked([lore.original(cmd["token"])])
+        # BOB in a DM (roles from the member lookup): each marker, its restricted document cited.
+        firsts = canary.questions()[:50:5]  # the first ten subjects (the web chat's, the others)
+        for (_, c), answer in zip(firsts, await dms(lore, firsts, user=BOB, channel=BOB_DM), strict=True):
+            assert c.marker in shown(answer) and c.restricted_path in json.dumps(answer), c.subject
+        # BOB's private /ask cannot be shared into #support.
+        cmd = await lore.command("ask", {"question": paths[5][0][0]}, user=BOB)
+        bobs.add(cmd["token"])
+        private = await interaction_reply(lore, cmd["token"])
+        assert paths[5][0][1].marker in shown(private)
+        share = await lore.click(f"share:{answer_id_of(private)}", private, user=BOB)
+        bobs.add(share["token"])
+        [told] = await lore.emu.wait_for("POST", rf"/webhooks/\d+/{share['token']}")
+        assert told.json["content"] == SHARE_REFUSED
+        await lore.settle()
 
-    # HR in a DM (roles from the member lookup): the answer, with its citation.
-    await lore.dm("what is the bonus pool?", user=BOB, channel=BOB_DM)
-    mine = await lore.wait_answer(BOB_DM)
-    assert MARKERS[0] in visible_text(mine) and "doc0.md" in json.dumps(mine)
+        leaked = [line for line in seen_by_others(lore, bobs) if canary.exposed(line)]
+        assert leaked == [], leaked[0][:400]
 
-    # HR's private /ask cannot be shared into the channel.
-    cmd = await lore.command("ask", {"question": "what is the layoff plan?"}, user=BOB)
-    await lore.emu.wait_for("PATCH", rf"/webhooks/\d+/{cmd['token']}/messages/\d+")
-    private = lore.original(cmd["token"])
-    share = await lore.click(f"share:{answer_id_of(private)}", private, user=BOB)
-    [told] = await lore.emu.wait_for("POST", rf"/webhooks/\d+/{share['token']}")
-    assert told.json["content"] == SHARE_REFUSED
-    await lore.settle()
-
-    # Everything anyone but BOB can see: every channel, thread and DM but his, ephemerals aside.
-    seen = [m for channel, ms in lore.emu.history.items() if channel != BOB_DM for m in ms]
-    assert seen and not leaked([m for m in seen if not lore.is_ephemeral(m)])
-    assert not any(m in r.getMessage() for r in caplog.records for m in MARKERS)
+        # 7. After a restart over the same data directory, the labels hold.
+        await lore.stop()
+        again = await connect_discord(**canary_settings(canary, canary_template))
+        half = len(paths[6]) // 2
+        await mentions(again, paths[6][:half])
+        await dms(again, paths[6][half:], channel="1400000000000000097")
+        await again.settle()
+    leaked = [line for line in seen_by_others(again, bobs) if canary.exposed(line)]
+    assert leaked == [], leaked[0][:400]
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    assert log_leaks(canary, caplog, log.getvalue()) == []
+    assert canary.leaks(metrics_text()) == []

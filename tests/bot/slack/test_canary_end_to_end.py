@@ -1,95 +1,307 @@
-"""Issue 19's canary, end to end: the real Knowledge (labelled index, filter inside the search)
-behind the real Bolt app and the Slack emulator. Restricted documents carry unique markers; no
-marker may reach a channel, someone else's private answer, a Share, or a log line.
+"""Issue 19's canary on Slack, end to end: the canary corpus (tests/canary/corpus.py: 20 restricted
+documents with unique markers, their public twins, 100 questions aimed at the markers) in the real
+Knowledge (labelled index, the filter inside the search), behind the real Bolt app and the Slack
+emulator. The 100 questions are dealt over every path an unauthorised person has: channel
+mentions, thread follow-ups, DMs, `/ask`, Share, "Answer privately" clicked by an outsider, after
+a restart (Socket Mode), and over signed HTTP requests. No marker may reach anything Slack
+received (messages, edits, ephemerals, response_url bodies), a log line or a metric; the one
+member of `group:secret` gets the markers in a DM, with the restricted document cited.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+from urllib.parse import urlencode
 
-from tests.bot.slack.conftest import USER, block_texts, button_values, share_click
-from tests.conftest import wait_for, write
-from tests.emulators.slack import slash_command_payload
+import pytest
 
-HR = USER  # U1 is in HR; U2 is not
+from tests.bot.slack.conftest import SIGNING_SECRET, block_texts, button_values
+from tests.canary.checks import log_leaks, lore_logging_at_debug, metrics_text
+from tests.canary.corpus import Canary, CanaryCorpus, canary_source, spread
+from tests.conftest import wait_for
+from tests.emulators.slack import (
+    BOT_USER_ID,
+    SlackEmulator,
+    app_mention_event,
+    block_action_payload,
+    event_callback,
+    message_event,
+    sign_request,
+    slash_command_payload,
+)
+
+SECRET = "U1"  # in the user group S0SECRET, which lore.toml's `secret` group names
 OUTSIDER = "U2"
-MARKERS = [f"ZEBRA{i:02d}QUILL" for i in range(5)]
-TOPICS = ["bonus pool", "salary bands", "layoff plan", "merger codename", "pay review"]
+PATHS = 8  # the socket test's seven paths and the HTTP test's one
+Question = tuple[str, Canary]
 
 
-def restricted_corpus(root) -> None:
-    for i, (topic, marker) in enumerate(zip(TOPICS, MARKERS, strict=True)):
-        write(root, f"hr/doc{i}.md", f"# The {topic}\n\nThe {topic} for this year is recorded as {marker}.\n")
+@pytest.fixture
+async def slack():
+    users = {SECRET: {"name": "ada"}, OUTSIDER: {"name": "bob"}}
+    async with SlackEmulator(users=users, usergroups={"S0SECRET": [SECRET]}) as emulator:
+        yield emulator
 
 
-def everything(lore) -> str:
-    """Every text Lore sent anywhere: posts, edits, ephemerals and response_url messages."""
-    methods = ("chat.postMessage", "chat.update", "chat.postEphemeral", "response_url")
-    return "\n".join(json.dumps(c.args) for m in methods for c in lore.slack.calls_to(m))
+def canary_settings(canary: CanaryCorpus, template) -> dict:
+    return {
+        "template": template,
+        "extra_sources": [canary_source(canary.root)],
+        "groups": {"secret": ["slack:group:S0SECRET"]},
+    }
 
 
-async def test_canary_end_to_end_restricted_documents_never_leak_through_slack(
-    connect_slack, slack, tmp_path, caplog
+def private_values(args: dict) -> list[str]:
+    return [v for v in button_values(args) if v.startswith("private:")]
+
+
+def seen_by_others(slack: SlackEmulator) -> list[str]:
+    """Everything Slack received from Lore that someone other than SECRET may see: every call but
+    SECRET's own DM (D1), ephemerals for SECRET and response_urls named for SECRET."""
+    out = []
+    for call in slack.calls:
+        if call.args.get("channel") == "D1" or (
+            call.method == "chat.postEphemeral" and call.args.get("user") == SECRET
+        ):
+            continue
+        if call.method == "response_url" and call.name.startswith("secret"):
+            continue
+        out.append(f"{call.method} {json.dumps(call.args)}")
+    return out
+
+
+def assert_no_leak(canary: CanaryCorpus, slack: SlackEmulator, caplog, *logs: str) -> None:
+    sent = [line for line in seen_by_others(slack) if canary.exposed(line)]
+    assert sent == [], f"{len(sent)} leaking calls, e.g. {sent[0][:400]}"
+    assert log_leaks(canary, caplog, *logs) == []
+    assert canary.leaks(metrics_text()) == []
+
+
+async def mentions(lore, questions: list[Question], *, user: str, channel: str = "C1") -> list:
+    """Ask each question with an @mention at the top of `channel`; their answers, in order."""
+    stamps = [await lore.mention(q, user=user, channel=channel) for q, _ in questions]
+    return [await lore.wait_answer(ts, channel, timeout=60) for ts in stamps]
+
+
+async def dms(lore, questions: list[Question], *, user: str, channel: str) -> list:
+    """Ask each question in a DM, one after the other (a DM is one conversation)."""
+    answers = []
+    for q, _ in questions:
+        before = len(lore.answers(channel, None))
+        await lore.say(q, user=user, channel=channel, channel_type="im")
+        await lore.slack.wait_until(lambda: len(lore.answers(channel, None)) > before, 60, "a DM answer")  # noqa: B023
+        answers.append(lore.answers(channel, None)[before])
+    return answers
+
+
+async def asks(lore, questions: list[Question], *, user: str, name: str) -> list:
+    """`/ask` each question in C1; the private answers (through each command's response_url)."""
+    for i, (q, _) in enumerate(questions):
+        url = lore.slack.new_response_url(f"{name}-{i}")
+        command = slash_command_payload("/ask", q, user, "C1", url)
+        await lore.slack.send_slash_command(command | {"trigger_id": f"1111111111.{i}.{name}"})
+
+    def answered() -> list:
+        calls = [c for c in lore.slack.calls_to("response_url") if c.name.startswith(f"{name}-")]
+        shown = {c.name: c for c in calls if button_values(c.args)}
+        return [shown[f"{name}-{i}"] for i in range(len(questions))] if len(shown) == len(questions) else []
+
+    return await wait_for(answered, 60, f"{len(questions)} /ask answers")
+
+
+async def test_the_canary_never_leaks_through_slack_socket_mode(
+    connect_slack, slack, canary, canary_template, caplog
 ):
-    # At Lore's default level. (At DEBUG, llama_index's own retriever logs the top nodes' text:
-    # config/logs.py must quiet it before this can check DEBUG too; the adapters are quiet.)
-    caplog.set_level(logging.INFO)
-    people = tmp_path / "people"
-    restricted_corpus(people)
-    slack.usergroups["S0HR"] = [HR]  # HR is in the HR user group
-    lore = await connect_slack(
-        groups={"hr": ["slack:group:S0HR"]},
-        extra_sources=[{"name": "people", "type": "directory", "path": str(people), "access": ["group:hr"]}],
+    caplog.set_level(logging.INFO)  # Lore's default level
+    paths = spread(canary.questions(), PATHS)
+    lore = await connect_slack(**canary_settings(canary, canary_template))
+
+    # 1. Channel mentions by an outsider: public twins only, and nothing to answer privately.
+    for answer in await mentions(lore, paths[0], user=OUTSIDER):
+        assert private_values(answer.args) == []
+
+    # 2. Thread follow-ups (no mention) in a channel thread the outsider started.
+    first = await lore.mention(paths[1][0][0], user=OUTSIDER)
+    await lore.wait_answer(first)
+    for n, (q, _) in enumerate(paths[1][1:], start=2):
+        await lore.say(q, user=OUTSIDER, thread_ts=first)
+        await lore.slack.wait_until(lambda: len(lore.answers("C1", first)) >= n, 60, "a follow-up's answer")  # noqa: B023
+
+    # 3. The outsider's DMs.
+    await dms(lore, paths[2], user=OUTSIDER, channel="D2")
+
+    # 4. The outsider's /ask (ephemeral), and 5. Share of every such answer into the channel.
+    await asks(lore, paths[3], user=OUTSIDER, name="ask")
+    shown = await asks(lore, paths[4], user=OUTSIDER, name="toshare")
+    for i, answer in enumerate(shown):
+        [share] = [v for v in button_values(answer.args) if v.startswith("share:")]
+        click = block_action_payload(
+            "lore_share",
+            share,
+            OUTSIDER,
+            "C1",
+            "1700000000.000009",
+            response_url=lore.slack.new_response_url(f"shared-{i}"),
+            is_ephemeral=True,
+        )
+        await lore.slack.send_interactive(click)
+    await lore.slack.wait_until(
+        lambda: (
+            len([c for c in lore.slack.calls_to("response_url") if c.name.startswith("shared-")])
+            >= len(shown)
+        ),
+        60,
+        "every share handled",
     )
-    knowledge = lore.services.knowledge
-    assert (await asyncio.to_thread(knowledge.sync, "people")).error is None
 
-    # In a channel, even HR gets public content only, with "Answer privately" on offer.
-    for topic in TOPICS:
-        ts = await lore.mention(f"what is the {topic}?", user=HR)
-        answer = await lore.wait_answer(ts)
-        assert not any(m in block_texts(answer.args) for m in MARKERS)
-    assert any(
-        v.startswith("private:") for c in lore.slack.calls_to("chat.update") for v in button_values(c.args)
-    )
+    # 6. The member of `secret` asks in the channel: public content, and "Answer privately" on
+    #    offer, since they could read what was left out; the outsider clicks it.
+    for i, answer in enumerate(await mentions(lore, paths[5], user=SECRET)):
+        [value] = private_values(answer.args)
+        click = block_action_payload(
+            "lore_answer_privately",
+            value,
+            OUTSIDER,
+            "C1",
+            answer.args["ts"],
+            response_url=lore.slack.new_response_url(f"private-{i}"),
+        )
+        await lore.slack.send_interactive(click)
 
-    # An outsider's DM and /ask: nothing restricted.
-    await lore.say("what is the bonus pool?", user=OUTSIDER, channel="D2", channel_type="im")
-    await lore.wait_answer(None, channel="D2")
-    url = lore.slack.new_response_url("ask-outsider")
-    await lore.slack.send_slash_command(
-        slash_command_payload("/ask", "what are the salary bands?", OUTSIDER, "C1", url)
-    )
-    await wait_for(
-        lambda: [c for c in lore.slack.calls_to("response_url") if button_values(c.args)], what="/ask"
-    )
-    assert not any(m in everything(lore) for m in MARKERS)
-
-    # HR's own DM gets the answer, with the right citation.
-    await lore.say("what is the bonus pool?", user=HR, channel="D1", channel_type="im")
-    dm = await lore.wait_answer(None, channel="D1")
-    assert MARKERS[0] in block_texts(dm.args) and "doc0.md" in json.dumps(dm.args["blocks"])
-
-    # HR's private /ask cannot be shared into the channel.
-    url = lore.slack.new_response_url("ask-hr")
-    command = slash_command_payload("/ask", "what is the layoff plan?", HR, "C1", url)
-    await lore.slack.send_slash_command(command | {"trigger_id": "2222222222.3333333333.hr"})  # a new one
-
-    def hr_answer():
+    def privately_answered() -> list:
         return [
-            c for c in lore.slack.calls_to("response_url") if c.name == "ask-hr" and button_values(c.args)
+            c
+            for c in lore.slack.calls_to("chat.postEphemeral")
+            if c.args.get("user") == OUTSIDER and button_values(c.args)
         ]
 
-    [shown] = await wait_for(hr_answer, what="HR's /ask answer")
-    share = next(v for v in button_values(shown.args) if v.startswith("share:"))
-    await lore.slack.send_interactive(share_click(lore.slack, share, name="share"))
-    await wait_for(
-        lambda: [c for c in lore.slack.calls_to("response_url") if c.name == "share"], what="refusal"
-    )
+    await wait_for(lambda: len(privately_answered()) >= len(paths[5]), 60, "the outsider's private answers")
+    # Nothing restricted matches a VPN question: no button, even for the member of `secret`.
+    [plain] = await mentions(lore, [("which VPN client do I install?", paths[0][0][1])], user=SECRET)
+    assert private_values(plain.args) == []
+
+    # The member of `secret`, in a DM: the markers, each with its restricted document cited.
+    firsts = [(q, c) for q, c in canary.questions()[::5]]
+    for (_, c), answer in zip(firsts, await dms(lore, firsts, user=SECRET, channel="D1"), strict=True):
+        assert c.marker in block_texts(answer.args), c.subject
+        assert c.restricted_path in json.dumps(answer.args["blocks"]), c.subject
     await lore.settle()
-    posted = lore.slack.calls_to("chat.postMessage") + lore.slack.calls_to("chat.update")
-    in_channel = [c for c in posted if c.args.get("channel") == "C1"]
-    assert in_channel and not any(m in json.dumps(c.args) for c in in_channel for m in MARKERS)
-    assert not any(m in r.getMessage() for r in caplog.records for m in MARKERS)
+    assert_no_leak(canary, lore.slack, caplog)
+
+    # 7. After a restart over the same data directory, the labels hold.
+    await lore.stop()
+    again = await connect_slack(**canary_settings(canary, canary_template))
+    half = len(paths[6]) // 2
+    await mentions(again, paths[6][:half], user=OUTSIDER)
+    await dms(again, paths[6][half:], user=OUTSIDER, channel="D3")
+    [mine] = await dms(again, [paths[6][0]], user=SECRET, channel="D1")
+    assert paths[6][0][1].marker in block_texts(mine.args)
+    await again.settle()
+    assert_no_leak(canary, again.slack, caplog)
+
+
+@pytest.fixture
+async def http_lore(slack, slack_settings, make_services, canary, canary_template):
+    import httpx
+
+    from bot.serve import slack_adapter, web_app
+    from tests.bot.slack.conftest import LoreSlack
+
+    settings = slack_settings(slack={"mode": "http"}, **canary_settings(canary, canary_template))
+    services = make_services(settings)
+    adapter = slack_adapter(services)
+    await adapter.start()
+    app = web_app(services, slack=adapter)
+    lore = LoreSlack(slack, settings, services, adapter)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lore") as client:
+        lore.http = client
+        yield lore
+    await adapter.drain(10)
+    await adapter.close()
+
+
+async def signed_post(lore, path: str, body: str, content_type: str):
+    headers = {"Content-Type": content_type, **sign_request(body, SIGNING_SECRET)}
+    response = await lore.http.post(path, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def test_the_canary_never_leaks_over_signed_http_requests_with_lore_at_debug(http_lore, canary, caplog):
+    lore = http_lore
+    questions = spread(canary.questions(), PATHS)[7]
+    with lore_logging_at_debug(lore.settings, caplog) as log:
+        # Channel mentions by the member of `secret` (the button on offer), the outsider's
+        # follow-ups in those threads, the outsider's "Answer privately" click, and DMs.
+        stamps = []
+        for q, _ in questions[:4]:
+            ts = lore.next_ts()
+            event = app_mention_event(f"<@{BOT_USER_ID}> {q}", SECRET, "C1", ts)
+            await signed_post(lore, "/slack/events", json.dumps(event_callback(event)), "application/json")
+            stamps.append(ts)
+        answers = [await lore.wait_answer(ts, timeout=60) for ts in stamps]
+        for (q, _), ts in zip(questions[4:8], stamps, strict=True):
+            event = message_event(q, OUTSIDER, "C1", lore.next_ts(), thread_ts=ts)
+            await signed_post(lore, "/slack/events", json.dumps(event_callback(event)), "application/json")
+        for ts in stamps:
+            await lore.slack.wait_until(lambda: len(lore.answers("C1", ts)) >= 2, 60, "a follow-up")  # noqa: B023
+        [value] = private_values(answers[0].args)
+        click = block_action_payload(
+            "lore_answer_privately", value, OUTSIDER, "C1", answers[0].args["ts"], thread_ts=stamps[0]
+        )
+        body = urlencode({"payload": json.dumps(click)})
+        await signed_post(lore, "/slack/interactions", body, "application/x-www-form-urlencoded")
+        for n, (q, _) in enumerate(questions[8:], start=1):
+            event = message_event(q, OUTSIDER, "D2", lore.next_ts(), channel_type="im")
+            await signed_post(lore, "/slack/events", json.dumps(event_callback(event)), "application/json")
+            await lore.slack.wait_until(lambda: len(lore.answers("D2", None)) >= n, 60, "a DM answer")  # noqa: B023
+        await wait_for(
+            lambda: [c for c in lore.slack.calls_to("chat.postEphemeral") if button_values(c.args)],
+            60,
+            "the private answer",
+        )
+        await lore.settle()
+        metrics = (await lore.http.get("/metrics")).text
+    assert "lore_" in metrics and canary.leaks(metrics) == []
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    assert_no_leak(canary, lore.slack, caplog, log.getvalue())
+
+
+async def test_the_model_never_reads_a_marker_for_an_outsider_in_a_thread_after_a_private_answer(
+    connect_slack, fixed_llm, canary, canary_template
+):
+    # What an LLM reads it may repeat: with a model (a fixed reply, its prompts recorded), a thread
+    # where the member of `secret` got a private answer gives the next people there no marker.
+    fixed_llm.reply = "See the page about it [1]."
+    lore = await connect_slack(llm=fixed_llm.settings(), **canary_settings(canary, canary_template))
+    (question, c), (follow_up, _) = canary.questions()[0], canary.questions()[1]
+
+    def prompts_since(start: int) -> str:
+        return "\n".join(fixed_llm.prompts[start:])
+
+    start = len(fixed_llm.prompts)
+    ts = await lore.mention(question, user=SECRET)
+    answer = await lore.wait_answer(ts)
+    assert canary.exposed(prompts_since(start)) == []
+    [value] = private_values(answer.args)
+
+    start = len(fixed_llm.prompts)
+    click = block_action_payload(
+        "lore_answer_privately", value, SECRET, "C1", answer.args["ts"], thread_ts=ts
+    )
+    await lore.slack.send_interactive(click)
+    await wait_for(lambda: [x for x in lore.slack.calls_to("chat.postEphemeral") if button_values(x.args)])
+    assert c.marker in prompts_since(start)  # the member of `secret` got it, privately
+
+    for n, user in enumerate((OUTSIDER, SECRET), start=2):  # follow-ups: the channel's audience
+        start = len(fixed_llm.prompts)
+        await lore.say(follow_up, user=user, thread_ts=ts)
+        await lore.slack.wait_until(lambda: len(lore.answers("C1", ts)) >= n, 20, "a follow-up")  # noqa: B023
+        assert canary.exposed(prompts_since(start)) == [], user
+    start = len(fixed_llm.prompts)
+    await lore.say(follow_up, user=OUTSIDER, channel="D2", channel_type="im")
+    await lore.wait_answer(None, channel="D2")
+    assert canary.exposed(prompts_since(start)) == []
+    await lore.settle()
+    assert canary.exposed("\n".join(seen_by_others(lore.slack))) == []
