@@ -247,16 +247,32 @@ def _warm_up(services: Services) -> None:
 
 
 def _warn_if_empty(services: Services) -> None:
-    """An empty index answers every question with "not in the docs": tell the operator why."""
+    """An empty index answers every question with "not in the docs", and a source indexed before
+    permissions is left out of every chat answer: tell the operator why, and what to run."""
     try:
         empty = services.knowledge.is_empty()
     except Exception as exc:  # the owner is not up yet: /readyz and `lore doctor` say so too
         log.warning("could not ask the index whether anything is indexed: %s", exc)
         return
+    workers = " (with workers: `lore sync run --all`)" if services.settings.redis.url else ""
     if empty:
-        workers = " (with workers: `lore sync run --all`)" if services.settings.redis.url else ""
         log.warning(
             "nothing is indexed yet, so every answer will say the docs don't cover it: "
             "index the configured sources with `lore index`%s",
+            workers,
+        )
+        return
+    try:
+        unlabelled = [row["name"] for row in services.knowledge.sources_status() if row.get("unlabelled")]
+    except Exception as exc:
+        log.warning("could not ask the index for its sources: %s", exc)
+        return
+    if unlabelled:
+        log.warning(
+            "%s %s indexed before permissions: chat answers leave %s out until the next sync "
+            "labels it (no re-embedding): run `lore index`%s",
+            "source" if len(unlabelled) == 1 else "sources",
+            ", ".join(unlabelled),
+            "it" if len(unlabelled) == 1 else "them",
             workers,
         )

@@ -148,12 +148,13 @@ class Knowledge:
         for src in self.settings.sources:
             last = store.get_state("sync", src.name) or {}
             calibration = store.get_state("calibration", src.name)
+            chunks = store.count_chunks(src.name)
             rows.append(
                 {
                     "name": src.name,
                     "type": src.type,
                     "documents": len(store.docstore(src.name).get_all_document_hashes()),
-                    "chunks": store.count_chunks(src.name),
+                    "chunks": chunks,
                     "last_sync": last.get("finished_at"),
                     "last_error": last.get("error"),
                     "last_result": {k: v for k, v in last.items() if k not in ("finished_at", "error")}
@@ -166,6 +167,9 @@ class Knowledge:
                     ).as_dict(),
                     "calibration": calibration,
                     "access": self.policy.summary(src.name),
+                    # Indexed before permissions: no chunk has an access list until the next sync,
+                    # so every filtered search (every chat answer) leaves the source out.
+                    "unlabelled": bool(chunks) and store.get_state("access", src.name) is None,
                 }
             )
         return rows

@@ -121,3 +121,16 @@ async def test_a_taken_port_stops_start_up_cleanly(lore_settings, make_services)
         settings = lore_settings()
         with pytest.raises(StartupError, match=f"could not listen on 127.0.0.1:{port}"):
             await serve(settings, web=True, port=port, services=make_services(settings))
+
+
+async def test_start_up_warns_about_a_source_indexed_before_permissions(lore_settings, make_services, caplog):
+    from bot.serve import _warn_if_empty
+
+    services = make_services(lore_settings())
+    [source] = [row["name"] for row in services.knowledge.sources_status()]
+    _warn_if_empty(services)
+    assert not [r for r in caplog.records if "before permissions" in r.getMessage()]
+    services.knowledge.store.delete_state("access", source)  # as an index from before labels
+    _warn_if_empty(services)
+    [warning] = [r.getMessage() for r in caplog.records if "before permissions" in r.getMessage()]
+    assert f"source {source} indexed before permissions" in warning and "`lore index`" in warning

@@ -301,7 +301,9 @@ def test_an_index_from_before_access_labels_is_labelled_by_the_next_sync(make_kn
     # Unlabelled chunks match no audience (fail closed); unfiltered, they are nobody's.
     assert kn.engine.search("vpn", top_k=5, audience=PUBLIC_AUDIENCE) == []
     assert kn.engine.search("vpn", top_k=1)[0].access == []
+    assert [row["unlabelled"] for row in kn.sources_status()] == [True]  # what serve warns about
     labelled = kn.sync("hb")
+    assert [row["unlabelled"] for row in kn.sources_status()] == [False]
     assert (labelled.chunks_embedded, labelled.unchanged, labelled.relabelled) == (0, 7, 7)
     assert kn.store.count_chunks() == chunks
     assert (
