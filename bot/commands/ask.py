@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -37,11 +37,12 @@ from rich.markup import escape
 
 from bot.commands._common import err, error, knowledge_for, out, settings_of
 from bot.commands.index import _nothing_indexed
-from bot.slack.directory import SlackDirectory, configured_user_groups, names_emails
-from bot.slack.outbox import make_web_client
 from config import Settings
 from config.settings import Grant
 from knowledge.access import PUBLIC, PUBLIC_AUDIENCE, AccessPolicy, Audience
+
+if TYPE_CHECKING:
+    from bot.slack.directory import SlackDirectory
 
 __all__ = ["View", "ask", "register", "view_for"]
 
@@ -161,6 +162,11 @@ def view_for(
 def _slack_directory(settings: Settings) -> SlackDirectory | None:
     if settings.slack.bot_token is None:
         return None
+    # Imported here: every `lore` command imports this module, and the Slack side brings
+    # prometheus_client in before `lore worker` can set up its multiprocess metrics.
+    from bot.slack.directory import SlackDirectory, configured_user_groups, names_emails
+    from bot.slack.outbox import make_web_client
+
     groups = settings.groups
     client = make_web_client(settings.slack)
     return SlackDirectory(client, configured_user_groups(groups), emails=names_emails(groups))

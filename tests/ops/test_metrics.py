@@ -200,3 +200,15 @@ async def test_lore_slack_serves_health_and_its_answer_metrics_on_the_ops_port(
         assert metric(text, "lore_answers_total", platform="slack", outcome="answered") == 1
         bot.terminate()
         assert await bot.stopped(60) == 0
+
+
+def test_the_cli_imports_no_metrics_before_a_worker_sets_up_multiprocess_mode() -> None:
+    # prometheus_client picks its value class when first imported: if any `lore` command module
+    # brought it in at import, `lore worker` would count in-process only and lose the pool's samples.
+    import subprocess
+    import sys
+
+    modules = "('prometheus_client', 'slack_sdk')"
+    code = f"import bot.cli, sys; print(sorted(m for m in {modules} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
