@@ -268,9 +268,8 @@ class CitingQueryEngine(CustomQueryEngine):
         sources: Collection[str] | None = None,
     ) -> list[RetrievedChunk]:
         """The top chunks for `query` (abbreviations expanded), best first."""
-        return self._split(self._retrieve(query, top_k, source, mode, audience=audience, sources=sources)[2])[
-            0
-        ]
+        found = self._retrieve(query, top_k, source, mode, audience=audience, sources=sources)[2]
+        return self._split(found)[0]
 
     def lookup(
         self,
