@@ -278,3 +278,37 @@ def ts_after(ts: str, seconds: int = 1) -> str:
 async def fixed_llm() -> AsyncIterator[FixedLLM]:
     async with FixedLLM() as llm:
         yield llm
+
+
+@pytest.fixture
+async def make_http_lore(
+    slack: SlackEmulator, slack_settings: Callable[..., Any], make_services: Callable[..., Any]
+) -> AsyncIterator[Callable[..., Any]]:
+    """`await make_http_lore(engine=None, **settings)` -> LoreSlack in HTTP mode: the real Bolt app
+    inside Lore's web app, reached with signed requests through `lore.http` (no network)."""
+    import httpx
+
+    from bot.serve import slack_adapter, web_app
+
+    started: list[tuple[Any, Any, LoreSlack]] = []
+
+    async def make(engine: Any = None, **overrides: Any) -> LoreSlack:
+        settings = slack_settings(slack={"mode": "http"}, **overrides)
+        services = make_services(settings, **({"engine": engine} if engine is not None else {}))
+        adapter = slack_adapter(services)
+        await adapter.start()
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=web_app(services, slack=adapter)), base_url="http://lore"
+        )
+        lore = LoreSlack(slack, settings, services, adapter)
+        lore.http = client
+        started.append((adapter, client, lore))
+        return lore
+
+    yield make
+    for adapter, client, lore in started:
+        await client.aclose()
+        await adapter.drain(10)
+        await adapter.close()
+        if lore._db is not None:
+            lore._db.dispose()

@@ -247,23 +247,11 @@ async def test_the_events_flag_alone_makes_a_channel_shared(connect_slack):
 
 
 @pytest.fixture
-async def http_lore(slack, slack_settings, make_services):
-    from bot.serve import slack_adapter, web_app
-    from tests.bot.slack.conftest import LoreSlack
-
+async def http_lore(make_http_lore):
     engine = AccessEngine(DOCS)
-    settings = slack_settings(slack={"mode": "http"}, groups=GROUPS)
-    services = make_services(settings, engine=engine)
-    adapter = slack_adapter(services)
-    await adapter.start()
-    app = web_app(services, slack=adapter)
-    lore = LoreSlack(slack, settings, services, adapter)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lore") as client:
-        lore.http = client
-        lore.engine = engine
-        yield lore
-    await adapter.drain(10)
-    await adapter.close()
+    lore = await make_http_lore(engine=engine, groups=GROUPS)
+    lore.engine = engine
+    return lore
 
 
 async def signed_post(lore, path: str, body: str, content_type: str) -> httpx.Response:

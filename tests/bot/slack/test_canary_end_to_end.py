@@ -202,23 +202,8 @@ async def test_the_canary_never_leaks_through_slack_socket_mode(
 
 
 @pytest.fixture
-async def http_lore(slack, slack_settings, make_services, canary, canary_template):
-    import httpx
-
-    from bot.serve import slack_adapter, web_app
-    from tests.bot.slack.conftest import LoreSlack
-
-    settings = slack_settings(slack={"mode": "http"}, **canary_settings(canary, canary_template))
-    services = make_services(settings)
-    adapter = slack_adapter(services)
-    await adapter.start()
-    app = web_app(services, slack=adapter)
-    lore = LoreSlack(slack, settings, services, adapter)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lore") as client:
-        lore.http = client
-        yield lore
-    await adapter.drain(10)
-    await adapter.close()
+async def http_lore(make_http_lore, canary, canary_template):
+    return await make_http_lore(**canary_settings(canary, canary_template))
 
 
 async def signed_post(lore, path: str, body: str, content_type: str):

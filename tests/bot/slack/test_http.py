@@ -24,23 +24,8 @@ from tests.emulators.slack import (
 
 
 @pytest.fixture
-async def http_lore(slack, slack_settings, make_services):
-    from bot.serve import slack_adapter, web_app
-    from tests.bot.slack.conftest import LoreSlack
-
-    settings = slack_settings(slack={"mode": "http"})
-    services = make_services(settings)
-    adapter = slack_adapter(services)
-    await adapter.start()
-    app = web_app(services, slack=adapter)
-    lore = LoreSlack(slack, settings, services, adapter)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lore") as client:
-        lore.http = client
-        yield lore
-    await adapter.drain(10)
-    await adapter.close()
-    if lore._db is not None:
-        lore._db.dispose()
+async def http_lore(make_http_lore):
+    return await make_http_lore()
 
 
 def signed(
