@@ -484,6 +484,46 @@ class FeedbackSettings(_Section):
         return patterns
 
 
+_DIGEST_CHANNEL = re.compile(r"^(slack:[CG][A-Z0-9]{2,}|discord:\d{5,})$")
+
+
+class GapsSettings(_Section):
+    """Content gaps (`feedback/gaps.py`): questions Lore could not answer well, clustered for the
+    people who write the docs (the console's Gaps page, `lore gaps`, the weekly digest)."""
+
+    every: str | None = "6h"  # how often workers re-cluster (Celery beat); empty = only on request
+    window: str = "90d"  # questions asked within this long before a run are clustered
+    max_questions: int = Field(default=10_000, ge=10)  # the most recent ones, per kind, when more
+    # Average-linkage cosine distance under which two groups of questions merge into one cluster
+    # (0.7: paraphrases of one topic merge, neighbouring topics stay apart on tests/feedback/gapdata.py).
+    distance: float = Field(default=0.7, gt=0, lt=2)
+    min_size: int = Field(default=3, ge=1)  # smaller clusters are not shown
+    digest_every: str | None = None  # e.g. "7d": post the top new gaps to `digest_channel`
+    digest_channel: str | None = None  # "slack:C…" or "discord:<channel id>"
+    digest_top: int = Field(default=5, ge=1, le=20)
+    console_url: str | None = None  # the console's address as readers reach it, for the digest's link
+
+    @field_validator("every", "window", "digest_every")
+    @classmethod
+    def _check_every(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("digest_channel")
+    @classmethod
+    def _check_channel(cls, value: str | None) -> str | None:
+        if value is not None and not _DIGEST_CHANNEL.match(value):
+            raise ValueError(f"{value!r} is not a channel: use slack:C… or discord:<channel id>")
+        return value
+
+    @model_validator(mode="after")
+    def _digest_needs_channel(self) -> GapsSettings:
+        if self.digest_every and not self.digest_channel:
+            raise ValueError("gaps.digest_every needs gaps.digest_channel (slack:C… or discord:<id>)")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LORE_",
@@ -514,6 +554,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     datasets: DatasetSettings = DatasetSettings()
+    gaps: GapsSettings = GapsSettings()
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], list[Member]] = Field(
         default_factory=dict
     )

@@ -22,6 +22,12 @@ Console sessions (revision 0003):
 - `console_sessions`: one row per sign-in, keyed by the SHA-256 of the random token in the
   session cookie (the token itself is never stored). Signing out revokes the row; a password
   reset, a role change or removing the user ends all of that user's rows.
+
+Content gaps (revision 0004):
+
+- `gap_reports`: one row per clustering run (`feedback/gaps.py`): its kind ("gaps": questions
+  Lore could not answer well; "top": every question), when it ran, and its clusters as JSON, each
+  with its member questions, so the console filters a stored run instead of clustering again.
 """
 
 from __future__ import annotations
@@ -203,3 +209,20 @@ class ConsoleSession(Base):
     last_seen_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(String(32))  # "signed out", "password reset", …
+
+
+GAP_REPORT_KINDS = ("gaps", "top")
+
+
+class GapReport(Base):
+    __tablename__ = "gap_reports"
+    __table_args__ = (Index("ix_gap_reports_kind_finished_at", "kind", "finished_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # one of GAP_REPORT_KINDS
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    requested_by: Mapped[str | None] = mapped_column(String(64))  # "schedule", "cli", a console user
+    questions: Mapped[int] = mapped_column(Integer)  # how many were clustered
+    params: Mapped[dict[str, Any]]  # window, distance, min_size, embedding model
+    clusters: Mapped[list[Any]]  # see feedback.gaps.cluster_report

@@ -10,7 +10,7 @@ from typing import Any
 from config.settings import Settings
 from knowledge.abstain import thresholds_for
 from knowledge.access import AccessPolicy, Audience
-from knowledge.answer import Answer, Turn
+from knowledge.answer import Answer, RetrievedChunk, Turn
 from knowledge.embeddings import Embedder, build_embedder
 from knowledge.engine import CitingQueryEngine
 from knowledge.generate import Generator
@@ -129,6 +129,11 @@ class Knowledge:
         return self.engine.answer(
             question, history, audience=audience, wider=wider, sources=sources, **options
         )
+
+    def search(self, query: str, *, top_k: int = 8, audience: Audience | None = None) -> list[RetrievedChunk]:
+        """The chunks nearest `query`, best first, without answering (e.g. the documents nearest a
+        cluster of questions on the console's Gaps page). `audience` None: unfiltered."""
+        return self.engine.search(query, top_k=top_k, audience=audience)
 
     def visible_documents(self, audience: Audience) -> dict[str, list[str]]:
         """Each source's documents (paths) that `audience` may read, as the engine filters them."""

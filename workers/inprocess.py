@@ -45,6 +45,7 @@ class InProcessTaskClient:
         self._lock = threading.Lock()
         self._syncs = ThreadPoolExecutor(1, thread_name_prefix="lore-sync")
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="lore-feedback")
+        self._gaps = ThreadPoolExecutor(1, thread_name_prefix="lore-gaps")  # clustering runs (feedback/gaps.py)
         self._pending: dict[str, str] = {}  # source -> task id, from request until its last attempt
         self._timers: set[threading.Timer] = set()  # retries waiting for their backoff
         self.board = FileBoard(settings.data_dir / STATUS_FILE)
@@ -105,6 +106,22 @@ class InProcessTaskClient:
                 self._database = Database.from_settings(self.settings)
                 self._database.ensure_schema()
             return self._database
+
+    # -- content gaps ---------------------------------------------------------------------
+
+    def request_gap_report(self, *, requested_by: str | None = None) -> str:
+        task_id = uuid.uuid4().hex
+        self._gaps.submit(self._cluster_gaps, task_id, requested_by)
+        return task_id
+
+    def _cluster_gaps(self, task_id: str, requested_by: str | None) -> None:
+        try:
+            runs = jobs.cluster_gaps(
+                self.database.sessions, self.settings, self.knowledge.embedder, requested_by=requested_by
+            )
+            log.info("clustered the questions (%s): %s", task_id, runs)
+        except Exception:
+            log.exception("clustering the questions failed (%s)", task_id)
 
     # -- syncs ----------------------------------------------------------------------------
 
@@ -195,6 +212,7 @@ class InProcessTaskClient:
             for timer in self._timers:  # a retry not yet due stays "retrying" in the last result
                 timer.cancel()
         self._writes.shutdown(wait=True)  # pending votes are written before we go
+        self._gaps.shutdown(wait=True, cancel_futures=True)
         self._syncs.shutdown(wait=True, cancel_futures=True)
         self.spool.close()
         with self._lock:

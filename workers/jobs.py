@@ -3,7 +3,8 @@ executor. `sync` runs one sync of a source, reports its progress and last result
 ended: done, failed, or retry in N seconds. The Celery task (`workers.tasks.sync_source`) maps
 that onto `task.retry`; the in-process client (`workers.inprocess`) schedules it itself. Neither
 decides anything about retries on its own. `record_feedback` is the one write behind both
-feedback tasks and the in-process writer."""
+feedback tasks and the in-process writer. `cluster_gaps` and `gaps_digest` are the content-gap
+report (feedback/gaps.py) and its digest, behind their tasks and the in-process client."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from workers.locks import LockLost
 from workers.names import TaskName
 
 if TYPE_CHECKING:
-    from config.settings import WorkerSettings
+    from config.settings import Settings, WorkerSettings
+    from knowledge.embeddings import Embedder
     from feedback.store import SessionFactory
     from knowledge.service import Knowledge
     from knowledge.sync import SyncProgress
@@ -156,3 +158,40 @@ def record_feedback(sessions: SessionFactory, name: str, payload: dict[str, Any]
     if name == TaskName.RECORD_INTERACTION:
         return record_interaction(sessions, InteractionRecord.model_validate(payload))
     raise ValueError(f"not a feedback task: {name}")
+
+
+def cluster_gaps(
+    sessions: SessionFactory, settings: Settings, embedder: Embedder, *, requested_by: str | None = None
+) -> list[dict[str, Any]]:
+    """Cluster the questions (both kinds, `feedback.gaps.cluster_questions`) and store the runs."""
+    from feedback.gaps import cluster_questions
+
+    return [r.as_dict() for r in cluster_questions(sessions, settings, embedder, requested_by=requested_by)]
+
+
+def gaps_digest(
+    sessions: SessionFactory,
+    settings: Settings,
+    post: Callable[[str, str], None],
+    *,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Post the gaps asked about most during the last `gaps.digest_every` (from the latest run)
+    to `gaps.digest_channel` through `post(channel, text)`. Nothing is posted when there are none."""
+    from config.settings import parse_duration
+    from feedback.gaps import latest_report, new_gaps
+    from workers.post import digest_message
+
+    g = settings.gaps
+    if not g.digest_channel:
+        return {"posted": False, "reason": "gaps.digest_channel is not set"}
+    report = latest_report(sessions, "gaps")
+    if report is None:
+        return {"posted": False, "reason": "no clustering run yet"}
+    since = (now or datetime.now(UTC)) - parse_duration(g.digest_every or "7d")
+    top = new_gaps(report.clusters, since=since, top=g.digest_top)
+    if not top:
+        return {"posted": False, "reason": "no new gaps"}
+    platform = g.digest_channel.partition(":")[0]
+    post(g.digest_channel, digest_message(platform, top, since=since, url=g.console_url))
+    return {"posted": True, "channel": g.digest_channel, "clusters": len(top)}

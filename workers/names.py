@@ -24,6 +24,8 @@ class TaskName(StrEnum):
     EXPORT_DATASETS = "lore.export_datasets"
     ANSWER = "lore.answer"  # a question, answered by the index owner; the reply goes to Keys.reply
     INDEX_QUERY = "lore.index_query"  # a read of the owner's index: counts, sources, versions, info
+    CLUSTER_GAPS = "lore.cluster_gaps"  # cluster the questions (feedback/gaps.py) and store the run
+    GAPS_DIGEST = "lore.gaps_digest"  # post the top new gaps to gaps.digest_channel
 
 
 QUEUE_OF: dict[TaskName, Queue] = {
@@ -34,6 +36,8 @@ QUEUE_OF: dict[TaskName, Queue] = {
     TaskName.EXPORT_DATASETS: Queue.FEEDBACK,  # reads the database and writes files; no index
     TaskName.ANSWER: Queue.ANSWER,
     TaskName.INDEX_QUERY: Queue.ANSWER,
+    TaskName.CLUSTER_GAPS: Queue.FEEDBACK,  # reads the database, embeds questions; no index
+    TaskName.GAPS_DIGEST: Queue.FEEDBACK,
 }
 
 

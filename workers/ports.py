@@ -43,6 +43,10 @@ class TaskClient(Protocol):
 
     def sync_status(self) -> SyncStatus: ...
 
+    def request_gap_report(self, *, requested_by: str | None = None) -> str:
+        """Queue a clustering of the questions (`lore.cluster_gaps`); returns its task id."""
+        ...
+
     def close(self) -> None: ...
 
 

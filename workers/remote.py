@@ -4,7 +4,7 @@ It never opens the index. Each call publishes a `lore.answer` / `lore.index_quer
 `answer` queue (with an expiry: the caller's timeout) and blocks on `Keys.reply(task_id)`, a
 Redis list the owner pushes its reply to (`workers.answers`). It offers what the chat side uses
 of `knowledge.service.Knowledge`: `answer`, `is_empty`, `sources_status`, `current_versions`,
-`visible_documents`, plus `index_info` for `lore doctor`.
+`visible_documents`, `search`, plus `index_info` for `lore doctor`.
 
 Permissions travel with the question: the audience's and the wider audience's grants, and the
 sources a channel is scoped to (`knowledge/access.py`); the owner filters inside its engine.
@@ -25,7 +25,7 @@ from redis import Redis
 from config.logs import correlation_id
 from config.settings import Settings
 from knowledge.access import Audience
-from knowledge.answer import Answer, Turn
+from knowledge.answer import Answer, RetrievedChunk, Turn
 from workers.app import make_celery
 from workers.names import QUEUE_OF, Keys, TaskName
 from workers.ports import OwnerUnavailable, RemoteIndexError
@@ -82,6 +82,12 @@ class RemoteKnowledge:
 
     def visible_documents(self, audience: Audience) -> dict[str, list[str]]:
         return dict(self.query("visible", audience=audience.as_dict()))
+
+    def search(self, query: str, *, top_k: int = 8, audience: Audience | None = None) -> list[RetrievedChunk]:
+        found = self.query(
+            "search", query=query, top_k=top_k, audience=audience.as_dict() if audience is not None else None
+        )
+        return [RetrievedChunk.model_validate(c) for c in found]
 
     def index_info(self, timeout: float = QUERY_TIMEOUT) -> dict[str, Any]:
         return dict(self.query("info", timeout=timeout))

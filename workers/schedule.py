@@ -4,7 +4,8 @@ Sources with the same interval (`every`, else `worker.default_every`) share one 
 runs `sync_all(sources=[…])`; that light task queues each sync and joins any already
 running or queued, so a slow sync never piles up scheduled copies behind it.
 
-With `datasets.export_every` set, one more entry exports `datasets.formats` on that interval.
+With `datasets.export_every` set, one more entry exports `datasets.formats` on that interval;
+`gaps.every` re-clusters the questions (feedback/gaps.py) and `gaps.digest_every` posts the digest.
 """
 
 from __future__ import annotations
@@ -41,4 +42,16 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "expires": max(1.0, seconds * 0.9),
             },
         }
+    for key, every, task in (
+        ("cluster-gaps", settings.gaps.every, TaskName.CLUSTER_GAPS),
+        ("gaps-digest", settings.gaps.digest_every, TaskName.GAPS_DIGEST),
+    ):
+        if every:
+            seconds = parse_duration(every).total_seconds()
+            schedule[f"{key}-every-{every}"] = {
+                "task": str(task),
+                "schedule": seconds,
+                "kwargs": {"requested_by": "schedule"},
+                "options": {"queue": str(QUEUE_OF[task]), "expires": max(1.0, seconds * 0.9)},
+            }
     return schedule

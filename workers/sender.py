@@ -102,6 +102,18 @@ class CeleryTaskClient:
         except Exception as exc:
             raise WorkersUnavailable(f"could not read sync status from Redis: {exc}") from exc
 
+    def request_gap_report(self, *, requested_by: str | None = None) -> str:
+        try:
+            result = self.app.send_task(
+                TaskName.CLUSTER_GAPS,
+                kwargs={"requested_by": requested_by},
+                queue=str(QUEUE_OF[TaskName.CLUSTER_GAPS]),
+                retry=False,
+            )
+        except Exception as exc:
+            raise WorkersUnavailable(f"could not queue a clustering of the questions: {exc}") from exc
+        return str(result.id)
+
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.board.history(limit)
 

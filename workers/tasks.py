@@ -162,6 +162,25 @@ def export_datasets(
     return [r.summary() for r in results]
 
 
+def cluster_gaps(task: Task[Any, Any], requested_by: str | None = None) -> list[dict[str, Any]]:
+    """Cluster the questions and store the run (`workers.jobs.cluster_gaps`); the embedder loads
+    once per worker process (the feedback worker never opens the index for this)."""
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    return jobs.cluster_gaps(rt.database.sessions, settings, rt.knowledge.embedder, requested_by=requested_by)
+
+
+def gaps_digest(task: Task[Any, Any], requested_by: str | None = None) -> dict[str, Any]:
+    """Post the top new gaps to `gaps.digest_channel` (`workers.jobs.gaps_digest`)."""
+    from workers.post import post_message
+
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    return jobs.gaps_digest(
+        rt.database.sessions, settings, lambda channel, text: post_message(settings, channel, text)
+    )
+
+
 def answer(task: Task[Any, Any], payload: dict[str, Any]) -> None:
     """A question for this process's index (`lore worker -Q answer` with a Qdrant server); the
     reply goes to the asker's reply list. See workers/answers.py."""
@@ -225,6 +244,24 @@ def register(app: Celery, settings: Settings) -> None:
         max_retries=5,
         **common,
     )(export_datasets)
+    # Clustering is a read and one insert: a blip is retried; a run that fails is just late.
+    gaps: dict[str, Any] = {
+        "soft_time_limit": 15 * 60,
+        "time_limit": 15 * 60 + 60,
+        "autoretry_for": FEEDBACK_TRANSIENT,
+        "retry_backoff": 10,
+        "max_retries": 3,
+        **common,
+    }
+    app.task(name=TaskName.CLUSTER_GAPS, queue=QUEUE_OF[TaskName.CLUSTER_GAPS], **gaps)(cluster_gaps)
+    # The digest is not retried: a post that failed half-way must not be posted twice.
+    app.task(
+        name=TaskName.GAPS_DIGEST,
+        queue=QUEUE_OF[TaskName.GAPS_DIGEST],
+        soft_time_limit=120,
+        time_limit=180,
+        **common,
+    )(gaps_digest)
     # Questions: never retried; a question whose worker died comes back (acks_late) and is answered
     # if its asker still waits, and Celery drops it once expired (`expires` = the asker's timeout).
     # A second reply to the same question is harmless: the asker reads the first.

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from bot.core.messages import MessageRef, Reply, Target
 from knowledge.access import Audience
-from knowledge.answer import Answer, Turn
+from knowledge.answer import Answer, RetrievedChunk, Turn
 from workers.ports import TaskClient
 
 __all__ = [
@@ -98,6 +98,10 @@ class KnowledgeBase(Protocol):
     def sources_status(self) -> list[dict[str, Any]]: ...
 
     def current_versions(self, doc_ids: Sequence[str]) -> dict[str, str | None]: ...
+
+    def search(self, query: str, *, top_k: int = 8, audience: Audience | None = None) -> list[RetrievedChunk]:
+        """The chunks nearest `query`, best first, without answering."""
+        ...
 
     def close(self) -> None: ...
 

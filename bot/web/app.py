@@ -10,6 +10,7 @@
 | `/chat`, `/api/ask`, `/api/vote` | anyone (signed in with `web.private_chat`) | the chat |
 | `/login`, `/logout` | anyone | sign in and out |
 | `/review`, `/review/{answer_id}` | reviewers, admins | the review queue and its actions |
+| `/gaps`, `/gaps/top`, `/gaps/run`, `/overview` | reviewers, admins | content gaps, top questions, charts |
 | `/admin/sources`, `/admin/reindex`, `/admin/sync-status` | admins | sources and reindexing |
 | `/admin/exports…` | admins | dataset exports: run, list, read cards, download |
 
@@ -106,6 +107,7 @@ def _mount_console(app: FastAPI, services: WebServices) -> None:
     from bot.web.admin import admin_router
     from bot.web.auth import auth_router
     from bot.web.chat import chat_router
+    from bot.web.gaps import gaps_router
     from bot.web.context import HERE, Console
     from bot.web.review import review_router
     from bot.web.security import (
@@ -130,6 +132,7 @@ def _mount_console(app: FastAPI, services: WebServices) -> None:
     app.include_router(chat_router(console))
     app.include_router(auth_router(console))
     app.include_router(review_router(console))
+    app.include_router(gaps_router(console))
     app.include_router(admin_router(console))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

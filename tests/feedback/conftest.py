@@ -27,6 +27,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database.upgrade()
     with database.engine.begin() as conn:  # the PostgreSQL database is shared by the session
         for table in (
+            "gap_reports",
             "vote_events",
             "votes",
             "interactions",

@@ -18,6 +18,7 @@ def test_the_schedule_groups_sources_by_interval(make_settings, tmp_path):
             {"name": "c", "type": "directory", "path": str(tmp_path), "every": "30m"},
         ],
         worker={"default_every": "6h"},
+        gaps={"every": None},
     )
     schedule = build_schedule(settings)
     assert schedule == {

@@ -1,0 +1,449 @@
+"""Content gaps: the questions Lore could not answer well, clustered for the people who write the docs.
+
+Two kinds of report, clustered the same way:
+
+- `gaps`: questions Lore abstained on or got a 👎 on (`GAP_SIGNALS`; escalations join with one
+  entry there once they are recorded);
+- `top`: every question, to see what people ask most and how well Lore does.
+
+A run (`run_reports`, the Celery task `lore.cluster_gaps`, `lore gaps --refresh`) embeds the
+questions with Lore's own embedder (MiniLM, the index's model), clusters them with scikit-learn's
+agglomerative clustering (average linkage on cosine distance, cut at `gaps.distance`: no number of
+clusters to guess), and stores the clusters with their member questions in `gap_reports`. Readers
+(the console, `lore gaps`) filter a stored run by source, channel group and date with
+`view_report`, which recounts each cluster from its members: no clustering on a page view.
+
+Each cluster's label is its most central question (the one nearest the normalised mean of its
+members' vectors), so it reads as something a person asked, not a bag of keywords.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, delete, exists, or_, select
+
+from feedback.models import GAP_REPORT_KINDS, GapReport, Interaction, Vote
+from feedback.store import SessionFactory
+
+if TYPE_CHECKING:
+    from config.settings import GapsSettings, Settings
+    from knowledge.embeddings import Embedder
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+# Why a question counts as a gap: one SQL condition on `Interaction` each. When escalations are
+# recorded, one more line adds them, e.g.
+#   "escalated": lambda: exists().where(Escalation.answer_id == Interaction.answer_id),
+GAP_SIGNALS: dict[str, Callable[[], ColumnElement[bool]]] = {
+    "abstained": lambda: Interaction.abstained.is_(True),
+    "down": lambda: exists().where(Vote.answer_id == Interaction.answer_id, Vote.value == "down"),
+}
+KEEP_REPORTS = 20  # per kind; older runs are deleted when a new one is stored
+EXAMPLES = 5
+TREND_WEEKS = 8
+
+
+# ---- selecting questions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Question:
+    answer_id: str
+    question: str
+    created_at: datetime
+    platform: str
+    channel: str | None
+    sources: tuple[str, ...]  # sources among the answer's retrieved chunks
+    abstained: bool
+    vote: str | None  # the answers' current votes: "down" if any is, else "up" if any is
+
+    def as_member(self, distance: float) -> dict[str, Any]:
+        return {
+            "answer_id": self.answer_id,
+            "question": self.question,
+            "at": self.created_at.isoformat(timespec="seconds"),
+            "platform": self.platform,
+            "channel": self.channel,
+            "sources": list(self.sources),
+            "abstained": self.abstained,
+            "vote": self.vote,
+            "distance": round(float(distance), 4),
+        }
+
+
+def select_questions(
+    sessions: SessionFactory, kind: str, *, since: datetime, limit: int
+) -> list[Question]:
+    """The most recent `limit` questions of `kind` ("gaps" or "top") asked since `since`."""
+    if kind not in GAP_REPORT_KINDS:
+        raise ValueError(f"unknown report kind {kind!r}")
+    stmt = select(Interaction).where(Interaction.created_at >= since)
+    if kind == "gaps":
+        stmt = stmt.where(or_(*(signal() for signal in GAP_SIGNALS.values())))
+    stmt = stmt.order_by(Interaction.created_at.desc(), Interaction.id.desc()).limit(limit)
+    with sessions() as session:
+        rows = list(session.scalars(stmt))
+        votes: dict[str, set[str]] = {}
+        ids = [r.answer_id for r in rows]
+        for start in range(0, len(ids), 500):
+            for answer_id, value in session.execute(
+                select(Vote.answer_id, Vote.value).where(Vote.answer_id.in_(ids[start : start + 500]))
+            ):
+                votes.setdefault(answer_id, set()).add(value)
+    out = []
+    for r in rows:
+        values = votes.get(r.answer_id, set())
+        out.append(
+            Question(
+                answer_id=r.answer_id,
+                question=r.question.strip(),
+                created_at=r.created_at,
+                platform=r.platform,
+                channel=r.channel,
+                sources=tuple(dict.fromkeys(str(c.get("source")) for c in r.chunks if c.get("source"))),
+                abstained=bool(r.abstained),
+                vote="down" if "down" in values else ("up" if "up" in values else None),
+            )
+        )
+    return out
+
+
+# ---- clustering -------------------------------------------------------------------------------------
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def cluster_vectors(vectors: np.ndarray, *, distance: float) -> np.ndarray:
+    """A cluster number per row: agglomerative, average linkage, cosine distance cut at `distance`."""
+    n = len(vectors)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    if n == 1:
+        return np.zeros(1, dtype=int)
+    from sklearn.cluster import AgglomerativeClustering
+
+    model = AgglomerativeClustering(
+        n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
+    )
+    return np.asarray(model.fit_predict(_normalise(vectors)), dtype=int)
+
+
+def cluster_report(
+    questions: Sequence[Question], embed: Embed, *, distance: float, min_size: int
+) -> list[dict[str, Any]]:
+    """Clusters of `questions`, largest first, each `{"label", "size", "members"}`; a member is
+    `Question.as_member` (its cosine distance to the cluster's centre included), nearest first.
+
+    Identical questions (case and spacing aside) are embedded once."""
+    keys = [" ".join(q.question.lower().split()) for q in questions]
+    unique = list(dict.fromkeys(keys))
+    if not unique:
+        return []
+    index = {k: i for i, k in enumerate(unique)}
+    first_text = {}
+    for q, k in zip(questions, keys, strict=True):
+        first_text.setdefault(k, q.question)
+    vectors = _normalise(embed([first_text[k] for k in unique]))
+    labels = cluster_vectors(vectors, distance=distance)
+    weight = Counter(keys)
+    clusters = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        size = sum(weight[unique[i]] for i in rows)
+        if size < min_size:
+            continue
+        w = np.array([weight[unique[i]] for i in rows], dtype=np.float32)
+        centre = _normalise((vectors[rows] * w[:, None]).sum(axis=0, keepdims=True))[0]
+        dist = {unique[i]: 1.0 - float(vectors[i] @ centre) for i in rows}
+        members = [q for q, k in zip(questions, keys, strict=True) if index[k] in set(rows.tolist())]
+        members.sort(key=lambda q: (dist[" ".join(q.question.lower().split())], q.answer_id))
+        clusters.append(
+            {
+                "label": members[0].question,
+                "size": size,
+                "members": [q.as_member(dist[" ".join(q.question.lower().split())]) for q in members],
+            }
+        )
+    clusters.sort(key=lambda c: (-c["size"], c["label"]))
+    return clusters
+
+
+# ---- runs ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    kind: str
+    questions: int
+    clusters: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "questions": self.questions,
+            "clusters": self.clusters,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def run_reports(
+    sessions: SessionFactory,
+    embed: Embed,
+    settings: GapsSettings,
+    *,
+    kinds: Iterable[str] = GAP_REPORT_KINDS,
+    requested_by: str | None = None,
+    model: str = "",
+    now: datetime | None = None,
+) -> list[RunSummary]:
+    """Cluster each kind's questions of the last `settings.window` and store each run."""
+    from config.settings import parse_duration
+
+    done = []
+    for kind in kinds:
+        started = now or datetime.now(UTC)
+        clock = time.monotonic()
+        since = started - parse_duration(settings.window)
+        questions = select_questions(sessions, kind, since=since, limit=settings.max_questions)
+        clusters = cluster_report(questions, embed, distance=settings.distance, min_size=settings.min_size)
+        params = {
+            "window": settings.window,
+            "since": since.isoformat(timespec="seconds"),
+            "distance": settings.distance,
+            "min_size": settings.min_size,
+            "model": model,
+            "signals": list(GAP_SIGNALS) if kind == "gaps" else [],
+        }
+        report_id = store_report(
+            sessions, kind, clusters, params=params, questions=len(questions),
+            started_at=started, requested_by=requested_by,
+        )
+        done.append(RunSummary(report_id, kind, len(questions), len(clusters), time.monotonic() - clock))
+    return done
+
+
+def cluster_questions(
+    sessions: SessionFactory, settings: Settings, embedder: Embedder, *, requested_by: str | None = None
+) -> list[RunSummary]:
+    """`run_reports` with Lore's own embedder (the index's model, loaded from its package)."""
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(embedder.query_model.get_text_embedding_batch(list(texts)), dtype=np.float32)
+
+    return run_reports(
+        sessions, embed, settings.gaps, requested_by=requested_by, model=embedder.identity.describe()
+    )
+
+
+def store_report(
+    sessions: SessionFactory,
+    kind: str,
+    clusters: list[dict[str, Any]],
+    *,
+    params: dict[str, Any],
+    questions: int,
+    started_at: datetime,
+    requested_by: str | None = None,
+) -> int:
+    """Store one run, and drop the same kind's runs older than the last `KEEP_REPORTS`."""
+    row = GapReport(
+        kind=kind,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        requested_by=requested_by,
+        questions=questions,
+        params=params,
+        clusters=clusters,
+    )
+    with sessions() as session, session.begin():
+        session.add(row)
+        session.flush()
+        keep = select(GapReport.id).where(GapReport.kind == kind).order_by(GapReport.id.desc())
+        kept = list(session.scalars(keep.limit(KEEP_REPORTS)))
+        session.execute(delete(GapReport).where(GapReport.kind == kind, GapReport.id.not_in(kept)))
+        return int(row.id)
+
+
+def latest_report(sessions: SessionFactory, kind: str) -> GapReport | None:
+    with sessions() as session:
+        return session.scalars(
+            select(GapReport).where(GapReport.kind == kind).order_by(GapReport.id.desc()).limit(1)
+        ).one_or_none()
+
+
+def last_run(sessions: SessionFactory) -> datetime | None:
+    """When any clustering run last finished (None: never)."""
+    from sqlalchemy import func
+
+    with sessions() as session:
+        return session.scalar(select(func.max(GapReport.finished_at)))
+
+
+# ---- reading a run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GapFilters:
+    source: str | None = None  # a source among the answer's retrieved chunks
+    channel: str | None = None  # a channel group: "slack", or "slack:C0123" for one channel
+    date_from: date | None = None
+    date_to: date | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> GapFilters:
+        def day(name: str) -> date | None:
+            try:
+                return date.fromisoformat((params.get(name) or "").strip())
+            except ValueError:
+                return None
+
+        def text(name: str) -> str | None:
+            return (params.get(name) or "").strip()[:200] or None
+
+        return cls(text("source"), text("channel"), day("from"), day("to"))
+
+    def params(self) -> dict[str, str]:
+        out = {
+            "source": self.source,
+            "channel": self.channel,
+            "from": self.date_from.isoformat() if self.date_from else None,
+            "to": self.date_to.isoformat() if self.date_to else None,
+        }
+        return {k: v for k, v in out.items() if v}
+
+    def keeps(self, member: Mapping[str, Any]) -> bool:
+        if self.source and self.source not in member.get("sources", []):
+            return False
+        if self.channel and self.channel not in (member["platform"], channel_group(member)):
+            return False
+        day = datetime.fromisoformat(member["at"]).date()
+        if self.date_from and day < self.date_from:
+            return False
+        return not (self.date_to and day > self.date_to)
+
+
+def channel_group(member: Mapping[str, Any]) -> str:
+    channel = member.get("channel")
+    return f"{member['platform']}:{channel}" if channel else str(member["platform"])
+
+
+@dataclass
+class ClusterView:
+    rank: int
+    label: str
+    count: int
+    examples: list[str]
+    trend: list[tuple[str, int]]  # (week starting Monday, questions), oldest first
+    abstained: int
+    down: int
+    up: int
+    platforms: dict[str, int]
+    answer_ids: list[str]
+    documents: list[dict[str, Any]] = field(default_factory=list)  # nearest documents, filled by readers
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "label": self.label,
+            "count": self.count,
+            "examples": self.examples,
+            "trend": [{"week": w, "questions": n} for w, n in self.trend],
+            "abstained": self.abstained,
+            "down": self.down,
+            "up": self.up,
+            "platforms": self.platforms,
+            "documents": self.documents,
+        }
+
+
+def _week(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def view_report(
+    clusters: Sequence[Mapping[str, Any]],
+    filters: GapFilters = GapFilters(),  # noqa: B008 - frozen, never mutated
+    *,
+    min_size: int = 1,
+    limit: int | None = None,
+    until: date | None = None,
+    weeks: int = TREND_WEEKS,
+) -> list[ClusterView]:
+    """The stored clusters seen through `filters`: each recounted from its matching members
+    (largest first), with `weeks` weekly counts up to the week of `until` (default: today)."""
+    end = _week(until or filters.date_to or datetime.now(UTC).date())
+    starts = [end - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
+    views = []
+    for cluster in clusters:
+        members = [m for m in cluster["members"] if filters.keeps(m)]
+        if len(members) < max(1, min_size):
+            continue
+        per_week = Counter(_week(datetime.fromisoformat(m["at"]).date()) for m in members)
+        examples = list(dict.fromkeys(m["question"] for m in members))[:EXAMPLES]
+        label = cluster["label"] if any(m["question"] == cluster["label"] for m in members) else examples[0]
+        views.append(
+            ClusterView(
+                rank=0,
+                label=label,
+                count=len(members),
+                examples=examples,
+                trend=[(s.isoformat(), per_week.get(s, 0)) for s in starts],
+                abstained=sum(1 for m in members if m["abstained"]),
+                down=sum(1 for m in members if m["vote"] == "down"),
+                up=sum(1 for m in members if m["vote"] == "up"),
+                platforms=dict(Counter(m["platform"] for m in members).most_common()),
+                answer_ids=[m["answer_id"] for m in members],
+            )
+        )
+    views.sort(key=lambda v: (-v.count, v.label))
+    for i, v in enumerate(views, 1):
+        v.rank = i
+    return views[:limit] if limit else views
+
+
+def filter_options(clusters: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The sources and channel groups a stored run's questions came from (for the filter menus)."""
+    sources: set[str] = set()
+    groups: set[str] = set()
+    for cluster in clusters:
+        for m in cluster["members"]:
+            sources.update(m.get("sources", []))
+            groups.update({str(m["platform"]), channel_group(m)})
+    return {"sources": sorted(sources), "channels": sorted(groups)}
+
+
+def nearest_documents(chunks: Iterable[Any], limit: int = 3) -> list[dict[str, Any]]:
+    """Retrieved chunks (`knowledge.answer.RetrievedChunk`) to one row per document, best first,
+    scored by cosine similarity to the question (the ranking score when that is missing)."""
+    best: dict[str, dict[str, Any]] = {}
+    for c in chunks:
+        score = c.dense_score if c.dense_score is not None else c.score
+        key = c.doc_id
+        if key not in best or score > best[key]["score"]:
+            best[key] = {"title": c.title, "url": c.url, "source": c.source, "path": c.path,
+                         "score": round(float(score), 3)}
+    return sorted(best.values(), key=lambda d: -d["score"])[:limit]
+
+
+# ---- the digest -----------------------------------------------------------------------------------------
+
+
+def new_gaps(
+    clusters: Sequence[Mapping[str, Any]], *, since: datetime, top: int
+) -> list[ClusterView]:
+    """The gaps asked about most since `since` (the digest's "new" questions)."""
+    return view_report(clusters, GapFilters(date_from=since.astimezone(UTC).date()), limit=top)

@@ -1,0 +1,214 @@
+"""Content gaps (feedback/gaps.py) on the real MiniLM embedder and real SQLite and PostgreSQL:
+300 seeded questions, six planted topics the docs don't cover, clustered with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from config.settings import Settings
+from feedback.gaps import (
+    KEEP_REPORTS,
+    GapFilters,
+    cluster_questions,
+    last_run,
+    latest_report,
+    store_report,
+    view_report,
+)
+from tests.feedback.gapdata import ANSWERABLE_DOWN, PLANTED, PLANTED_PER_TOPIC, seed, topic_of
+
+
+@pytest.fixture
+def seeded(db):
+    return seed(db.sessions)
+
+
+def _settings(db, tmp_path, **gaps):
+    return Settings(data_dir=tmp_path / "data", database={"url": db.url}, gaps=gaps)
+
+
+def test_the_six_planted_topics_are_the_top_gaps(db, seeded, embedder, tmp_path):
+    runs = cluster_questions(db.sessions, _settings(db, tmp_path), embedder, requested_by="test")
+    by_kind = {r.kind: r for r in runs}
+    assert by_kind["gaps"].questions == 6 * PLANTED_PER_TOPIC + ANSWERABLE_DOWN
+    assert by_kind["top"].questions == 300
+
+    report = latest_report(db.sessions, "gaps")
+    views = view_report(report.clusters)
+    top6 = views[:6]
+    topics = []
+    for v in top6:
+        found = Counter(topic_of(q) for q in v.examples)
+        [(topic, _n)] = found.most_common(1)
+        topics.append(topic)
+        assert topic_of(v.label) == topic  # the label is a question of that topic
+    assert sorted(topics) == sorted(PLANTED)  # each planted topic is one of the six, once
+    # Each planted cluster holds (nearly) all of its topic's questions and nothing else.
+    for v in top6:
+        members = next(c for c in report.clusters if c["label"] == v.label)["members"]
+        kinds = Counter(topic_of(m["question"]) for m in members)
+        assert len(kinds) == 1 and v.count >= PLANTED_PER_TOPIC * 0.9
+    # The answerable questions that got a 👎 stay below every planted topic.
+    assert all(v.count < min(t.count for t in top6) for v in views[6:])
+    assert report.params["signals"] == ["abstained", "down"]
+    assert last_run(db.sessions) == max(report.finished_at, latest_report(db.sessions, "top").finished_at)
+
+    # Top questions: the answerable questions are there too, with their 👍.
+    top = view_report(latest_report(db.sessions, "top").clusters)
+    assert sum(v.count for v in top) >= 280 and any(v.up for v in top)
+    assert any("VPN" in v.label or "leave" in v.label or "deploy" in v.label.lower() for v in top[:10])
+
+
+def test_filters_recount_a_stored_run(db, seeded, embedder, tmp_path):
+    cluster_questions(db.sessions, _settings(db, tmp_path), embedder)
+    clusters = latest_report(db.sessions, "gaps").clusters
+    everything = view_report(clusters)
+    slack = view_report(clusters, GapFilters(channel="slack"))
+    discord = view_report(clusters, GapFilters(channel="discord"))
+    assert sum(v.count for v in slack) + sum(v.count for v in discord) == sum(v.count for v in everything)
+    assert all(set(v.platforms) == {"slack"} for v in slack)
+    one = view_report(clusters, GapFilters(channel="slack:C0HELP"))
+    assert 0 < sum(v.count for v in one) < sum(v.count for v in slack)
+    recent = datetime.now(UTC).date() - timedelta(days=7)
+    last_week = view_report(clusters, GapFilters(date_from=recent))
+    assert 0 < sum(v.count for v in last_week) < sum(v.count for v in everything)
+    assert view_report(clusters, GapFilters(source="handbook"))  # every seeded answer searched it
+    assert view_report(clusters, GapFilters(source="nope")) == []
+    # Weekly trend: eight weeks, adding up to the count when the whole range fits.
+    v = everything[0]
+    assert len(v.trend) == 8 and sum(n for _w, n in v.trend) == v.count
+    parsed = GapFilters.parse({"source": " handbook ", "channel": "", "from": "2026-01-02", "to": "bad"})
+    assert parsed == GapFilters(source="handbook", date_from=datetime(2026, 1, 2).date())
+
+
+def test_runs_are_kept_per_kind_and_pruned(db):
+    start = datetime.now(UTC)
+    for i in range(KEEP_REPORTS + 3):
+        store_report(db.sessions, "gaps", [], params={"i": i}, questions=i, started_at=start)
+    store_report(db.sessions, "top", [], params={}, questions=1, started_at=start)
+    assert latest_report(db.sessions, "gaps").params == {"i": KEEP_REPORTS + 2}
+    from sqlalchemy import func, select
+
+    from feedback.models import GapReport
+
+    with db.sessions() as s:
+        counts = dict(s.execute(select(GapReport.kind, func.count()).group_by(GapReport.kind)).all())
+    assert counts == {"gaps": KEEP_REPORTS, "top": 1}
+
+
+def test_the_celery_task_clusters_through_the_real_app(db, seeded, tmp_path):
+    """`lore.cluster_gaps` as a worker runs it (Celery's own task machinery, executed here)."""
+    from workers.app import make_celery
+    from workers.names import QUEUE_OF, TaskName
+    from workers.schedule import build_schedule
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database={"url": db.url},
+        redis={"url": "redis://127.0.0.1:6379/0", "prefix": "lore-gaps-test:"},
+        gaps={"every": "6h"},
+    )
+    entry = build_schedule(settings)["cluster-gaps-every-6h"]
+    assert entry["task"] == TaskName.CLUSTER_GAPS and entry["options"]["queue"] == "feedback"
+    assert QUEUE_OF[TaskName.CLUSTER_GAPS] == "feedback"
+    app = make_celery(settings)
+    runs = app.tasks[TaskName.CLUSTER_GAPS].apply(kwargs=entry["kwargs"]).get(disable_sync_subtasks=False)
+    assert {r["kind"] for r in runs} == {"gaps", "top"}
+    report = latest_report(db.sessions, "gaps")
+    assert report.requested_by == "schedule" and len(view_report(report.clusters)) >= 6
+
+
+def test_the_in_process_client_clusters_on_request(db, seeded, tmp_path, embedder):
+    import time
+
+    from knowledge.service import Knowledge
+    from workers.inprocess import InProcessTaskClient
+
+    settings = _settings(db, tmp_path)
+    knowledge = Knowledge(settings, embedder=embedder)
+    client = InProcessTaskClient(settings, knowledge=knowledge)
+    try:
+        client.request_gap_report(requested_by="console:ada")
+        deadline = time.monotonic() + 120
+        while latest_report(db.sessions, "top") is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        client.close()
+        knowledge.close()
+    report = latest_report(db.sessions, "gaps")
+    assert report is not None and report.requested_by == "console:ada"
+
+
+def test_lore_gaps_prints_the_same_clusters_as_json(db, seeded, tmp_path):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    config = tmp_path / "lore.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db.url}"\n')
+    first = CliRunner().invoke(app, ["--config", str(config), "gaps", "--json"])
+    assert first.exit_code == 0, first.output
+    body = json.loads(first.stdout)
+    assert body["kind"] == "gaps" and len(body["clusters"]) >= 6
+    labels = [c["label"] for c in body["clusters"]]
+    assert sorted(topic_of(x) for x in labels[:6]) == sorted(PLANTED)
+    stored = [v.label for v in view_report(latest_report(db.sessions, "gaps").clusters, limit=20)]
+    assert labels == stored  # the CLI prints the stored run, as the page shows it
+    since = (datetime.now(UTC).date() - timedelta(days=7)).isoformat()
+    recent = CliRunner().invoke(app, ["--config", str(config), "gaps", "--json", "--since", since])
+    assert recent.exit_code == 0, recent.output
+    assert sum(c["count"] for c in json.loads(recent.stdout)["clusters"]) < sum(
+        c["count"] for c in body["clusters"]
+    )
+    bad = CliRunner().invoke(app, ["--config", str(config), "gaps", "--since", "last week"])
+    assert bad.exit_code == 2
+
+
+def test_the_digest_posts_the_top_new_gaps_to_slack_without_mentions(db, seeded, embedder, tmp_path):
+    import asyncio
+
+    from tests.emulators.slack import BOT_TOKEN, SlackEmulator
+    from workers.jobs import gaps_digest
+    from workers.post import post_message
+
+    async def run() -> list:
+        async with SlackEmulator() as slack:
+            settings = Settings(
+                data_dir=tmp_path / "data",
+                database={"url": db.url},
+                slack={"bot_token": BOT_TOKEN, "api_url": slack.base_url},
+                gaps={"digest_every": "7d", "digest_channel": "slack:C0DOCS", "console_url": "https://lore.example"},
+            )
+            # A question that tries to ping everyone joins the gaps.
+            from tests.feedback.gapdata import PLANTED as _  # noqa: F401
+
+            cluster_questions(db.sessions, settings, embedder)
+            result = await asyncio.to_thread(
+                gaps_digest, db.sessions, settings, lambda c, t: post_message(settings, c, t)
+            )
+            assert result["posted"] and result["clusters"] == 5
+            return slack.calls_to("chat.postMessage")
+
+    [call] = asyncio.run(run())
+    assert call.args["channel"] == "C0DOCS"
+    text = call.args["text"]
+    assert text.startswith("Top new documentation gaps since")
+    assert "<https://lore.example/gaps|Open the Gaps page>" in text
+    lines = text.splitlines()[1:6]
+    assert all(topic_of(line.split(". ", 1)[1].rsplit(" (", 1)[0]) for line in lines)
+
+
+def test_digest_text_quotes_questions_inertly():
+    from feedback.gaps import ClusterView
+    from workers.post import digest_message
+
+    view = ClusterView(1, "<!channel> @here who fixes the printer?", 4, [], [], 4, 0, 0, {}, [])
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    slack = digest_message("slack", [view], since=since, url=None)
+    assert "<!channel>" not in slack and "&lt;!channel&gt;" in slack and "@\u2060here" in slack
+    discord = digest_message("discord", [view], since=since, url="https://lore.example/")
+    assert "Gaps page: <https://lore.example/gaps>" in discord
