@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from feedback.models import Base
 
-TABLES = {"interactions", "votes", "vote_events"}
+TABLES = {"interactions", "votes", "vote_events", "gap_reports"}
 
 
 def test_migrations_apply_match_the_models_and_roll_back(db):
@@ -77,3 +77,37 @@ def test_0003_keeps_console_users_and_stops_id_reuse_both_ways(db):
     assert names == ["ada", "cy"]
     db.upgrade()
     assert db.current() == db.head()
+
+
+def test_0004_adds_gap_reports_and_keeps_every_judgment_both_ways(db):
+    """Down to 0003 and back: the gap reports table comes and goes; the interactions, votes and
+    reviewers' judgments stored around it are untouched."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from feedback.gaps import latest_report, store_report
+    from feedback.reviews import save_review
+    from feedback.store import record_interaction
+    from tests.feedback.test_store import interaction
+
+    record_interaction(db.sessions, interaction("a1"))
+    save_review(db.sessions, "a1", action="edit", reviewer="ada", expected_version=0, ideal_answer="Ideal.")
+    store_report(db.sessions, "gaps", [], params={}, questions=0, started_at=datetime.now(UTC))
+
+    def judgments() -> list[tuple[str, str, str]]:
+        with db.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT answer_id, status, ideal_answer FROM reviews"))]
+
+    before = judgments()
+    assert before == [("a1", "edited", "Ideal.")]
+    db.downgrade("0003")
+    with db.engine.connect() as conn:
+        assert "gap_reports" not in inspect(conn).get_table_names()
+    assert judgments() == before
+    db.upgrade()
+    with db.engine.connect() as conn:
+        assert "gap_reports" in inspect(conn).get_table_names()
+    assert judgments() == before and latest_report(db.sessions, "gaps") is None
+    store_report(db.sessions, "gaps", [], params={}, questions=0, started_at=datetime.now(UTC))
+    assert latest_report(db.sessions, "gaps") is not None
