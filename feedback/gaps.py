@@ -19,8 +19,9 @@ members' vectors), so it reads as something a person asked, not a bag of keyword
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -78,9 +79,7 @@ class Question:
         }
 
 
-def select_questions(
-    sessions: SessionFactory, kind: str, *, since: datetime, limit: int
-) -> list[Question]:
+def select_questions(sessions: SessionFactory, kind: str, *, since: datetime, limit: int) -> list[Question]:
     """The most recent `limit` questions of `kind` ("gaps" or "top") asked since `since`."""
     if kind not in GAP_REPORT_KINDS:
         raise ValueError(f"unknown report kind {kind!r}")
@@ -151,28 +150,29 @@ def cluster_report(
     if not unique:
         return []
     index = {k: i for i, k in enumerate(unique)}
-    first_text = {}
+    first_text: dict[str, str] = {}
     for q, k in zip(questions, keys, strict=True):
         first_text.setdefault(k, q.question)
     vectors = _normalise(embed([first_text[k] for k in unique]))
     labels = cluster_vectors(vectors, distance=distance)
     weight = Counter(keys)
-    clusters = []
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
-        size = sum(weight[unique[i]] for i in rows)
-        if size < min_size:
+    by_label: dict[int, list[int]] = {}  # cluster -> positions in `questions`
+    for pos, k in enumerate(keys):
+        by_label.setdefault(int(labels[index[k]]), []).append(pos)
+    clusters: list[dict[str, Any]] = []
+    for label, positions in by_label.items():
+        if len(positions) < min_size:
             continue
+        rows = np.flatnonzero(labels == label)
         w = np.array([weight[unique[i]] for i in rows], dtype=np.float32)
         centre = _normalise((vectors[rows] * w[:, None]).sum(axis=0, keepdims=True))[0]
-        dist = {unique[i]: 1.0 - float(vectors[i] @ centre) for i in rows}
-        members = [q for q, k in zip(questions, keys, strict=True) if index[k] in set(rows.tolist())]
-        members.sort(key=lambda q: (dist[" ".join(q.question.lower().split())], q.answer_id))
+        dist = dict(zip(rows.tolist(), (1.0 - vectors[rows] @ centre).tolist(), strict=True))
+        ranked = sorted(positions, key=lambda p: (dist[index[keys[p]]], questions[p].answer_id))
         clusters.append(
             {
-                "label": members[0].question,
-                "size": size,
-                "members": [q.as_member(dist[" ".join(q.question.lower().split())]) for q in members],
+                "label": questions[ranked[0]].question,
+                "size": len(positions),
+                "members": [questions[p].as_member(dist[index[keys[p]]]) for p in ranked],
             }
         )
     clusters.sort(key=lambda c: (-c["size"], c["label"]))
@@ -229,23 +229,61 @@ def run_reports(
             "signals": list(GAP_SIGNALS) if kind == "gaps" else [],
         }
         report_id = store_report(
-            sessions, kind, clusters, params=params, questions=len(questions),
-            started_at=started, requested_by=requested_by,
+            sessions,
+            kind,
+            clusters,
+            params=params,
+            questions=len(questions),
+            started_at=started,
+            requested_by=requested_by,
         )
         done.append(RunSummary(report_id, kind, len(questions), len(clusters), time.monotonic() - clock))
     return done
 
 
+_EMBED_CACHE = 20_000  # question vectors kept per process (~30 MB): a re-run embeds only new ones
+_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_vectors_lock = threading.Lock()
+
+
+def cached_embed(embedder: Embedder) -> Embed:
+    """Lore's own embedder (the index's model, loaded from its package) behind a small per-process
+    cache: the scheduled runs see mostly the same questions each time."""
+    identity = embedder.identity.describe()
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        with _vectors_lock:
+            missing = [t for t in dict.fromkeys(texts) if (identity, t) not in _vectors]
+        fresh: dict[str, np.ndarray] = {}
+        if missing:
+            found = np.asarray(embedder.query_model.get_text_embedding_batch(missing), dtype=np.float32)
+            fresh = dict(zip(missing, found, strict=True))
+        with _vectors_lock:
+            out = []
+            for t in texts:
+                key = (identity, t)
+                vector = fresh[t] if t in fresh else _vectors.pop(key, None)
+                if vector is None:  # evicted by another run meanwhile
+                    vector = np.asarray(embedder.query_model.get_text_embedding(t), dtype=np.float32)
+                _vectors[key] = vector  # (re)inserted last: the most recently used
+                out.append(vector)
+            while len(_vectors) > _EMBED_CACHE:
+                _vectors.popitem(last=False)
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+    return embed
+
+
 def cluster_questions(
     sessions: SessionFactory, settings: Settings, embedder: Embedder, *, requested_by: str | None = None
 ) -> list[RunSummary]:
-    """`run_reports` with Lore's own embedder (the index's model, loaded from its package)."""
-
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(embedder.query_model.get_text_embedding_batch(list(texts)), dtype=np.float32)
-
+    """`run_reports` with Lore's own embedder."""
     return run_reports(
-        sessions, embed, settings.gaps, requested_by=requested_by, model=embedder.identity.describe()
+        sessions,
+        cached_embed(embedder),
+        settings.gaps,
+        requested_by=requested_by,
+        model=embedder.identity.describe(),
     )
 
 
@@ -376,7 +414,7 @@ def _week(day: date) -> date:
 
 def view_report(
     clusters: Sequence[Mapping[str, Any]],
-    filters: GapFilters = GapFilters(),  # noqa: B008 - frozen, never mutated
+    filters: GapFilters = GapFilters(),
     *,
     min_size: int = 1,
     limit: int | None = None,
@@ -434,16 +472,19 @@ def nearest_documents(chunks: Iterable[Any], limit: int = 3) -> list[dict[str, A
         score = c.dense_score if c.dense_score is not None else c.score
         key = c.doc_id
         if key not in best or score > best[key]["score"]:
-            best[key] = {"title": c.title, "url": c.url, "source": c.source, "path": c.path,
-                         "score": round(float(score), 3)}
+            best[key] = {
+                "title": c.title,
+                "url": c.url,
+                "source": c.source,
+                "path": c.path,
+                "score": round(float(score), 3),
+            }
     return sorted(best.values(), key=lambda d: -d["score"])[:limit]
 
 
 # ---- the digest -----------------------------------------------------------------------------------------
 
 
-def new_gaps(
-    clusters: Sequence[Mapping[str, Any]], *, since: datetime, top: int
-) -> list[ClusterView]:
+def new_gaps(clusters: Sequence[Mapping[str, Any]], *, since: datetime, top: int) -> list[ClusterView]:
     """The gaps asked about most since `since` (the digest's "new" questions)."""
     return view_report(clusters, GapFilters(date_from=since.astimezone(UTC).date()), limit=top)

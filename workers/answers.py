@@ -97,7 +97,9 @@ def _run(knowledge: Knowledge, name: str, payload: dict[str, Any]) -> Any:
         return index_info(knowledge)
     if op == "search":
         chunks = knowledge.search(
-            str(payload["query"]), top_k=int(payload.get("top_k", 8)), audience=_audience(payload.get("audience"))
+            str(payload["query"]),
+            top_k=int(payload.get("top_k", 8)),
+            audience=_audience(payload.get("audience")),
         )
         return [c.model_dump(mode="json") for c in chunks]
     if op == "visible":

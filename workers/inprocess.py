@@ -45,7 +45,9 @@ class InProcessTaskClient:
         self._lock = threading.Lock()
         self._syncs = ThreadPoolExecutor(1, thread_name_prefix="lore-sync")
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="lore-feedback")
-        self._gaps = ThreadPoolExecutor(1, thread_name_prefix="lore-gaps")  # clustering runs (feedback/gaps.py)
+        self._gaps = ThreadPoolExecutor(
+            1, thread_name_prefix="lore-gaps"
+        )  # clustering runs (feedback/gaps.py)
         self._pending: dict[str, str] = {}  # source -> task id, from request until its last attempt
         self._timers: set[threading.Timer] = set()  # retries waiting for their backoff
         self.board = FileBoard(settings.data_dir / STATUS_FILE)

@@ -22,8 +22,8 @@ from workers.names import TaskName
 
 if TYPE_CHECKING:
     from config.settings import Settings, WorkerSettings
-    from knowledge.embeddings import Embedder
     from feedback.store import SessionFactory
+    from knowledge.embeddings import Embedder
     from knowledge.service import Knowledge
     from knowledge.sync import SyncProgress
     from workers.progress import ProgressReporter

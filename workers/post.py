@@ -44,7 +44,9 @@ def digest_message(platform: str, clusters: list[ClusterView], *, since: datetim
         lines.append(f"{c.rank}. {quote(label)} ({c.count} question{'s' if c.count != 1 else ''})")
     if url:
         page = url.rstrip("/") + "/gaps"
-        lines.append(f"<{_slack_url(page)}|Open the Gaps page>" if platform == "slack" else f"Gaps page: <{page}>")
+        lines.append(
+            f"<{_slack_url(page)}|Open the Gaps page>" if platform == "slack" else f"Gaps page: <{page}>"
+        )
     else:
         lines.append("The Gaps page of Lore's console has the details.")
     return "\n".join(lines)
@@ -59,8 +61,9 @@ def post_message(settings: Settings, channel: str, text: str) -> None:
         token = settings.slack.bot_token
         if token is None:
             raise ValueError("the digest goes to Slack but slack.bot_token is not set")
-        kwargs = {"base_url": settings.slack.api_url} if settings.slack.api_url else {}
-        client = WebClient(token=token.get_secret_value(), timeout=30, **kwargs)
+        client = WebClient(
+            token=token.get_secret_value(), timeout=30, base_url=settings.slack.api_url or WebClient.BASE_URL
+        )
         client.chat_postMessage(channel=target, text=text, unfurl_links=False, unfurl_media=False)
         return
     if platform == "discord":

@@ -1,8 +1,9 @@
 """What a worker process needs for its tasks, built lazily once per process.
 
 Built after the fork (prefork children each get their own), never at import: a feedback
-worker never loads the embedding model, and the process that runs syncs is the one that
-opens an embedded index.
+worker loads the embedding model only when it clusters questions (`lore.cluster_gaps`, which
+uses `knowledge.embedder` and never opens the index), and the process that runs syncs is the
+one that opens an embedded index.
 """
 
 from __future__ import annotations

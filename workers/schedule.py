@@ -42,13 +42,13 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "expires": max(1.0, seconds * 0.9),
             },
         }
-    for key, every, task in (
+    for key, interval, task in (
         ("cluster-gaps", settings.gaps.every, TaskName.CLUSTER_GAPS),
         ("gaps-digest", settings.gaps.digest_every, TaskName.GAPS_DIGEST),
     ):
-        if every:
-            seconds = parse_duration(every).total_seconds()
-            schedule[f"{key}-every-{every}"] = {
+        if interval:
+            seconds = parse_duration(interval).total_seconds()
+            schedule[f"{key}-every-{interval}"] = {
                 "task": str(task),
                 "schedule": seconds,
                 "kwargs": {"requested_by": "schedule"},

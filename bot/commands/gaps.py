@@ -18,14 +18,19 @@ def register(app: typer.Typer) -> None:
 def gaps(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option(help="Only questions from this date on (YYYY-MM-DD).")] = None,
-    top: Annotated[bool, typer.Option("--top", help="Every question (Top questions), not only gaps.")] = False,
-    source: Annotated[str | None, typer.Option(help="Only questions whose answer searched this source.")] = None,
+    top: Annotated[
+        bool, typer.Option("--top", help="Every question (Top questions), not only gaps.")
+    ] = False,
+    source: Annotated[
+        str | None, typer.Option(help="Only questions whose answer searched this source.")
+    ] = None,
     channel: Annotated[
         str | None, typer.Option(help="Only this channel group: a platform (slack) or slack:C0123.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many clusters.")] = 20,
     refresh: Annotated[
-        bool, typer.Option("--refresh", help="Cluster now (and store the run) instead of reading the last run.")
+        bool,
+        typer.Option("--refresh", help="Cluster now (and store the run) instead of reading the last run."),
     ] = False,
     documents: Annotated[
         bool, typer.Option("--documents", help="Search the index for each cluster's nearest documents.")

@@ -107,8 +107,8 @@ def _mount_console(app: FastAPI, services: WebServices) -> None:
     from bot.web.admin import admin_router
     from bot.web.auth import auth_router
     from bot.web.chat import chat_router
-    from bot.web.gaps import gaps_router
     from bot.web.context import HERE, Console
+    from bot.web.gaps import gaps_router
     from bot.web.review import review_router
     from bot.web.security import (
         SESSION_COOKIE,

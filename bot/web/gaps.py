@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import date
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,7 +22,15 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.web.context import Console
 from bot.web.security import requirement, signed_in
-from feedback.gaps import GapFilters, ClusterView, filter_options, last_run, latest_report, nearest_documents, view_report
+from feedback.gaps import (
+    ClusterView,
+    GapFilters,
+    filter_options,
+    last_run,
+    latest_report,
+    nearest_documents,
+    view_report,
+)
 from feedback.overview import day_range, overview
 
 log = logging.getLogger(__name__)
@@ -63,8 +70,7 @@ def gaps_router(console: Console) -> APIRouter:
             options=filter_options(clusters),
             last_run=ran,
             index_error=index_error,
-            requested=request.query_params.get("requested") == "1",
-            review_query=urlencode({"vote": "all"}),
+            requested=request.query_params.get("requested"),
         )
 
     @router.get("/gaps", response_class=HTMLResponse)
@@ -78,9 +84,13 @@ def gaps_router(console: Console) -> APIRouter:
     @router.post("/gaps/run")
     async def run(request: Request) -> Response:
         user = signed_in(request)
-        task_id = await run_in_threadpool(
-            lambda: services.tasks.request_gap_report(requested_by=f"console:{user.username}")
-        )
+        try:
+            task_id = await run_in_threadpool(
+                lambda: services.tasks.request_gap_report(requested_by=f"console:{user.username}")
+            )
+        except Exception:  # e.g. Redis down: say so on the page rather than fail
+            log.warning("could not queue a clustering of the questions", exc_info=True)
+            return RedirectResponse("/gaps?requested=0", status_code=303)
         log.info("%s asked for a clustering of the questions (%s)", user.username, task_id)
         return RedirectResponse("/gaps?requested=1", status_code=303)
 
@@ -94,6 +104,8 @@ def gaps_router(console: Console) -> APIRouter:
 
         start, end = day_range(day("from"), day("to"))
         data = await run_in_threadpool(overview, console.db.sessions, start, end)
-        return console.page(request, "overview.html", data=data, date_from=start, date_to=end, kind="overview")
+        return console.page(
+            request, "overview.html", data=data, date_from=start, date_to=end, kind="overview"
+        )
 
     return router

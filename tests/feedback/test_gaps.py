@@ -181,7 +181,11 @@ def test_the_digest_posts_the_top_new_gaps_to_slack_without_mentions(db, seeded,
                 data_dir=tmp_path / "data",
                 database={"url": db.url},
                 slack={"bot_token": BOT_TOKEN, "api_url": slack.base_url},
-                gaps={"digest_every": "7d", "digest_channel": "slack:C0DOCS", "console_url": "https://lore.example"},
+                gaps={
+                    "digest_every": "7d",
+                    "digest_channel": "slack:C0DOCS",
+                    "console_url": "https://lore.example",
+                },
             )
             # A question that tries to ping everyone joins the gaps.
             from tests.feedback.gapdata import PLANTED as _  # noqa: F401

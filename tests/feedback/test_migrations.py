@@ -97,7 +97,9 @@ def test_0004_adds_gap_reports_and_keeps_every_judgment_both_ways(db):
 
     def judgments() -> list[tuple[str, str, str]]:
         with db.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text("SELECT answer_id, status, ideal_answer FROM reviews"))]
+            return [
+                tuple(r) for r in conn.execute(text("SELECT answer_id, status, ideal_answer FROM reviews"))
+            ]
 
     before = judgments()
     assert before == [("a1", "edited", "Ideal.")]

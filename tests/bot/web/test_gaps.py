@@ -40,7 +40,9 @@ async def test_the_gaps_page_shows_the_planted_topics_first_with_their_nearest_d
     assert "Last clustered: <time" in page.text and "questions," in page.text
     # Each cluster lists the documents nearest it in the index, with a similarity score.
     assert page.text.count('<ol class="documents">') >= 6
-    assert re.search(r'href="https://wiki\.example/hb/[^"]+\.md">[^<]+</a> <span class="muted small">handbook', page.text)
+    assert re.search(
+        r'href="https://wiki\.example/hb/[^"]+\.md">[^<]+</a> <span class="muted small">handbook', page.text
+    )
     assert re.search(r'similarity <span class="score">0\.\d\d</span>', page.text)
     assert page.headers["cache-control"] == "no-store"
 

@@ -34,7 +34,9 @@ async def test_a_reviewer_reads_the_gaps_and_the_overview_charts_in_a_real_brows
         try:
             page = await browser.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda msg: console.append(msg.text) if msg.type in ("error", "warning") else None)
+            page.on(
+                "console", lambda msg: console.append(msg.text) if msg.type in ("error", "warning") else None
+            )
             await _sign_in(page, base, "rex", "staple paper clips")
 
             # The nav leads to the Gaps page; nothing is clustered yet, so cluster from the page.
