@@ -187,9 +187,6 @@ def test_the_digest_posts_the_top_new_gaps_to_slack_without_mentions(db, seeded,
                     "console_url": "https://lore.example",
                 },
             )
-            # A question that tries to ping everyone joins the gaps.
-            from tests.feedback.gapdata import PLANTED as _  # noqa: F401
-
             cluster_questions(db.sessions, settings, embedder)
             result = await asyncio.to_thread(
                 gaps_digest, db.sessions, settings, lambda c, t: post_message(settings, c, t)
@@ -216,3 +213,34 @@ def test_digest_text_quotes_questions_inertly():
     assert "<!channel>" not in slack and "&lt;!channel&gt;" in slack and "@\u2060here" in slack
     discord = digest_message("discord", [view], since=since, url="https://lore.example/")
     assert "Gaps page: <https://lore.example/gaps>" in discord
+
+
+def test_the_digest_posts_to_a_discord_channel_mentioning_nobody(db, seeded, embedder, tmp_path):
+    import asyncio
+
+    from tests.emulators.discord_emu import DiscordEmulator, make_guild
+    from workers.jobs import gaps_digest
+    from workers.post import post_message
+
+    async def run() -> list:
+        guild = make_guild()
+        channel = guild["channels"][0]["id"]
+        async with DiscordEmulator(guilds=[guild]) as emu:
+            settings = Settings(
+                data_dir=tmp_path / "data",
+                database={"url": db.url},
+                discord={"token": "emulator-token", "api_base": emu.rest_base},
+                gaps={"digest_every": "7d", "digest_channel": f"discord:{channel}", "digest_top": 3},
+            )
+            cluster_questions(db.sessions, settings, embedder)
+            result = await asyncio.to_thread(
+                gaps_digest, db.sessions, settings, lambda c, t: post_message(settings, c, t)
+            )
+            assert result == {"posted": True, "channel": f"discord:{channel}", "clusters": 3}
+            return emu.calls_to("POST", rf"/channels/{channel}/messages")
+
+    [call] = asyncio.run(run())
+    assert call.status == 200 and call.json["allowed_mentions"] == {"parse": []}
+    assert call.headers["Authorization"] == "Bot emulator-token"
+    lines = call.json["content"].splitlines()
+    assert len(lines) == 5 and lines[-1] == "The Gaps page of Lore's console has the details."

@@ -210,6 +210,10 @@ def test_the_owner_answers_for_the_audience_and_sources_the_chat_side_sends(
         visible = remote.visible_documents(PUBLIC_AUDIENCE)
         assert "hr/leave.md" not in visible["handbook"] and "it/vpn.md" in visible["handbook"]
         assert [r["access"] for r in remote.sources_status()] == ["public; 1 rule"]
+        # A search without answering (the console's Gaps page): unfiltered, or for an audience.
+        found = remote.search(question, top_k=4)
+        assert found[0].path == "hr/leave.md" and found[0].dense_score is not None
+        assert "hr/leave.md" not in [c.path for c in remote.search(question, audience=PUBLIC_AUDIENCE)]
     finally:
         remote.close()
         server.stop(timeout=5)
