@@ -223,4 +223,5 @@ async def test_health_and_readiness_are_public(lore):
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["status"] == "ready" and body["failing"] == []
-    assert set(body["checks"]) == {"index", "database"} and "0003" in body["checks"]["database"]["detail"]
+    detail = body["checks"]["database"]["detail"]
+    assert set(body["checks"]) == {"index", "database"} and detail == f"ok (migration {lore.db.head()})"
