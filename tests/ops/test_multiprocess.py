@@ -188,7 +188,8 @@ async def _launch(cluster: Cluster) -> None:
         proc.kill()  # a stopped one only closes its log files
     identified = cluster.discord.identify_count
     uid = uuid.uuid4().hex[:6]
-    debug = ["--loglevel", "DEBUG"]  # Celery's level, which `lore worker` and `lore beat` log at
+    # `lore worker` and `lore beat` log at Celery's --loglevel (INFO unless told), not log_level.
+    debug = ["--loglevel", "DEBUG"]
     commands = {
         "ingest": ["worker", "-Q", "ingest", "-n", f"ingest-{uid}@%h", *debug],
         "feedback": ["worker", "-Q", "feedback", "-n", f"feedback-{uid}@%h", *debug],
