@@ -108,8 +108,10 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         "alembic.runtime.plugins",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # LlamaIndex logs the retrieved passages at DEBUG, restricted ones included: a log reader may
+    # At DEBUG, LlamaIndex logs the retrieved passages, restricted ones included, and Celery's
+    # pool every task's arguments (an interaction record carries its answer): a log reader may
     # not read them (docs/permissions.md). The chat SDKs' payload loggers are quieted by their
     # adapters (bot/slack/app.py, bot/discord/app.py) for the same reason.
-    passages = logging.getLogger("llama_index")
-    passages.setLevel(max(passages.level, logging.INFO))
+    for payloads in ("llama_index", "celery.pool"):
+        logger = logging.getLogger(payloads)
+        logger.setLevel(max(logger.level, logging.INFO))

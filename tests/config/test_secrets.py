@@ -44,16 +44,31 @@ def test_log_lines_mask_passwords_inside_urls(tmp_path: Path) -> None:
     assert "hunter2" not in line and "Sup3r-secret" not in line
 
 
-def test_retrieved_passages_stay_out_of_debug_logs(tmp_path: Path) -> None:
-    # LlamaIndex logs retrieved text at DEBUG; a log reader may not read restricted passages.
+@pytest.mark.parametrize(
+    ("quieted", "logger", "line"),
+    [
+        ("llama_index", "llama_index.core.indices.utils", "> Top 2 nodes: CANARY passage"),
+        # The pool of a feedback worker, applying an interaction record (the answer in its arguments).
+        (
+            "celery.pool",
+            "celery.pool",
+            "TaskPool: Apply <fast_trace_task> (args:('lore.record_interaction', 'CANARY'",
+        ),
+    ],
+)
+def test_passages_and_task_arguments_stay_out_of_debug_logs(
+    tmp_path: Path, quieted: str, logger: str, line: str
+) -> None:
+    # LlamaIndex logs retrieved text at DEBUG, and Celery's pool each task's arguments; a log
+    # reader may not read restricted passages.
     settings = Settings(data_dir=tmp_path, log_level="DEBUG")
     stream = io.StringIO()
     root = logging.getLogger()
-    passages = logging.getLogger("llama_index")
+    passages = logging.getLogger(quieted)
     saved = root.handlers[:], root.level, passages.level
     try:
         configure_logging(settings, stream=stream)
-        logging.getLogger("llama_index.core.indices.utils").debug("> Top 2 nodes: CANARY passage")
+        logging.getLogger(logger).debug(line)
         logging.getLogger("lore.test").debug("lore's own debug line")
     finally:
         root.handlers[:], level, passages_level = saved

@@ -9,10 +9,19 @@
 
 Each process has its own data directory, as on separate machines: they share only Redis and
 PostgreSQL. Slack and Discord are the local emulators; every token is a distinctive fake value,
-and the logs of the whole run are grepped for them at the end. Logs are JSON. The tests share
-one cluster, but each makes its own questions and votes and passes alone and in any order: the
-cluster is ready once the beat's first sync has built the index, and the test that stops every
-process with SIGTERM (as an orchestrator would) leaves it to be started again for the next test.
+and the logs of the whole run are grepped for them at the end. Logs are JSON, at DEBUG. The tests
+share one cluster, but each makes its own questions and votes and passes alone and in any order:
+the cluster is ready once the beat's first sync has indexed both sources, and the test that stops
+every process with SIGTERM (as an orchestrator would) leaves it to be started again for the next
+test.
+
+The second source is issue 19's canary (tests/canary/corpus.py): 20 restricted documents, each
+with a unique marker, for `group:secret` (one Slack user and one Discord user, by id), beside
+public twins. Its 100 questions go through Slack (channel mentions, a thread's follow-ups, DMs)
+and Discord (DMs, mentions answered in threads, follow-ups) to `lore serve`, and from there over
+Redis to the index-owning worker. People without rights get no marker and no restricted path in
+anything Lore sent to Slack or Discord, nor does any process's log or /metrics hold one; the
+members get the markers in their DMs, and "Answer privately" on their channel answers.
 
 Not exercised here: a Qdrant server (none can be installed on this machine), so the index is the
 embedded engine owned by the ingest worker.
@@ -33,17 +42,18 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import yaml
 from redis import Redis
 
-from tests.conftest import free_port
-from tests.emulators.discord_emu import (
-    DiscordEmulator,
-    make_guild,
-    make_text_channel,
-    make_user,
-    message_create,
-)
-from tests.emulators.slack import BOT_USER_ID, SlackEmulator, app_mention_event
+from tests.bot.discord.conftest import ALICE, BOB, GUILD_ID, SUPPORT, DiscordPeople, answer_id_of
+from tests.bot.discord.conftest import DM_CHANNEL as ALICE_DM
+from tests.bot.discord.conftest import visible_text as shown
+from tests.bot.slack.conftest import SlackPeople, block_texts, button_values
+from tests.canary import on_discord, on_slack
+from tests.canary.corpus import CanaryCorpus, canary_source, spread, write_canary_corpus
+from tests.conftest import REPO, free_port
+from tests.emulators.discord_emu import DiscordEmulator, make_guild, make_text_channel
+from tests.emulators.slack import SlackEmulator, block_action_payload
 from tests.ops.conftest import (
     LORE,
     REDIS_URL,
@@ -75,9 +85,13 @@ SECRETS = {
     "hash": f"{MARK}-user-hash-key-0123456789",
 }
 ADMIN, ADMIN_PW = "ada", "correct horse battery staple"
-DM_CHANNEL = "1500000000000000004"
-ALICE = make_user(1_500_000_000_000_000_010, "alice")
-GUILD_ID = "1500000000000000001"
+# The canary (tests/canary/corpus.py): the member of `secret` is U0SECRET on Slack and BOB on
+# Discord, each by user id; U2 and ALICE are not.
+SECRET, OUTSIDER = "U0SECRET", "U2"
+SECRET_DM, OUTSIDER_DM = "D1", "D2"
+BOB_DM = "1400000000000000098"
+# The app as installed from its manifest: `lore doctor` checks the scopes permissions use.
+MANIFEST = yaml.safe_load((REPO / "deploy" / "slack" / "manifest.yaml").read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -87,6 +101,7 @@ class Cluster:
     db_url: str
     slack: SlackEmulator
     discord: DiscordEmulator
+    canary: CanaryCorpus
     web_port: int
     metrics_ports: dict[str, int]
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -114,6 +129,7 @@ async def _start(tmp: Path, slack: SlackEmulator, discord: DiscordEmulator, db_u
         db_url=db_url,
         slack=slack,
         discord=discord,
+        canary=write_canary_corpus(tmp / "canary"),
         web_port=free_port(),
         metrics_ports={"ingest": free_port(), "feedback": free_port()},
     )
@@ -125,9 +141,12 @@ async def _start(tmp: Path, slack: SlackEmulator, discord: DiscordEmulator, db_u
                 "path": str(docs),
                 "url_prefix": "https://wiki.example/hb/",
                 "every": "10s",
-            }
+            },
+            canary_source(cluster.canary.root) | {"every": "10s"},
         ],
+        "groups": {"secret": [f"slack:{SECRET}", f"discord:{BOB['id']}"]},
         "log_format": "json",
+        "log_level": "debug",
         "llm": {"provider": "extractive", "api_key": SECRETS["llm"]},
         "redis": {"url": REDIS_URL, "prefix": cluster.prefix},
         "database": {"url": db_url},
@@ -169,10 +188,12 @@ async def _launch(cluster: Cluster) -> None:
         proc.kill()  # a stopped one only closes its log files
     identified = cluster.discord.identify_count
     uid = uuid.uuid4().hex[:6]
+    # `lore worker` and `lore beat` log at Celery's --loglevel (INFO unless told), not log_level.
+    debug = ["--loglevel", "DEBUG"]
     commands = {
-        "ingest": ["worker", "-Q", "ingest", "-n", f"ingest-{uid}@%h"],
-        "feedback": ["worker", "-Q", "feedback", "-n", f"feedback-{uid}@%h"],
-        "beat": ["beat"],
+        "ingest": ["worker", "-Q", "ingest", "-n", f"ingest-{uid}@%h", *debug],
+        "feedback": ["worker", "-Q", "feedback", "-n", f"feedback-{uid}@%h", *debug],
+        "beat": ["beat", *debug],
         "serve": ["serve"],
     }
     cluster.procs = {
@@ -191,27 +212,26 @@ async def _launch(cluster: Cluster) -> None:
 
 
 def _indexed(cluster: Cluster) -> bool:
-    """The handbook has been synced once without error (by the beat, or anyone)."""
+    """The handbook and the canary have each been synced once without error (by the beat, or anyone)."""
     redis = cluster.redis()
     try:
         events = [json.loads(x) for x in redis.lrange(f"{cluster.prefix}sync:history", 0, -1)]
     finally:
         redis.close()
-    return any(
-        e.get("event") == "finished" and e.get("source") == "handbook" and e.get("error") is None
-        for e in events
-    )
+    synced = {e.get("source") for e in events if e.get("event") == "finished" and e.get("error") is None}
+    return synced >= {"handbook", "company"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     tmp = tmp_path_factory.mktemp("cluster")
-    guild = make_guild(GUILD_ID, channels=[make_text_channel(None, GUILD_ID, "support")])
+    guild = make_guild(GUILD_ID, channels=[make_text_channel(SUPPORT, GUILD_ID, "support")])
     with pg_database() as db_url:
         async with (
             SlackEmulator(tokens=[SECRETS["slack_bot"]], app_tokens=[SECRETS["slack_app"]]) as slack,
             DiscordEmulator(guilds=[guild], token=SECRETS["discord"]) as discord,
         ):
+            slack.scopes = ",".join(MANIFEST["oauth_config"]["scopes"]["bot"])
             started: Cluster | None = None
             try:
                 started = await _start(tmp, slack, discord, db_url)
@@ -251,28 +271,19 @@ async def web_ask(cluster: Cluster, question: str, vote: tuple[str, str] | None 
 
 async def slack_ask(cluster: Cluster, question: str) -> dict[str, Any]:
     """Mention Lore in Slack: the chat.update that put the answer into its thread."""
-    slack, ts = cluster.slack, cluster.slack.next_ts()
-    await slack.send_event(app_mention_event(f"<@{BOT_USER_ID}> {question}", "U1", "C1", ts))
-
-    def answer() -> list[Any]:
-        mine = {m["ts"] for m in slack.messages.get("C1", []) if m.get("thread_ts") == ts}
-        return [c for c in slack.calls_to("chat.update") if c.status == 200 and c.args.get("ts") in mine]
-
-    await slack.wait_until(lambda: bool(answer()), 60, "the Slack answer")
-    args: dict[str, Any] = answer()[0].args
+    people = SlackPeople(cluster.slack)
+    ts = await people.mention(question, user="U1")
+    args: dict[str, Any] = (await people.wait_answer(ts, timeout=60)).args
     return args
 
 
 async def discord_ask(cluster: Cluster, question: str, expected: str) -> None:
-    """DM Lore on Discord and wait for one more answer containing `expected`."""
-    discord = cluster.discord
-
-    def answers() -> int:
-        return sum(expected in json.dumps(m) for m in discord.history.get(DM_CHANNEL, []))
-
-    before = answers()
-    await discord.dispatch("MESSAGE_CREATE", message_create(question, ALICE, DM_CHANNEL))
-    await cluster.procs["serve"].wait_for(lambda: answers() > before, 60, "the Discord answer")
+    """DM Lore on Discord and wait for one more answer, which contains `expected`."""
+    people = DiscordPeople(cluster.discord)
+    before = len(people.answers(ALICE_DM))
+    await people.dm(question, user=ALICE, channel=ALICE_DM)
+    answer = await people.wait_answer(ALICE_DM, count=before + 1, timeout=60)
+    assert expected in json.dumps(answer)
 
 
 async def signed_in(cluster: Cluster) -> tuple[httpx.AsyncClient, str]:
@@ -390,6 +401,109 @@ async def test_slack_and_discord_answer_through_the_same_processes(cluster: Clus
     await discord_ask(cluster, "what is the per diem in New York?", "95 USD")
 
 
+def answered_by_the_owner(cluster: Cluster, answer_id: str) -> bool:
+    """The ingest worker, which owns the index, logged answering `answer_id` for the chat process."""
+    line = f"answered {answer_id} for a chat process"
+    return any(r["msg"].startswith(line) for r in cluster.procs["ingest"].records())
+
+
+async def slack_privately(cluster: Cluster, answer: Any, clicker: str, url_name: str) -> Any:
+    """`clicker` clicks "Answer privately" on a channel answer: the ephemeral answer they get."""
+    [value] = on_slack.private_values(answer.args)
+
+    def theirs() -> list[Any]:
+        calls = cluster.slack.calls_to("chat.postEphemeral")
+        return [c for c in calls if c.args.get("user") == clicker and button_values(c.args)]
+
+    before, url = len(theirs()), cluster.slack.new_response_url(url_name)
+    click = block_action_payload(
+        "lore_answer_privately", value, clicker, "C1", answer.args["ts"], response_url=url
+    )
+    await cluster.slack.send_interactive(click)
+    await cluster.slack.wait_until(lambda: len(theirs()) > before, 60, "the private answer")
+    return theirs()[before]
+
+
+async def discord_privately(discord: DiscordPeople, answer: dict[str, Any], clicker: dict[str, Any]) -> Any:
+    """`clicker` clicks "Answer privately" on a channel answer: the click, and the ephemeral answer."""
+    [button] = on_discord.private_ids(answer)
+    click = await discord.click(button, answer, user=clicker)
+    reply = await on_discord.interaction_reply(discord, click["token"])
+    assert discord.is_ephemeral(reply)
+    return click, reply
+
+
+async def test_the_canary_never_leaks_through_slack_or_discord_from_the_index_owning_worker(
+    cluster: Cluster,
+) -> None:
+    # Issue 19's canary in worker-owner mode: `lore serve` never opens the index, every question
+    # goes over Redis to the ingest worker. All 100 questions, each platform gets every subject.
+    canary, serve = cluster.canary, cluster.procs["serve"]
+    slack, discord = SlackPeople(cluster.slack), DiscordPeople(cluster.discord)
+    paths = spread(canary.questions(), 5)  # 20 questions each, one per subject
+    # Every process logs at DEBUG here: `lore serve` too, as a message not for Lore shows.
+    await slack.say(paths[0][0][0], user=OUTSIDER)
+    await serve.wait_for(
+        lambda: [r for r in serve.records() if r["level"] == "DEBUG" and r["logger"].startswith("bot.")],
+        30,
+        "a DEBUG line about the message Lore ignored",
+    )
+
+    # Slack, as U2: @mentions in C1 (no "Answer privately": nothing they may read was left out),
+    # follow-ups in a thread, DMs.
+    for answer in await on_slack.mentions(slack, paths[0], user=OUTSIDER):
+        assert on_slack.private_values(answer.args) == []
+    await on_slack.thread(slack, paths[1][:10], user=OUTSIDER)
+    await on_slack.dms(slack, paths[1][10:], user=OUTSIDER, channel=OUTSIDER_DM)
+    # Discord, as ALICE: DMs, @mentions in #support (answered in threads), a thread's follow-ups.
+    await on_discord.dms(discord, paths[2], user=ALICE, channel=ALICE_DM)
+    for answer in await on_discord.mentions(discord, paths[3][:10], user=ALICE):
+        assert on_discord.private_ids(answer) == []
+    await on_discord.thread(discord, paths[3][10:], user=ALICE)
+
+    # The member of `secret` asks in the channels: public content, with "Answer privately" on
+    # offer. The outsider clicks it on one answer (their own rights: public), the member on another.
+    secrets = await on_slack.mentions(slack, paths[4][:10], user=SECRET)
+    assert all(len(on_slack.private_values(a.args)) == 1 for a in secrets)
+    await slack_privately(cluster, secrets[0], OUTSIDER, "outsider-private")
+    ours = await slack_privately(cluster, secrets[1], SECRET, "secret-private")
+    assert paths[4][1][1].marker in block_texts(ours.args)
+    bobs = await on_discord.mentions(discord, paths[4][10:], user=BOB)
+    assert all(len(on_discord.private_ids(a)) == 1 for a in bobs)
+    await discord_privately(discord, bobs[0], ALICE)
+    click, his = await discord_privately(discord, bobs[1], BOB)
+    assert paths[4][11][1].marker in shown(his)
+
+    # The member of `secret` in a DM: the markers (half the subjects on each platform), each with
+    # its restricted document cited, answered by the index owner.
+    on_slack_dm, on_discord_dm = canary.questions()[0::10], canary.questions()[5::10]
+    answers = await on_slack.dms(slack, on_slack_dm, user=SECRET, channel=SECRET_DM)
+    for (_, c), answer in zip(on_slack_dm, answers, strict=True):
+        assert c.marker in block_texts(answer.args), c.subject
+        assert c.restricted_path in json.dumps(answer.args["blocks"]), c.subject
+        assert answered_by_the_owner(cluster, button_values(answer.args)[0].split(":")[2]), c.subject
+    answers = await on_discord.dms(discord, on_discord_dm, user=BOB, channel=BOB_DM)
+    for (_, c), answer in zip(on_discord_dm, answers, strict=True):
+        assert c.marker in shown(answer) and c.restricted_path in json.dumps(answer), c.subject
+        assert answered_by_the_owner(cluster, answer_id_of(answer)), c.subject
+    await asyncio.sleep(1)  # anything Lore still sends after the last answer
+
+    # Nothing restricted in anything Lore sent anyone else, in any process's log, or in a metric.
+    leaked = [x for x in on_slack.seen_by_others(cluster.slack, SECRET, SECRET_DM) if canary.exposed(x)]
+    assert leaked == [], leaked[0][:400]
+    leaked = [
+        x for x in on_discord.seen_by_others(cluster.discord, BOB_DM, {click["token"]}) if canary.exposed(x)
+    ]
+    assert leaked == [], leaked[0][:400]
+    for name, proc in cluster.procs.items():
+        assert canary.exposed(proc.err() + proc.out()) == [], f"the log of {name}"
+        assert any(r["level"] == "DEBUG" for r in proc.records()), name
+    ports = cluster.metrics_ports.values()
+    for url in (f"{cluster.base}/metrics", *(f"http://127.0.0.1:{port}/metrics" for port in ports)):
+        assert canary.leaks(await scrape(url)) == [], url
+    assert not (cluster.tmp / "data-serve" / "edge").exists()  # the chat process has no index of its own
+
+
 async def test_beat_schedules_syncs_that_the_workers_run(cluster: Cluster) -> None:
     redis = cluster.redis()
 
@@ -462,6 +576,7 @@ async def test_doctor_is_all_green_against_the_running_deployment(cluster: Clust
         "index": "pass",
         "collection": "pass",
         "slack": "pass",
+        "slack scopes": "pass",  # the manifest's: what the canary's restricted documents need
         "slack app token": "pass",
         "discord": "pass",
         "llm": "pass",

@@ -4,6 +4,9 @@ gateway + REST emulator, over the real `Knowledge` (extractive) and the real emb
     lore = await connect_discord()                 # logged in, commands synced, READY received
     dm = await lore.dm("how do I set up the VPN?")
     answer = await lore.wait_answer(lore.dm_channel)
+
+What people do and what Lore posted needs the emulator alone (`DiscordPeople`, which `LoreDiscord`
+extends): tests/ops drive a `lore serve` process with it.
 """
 
 from __future__ import annotations
@@ -69,18 +72,11 @@ async def emu() -> AsyncIterator[DiscordEmulator]:
 
 
 @dataclass
-class LoreDiscord:
-    """Lore's real Discord bot connected to the emulator, with helpers to drive it."""
+class DiscordPeople:
+    """What people do in the Discord emulator, and what Lore posted there: all a test needs when
+    Lore runs elsewhere (a `lore serve` process, tests/ops)."""
 
     emu: DiscordEmulator
-    settings: Any
-    services: Any
-    bot: Any
-    gateway: asyncio.Task[None] | None = None
-    _db: Any = None
-    closed: bool = False
-    dm_channel: str = DM_CHANNEL
-    sent: list[dict[str, Any]] = field(default_factory=list)
 
     # ---- what users do ---------------------------------------------------------------------
 
@@ -160,6 +156,20 @@ class LoreDiscord:
 
     def is_ephemeral(self, message: dict[str, Any]) -> bool:
         return bool(message["flags"] & FLAG_EPHEMERAL)
+
+
+@dataclass
+class LoreDiscord(DiscordPeople):
+    """Lore's real Discord bot connected to the emulator, with helpers to drive it."""
+
+    settings: Any
+    services: Any
+    bot: Any
+    gateway: asyncio.Task[None] | None = None
+    _db: Any = None
+    closed: bool = False
+    dm_channel: str = DM_CHANNEL
+    sent: list[dict[str, Any]] = field(default_factory=list)
 
     # ---- the real feedback store -----------------------------------------------------------
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 from bot.core.access import SHARE_REFUSED
-from tests.bot.discord.conftest import ADMIN_ROLE, ALICE, BOB, DM_CHANNEL, SUPPORT, answer_id_of, custom_ids
+from tests.bot.discord.conftest import ADMIN_ROLE, ALICE, BOB, DM_CHANNEL, SUPPORT, answer_id_of
 from tests.bot.discord.conftest import visible_text as shown
+from tests.canary import on_discord
 from tests.canary.checks import log_leaks, lore_logging_at_debug, metrics_text
-from tests.canary.corpus import Canary, CanaryCorpus, canary_source, spread
+from tests.canary.corpus import CanaryCorpus, canary_source, spread
+from tests.canary.on_discord import dms, interaction_reply, mentions, private_ids, thread
 from tests.conftest import wait_for
 
 BOB_DM = "1400000000000000098"
 ALICE_DM = DM_CHANNEL
-Question = tuple[str, Canary]
 
 
 def canary_settings(canary: CanaryCorpus, template) -> dict:
@@ -34,37 +34,10 @@ def canary_settings(canary: CanaryCorpus, template) -> dict:
     }
 
 
-def private_ids(message) -> list[str]:
-    return [c for c in custom_ids(message) if c.startswith("private:")]
-
-
 def seen_by_others(lore, bobs_tokens: set[str]) -> list[str]:
     """Every request Lore made to Discord, but those in BOB's DM and those answering BOB's own
     interactions (his ephemeral replies)."""
-    out = []
-    for call in lore.emu.calls:
-        if BOB_DM in call.path or any(token in call.path for token in bobs_tokens):
-            continue
-        out.append(f"{call.method} {call.path} {json.dumps(call.json)} {json.dumps(call.files)}")
-    return out
-
-
-async def mentions(lore, questions: list[Question], *, user=ALICE, channel=SUPPORT) -> list[dict]:
-    asked = [await lore.mention(q, user=user, channel=channel) for q, _ in questions]
-    return [await lore.wait_answer(a["id"], timeout=60) for a in asked]
-
-
-async def dms(lore, questions: list[Question], *, user=ALICE, channel=ALICE_DM) -> list[dict]:
-    answers = []
-    for q, _ in questions:
-        await lore.dm(q, user=user, channel=channel)
-        answers.append(await lore.wait_answer(channel, count=len(lore.answers(channel)) + 1, timeout=60))
-    return answers
-
-
-async def interaction_reply(lore, token: str) -> dict:
-    await lore.emu.wait_for("PATCH", rf"/webhooks/\d+/{re.escape(token)}/messages/\S+", timeout=60)
-    return lore.original(token)
+    return on_discord.seen_by_others(lore.emu, BOB_DM, bobs_tokens)
 
 
 async def test_the_canary_never_leaks_through_discord(connect_discord, canary, canary_template, caplog):
@@ -74,18 +47,14 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
     bobs: set[str] = set()
     with lore_logging_at_debug(lore.settings, caplog) as log:
         # 1. Mentions by an outsider: public twins only, in a thread, and no button.
-        for answer in await mentions(lore, paths[0]):
+        for answer in await mentions(lore, paths[0], user=ALICE):
             assert private_ids(answer) == []
 
         # 2. Follow-ups (no mention) in the outsider's thread.
-        [first] = await mentions(lore, paths[1][:1])
-        thread = first["channel_id"]
-        for n, (q, _) in enumerate(paths[1][1:], start=2):
-            await lore.say(q, user=ALICE, channel=thread)
-            await lore.wait_answer(thread, count=n, timeout=60)
+        await thread(lore, paths[1], user=ALICE)
 
         # 3. The outsider's DMs.
-        await dms(lore, paths[2])
+        await dms(lore, paths[2], user=ALICE, channel=ALICE_DM)
 
         # 4. /ask (ephemeral), and 5. Share of each such answer into #support.
         for q, _ in paths[3]:
@@ -134,8 +103,8 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
         await lore.stop()
         again = await connect_discord(**canary_settings(canary, canary_template))
         half = len(paths[6]) // 2
-        await mentions(again, paths[6][:half])
-        await dms(again, paths[6][half:], channel="1400000000000000097")
+        await mentions(again, paths[6][:half], user=ALICE)
+        await dms(again, paths[6][half:], user=ALICE, channel="1400000000000000097")
         await again.settle()
     leaked = [line for line in seen_by_others(again, bobs) if canary.exposed(line)]
     assert leaked == [], leaked[0][:400]

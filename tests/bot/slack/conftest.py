@@ -3,6 +3,9 @@
 lore = await connect_slack()                    # Socket Mode, connected, as `lore slack` runs
 ts = await lore.mention("how do I set up the VPN?")
 answer = await lore.wait_answer(ts)
+
+What people do and what Lore posted needs the emulator alone (`SlackPeople`, which `LoreSlack`
+extends): tests/ops drive a `lore serve` process with it.
 """
 
 from __future__ import annotations
@@ -66,30 +69,11 @@ def slack_settings(slack: SlackEmulator, lore_settings: Callable[..., Any]) -> C
 
 
 @dataclass
-class LoreSlack:
-    """Lore's real Slack adapter connected to the emulator, with helpers to drive it."""
+class SlackPeople:
+    """What people do in the Slack emulator, and what Lore posted there: all a test needs when
+    Lore runs elsewhere (a `lore serve` process, tests/ops)."""
 
     slack: SlackEmulator
-    settings: Any
-    services: Any
-    adapter: Any
-    handler: Any = None
-    _db: Any = None
-    closed: bool = False
-
-    async def stop(self) -> None:
-        """Shut down as `lore slack` does (disconnect, drain, close), then the services. Calling
-        `connect_slack()` again afterwards is a restart over the same data directory."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.handler is not None:
-            await self.handler.close_async()
-        await self.adapter.drain(10)
-        await self.adapter.close()
-        await self.services.aclose()
-        if self._db is not None:
-            self._db.dispose()
 
     def next_ts(self) -> str:
         return self.slack.next_ts()
@@ -155,6 +139,32 @@ class LoreSlack:
             lambda: bool(self.answers(channel, thread_ts)), timeout, f"an answer in {channel}/{thread_ts}"
         )
         return self.answers(channel, thread_ts)[0]
+
+
+@dataclass
+class LoreSlack(SlackPeople):
+    """Lore's real Slack adapter connected to the emulator, with helpers to drive it."""
+
+    settings: Any
+    services: Any
+    adapter: Any
+    handler: Any = None
+    _db: Any = None
+    closed: bool = False
+
+    async def stop(self) -> None:
+        """Shut down as `lore slack` does (disconnect, drain, close), then the services. Calling
+        `connect_slack()` again afterwards is a restart over the same data directory."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.handler is not None:
+            await self.handler.close_async()
+        await self.adapter.drain(10)
+        await self.adapter.close()
+        await self.services.aclose()
+        if self._db is not None:
+            self._db.dispose()
 
     # ---- the real feedback store (what the embedded task client wrote) ----------------------
 

@@ -17,8 +17,10 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.bot.slack.conftest import SIGNING_SECRET, block_texts, button_values
+from tests.canary import on_slack
 from tests.canary.checks import log_leaks, lore_logging_at_debug, metrics_text
-from tests.canary.corpus import Canary, CanaryCorpus, canary_source, spread
+from tests.canary.corpus import CanaryCorpus, canary_source, spread
+from tests.canary.on_slack import Question, dms, mentions, private_values, thread
 from tests.conftest import wait_for
 from tests.emulators.slack import (
     BOT_USER_ID,
@@ -34,7 +36,6 @@ from tests.emulators.slack import (
 SECRET = "U1"  # in the user group S0SECRET, which lore.toml's `secret` group names
 OUTSIDER = "U2"
 PATHS = 8  # the socket test's seven paths and the HTTP test's one
-Question = tuple[str, Canary]
 
 
 @pytest.fixture
@@ -52,23 +53,10 @@ def canary_settings(canary: CanaryCorpus, template) -> dict:
     }
 
 
-def private_values(args: dict) -> list[str]:
-    return [v for v in button_values(args) if v.startswith("private:")]
-
-
 def seen_by_others(slack: SlackEmulator) -> list[str]:
     """Everything Slack received from Lore that someone other than SECRET may see: every call but
     SECRET's own DM (D1), ephemerals for SECRET and response_urls named for SECRET."""
-    out = []
-    for call in slack.calls:
-        if call.args.get("channel") == "D1" or (
-            call.method == "chat.postEphemeral" and call.args.get("user") == SECRET
-        ):
-            continue
-        if call.method == "response_url" and call.name.startswith("secret"):
-            continue
-        out.append(f"{call.method} {json.dumps(call.args)}")
-    return out
+    return on_slack.seen_by_others(slack, SECRET, "D1")
 
 
 def assert_no_leak(canary: CanaryCorpus, slack: SlackEmulator, caplog, *logs: str) -> None:
@@ -76,23 +64,6 @@ def assert_no_leak(canary: CanaryCorpus, slack: SlackEmulator, caplog, *logs: st
     assert sent == [], f"{len(sent)} leaking calls, e.g. {sent[0][:400]}"
     assert log_leaks(canary, caplog, *logs) == []
     assert canary.leaks(metrics_text()) == []
-
-
-async def mentions(lore, questions: list[Question], *, user: str, channel: str = "C1") -> list:
-    """Ask each question with an @mention at the top of `channel`; their answers, in order."""
-    stamps = [await lore.mention(q, user=user, channel=channel) for q, _ in questions]
-    return [await lore.wait_answer(ts, channel, timeout=60) for ts in stamps]
-
-
-async def dms(lore, questions: list[Question], *, user: str, channel: str) -> list:
-    """Ask each question in a DM, one after the other (a DM is one conversation)."""
-    answers = []
-    for q, _ in questions:
-        before = len(lore.answers(channel, None))
-        await lore.say(q, user=user, channel=channel, channel_type="im")
-        await lore.slack.wait_until(lambda: len(lore.answers(channel, None)) > before, 60, "a DM answer")  # noqa: B023
-        answers.append(lore.answers(channel, None)[before])
-    return answers
 
 
 async def asks(lore, questions: list[Question], *, user: str, name: str) -> list:
@@ -122,11 +93,7 @@ async def test_the_canary_never_leaks_through_slack_socket_mode(
         assert private_values(answer.args) == []
 
     # 2. Thread follow-ups (no mention) in a channel thread the outsider started.
-    first = await lore.mention(paths[1][0][0], user=OUTSIDER)
-    await lore.wait_answer(first)
-    for n, (q, _) in enumerate(paths[1][1:], start=2):
-        await lore.say(q, user=OUTSIDER, thread_ts=first)
-        await lore.slack.wait_until(lambda: len(lore.answers("C1", first)) >= n, 60, "a follow-up's answer")  # noqa: B023
+    await thread(lore, paths[1], user=OUTSIDER)
 
     # 3. The outsider's DMs.
     await dms(lore, paths[2], user=OUTSIDER, channel="D2")
