@@ -106,6 +106,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         "filelock",
         "asyncio",
         "alembic.runtime.plugins",
+        "markdown_it",  # a line per parser rule and token at DEBUG
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # At DEBUG, LlamaIndex logs the retrieved passages, restricted ones included, and Celery's

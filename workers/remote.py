@@ -108,6 +108,7 @@ class RemoteKnowledge:
                 self.app.send_task(
                     str(name),
                     args=[payload],
+                    argsrepr=f"<{payload.get('op', name)}>",  # a question and its audience: not for logs
                     task_id=task_id,
                     queue=str(QUEUE_OF[name]),
                     expires=timeout,

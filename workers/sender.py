@@ -78,6 +78,7 @@ class CeleryTaskClient:
         self.app.send_task(
             item.task_name,
             args=item.args,
+            argsrepr=f"<{item.task_id}>",  # a record holds an answer: not for logs or task events
             task_id=item.task_id,
             queue=item.queue,
             retry=False,

@@ -49,7 +49,7 @@ def worker(
         str, typer.Option("-Q", "--queues", help="Comma-separated: ingest, feedback, answer.")
     ] = "ingest,feedback",
     concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: see below).")] = None,
-    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    loglevel: Annotated[str | None, typer.Option(help="Log level (default: log_level in lore.toml).")] = None,
     hostname: Annotated[str | None, typer.Option("-n", "--hostname", help="Node name.")] = None,
 ) -> None:
     """Start a Celery worker (prefork). Embedded index: one process, which owns the index (and,
@@ -90,7 +90,7 @@ def worker(
         "--pool",
         "prefork",  # tasks run in children, so the lease thread in the parent is never starved
         "--loglevel",
-        loglevel,
+        loglevel or settings.log_level.upper(),
         "--without-gossip",
         "--without-mingle",
         "--hostname",
@@ -103,7 +103,7 @@ def worker(
 
 def beat(
     ctx: typer.Context,
-    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    loglevel: Annotated[str | None, typer.Option(help="Log level (default: log_level in lore.toml).")] = None,
 ) -> None:
     """Start the scheduler: each source syncs every `every` (or worker.default_every). Stops on SIGTERM."""
     from workers.process import use_lore_logging
@@ -112,7 +112,13 @@ def beat(
     app = _celery(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     use_lore_logging(settings)
-    argv = ["beat", "--schedule", str(settings.data_dir / "celerybeat-schedule"), "--loglevel", loglevel]
+    argv = [
+        "beat",
+        "--schedule",
+        str(settings.data_dir / "celerybeat-schedule"),
+        "--loglevel",
+        loglevel or settings.log_level.upper(),
+    ]
     if settings.log_format == "json":
         argv.insert(0, "--quiet")
     app.start(argv)
