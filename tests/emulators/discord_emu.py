@@ -54,6 +54,7 @@ PERM_ADMINISTRATOR, PERM_MANAGE_GUILD = 1 << 3, 1 << 5  # MANAGE_GUILD is "Manag
 # An ordinary member: react, view, send, embed, attach, read history, use slash commands, post in threads.
 DEFAULT_PERMISSIONS = sum(1 << b for b in (6, 10, 11, 14, 15, 16, 31, 38))
 INTENT_GUILDS, INTENT_GUILD_MESSAGES, INTENT_DMS, INTENT_MESSAGE_CONTENT = 1, 1 << 9, 1 << 12, 1 << 15
+INTENT_GUILD_REACTIONS = 1 << 10
 FLAG_SUPPRESS_EMBEDS, FLAG_HAS_THREAD, FLAG_EPHEMERAL, FLAG_LOADING = 1 << 2, 1 << 5, 1 << 6, 1 << 7
 
 _last_snowflake = 0
@@ -721,7 +722,9 @@ class DiscordEmulator:
             addressed = bot_id in [data["author"]["id"], *(u["id"] for u in data.get("mentions", []))]
             if in_guild and not addressed and not self._intents & INTENT_MESSAGE_CONTENT:  # privileged intent
                 data = data | {"content": "", "embeds": [], "attachments": [], "components": []}
-        elif event == "THREAD_CREATE" and not self._intents & INTENT_GUILDS:
+        elif (event == "THREAD_CREATE" and not self._intents & INTENT_GUILDS) or (
+            event == "MESSAGE_REACTION_ADD" and not self._intents & INTENT_GUILD_REACTIONS
+        ):
             return None
         return data
 
