@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from feedback.models import Escalation, ExpertAnswer, Interaction
-from feedback.reviews import ReviewError, ReviewState, save_review
+from feedback.reviews import ReviewError, ReviewState, get_state, save_review
 from feedback.schema import EscalationRecord, ExpertReplyRecord
 from feedback.store import SessionFactory, _insert, _wrote
 
@@ -131,7 +131,7 @@ def approve_expert_answer(
         reviewer=reviewer,
         expected_version=expected_version,
         ideal_answer=reply.text,
-        tags=[*tags, EXPERT_TAG],
+        tags=[*get_state(sessions, answer_id).tags, *tags, EXPERT_TAG],
     )
     with sessions() as session, session.begin():
         row = session.scalars(select(ExpertAnswer).where(ExpertAnswer.reply_id == reply_id)).one()

@@ -165,7 +165,8 @@ class Escalations:
     ) -> str:
         """Ask the experts about `answer_id` for `user`, who is told at `private`. Returns what
         happened: "asked", "already", "duplicate", "expired", "unrouted", "refused" or "failed"."""
-        if key and not await self.state.first_time(f"expert:click:{surface.platform}:{key}", self.keep_ttl):
+        click = f"expert:click:{surface.platform}:{user}:{key}"
+        if key and not await self.state.first_time(click, self.keep_ttl):
             log.info("duplicate delivery of the Ask-an-expert click %s ignored", key)
             return "duplicate"
         try:
