@@ -252,8 +252,9 @@ async def test_http_mode_click_and_reaction_are_signed_requests(make_http_lore):
 
     reply = lore.next_ts()
     await event(message_event(EXPERT_ANSWER, EXPERT, "C1", reply, thread_ts=ts))
-    await event(reaction_added_event("white_check_mark", EXPERT, "C1", reply))
     answer_id = expert_value(answer.args).split(":")[1]
+    await wait_for(lambda: expert_answers(lore.db.sessions, answer_id), what="the expert answer")
+    await event(reaction_added_event("white_check_mark", EXPERT, "C1", reply))  # an expert may accept too
     await wait_for(
         lambda: [e for e in expert_answers(lore.db.sessions, answer_id) if e.accepted and e.from_expert],
         what="the accepted expert answer",
