@@ -241,8 +241,7 @@ class Escalations:
         )
         await asyncio.to_thread(self.tasks.record_escalation, record)
         log.info("asked %s about %s (%s)", route.target, answer_id, route.routed_by)
-        posted_in = ref.channel if route.kind == "channel" else None
-        await _notify(surface, private, ExpertsAsked(route.target, posted_in=posted_in))
+        await _notify(surface, private, ExpertsAsked(route.target))
         return "asked"
 
     # ---- the thread -------------------------------------------------------------------------

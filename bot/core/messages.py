@@ -138,7 +138,6 @@ class ExpertsAsked:
     """Tells the asker, privately, whom Lore asked (the target rendered as a safe mention)."""
 
     target: str
-    posted_in: str | None = None  # the channel Lore posted in, when not the asker's own thread
     already: bool = False  # someone had already asked experts about this answer
 
 

@@ -504,8 +504,7 @@ def experts_asked_text(reply: ExpertsAsked) -> str:
     who = target_mention(reply.target)
     if reply.already:
         return f"Experts were already asked about this answer ({who})."
-    where = f" in <#{reply.posted_in}>" if reply.posted_in and _SNOWFLAKE.fullmatch(reply.posted_in) else ""
-    return f"I've asked {who}{where}. Their answers in this thread help Lore answer better next time."
+    return f"I've asked {who}. Their answers help Lore answer better next time."
 
 
 def thread_link(guild: str | None, channel: str) -> str:

@@ -218,6 +218,28 @@ def message_create(
     return msg | ({"webhook_id": str(webhook_id)} if webhook_id else {})
 
 
+def reaction_add(
+    emoji: str,
+    user: JSON,
+    channel_id: Id,
+    message_id: Id,
+    guild_id: Id | None = None,
+    roles: Sequence[Id] = (),
+) -> JSON:
+    """A MESSAGE_REACTION_ADD payload: `user` added the unicode `emoji` to a message."""
+    data: JSON = {
+        "user_id": str(user["id"]),
+        "channel_id": str(channel_id),
+        "message_id": str(message_id),
+        "emoji": {"id": None, "name": emoji},
+        "burst": False,
+        "type": 0,
+    }
+    if guild_id:
+        data |= {"guild_id": str(guild_id), "member": make_member(user, roles=roles)}
+    return data
+
+
 def _interaction(
     itype: int,
     data: JSON,
