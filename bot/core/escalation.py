@@ -191,34 +191,39 @@ class Escalations:
         if route.kind != "channel" and kept.get("direct"):
             await _notify(surface, private, Notice(FROM_DM))
             return "refused"
-        if not await self.state.first_time(f"expert:asked:{answer_id}", self.watch_ttl):
+        asked = f"expert:asked:{answer_id}"
+        if not await self.state.first_time(asked, self.watch_ttl):
             await _notify(surface, private, ExpertsAsked(route.target, already=True))
             return "already"
         # A user group or role is asked in the question's own thread (a private /ask answer has
         # none: a new post in its channel); a channel gets a new post there.
         where = Target(route.id) if route.kind == "channel" else Target(channel, thread)
-        link = None
-        if thread and not kept.get("direct"):
-            link = await surface.experts.permalink(channel, thread, kept.get("workspace"))
-        refusal = await self.access.share_refusal(
-            platform, where.channel, [c.access for c in answer.chunks], surface
-        )
-        shown = refusal is None
-        if not shown:
-            log.info(
-                "answer %s withheld from the experts in %s: its audience may not read all of it",
-                answer_id,
-                where.channel,
+        try:
+            link = None
+            if thread and not kept.get("direct"):
+                link = await surface.experts.permalink(channel, thread, kept.get("workspace"))
+            refusal = await self.access.share_refusal(
+                platform, where.channel, [c.access for c in answer.chunks], surface
             )
-        request = ExpertRequest(
-            route.target,
-            answer.question,
-            asker=user,
-            answer=answer if shown else None,
-            withheld=not shown,
-            link=link,
-        )
-        ref = await surface.outbox.send(where, request)
+            shown = refusal is None
+            if not shown:
+                log.info(
+                    "answer %s withheld from the experts in %s: its audience may not read all of it",
+                    answer_id,
+                    where.channel,
+                )
+            request = ExpertRequest(
+                route.target,
+                answer.question,
+                asker=user,
+                answer=answer if shown else None,
+                withheld=not shown,
+                link=link,
+            )
+            ref = await surface.outbox.send(where, request)
+        except Exception:
+            await self.state.put(asked, "failed", 1)  # nobody was asked: a later click may try again
+            raise
         watch = {"answer_id": answer_id, "target": route.target, "askers": sorted({user, str(kept["asker"])})}
         threads = {(ref.channel, where.thread or ref.id)}
         if thread and not kept.get("direct"):
@@ -250,7 +255,7 @@ class Escalations:
         """A message in a thread Lore handed to experts: record it if an expert wrote it, and
         keep it a while in case someone accepts it with ✅. True: Lore leaves it to the people
         there (it answers only when mentioned)."""
-        if not msg.thread or msg.author_is_bot or msg.is_edit or surface.experts is None:
+        if not msg.thread or msg.author_is_bot or msg.is_edit or not self.enabled(surface):
             return False
         stored = await self.state.get(_watch_key(msg.platform, msg.channel, msg.thread))
         if stored is None:
@@ -267,7 +272,7 @@ class Escalations:
     async def reaction(self, surface: Surface, channel: str, message_id: str, user: str, emoji: str) -> bool:
         """A reaction on a message in a watched thread: a ✅ by the asker or an expert accepts
         the reply. True when an acceptance was recorded."""
-        if emoji not in ACCEPT_REACTIONS or surface.experts is None:
+        if emoji not in ACCEPT_REACTIONS or not self.enabled(surface):
             return False
         stored = await self.state.get(_message_key(surface.platform, channel, message_id))
         if stored is None:

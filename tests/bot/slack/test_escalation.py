@@ -8,6 +8,7 @@ item in the review queue under the expert filter, and, once approved, in the SFT
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from urllib.parse import urlencode
@@ -54,7 +55,7 @@ def expert_value(args) -> str:
 
 
 def click(lore, value: str, message_ts: str, thread_ts: str | None, *, user: str = USER, channel="C1", n=1):
-    return block_action_payload(
+    payload = block_action_payload(
         "lore_ask_expert",
         value,
         user,
@@ -64,6 +65,8 @@ def click(lore, value: str, message_ts: str, thread_ts: str | None, *, user: str
         trigger_id=f"1111.2222.expert-{n}",
         response_url=lore.slack.new_response_url(f"expert-{n}"),
     )
+    payload["actions"][0]["action_ts"] = lore.next_ts()  # each click has its own, as in Slack
+    return payload
 
 
 def posts(lore, channel: str, thread: str | None = None) -> list:
@@ -137,8 +140,12 @@ async def test_chatter_is_ignored_but_a_reply_the_asker_accepts_is_kept(connect_
     answer = await lore.wait_answer(ts)
     value = expert_value(answer.args)
     answer_id = value.split(":")[1]
-    await lore.slack.send_interactive(click(lore, value, answer.args["ts"], ts))
+    first = click(lore, value, answer.args["ts"], ts)
+    await lore.slack.send_interactive(first)
+    await lore.slack.send_interactive(first)  # the same click delivered again
     await wait_for(lambda: rows(lore, Escalation), what="the escalation")
+    await lore.settle()
+    assert len(told(lore)) == 1 and len(posts(lore, "C1", ts)) == 2
 
     thanks = await lore.say("thanks!", user=CHATTY, thread_ts=ts)
     helpful = await lore.say("Ask IT for the new VPN profile, it fixed it for me.", user=CHATTY, thread_ts=ts)
@@ -269,3 +276,20 @@ async def test_http_mode_click_and_reaction_are_signed_requests(make_http_lore):
         },
     )
     assert forged.status_code == 401
+
+
+async def test_when_the_expert_channel_refuses_lore_the_asker_is_told_and_may_click_again(connect_slack):
+    lore = await connect_slack(escalation={"default": {"slack": "slack:channel:C0EXPERTS"}})
+    ts = await lore.mention("how do I set up the VPN?")
+    answer = await lore.wait_answer(ts)
+    value = expert_value(answer.args)
+    lore.slack.fail_next("chat.postMessage", status=200, error="not_in_channel")
+    await lore.slack.send_interactive(click(lore, value, answer.args["ts"], ts))
+    [sorry] = await wait_for(lambda: told(lore), what="the asker told it failed")
+    assert sorry.args["text"].startswith("Sorry, I couldn't reach the experts")
+    assert rows(lore, Escalation) == [] and lore.posted("C0EXPERTS") == []
+
+    await asyncio.sleep(1.1)  # the failed attempt holds the answer for a second at most
+    await lore.slack.send_interactive(click(lore, value, answer.args["ts"], ts, n=2))
+    await wait_for(lambda: lore.posted("C0EXPERTS"), what="the post on the second click")
+    await wait_for(lambda: rows(lore, Escalation), what="the escalation")
