@@ -20,6 +20,7 @@ from sqlalchemy import select
 from bot.core.escalation import FROM_DM
 from feedback.experts import expert_answers
 from feedback.models import Escalation, ExpertAnswer
+from knowledge.answer import ABSTAIN_TEXT
 from tests.bot.experts import approve_and_export, queued
 from tests.bot.fakes import AccessEngine, Doc
 from tests.bot.slack.conftest import SIGNING_SECRET, USER, block_texts, button_values
@@ -293,3 +294,14 @@ async def test_when_the_expert_channel_refuses_lore_the_asker_is_told_and_may_cl
     await lore.slack.send_interactive(click(lore, value, answer.args["ts"], ts, n=2))
     await wait_for(lambda: lore.posted("C0EXPERTS"), what="the post on the second click")
     await wait_for(lambda: rows(lore, Escalation), what="the escalation")
+
+
+async def test_an_abstention_has_the_button_and_the_experts_hear_that_lore_found_nothing(connect_slack):
+    lore = await connect_slack(engine=AccessEngine(DOCS), escalation={"default": {"slack": EXPERTS}})
+    ts = await lore.mention("who feeds the office parrot?")
+    answer = await lore.wait_answer(ts)
+    assert ABSTAIN_TEXT in block_texts(answer.args)
+    await lore.slack.send_interactive(click(lore, expert_value(answer.args), answer.args["ts"], ts))
+    [asked] = await wait_for(lambda: posts(lore, "C1", ts)[1:], what="the post to the experts")
+    assert "Lore found nothing in the docs" in block_texts(asked.args)
+    assert "*Lore's answer*" not in block_texts(asked.args)
