@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from feedback.models import Escalation, ExpertAnswer, Interaction
 from feedback.reviews import ReviewError, ReviewState, get_state, save_review
@@ -48,19 +48,13 @@ def record_expert_reply(sessions: SessionFactory, record: ExpertReplyRecord) -> 
             index_elements=["reply_id"],
             set_={
                 "accepted": table.accepted | new.accepted,
-                "accepted_by": _coalesce(table.accepted_by, new.accepted_by),
+                "accepted_by": func.coalesce(table.accepted_by, new.accepted_by),
                 "from_expert": table.from_expert | new.from_expert,
                 "updated_at": now,
             },
             where=(~table.accepted & new.accepted) | (~table.from_expert & new.from_expert),
         )
         return _wrote(session.connection().execute(stmt.returning(table.id)))
-
-
-def _coalesce(a: object, b: object) -> object:
-    from sqlalchemy import func
-
-    return func.coalesce(a, b)
 
 
 @dataclass(frozen=True)
