@@ -361,17 +361,24 @@ def check_slack(settings: Settings) -> list[Check]:
 # Every failure is closed: people get less than [groups] grants them, never more.
 SCOPE_USES = {
     "usergroups:read": "members listed as Slack user groups (slack:group:S…) are not recognised "
-    "(usergroups.users.list is refused), so they don't get those groups' documents",
+    "(usergroups.users.list is refused), so they don't get those groups' documents, and replies "
+    "by an expert user group's members are not recorded as expert answers",
     "users:read": "Lore cannot look people up (users.info), so members listed by email (email:…) "
     "are not recognised",
     "users:read.email": "users.info returns no email, so members listed by email (email:…) are not "
     "recognised and don't get those groups' documents",
     "channels:read": "conversations.info is refused for public channels, so where the payload "
     "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
-    'it as shared: public content only, or none with slack.external_channels = "refuse"',
+    'it as shared: public content only, or none with slack.external_channels = "refuse"; and a '
+    "public expert channel's members (conversations.members) are unknown, so their replies are not "
+    "recorded as expert answers",
     "groups:read": "conversations.info is refused for private channels, so where the payload "
     "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
-    'it as shared: public content only, or none with slack.external_channels = "refuse"',
+    'it as shared: public content only, or none with slack.external_channels = "refuse"; and a '
+    "private expert channel's members (conversations.members) are unknown, so their replies are "
+    "not recorded as expert answers",
+    "reactions:read": "Lore never sees a ✅ on a reply in a thread handed to experts, so accepted "
+    "replies are not recorded",
 }
 
 
@@ -382,7 +389,8 @@ class ScopeNeed:
 
 
 def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
-    """The scopes the permission settings use, beyond the manifest's basics (none: no check)."""
+    """The scopes the permission and escalation settings use, beyond the manifest's basics (none:
+    no check)."""
     by_scope: dict[str, list[str]] = {}
     for name, members in settings.groups.items():
         for member in members:
@@ -397,7 +405,6 @@ def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
                 users = by_scope.setdefault(scope, [])
                 if f"group:{name}" not in users:
                     users.append(f"group:{name}")
-    needs = [ScopeNeed(scope, users) for scope, users in by_scope.items()]
     # Whether a channel is shared (Slack Connect) comes from the event, else conversations.info
     # (/ask, Share); when that is refused the channel counts as shared: public only. That only
     # matters when something is restricted (a private /ask in a channel gets nothing more), or
@@ -413,9 +420,17 @@ def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
         *(["a private /ask in a channel (restricted documents)"] if restricted else []),
         *(['slack.external_channels = "refuse"'] if refuse else []),
     ]
-    if why:
-        needs += [ScopeNeed(scope, why) for scope in ("channels:read", "groups:read")]
-    return needs
+    for scope in ("channels:read", "groups:read") if why else ():
+        by_scope.setdefault(scope, []).extend(why)
+    # "Ask an expert" (bot/core/escalation.py): ✅ reactions, and who belongs to each target.
+    escalation = settings.escalation
+    for target in filter(None, [escalation.default.slack, *(r.slack for r in escalation.routes)]):
+        kind = ["usergroups:read"] if target.startswith("slack:group:") else ["channels:read", "groups:read"]
+        for scope in ["reactions:read", *kind]:
+            users = by_scope.setdefault(scope, [])
+            if f"escalation {target}" not in users:
+                users.append(f"escalation {target}")
+    return [ScopeNeed(scope, users) for scope, users in by_scope.items()]
 
 
 def _scopes(headers: Any) -> set[str] | None:

@@ -74,6 +74,7 @@ def build_services(
     engine (benchmarks and failure tests); by default it is the Knowledge itself."""
     from bot.core.access import AccessRules
     from bot.core.conversation import ConversationService
+    from bot.core.escalation import Escalations, ExpertRouter
     from bot.core.ratelimit import make_rate_limiter
     from bot.core.state import make_state_store
     from feedback.identity import load_key, pseudonymize
@@ -83,16 +84,30 @@ def build_services(
     task_client = tasks or make_task_client(settings, knowledge=local_knowledge(kn))
     key = load_key(settings)
     state = make_state_store(settings.redis, settings.data_dir)
+
+    def user_hash(platform: str, user: str) -> str:
+        return pseudonymize(platform, user, key)
+
+    access = AccessRules.from_settings(settings)
     conversation = ConversationService(
         engine if engine is not None else kn,
         task_client,
         settings.chat,
         state=state,
-        user_hash=lambda platform, user: pseudonymize(platform, user, key),
+        user_hash=user_hash,
         sources=[s.name for s in settings.sources],
         reindex_timeout=settings.worker.sync_time_limit,
         limiter=make_rate_limiter(settings.chat, settings.redis),
-        access=AccessRules.from_settings(settings),
+        access=access,
+        escalation=Escalations(
+            ExpertRouter(settings.escalation),
+            task_client,
+            state,
+            user_hash,
+            access,
+            keep_ttl=settings.chat.answer_ttl,
+            watch_ttl=settings.chat.thread_ttl,
+        ),
     )
     return Services(settings, kn, task_client, state, conversation)
 

@@ -143,28 +143,37 @@ def _line(loc: list[str], msg: str, toml_file: Path | None) -> str:
 
 
 def _find_line(path: Path, loc: list[str]) -> int | None:
-    """Best effort: the line in lore.toml that sets `loc` (e.g. sources.1.max_pages, or
-    sources.0.access_rules.2.access.0)."""
+    """Best effort: the line in lore.toml that sets `loc` (e.g. sources.1.max_pages,
+    sources.0.access_rules.2.access.0, or escalation.routes.1.slack)."""
     text = path.read_text(encoding="utf-8").splitlines()
     start, table, keys = 0, list[str](), list(loc)
-    while len(keys) >= 2 and keys[1].isdigit():  # an array of tables: find its n-th header
-        header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join([*table, keys[0]]))}\s*\]\]")
+    while (j := next((i for i, k in enumerate(keys) if k.isdigit()), 0)) > 0:
+        # an array of tables ([[a.b]]): find its n-th header
+        header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join([*table, *keys[:j]]))}\s*\]\]")
         found = [i for i in range(start, len(text)) if header.match(text[i])]
-        if int(keys[1]) >= len(found):
-            if table:
+        if int(keys[j]) >= len(found):
+            if table or j > 1:
                 break  # not a table but a list value (`access = [...]`): its key's line
             return None
-        table.append(keys[0])
-        start = found[int(keys[1])]
-        keys = keys[2:]
+        table.extend(keys[:j])
+        start = found[int(keys[j])]
+        keys = keys[j + 1 :]
         if not keys:
             return start + 1
-    keys = [k for k in keys if not k.isdigit()]
-    key = keys[-1] if keys else loc[0]
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    for i in range(start, len(text)):
-        if pattern.match(text[i]):
-            return i + 1
+    names = [k for k in keys if not k.isdigit()]
+    if not table:  # a plain table ([escalation.default]) starts the search at its header
+        for n in range(len(names) - 1, 0, -1):
+            header = re.compile(rf"^\s*\[\s*{re.escape('.'.join(names[:n]))}\s*\]")
+            at = next((i for i in range(len(text)) if header.match(text[i])), None)
+            if at is not None:
+                start = at
+                break
+    # The key's own line; else (an inline table: `default = { slack = "…" }`) its parent's.
+    for key in reversed(names or loc[:1]):
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for i in range(start, len(text)):
+            if pattern.match(text[i]):
+                return i + 1
     return None
 
 

@@ -315,6 +315,64 @@ class ChannelSources(_Section):
     sources: Annotated[list[str], Field(min_length=1)]
 
 
+_EXPERT_TARGET = {
+    "slack": re.compile(r"^slack:(group:S[A-Z0-9]{2,}|channel:[CG][A-Z0-9]{2,})$"),
+    "discord": re.compile(r"^discord:(role|channel):\d{5,}$"),
+}
+
+
+def _expert_target(platform: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _EXPERT_TARGET[platform].match(value):
+            example = (
+                "slack:group:S… (a user group) or slack:channel:C…"
+                if platform == "slack"
+                else "discord:role:<id> or discord:channel:<id>"
+            )
+            raise ValueError(f"{value!r} is not a {platform} expert target: use {example}")
+        return value
+
+    return AfterValidator(check)
+
+
+SlackExperts = Annotated[str, _expert_target("slack")]
+DiscordExperts = Annotated[str, _expert_target("discord")]
+
+
+class ExpertTargets(_Section):
+    """`escalation.default`: who "Ask an expert" asks, per platform. A user group or role is
+    mentioned in the question's own thread; a channel gets a post with a link to the thread."""
+
+    slack: SlackExperts | None = None
+    discord: DiscordExperts | None = None
+
+
+class EscalationRoute(ExpertTargets):
+    """`[[escalation.routes]]`: questions whose answer cites one of `sources`, or asked in one of
+    `channels` (`slack:C…`, `discord:<id>`), go to these experts instead of the default."""
+
+    sources: list[str] = Field(default_factory=list)
+    channels: list[Annotated[str, Field(pattern=r"^(slack:[CDG][A-Z0-9]{2,}|discord:\d{5,})$")]] = Field(
+        default_factory=list
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> EscalationRoute:
+        if not self.sources and not self.channels:
+            raise ValueError("an escalation route needs sources = [...] or channels = [...]")
+        if self.slack is None and self.discord is None:
+            raise ValueError('an escalation route needs an expert target: slack = "..." or discord = "..."')
+        return self
+
+
+class EscalationSettings(_Section):
+    """ "Ask an expert" (bot/core/escalation.py): where each question goes. Routes are tried in
+    order by the answer's cited sources, then by the channel; `default` is the fallback."""
+
+    default: ExpertTargets = ExpertTargets()
+    routes: list[EscalationRoute] = Field(default_factory=list)
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None  # xoxb-…
     app_token: SecretStr | None = None  # xapp-…, for Socket Mode
@@ -555,6 +613,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     datasets: DatasetSettings = DatasetSettings()
     gaps: GapsSettings = GapsSettings()
+    escalation: EscalationSettings = EscalationSettings()
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], list[Member]] = Field(
         default_factory=dict
     )
@@ -603,6 +662,11 @@ class Settings(BaseSettings):
                     if name not in names:
                         message = f"unknown source {name!r} (sources: {known})"
                         found.append(((platform, "channel_sources", n, "sources", i), message))
+        for n, route in enumerate(self.escalation.routes):
+            for i, name in enumerate(route.sources):
+                if name not in names:
+                    message = f"unknown source {name!r} (sources: {known})"
+                    found.append((("escalation", "routes", n, "sources", i), message))
         return found
 
     def source(self, name: str) -> DirectorySource | GitSource | WebsiteSource:

@@ -28,6 +28,12 @@ Content gaps (revision 0004):
 - `gap_reports`: one row per clustering run (`feedback/gaps.py`): its kind ("gaps": questions
   Lore could not answer well; "top": every question), when it ran, and its clusters as JSON, each
   with its member questions, so the console filters a stored run instead of clustering again.
+Experts (revision 0005, bot/core/escalation.py):
+
+- `escalations`: one row per answer someone asked an expert about: who was asked, why, and
+  whether the answer itself was shown to them.
+- `expert_answers`: replies in escalated threads written by an expert or accepted with ✅, keyed
+  by `reply_id`. A reviewer's approval (`approved_by`) makes one the answer's curated answer.
 """
 
 from __future__ import annotations
@@ -226,3 +232,43 @@ class GapReport(Base):
     questions: Mapped[int] = mapped_column(Integer)  # how many were clustered
     params: Mapped[dict[str, Any]]  # window, distance, min_size, embedding model
     clusters: Mapped[list[Any]]  # see feedback.gaps.cluster_report
+class Escalation(Base):
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("answer_id", name="uq_escalations_answer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(32))
+    workspace: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(128))
+    thread: Mapped[str | None] = mapped_column(String(128))
+    user_hash: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    routed_by: Mapped[str] = mapped_column(String(128))
+    answer_shown: Mapped[bool]
+    posted_channel: Mapped[str | None] = mapped_column(String(128))
+    posted_message: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    recorded_at: Mapped[datetime]
+
+
+class ExpertAnswer(Base):
+    __tablename__ = "expert_answers"
+    __table_args__ = (UniqueConstraint("reply_id", name="uq_expert_answers_reply_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    reply_id: Mapped[str] = mapped_column(String(255))
+    answer_id: Mapped[str] = mapped_column(String(64), index=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(128))
+    thread: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[str] = mapped_column(String(128))
+    author_hash: Mapped[str] = mapped_column(String(64))
+    from_expert: Mapped[bool]
+    text: Mapped[str] = mapped_column(Text)
+    accepted: Mapped[bool]
+    accepted_by: Mapped[str | None] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(64))  # the console user who curated it
+    approved_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]

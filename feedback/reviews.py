@@ -25,7 +25,15 @@ from typing import Any, Literal
 from sqlalchemy import Select, Table, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from feedback.models import REVIEW_STATUSES, Interaction, Review, ReviewEvent, Vote, VoteEvent
+from feedback.models import (
+    REVIEW_STATUSES,
+    ExpertAnswer,
+    Interaction,
+    Review,
+    ReviewEvent,
+    Vote,
+    VoteEvent,
+)
 from feedback.schema import VOTE_REASONS
 from feedback.store import SessionFactory, _insert, _wrote
 
@@ -34,6 +42,9 @@ Action = Literal["approve", "edit", "reject", "tag", "reopen"]
 VoteFilter = Literal["any", "down", "up", "none", "all"]
 ACTIONS: tuple[Action, ...] = ("approve", "edit", "reject", "tag", "reopen")
 VOTE_FILTERS: tuple[VoteFilter, ...] = ("any", "down", "up", "none", "all")
+# Expert answers (feedback/experts.py): "any" captured for the answer, or an "accepted" (✅) one.
+ExpertFilter = Literal["any", "accepted"]
+EXPERT_FILTERS: tuple[ExpertFilter, ...] = ("any", "accepted")
 MAX_TAGS = 20
 MAX_IDEAL = 20_000
 _SCAN_BATCH = 200
@@ -81,6 +92,7 @@ class QueueFilters:
     date_to: date | None = None  # ... on or before this day
     status: Status | None = None  # None: every status
     tag: str | None = None
+    expert: ExpertFilter | None = None  # answers with an expert answer (any, or an accepted one)
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> QueueFilters:
@@ -99,7 +111,9 @@ class QueueFilters:
         def text(name: str) -> str | None:
             return (params.get(name) or "").strip()[:128] or None
 
-        vote = pick("vote", VOTE_FILTERS) or "any"
+        expert = pick("expert", EXPERT_FILTERS)
+        # Expert answers come from escalations, not votes: unless asked, don't require a vote.
+        vote = pick("vote", VOTE_FILTERS) or ("all" if expert else "any")
         return cls(
             vote=vote,  # type: ignore[arg-type]
             reason=pick("reason", list(VOTE_REASONS)),
@@ -109,6 +123,7 @@ class QueueFilters:
             date_to=day("to"),
             status=pick("status", REVIEW_STATUSES),  # type: ignore[arg-type]
             tag=text("tag"),
+            expert=expert,  # type: ignore[arg-type]
         )
 
     def params(self) -> dict[str, str]:
@@ -122,6 +137,7 @@ class QueueFilters:
             "to": self.date_to.isoformat() if self.date_to else None,
             "status": self.status,
             "tag": self.tag,
+            "expert": self.expert,
         }
         return {k: v for k, v in out.items() if v}
 
@@ -142,6 +158,7 @@ class QueueRow:
     tags: tuple[str, ...]
     reviewer: str | None
     sources: tuple[str, ...]
+    experts: int = 0  # expert answers captured for it
 
 
 @dataclass(frozen=True)
@@ -175,6 +192,11 @@ def _queue_query(filters: QueueFilters) -> Select[Interaction, Review]:
         stmt = stmt.where(Interaction.created_at >= _day_start(filters.date_from))
     if filters.date_to:
         stmt = stmt.where(Interaction.created_at < _day_start(filters.date_to + timedelta(days=1)))
+    if filters.expert:
+        has_expert = exists().where(ExpertAnswer.answer_id == Interaction.answer_id)
+        if filters.expert == "accepted":
+            has_expert = has_expert.where(ExpertAnswer.accepted.is_(True))
+        stmt = stmt.where(has_expert)
     if filters.status == "new":
         stmt = stmt.where(or_(Review.id.is_(None), Review.status == "new"))
     elif filters.status:
@@ -219,6 +241,13 @@ def review_queue(
                 break
         page = found[:limit]
         tallies = _vote_tallies(session, [i.answer_id for i, _ in page])
+        experts = dict(
+            session.execute(
+                select(ExpertAnswer.answer_id, func.count())
+                .where(ExpertAnswer.answer_id.in_([i.answer_id for i, _ in page]))
+                .group_by(ExpertAnswer.answer_id)
+            ).all()
+        )
     rows = []
     for interaction, review in page:
         up, down, reasons, corrected = tallies.get(interaction.answer_id, (0, 0, (), False))
@@ -239,6 +268,7 @@ def review_queue(
                 tags=state.tags,
                 reviewer=state.reviewer,
                 sources=_sources(interaction),
+                experts=int(experts.get(interaction.answer_id, 0)),
             )
         )
     return QueuePage(rows, offset, limit, has_more=len(found) > limit)

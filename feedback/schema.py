@@ -59,3 +59,40 @@ class VoteRecord(BaseModel):
     reason: VoteReason | None = None
     correction: str | None = None
     created_at: datetime = Field(default_factory=_now)
+
+
+class EscalationRecord(BaseModel):
+    """Someone clicked "Ask an expert" under an answer and Lore asked `target`. One per answer
+    (`answer_id` is the idempotency key: the first click asks, later ones are told so)."""
+
+    answer_id: str
+    platform: str
+    workspace: str | None = None
+    channel: str | None = None
+    thread: str | None = None
+    user_hash: str  # who clicked (pseudonymous)
+    target: str  # the configured expert target, e.g. "slack:group:S0HR", "discord:channel:1"
+    routed_by: str  # "source:<name>", "channel" or "default"
+    answer_shown: bool  # False: the answer was withheld from the target's audience (question and link only)
+    posted_channel: str | None = None
+    posted_message: str | None = None
+    created_at: datetime = Field(default_factory=_now)
+
+
+class ExpertReplyRecord(BaseModel):
+    """A reply in an escalated thread worth keeping: written by a member of the expert target,
+    or marked ✅ by the asker or an expert. `reply_id` (platform, channel, message) is the key; a
+    later record for the same reply can only add (an acceptance, the expert flag), never remove."""
+
+    reply_id: str
+    answer_id: str
+    platform: str
+    channel: str
+    thread: str | None = None
+    message_id: str
+    author_hash: str
+    from_expert: bool
+    text: str
+    accepted: bool = False
+    accepted_by: str | None = None  # pseudonymous id of whoever added the ✅
+    created_at: datetime = Field(default_factory=_now)

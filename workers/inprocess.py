@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
-from feedback.schema import InteractionRecord, VoteRecord
+from feedback.schema import EscalationRecord, ExpertReplyRecord, InteractionRecord, VoteRecord
 from workers import jobs
 from workers.names import TaskName
 from workers.ports import SyncHandle, SyncStatus
@@ -65,6 +65,15 @@ class InProcessTaskClient:
 
     def record_vote(self, record: VoteRecord) -> None:
         self._record(TaskName.RECORD_VOTE, f"vote-{record.vote_id}", record.model_dump(mode="json"))
+
+    def record_escalation(self, record: EscalationRecord) -> None:
+        payload = record.model_dump(mode="json")
+        self._record(TaskName.RECORD_ESCALATION, f"escalation-{record.answer_id}", payload)
+
+    def record_expert_reply(self, record: ExpertReplyRecord) -> None:
+        # A reply's acceptance is a second record for the same reply: a task id of its own.
+        key = f"{record.reply_id}:{'accepted' if record.accepted else 'posted'}"
+        self._record(TaskName.RECORD_EXPERT_REPLY, f"expert-{key}", record.model_dump(mode="json"))
 
     def _record(self, name: TaskName, task_id: str, payload: dict[str, Any]) -> None:
         try:

@@ -149,14 +149,20 @@ FEEDBACK_TRANSIENT: tuple[type[Exception], ...] = (OperationalError, DBAPIError)
 
 
 def record_feedback(sessions: SessionFactory, name: str, payload: dict[str, Any]) -> bool:
-    """Store one interaction or vote (`name` is its task's name). False if it was already stored."""
-    from feedback.schema import InteractionRecord, VoteRecord
+    """Store one interaction, vote, escalation or expert reply (`name` is its task's name). False
+    if it was already stored."""
+    from feedback.experts import record_escalation, record_expert_reply
+    from feedback.schema import EscalationRecord, ExpertReplyRecord, InteractionRecord, VoteRecord
     from feedback.store import record_interaction, record_vote
 
     if name == TaskName.RECORD_VOTE:
         return record_vote(sessions, VoteRecord.model_validate(payload))
     if name == TaskName.RECORD_INTERACTION:
         return record_interaction(sessions, InteractionRecord.model_validate(payload))
+    if name == TaskName.RECORD_ESCALATION:
+        return record_escalation(sessions, EscalationRecord.model_validate(payload))
+    if name == TaskName.RECORD_EXPERT_REPLY:
+        return record_expert_reply(sessions, ExpertReplyRecord.model_validate(payload))
     raise ValueError(f"not a feedback task: {name}")
 
 

@@ -21,6 +21,8 @@ class TaskName(StrEnum):
     SYNC_ALL = "lore.sync_all"
     RECORD_INTERACTION = "lore.record_interaction"
     RECORD_VOTE = "lore.record_vote"
+    RECORD_ESCALATION = "lore.record_escalation"  # "Ask an expert" clicked (bot/core/escalation.py)
+    RECORD_EXPERT_REPLY = "lore.record_expert_reply"  # an expert's (or an accepted) reply in its thread
     EXPORT_DATASETS = "lore.export_datasets"
     ANSWER = "lore.answer"  # a question, answered by the index owner; the reply goes to Keys.reply
     INDEX_QUERY = "lore.index_query"  # a read of the owner's index: counts, sources, versions, info
@@ -33,6 +35,8 @@ QUEUE_OF: dict[TaskName, Queue] = {
     TaskName.SYNC_ALL: Queue.FEEDBACK,
     TaskName.RECORD_INTERACTION: Queue.FEEDBACK,
     TaskName.RECORD_VOTE: Queue.FEEDBACK,
+    TaskName.RECORD_ESCALATION: Queue.FEEDBACK,
+    TaskName.RECORD_EXPERT_REPLY: Queue.FEEDBACK,
     TaskName.EXPORT_DATASETS: Queue.FEEDBACK,  # reads the database and writes files; no index
     TaskName.ANSWER: Queue.ANSWER,
     TaskName.INDEX_QUERY: Queue.ANSWER,

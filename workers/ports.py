@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from feedback.schema import InteractionRecord, VoteRecord
+from feedback.schema import EscalationRecord, ExpertReplyRecord, InteractionRecord, VoteRecord
 
 
 @dataclass
@@ -37,6 +37,12 @@ class TaskClient(Protocol):
 
     def record_vote(self, record: VoteRecord) -> None:
         """Never blocks the caller for long and never loses the vote."""
+
+    def record_escalation(self, record: EscalationRecord) -> None:
+        """Like a vote: never blocks for long, never loses it."""
+
+    def record_expert_reply(self, record: ExpertReplyRecord) -> None:
+        """Like a vote: never blocks for long, never loses it."""
 
     def request_sync(self, source: str, *, full: bool = False, requested_by: str | None = None) -> SyncHandle:
         """Queue a sync of one source, or join the one already running."""

@@ -142,6 +142,14 @@ def record_vote(task: Task[Any, Any], record: dict[str, Any]) -> bool:
     return _record(task, TaskName.RECORD_VOTE, record)
 
 
+def record_escalation(task: Task[Any, Any], record: dict[str, Any]) -> bool:
+    return _record(task, TaskName.RECORD_ESCALATION, record)
+
+
+def record_expert_reply(task: Task[Any, Any], record: dict[str, Any]) -> bool:
+    return _record(task, TaskName.RECORD_EXPERT_REPLY, record)
+
+
 def _record(task: Task[Any, Any], name: TaskName, record: dict[str, Any]) -> bool:
     rt = runtime_for(_settings(task))
     created = jobs.record_feedback(rt.database.sessions, name, record)
@@ -234,6 +242,11 @@ def register(app: Celery, settings: Settings) -> None:
         record_interaction
     )
     app.task(name=TaskName.RECORD_VOTE, queue=QUEUE_OF[TaskName.RECORD_VOTE], **feedback)(record_vote)
+    for name, fn in (
+        (TaskName.RECORD_ESCALATION, record_escalation),
+        (TaskName.RECORD_EXPERT_REPLY, record_expert_reply),
+    ):
+        app.task(name=name, queue=QUEUE_OF[name], **feedback)(fn)
     app.task(
         name=TaskName.EXPORT_DATASETS,
         queue=QUEUE_OF[TaskName.EXPORT_DATASETS],

@@ -1,6 +1,7 @@
 """The ids Lore puts in its buttons, the same on every platform: the answer id travels in the
 button (`fb:up:<answer_id>`, `fb:down:<answer_id>`, `share:<answer_id>`, `private:<answer_id>`
-for "Answer privately", and `fb:form:<answer_id>` for the 👎 form), so a click is handled after a
+for "Answer privately", `expert:<answer_id>` for "Ask an expert", and `fb:form:<answer_id>` for
+the 👎 form), so a click is handled after a
 restart from the id alone (Share and "Answer privately" find their answer or question in the
 state store, for `chat.answer_ttl`)."""
 
@@ -16,11 +17,12 @@ VOTE_TEMPLATE = rf"fb:(?P<kind>up|down):{_ID}"
 SHARE_TEMPLATE = rf"share:{_ID}"
 FORM_TEMPLATE = rf"fb:form:{_ID}"
 PRIVATE_TEMPLATE = rf"private:{_ID}"
+EXPERT_TEMPLATE = rf"expert:{_ID}"
 
 
 @dataclass(frozen=True)
 class ButtonAction:
-    kind: Literal["up", "down", "share", "private"]
+    kind: Literal["up", "down", "share", "private", "expert"]
     answer_id: str
 
 
@@ -37,6 +39,11 @@ def private_id(answer_id: str) -> str:
     return f"private:{answer_id}"
 
 
+def expert_id(answer_id: str) -> str:
+    """The "Ask an expert" button (bot/core/escalation.py)."""
+    return f"expert:{answer_id}"
+
+
 def form_id(answer_id: str) -> str:
     return f"fb:form:{answer_id}"
 
@@ -50,4 +57,6 @@ def parse_button(value: str) -> ButtonAction | None:
         return ButtonAction("share", share["answer_id"])
     if private := re.fullmatch(PRIVATE_TEMPLATE, value or ""):
         return ButtonAction("private", private["answer_id"])
+    if expert := re.fullmatch(EXPERT_TEMPLATE, value or ""):
+        return ButtonAction("expert", expert["answer_id"])
     return None

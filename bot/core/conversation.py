@@ -33,6 +33,7 @@ from bot import metrics
 from bot.core import render
 from bot.core.access import AccessRules, Decision
 from bot.core.context import bounded_context
+from bot.core.escalation import Escalations
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
@@ -115,6 +116,7 @@ class ConversationService:
         reindex_timeout: float = 3 * 3600,
         limiter: RateLimiter | None = None,
         access: AccessRules | None = None,
+        escalation: Escalations | None = None,
     ) -> None:
         self.engine = engine
         self.tasks = tasks
@@ -125,6 +127,7 @@ class ConversationService:
         # Who may read what, and which sources each channel answers from (built once from settings).
         self.access = access or AccessRules.none()
         self._user_hash = user_hash
+        self.escalation = escalation  # "Ask an expert" (bot/core/escalation.py); None: off
         # Per person and channel; pass one on Redis (`make_rate_limiter`) to share it between processes.
         self._limiter = limiter or make_rate_limiter(settings)
         # The answer engine (embedding + LLM) blocks: it runs here, never on the event loop.
@@ -153,6 +156,8 @@ class ConversationService:
     async def handle_message(self, msg: IncomingMessage, surface: Surface) -> Outcome:
         """Answer `msg` if it is for Lore. Never raises: failures become an error reply."""
         with _correlated() as cid:
+            if self.escalation is not None and await self.escalation.observe(msg, surface):
+                return Outcome("ignored", cid, "a thread handed to experts")
             reason = await self.should_respond(msg, surface)
             if reason is not None:
                 log.debug("ignoring %s message %s: %s", msg.platform, msg.message_id, reason)
@@ -301,8 +306,17 @@ class ConversationService:
                 await self._keep_answer(answer, msg.author, access)
             if offer:
                 await self._keep_question(answer.answer_id, msg, turns)
+            ask_expert = self.escalation is not None and self.escalation.enabled(surface)
+            if ask_expert and self.escalation is not None:
+                await self.escalation.keep(answer, msg, target)
             ref = await self._deliver(
-                surface, target, ref, answer, shareable=shareable, answer_privately=offer
+                surface,
+                target,
+                ref,
+                answer,
+                shareable=shareable,
+                answer_privately=offer,
+                ask_expert=ask_expert,
             )
             metrics.answered(msg.platform, answer, time.monotonic() - started)
             log.info(
@@ -374,6 +388,7 @@ class ConversationService:
         shareable: bool = False,
         shared_by: str | None = None,
         answer_privately: bool = False,
+        ask_expert: bool = False,
     ) -> MessageRef:
         """The answer in as many messages as the outbox needs; the first replaces `ref`."""
         parts = split_text(answer.text, surface.outbox.max_message_len) or ["…"]
@@ -387,6 +402,7 @@ class ConversationService:
                 shareable=shareable,
                 shared_by=shared_by,
                 answer_privately=answer_privately,
+                ask_expert=ask_expert,
             )
             if i == 1 and ref is not None:
                 first = await surface.outbox.update(ref, reply)

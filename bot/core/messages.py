@@ -96,6 +96,7 @@ class AnswerReply:
     shared_by: str | None = None  # a platform user id, when someone shared it to the channel
     # offer "Answer privately": a channel answer that left out matches the asker could read
     answer_privately: bool = False
+    ask_expert: bool = False  # offer "Ask an expert" (escalation is configured for this platform)
 
     @property
     def is_last(self) -> bool:
@@ -115,4 +116,29 @@ class Notice:
     text: str
 
 
-Reply = Progress | AnswerReply | ErrorReply | Notice
+@dataclass(frozen=True)
+class ExpertRequest:
+    """Lore asking experts about a question (bot/core/escalation.py), posted where they are.
+
+    `target` is the configured expert target (`slack:group:S…`, `discord:role:<id>`, a channel):
+    adapters render it as the platform's own mention, never from text. `answer` is None when
+    the audience where this is posted may not read every passage of Lore's answer: then only
+    the question and the link go. `asker` is a platform user id."""
+
+    target: str
+    question: str
+    asker: str
+    answer: Answer | None = None
+    withheld: bool = False  # the answer exists but is not shown here
+    link: str | None = None  # the original thread
+
+
+@dataclass(frozen=True)
+class ExpertsAsked:
+    """Tells the asker, privately, whom Lore asked (the target rendered as a safe mention)."""
+
+    target: str
+    already: bool = False  # someone had already asked experts about this answer
+
+
+Reply = Progress | AnswerReply | ErrorReply | Notice | ExpertRequest | ExpertsAsked

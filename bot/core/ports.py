@@ -19,6 +19,7 @@ __all__ = [
     "AnswerEngine",
     "DeliveryError",
     "Directory",
+    "ExpertDirectory",
     "KnowledgeBase",
     "Outbox",
     "StateStore",
@@ -135,6 +136,20 @@ class Directory(Protocol):
         ...
 
 
+class ExpertDirectory(Protocol):
+    """Who the experts of an escalation target are, and links to threads (bot/core/escalation.py).
+    Cached by the implementation; failures raise."""
+
+    async def is_expert(self, user: str, target: str) -> bool:
+        """Whether `user` belongs to `target`: a member of the user group or role, or of the
+        channel (Slack: its members; Discord: who can read it)."""
+        ...
+
+    async def permalink(self, channel: str, thread: str, workspace: str | None) -> str | None:
+        """A link to thread `thread` in `channel` that the experts can open."""
+        ...
+
+
 @dataclass
 class Surface:
     """What one adapter lends the core for a message: how to reply and how to read threads."""
@@ -144,3 +159,4 @@ class Surface:
     threads: ThreadReader | None = None
     allowed_channels: frozenset[str] = field(default_factory=frozenset)  # empty = every channel
     directory: Directory | None = None  # None: the payload's principals are all there is
+    experts: ExpertDirectory | None = None  # None: no "Ask an expert" on this platform

@@ -21,7 +21,7 @@ from bot.core.conversation import ConversationService
 from bot.core.ports import Surface
 from bot.discord import translate, views
 from bot.discord.cogs import LoreCog
-from bot.discord.directory import DiscordDirectory, configured_roles
+from bot.discord.directory import DiscordDirectory, DiscordExperts, configured_roles
 from bot.discord.outbox import NO_MENTIONS, DiscordOutbox, DiscordThreadReader
 from config.settings import Settings
 
@@ -53,11 +53,13 @@ def invite_url(application_id: int) -> str:
 
 
 def lore_intents() -> discord.Intents:
-    """What Lore needs and no more: guilds (channels and threads), guild messages, DMs, and the
-    privileged Message Content intent (to read follow-ups in threads without a mention)."""
+    """What Lore needs and no more: guilds (channels and threads), guild messages, DMs, the
+    privileged Message Content intent (to read follow-ups in threads without a mention), and
+    guild message reactions (a ✅ accepting an expert's reply, bot/core/escalation.py)."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
+    intents.guild_reactions = True
     intents.dm_messages = True
     intents.message_content = True
     return intents
@@ -106,6 +108,7 @@ class LoreBot(commands.Bot):
             self.reader,
             frozenset(str(c) for c in cfg.channels),
             directory=self.directory,
+            experts=DiscordExperts(self),
         )
         self.buttons: views.ButtonHandler | None = None  # the cog, once set up
         self.synced: list[discord.app_commands.AppCommand] = []

@@ -76,6 +76,8 @@ class CogHost(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
 
+    def get_channel(self, id: int, /) -> Any: ...
+
 
 class LoreCog(commands.Cog):
     def __init__(self, bot: CogHost) -> None:
@@ -240,6 +242,45 @@ class LoreCog(commands.Cog):
                 answer_id, user, principals, self.bot.surface, target, key=f"click:{interaction.id}"
             ),
             f"discord-private-{answer_id}",
+        )
+
+    # ---- "Ask an expert" (bot/core/escalation.py) ------------------------------------------
+
+    async def on_ask_expert(self, interaction: Interaction, answer_id: str) -> None:
+        """Lore asks the experts; the clicker is told whom, in an ephemeral reply to the click."""
+        escalation = self.service.escalation
+        if escalation is None or not await acknowledge(interaction, ephemeral=True):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        private = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
+        self.bot.spawn(
+            escalation.escalate(answer_id, user, self.bot.surface, private, key=f"click:{interaction.id}"),
+            f"discord-expert-{answer_id}",
+        )
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        me = self.bot.user
+        escalation = self.service.escalation
+        if me is None or escalation is None:
+            return
+        channel = self.bot.get_channel(payload.channel_id)  # a thread's parent, from the cache
+        parent = str(channel.parent_id) if isinstance(channel, discord.Thread) and channel.parent_id else None
+        data = {
+            "user_id": payload.user_id,
+            "channel_id": payload.channel_id,
+            "message_id": payload.message_id,
+            "emoji": {"name": payload.emoji.name},
+        }
+        reaction = translate.reaction_from_payload(data, bot_id=str(me.id), thread_parent=parent)
+        if isinstance(reaction, Ignored):
+            return
+        self.bot.spawn(
+            escalation.reaction(
+                self.bot.surface, reaction.channel, reaction.message_id, reaction.user, reaction.emoji
+            ),
+            f"discord-reaction-{reaction.message_id}",
         )
 
     async def _share(self, interaction: Interaction, answer_id: str) -> None:

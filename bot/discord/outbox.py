@@ -217,8 +217,16 @@ class DiscordOutbox:
         if reference is not None:
             extra |= {"reference": reference, "mention_author": False}
         return await channel.send(
-            content=rendered.content, embeds=_embeds(rendered), allowed_mentions=NO_MENTIONS, **extra
+            content=rendered.content, embeds=_embeds(rendered), allowed_mentions=_mentions(rendered), **extra
         )
+
+
+def _mentions(rendered: translate.Rendered) -> discord.AllowedMentions:
+    """Nobody, except the expert role Lore is asking (bot/core/escalation.py)."""
+    if not rendered.ping_roles:
+        return NO_MENTIONS
+    roles = [discord.Object(int(r)) for r in rendered.ping_roles]
+    return discord.AllowedMentions(everyone=False, users=False, roles=roles, replied_user=False)
 
 
 def _embeds(rendered: translate.Rendered) -> list[discord.Embed]:

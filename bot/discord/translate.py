@@ -17,6 +17,7 @@ import discord
 
 from bot.core.actions import (
     FORM_TEMPLATE,
+    expert_id,
     private_id,
     share_id,
     vote_id,
@@ -24,6 +25,8 @@ from bot.core.actions import (
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
+    ExpertRequest,
+    ExpertsAsked,
     Ignored,
     IncomingMessage,
     Notice,
@@ -317,6 +320,8 @@ class Rendered:
     content: str
     embeds: list[JSON] = field(default_factory=list)
     buttons: list[ButtonSpec] = field(default_factory=list)
+    # Role ids this message may ping (Lore asking an expert role); nothing else is ever pinged.
+    ping_roles: list[str] = field(default_factory=list)
 
 
 def _link_url(url: str) -> str:
@@ -361,7 +366,7 @@ def sources_embed(citations: Sequence[Citation], notice: str | None = None) -> J
 
 
 def answer_buttons(
-    answer_id: str, *, shareable: bool = False, answer_privately: bool = False
+    answer_id: str, *, shareable: bool = False, answer_privately: bool = False, ask_expert: bool = False
 ) -> list[ButtonSpec]:
     buttons = [
         ButtonSpec(vote_id("up", answer_id), "Helpful", "👍"),
@@ -371,7 +376,13 @@ def answer_buttons(
         buttons.append(ButtonSpec(share_id(answer_id), "Share", "📣", "primary"))
     if answer_privately:  # the channel answer left out passages the asker may read
         buttons.append(private_button(answer_id))
+    if ask_expert:
+        buttons.append(expert_button(answer_id))
     return buttons
+
+
+def expert_button(answer_id: str) -> ButtonSpec:
+    return ButtonSpec(expert_id(answer_id), "Ask an expert", "🙋")
 
 
 def private_button(answer_id: str) -> ButtonSpec:
@@ -391,7 +402,10 @@ def answer_message(reply: AnswerReply) -> Rendered:
         if reply.answer_privately:
             embeds.append({"type": "rich", "description": f"🔒 {PRIVATE_HINT}"})
         buttons = answer_buttons(
-            reply.answer.answer_id, shareable=reply.shareable, answer_privately=reply.answer_privately
+            reply.answer.answer_id,
+            shareable=reply.shareable,
+            answer_privately=reply.answer_privately,
+            ask_expert=reply.ask_expert,
         )
     return Rendered(_fit(reply.text) or "…", embeds, buttons)
 
@@ -419,4 +433,102 @@ def render(reply: Reply) -> Rendered:
         return Rendered(_fit(f"⚠️ {text}"))
     if isinstance(reply, Notice):
         return Rendered(_fit(reply.text))
+    if isinstance(reply, ExpertRequest):
+        return expert_request(reply)
+    if isinstance(reply, ExpertsAsked):
+        return Rendered(_fit(experts_asked_text(reply)))
     raise UnsupportedReply(f"the Discord outbox cannot render {type(reply).__name__}")
+
+
+# ---- "Ask an expert" (bot/core/escalation.py) ------------------------------------------------
+
+_SNOWFLAKE = re.compile(r"\d{5,25}")
+
+
+def target_mention(target: str) -> str:
+    """An expert target as Discord's own mention, from a validated id only:
+    `discord:role:5` -> `<@&5>`, `discord:channel:7` -> `<#7>`."""
+    kind, _, ident = target.removeprefix("discord:").partition(":")
+    if kind == "role" and _SNOWFLAKE.fullmatch(ident):
+        return f"<@&{ident}>"
+    if kind == "channel" and _SNOWFLAKE.fullmatch(ident):
+        return f"<#{ident}>"
+    return _escape(target)
+
+
+def _user(user_id: str) -> str:
+    return f"<@{user_id}>" if _SNOWFLAKE.fullmatch(user_id) else _escape(user_id)
+
+
+def _quoted(text: str) -> str:
+    """The asker's words as a quote that can neither format nor mention (allowed_mentions also
+    pings nobody but the expert role)."""
+    safe = discord.utils.escape_mentions(_escape(text.strip()))
+    return "\n".join(f"> {line}" for line in safe.splitlines() or [""])
+
+
+WITHHELD = "Lore's answer used documents not everyone here may read, so it is not shown here."
+
+
+def expert_request(reply: ExpertRequest) -> Rendered:
+    """Lore's post to the experts: who asks, the question, the answer when the audience here
+    may read it (an embed, with its sources), and the link to the thread."""
+    who = f"{target_mention(reply.target)}: {_user(reply.asker)}"
+    head = f"{who} asked for an expert's help with this question"
+    lines = [head, _quoted(reply.question[:1000])]
+    if reply.link:
+        lines.append(f"Open the thread and reply there: {_link_url(reply.link)}")
+    embeds: list[JSON] = []
+    if reply.answer is not None and reply.answer.abstained:
+        embeds.append({"type": "rich", "description": "Lore found nothing in the docs to answer it."})
+    elif reply.answer is not None:
+        text = reply.answer.text
+        if len(text) > EMBED_DESCRIPTION_MAX - 200:
+            text = text[: EMBED_DESCRIPTION_MAX - 201] + "…"
+        embeds.append({"type": "rich", "title": "Lore's answer", "description": text, "color": EMBED_COLOUR})
+        if sources := sources_embed(reply.answer.citations):
+            embeds.append(sources)
+    elif reply.withheld:
+        embeds.append(
+            {
+                "type": "rich",
+                "description": WITHHELD,
+            }
+        )
+    kind, _, ident = reply.target.removeprefix("discord:").partition(":")
+    roles = [ident] if kind == "role" and _SNOWFLAKE.fullmatch(ident) else []
+    return Rendered(_fit("\n".join(lines)), embeds, ping_roles=roles)
+
+
+def experts_asked_text(reply: ExpertsAsked) -> str:
+    who = target_mention(reply.target)
+    if reply.already:
+        return f"Experts were already asked about this answer ({who})."
+    return f"I've asked {who}. Their answers help Lore answer better next time."
+
+
+def thread_link(guild: str | None, channel: str) -> str:
+    """A link to a channel or thread (a thread is a channel on Discord)."""
+    return f"https://discord.com/channels/{guild or '@me'}/{channel}"
+
+
+@dataclass(frozen=True)
+class Reaction:
+    user: str
+    channel: str  # the parent channel when the message is in a thread (as for messages)
+    message_id: str
+    emoji: str
+
+
+def reaction_from_payload(
+    data: Mapping[str, Any], *, bot_id: str, thread_parent: str | None = None
+) -> Reaction | Ignored:
+    """A MESSAGE_REACTION_ADD payload. `thread_parent` as in `message_from_payload`."""
+    user, channel, message = (str(data.get(k) or "") for k in ("user_id", "channel_id", "message_id"))
+    if not user or not channel or not message:
+        return Ignored("no user, channel or message")
+    if user == bot_id:
+        return Ignored("Lore's own reaction")
+    emoji = data.get("emoji") or {}
+    name = str(emoji.get("name") or "") if isinstance(emoji, Mapping) else ""
+    return Reaction(user, thread_parent or channel, message, name)

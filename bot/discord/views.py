@@ -39,6 +39,8 @@ class ButtonHandler(Protocol):
 
     async def on_answer_privately(self, interaction: discord.Interaction[Any], answer_id: str) -> None: ...
 
+    async def on_ask_expert(self, interaction: discord.Interaction[Any], answer_id: str) -> None: ...
+
 
 def handler_of(interaction: discord.Interaction[Any]) -> ButtonHandler:
     """The bot's button handler (`LoreBot.buttons`), set in `setup_hook`."""
@@ -120,7 +122,35 @@ class PrivateButton(
         await handler_of(interaction).on_answer_privately(interaction, self.answer_id)
 
 
-DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (VoteButton, ShareButton, PrivateButton)
+class ExpertButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=actions.EXPERT_TEMPLATE
+):
+    """The "Ask an expert" button (bot/core/escalation.py)."""
+
+    def __init__(self, answer_id: str) -> None:
+        super().__init__(_button(translate.expert_button(answer_id)))
+        self.answer_id = answer_id
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+        /,
+    ) -> ExpertButton:
+        return cls(match["answer_id"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await handler_of(interaction).on_ask_expert(interaction, self.answer_id)
+
+
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    VoteButton,
+    ShareButton,
+    PrivateButton,
+    ExpertButton,
+)
 
 
 def view_for(buttons: Sequence[translate.ButtonSpec]) -> discord.ui.View | None:
@@ -137,6 +167,8 @@ def view_for(buttons: Sequence[translate.ButtonSpec]) -> discord.ui.View | None:
             item = ShareButton(action.answer_id)
         elif action.kind == "private":
             item = PrivateButton(action.answer_id)
+        elif action.kind == "expert":
+            item = ExpertButton(action.answer_id)
         else:
             item = VoteButton(action.kind, action.answer_id)
         view.add_item(item)

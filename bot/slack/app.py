@@ -100,7 +100,12 @@ class SlackAdapter:
             ttl=slack.directory_cache_seconds,
         )
         self.surface = Surface(
-            "slack", self.outbox, self.reader, frozenset(slack.channels), directory=self.directory
+            "slack",
+            self.outbox,
+            self.reader,
+            frozenset(slack.channels),
+            directory=self.directory,
+            experts=self.directory,
         )
         self.admins = SlackAdmins(self.client, slack.admin_users, ttl=slack.admin_cache_seconds)
         self.tasks = BackgroundTasks("Slack")
@@ -152,6 +157,8 @@ class SlackAdapter:
         app.action(translate.ACTION_DOWN)(self._on_vote)
         app.action(translate.ACTION_SHARE)(self._on_share)
         app.action(translate.ACTION_PRIVATE)(self._on_answer_privately)
+        app.action(translate.ACTION_EXPERT)(self._on_ask_expert)
+        app.event("reaction_added")(self._on_reaction)
         app.view(translate.FEEDBACK_VIEW)(self._on_feedback_form)
         app.command("/ask")(self._on_ask)
         app.command("/reindex")(self._on_reindex)
@@ -276,6 +283,38 @@ class SlackAdapter:
                 key=click,
             ),
             f"slack-private-{action.answer_id}",
+        )
+
+    # ---- "Ask an expert" (bot/core/escalation.py) ------------------------------------------
+
+    async def _on_ask_expert(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        self._learn(context)
+        clicked = translate.button_action(body)
+        escalation = self.service.escalation
+        if clicked is None or escalation is None:
+            return
+        action, click = clicked
+        where = translate.action_context(body)
+        # Told privately beside the answer (not through the response_url: its defaults act on
+        # the answer message itself).
+        private = Target(where.channel, where.thread, where.user, ephemeral=True)
+        self.spawn(
+            escalation.escalate(action.answer_id, where.user, self.surface, private, key=click),
+            f"slack-expert-{action.answer_id}",
+        )
+
+    async def _on_reaction(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        self._learn(context)
+        reaction = translate.reaction_from_event(body)
+        escalation = self.service.escalation
+        if isinstance(reaction, Ignored) or escalation is None:
+            return
+        self.spawn(
+            escalation.reaction(
+                self.surface, reaction.channel, reaction.message_ts, reaction.user, reaction.emoji
+            ),
+            f"slack-reaction-{reaction.message_ts}",
         )
 
 

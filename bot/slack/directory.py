@@ -6,6 +6,10 @@ A payload says only `slack:U…`. Groups in `lore.toml` may also name Slack user
 leaves the field out and Lore simply knows no email). A channel shared with another organisation
 (`conversations.info`: is_ext_shared) gets public answers only.
 
+It is also the `ExpertDirectory` of "Ask an expert": who belongs to an expert target (a user
+group's members, or a channel's: `conversations.members`, needs channels:read/groups:read) and
+a thread's permalink (`chat.getPermalink`).
+
 Everything is cached for `slack.directory_cache_seconds`. A failed call raises (the core then
 answers with the payload's principals only, or treats the channel as shared) and is not cached,
 so the next question tries again.
@@ -100,6 +104,37 @@ class SlackDirectory:
         if external:
             log.info("Slack channel %s is shared with another organisation: public answers only", channel)
         return external
+
+    # ---- experts (bot/core/escalation.py) -------------------------------------------------
+
+    async def is_expert(self, user: str, target: str) -> bool:
+        kind, _, ident = target.removeprefix("slack:").partition(":")
+        if kind == "group":
+            return user in await self._members(ident)
+        if kind == "channel":
+            return user in await self._channel_members(ident)
+        return False
+
+    async def permalink(self, channel: str, thread: str, workspace: str | None) -> str | None:
+        resp = await self.client.chat_getPermalink(channel=channel, message_ts=thread)
+        url = str(resp.get("permalink") or "")
+        return url if url.startswith("https://") or url.startswith("http://") else None
+
+    async def _channel_members(self, channel: str) -> frozenset[str]:
+        key = f"members:{channel}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return frozenset(cached)
+        members: set[str] = set()
+        cursor = None
+        for _page in range(100):  # 100 pages of 1,000: a bound, not a limit anyone meets
+            resp = await self.client.conversations_members(channel=channel, limit=1000, cursor=cursor)
+            members.update(str(u) for u in resp.get("members") or [])
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        self._cache.put(key, frozenset(members))
+        return frozenset(members)
 
     async def _members(self, group: str) -> frozenset[str]:
         key = f"group:{group}"

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.core.actions import ButtonAction, parse_button, private_id, share_id, vote_id
+from bot.core.actions import ButtonAction, expert_id, parse_button, private_id, share_id, vote_id
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
+    ExpertRequest,
+    ExpertsAsked,
     Ignored,
     IncomingMessage,
     Notice,
@@ -46,6 +48,7 @@ ACTION_UP = "lore_feedback_up"
 ACTION_DOWN = "lore_feedback_down"
 ACTION_SHARE = "lore_share"
 ACTION_PRIVATE = "lore_answer_privately"
+ACTION_EXPERT = "lore_ask_expert"
 FEEDBACK_VIEW = "lore_feedback"
 _USER_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _USER_ID = re.compile(r"[UW][A-Z0-9]+")
@@ -296,7 +299,9 @@ def source_blocks(citations: Sequence[Citation]) -> list[JSON]:
     return _sections(text)
 
 
-def feedback_buttons(answer_id: str, *, shareable: bool = False, answer_privately: bool = False) -> JSON:
+def feedback_buttons(
+    answer_id: str, *, shareable: bool = False, answer_privately: bool = False, ask_expert: bool = False
+) -> JSON:
     elements: list[JSON] = [
         _button(ACTION_UP, "👍 Helpful", vote_id("up", answer_id)),
         _button(ACTION_DOWN, "👎 Not helpful", vote_id("down", answer_id)),
@@ -305,6 +310,8 @@ def feedback_buttons(answer_id: str, *, shareable: bool = False, answer_privatel
         elements.append(_button(ACTION_SHARE, "Share in channel", share_id(answer_id), style="primary"))
     if answer_privately:  # the channel answer left out passages the asker may read
         elements.append(_button(ACTION_PRIVATE, "🔒 Answer privately", private_id(answer_id)))
+    if ask_expert:
+        elements.append(_button(ACTION_EXPERT, "🙋 Ask an expert", expert_id(answer_id)))
     return {"type": "actions", "block_id": f"lore_actions:{answer_id}", "elements": elements}
 
 
@@ -337,7 +344,10 @@ def answer_blocks(reply: AnswerReply) -> tuple[str, list[JSON]]:
             blocks.append(_context(f"🔒 {escape(PRIVATE_HINT)}"))
         blocks.append(
             feedback_buttons(
-                answer.answer_id, shareable=reply.shareable, answer_privately=reply.answer_privately
+                answer.answer_id,
+                shareable=reply.shareable,
+                answer_privately=reply.answer_privately,
+                ask_expert=reply.ask_expert,
             )
         )
     return body[:FALLBACK_MAX], blocks
@@ -366,6 +376,11 @@ def render(reply: Reply) -> tuple[str, list[JSON]]:
     if isinstance(reply, Notice):
         text = escape(reply.text)
         return text[:FALLBACK_MAX], _sections(text)
+    if isinstance(reply, ExpertRequest):
+        return expert_request_blocks(reply)
+    if isinstance(reply, ExpertsAsked):
+        text = experts_asked_text(reply)
+        return text, _sections(text)
     raise UnsupportedReply(f"the Slack outbox cannot render {type(reply).__name__}")
 
 
@@ -408,3 +423,80 @@ def feedback_modal(answer_id: str, channel: str, thread: str | None) -> JSON:
             },
         ],
     }
+
+
+# ---- "Ask an expert" (bot/core/escalation.py) ------------------------------------------------
+
+_SUBTEAM_ID = re.compile(r"S[A-Z0-9]+")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]+")
+EXPERT_ANSWER_MAX = 2500  # of the answer quoted to the experts; the link has the rest
+
+
+def target_mention(target: str) -> str:
+    """An expert target as Slack's own mention, built from a validated id only:
+    `slack:group:S1` -> `<!subteam^S1>`, `slack:channel:C1` -> `<#C1>`."""
+    kind, _, ident = target.removeprefix("slack:").partition(":")
+    if kind == "group" and _SUBTEAM_ID.fullmatch(ident):
+        return f"<!subteam^{ident}>"
+    if kind == "channel" and _CHANNEL_ID.fullmatch(ident):
+        return f"<#{ident}>"
+    return escape(target)
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"&gt; {line}" for line in escape(text.strip()).splitlines() or [""])
+
+
+def expert_request_blocks(reply: ExpertRequest) -> tuple[str, list[JSON]]:
+    """Lore's post to the experts: who asks, the question (quoted, escaped), the answer Lore gave
+    when the audience here may read it, and the link to the thread."""
+    who = user_mention(reply.asker)
+    head = f"{target_mention(reply.target)}: {who} asked for an expert's help with this question"
+    blocks: list[JSON] = [_section(f"{head}\n{_quote(reply.question[:2000])}")]
+    if reply.answer is not None and reply.answer.abstained:
+        blocks.append(_context("Lore found nothing in the docs to answer it."))
+    elif reply.answer is not None:
+        body = to_mrkdwn(reply.answer.text)
+        if len(body) > EXPERT_ANSWER_MAX:
+            body = re.sub(r"&[a-z]{0,3}$", "", body[: EXPERT_ANSWER_MAX - 1]) + "…"
+        blocks.append(_section(f"*Lore's answer*\n{body}"))
+        blocks.extend(source_blocks(reply.answer.citations))
+    elif reply.withheld:
+        blocks.append(
+            _context("Lore's answer used documents not everyone here may read, so it is not shown here.")
+        )
+    if reply.link:
+        blocks.append(_section(f"{link(reply.link, 'Open the thread')} and reply there."))
+    return f"{head}: {escape(reply.question[:500])}"[:FALLBACK_MAX], blocks
+
+
+def experts_asked_text(reply: ExpertsAsked) -> str:
+    """What the asker is told, privately."""
+    who = target_mention(reply.target)
+    if reply.already:
+        return f"Experts were already asked about this answer ({who})."
+    return f"I've asked {who}. Their answers help Lore answer better next time."
+
+
+@dataclass(frozen=True)
+class Reaction:
+    user: str
+    channel: str
+    message_ts: str
+    emoji: str
+
+
+def reaction_from_event(body: Mapping[str, Any]) -> Reaction | Ignored:
+    """A `reaction_added` event on a message (reactions on files and others are ignored)."""
+    event = body.get("event")
+    if not isinstance(event, Mapping) or event.get("type") != "reaction_added":
+        return Ignored("not a reaction_added event")
+    item = event.get("item") or {}
+    if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+        return Ignored("a reaction on something other than a message")
+    return Reaction(
+        user=str(event.get("user") or ""),
+        channel=str(item["channel"]),
+        message_ts=str(item["ts"]),
+        emoji=str(event.get("reaction") or "").split("::")[0],  # "white_check_mark::skin-tone-2"
+    )

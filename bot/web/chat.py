@@ -142,7 +142,10 @@ def reply_view(reply: Reply) -> dict[str, Any]:
         return {"kind": "error", "text": reply.text, "correlation_id": reply.correlation_id}
     if isinstance(reply, Notice):
         return {"kind": "notice", "text": reply.text}
-    return {"kind": "progress", "text": reply.text}
+    if isinstance(reply, Progress):
+        return {"kind": "progress", "text": reply.text}
+    # The console has no experts to ask (no `Surface.experts`): nothing sends it these.
+    raise UnsupportedReply(f"the web chat cannot render {type(reply).__name__}")
 
 
 class WebThreadReader:

@@ -1,4 +1,5 @@
-"""The review queue (reviewers and admins): filter, read an item in full, approve, edit, reject, tag.
+"""The review queue (reviewers and admins): filter, read an item in full, approve, edit, reject, tag,
+and approve an expert's answer (from "Ask an expert") as the item's curated answer.
 
 Every route here sits behind `require_reviewer`. Writes carry the version the page was rendered
 from; a stale one gets the conflict page (409) with the other reviewer's saved state and the
@@ -18,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.web.context import Console
 from bot.web.security import requirement, signed_in
 from feedback.datasets.prompt import numbered_chunks
+from feedback.experts import approve_expert_answer, escalation_of, expert_answers
 from feedback.models import REVIEW_STATUSES
 from feedback.reviews import (
     ACTIONS,
@@ -88,6 +90,8 @@ def review_router(console: Console) -> APIRouter:
             return console.page(request, "error.html", status_code=404, message="No such answer in the log.")
         prev_id, next_id = await run_in_threadpool(queue_neighbours, console.db.sessions, filters, answer_id)
         changes = await _document_changes(item)
+        experts = await run_in_threadpool(expert_answers, console.db.sessions, answer_id)
+        escalation = await run_in_threadpool(escalation_of, console.db.sessions, answer_id)
         query = urlencode(filters.params())
         draft = item.draft
         tags = " ".join(item.review.tags)
@@ -112,6 +116,8 @@ def review_router(console: Console) -> APIRouter:
             error=error,
             conflict=conflict,
             reasons=VOTE_REASONS,
+            experts=experts,
+            escalation=escalation,
         )
 
     async def _document_changes(item: ReviewItem) -> dict[str, str]:
@@ -162,6 +168,39 @@ def review_router(console: Console) -> APIRouter:
         log.info("%s: %s %s (version %d)", user.username, action, answer_id, state.version)
         saved = "tags" if action == "tag" else state.status
         query = urlencode({**QueueFilters.parse(request.query_params).params(), "saved": saved})
+        return RedirectResponse(f"/review/{answer_id}?{query}", status_code=303)
+
+    @router.post("/{answer_id}/expert", response_class=HTMLResponse)
+    async def approve_expert(
+        request: Request,
+        answer_id: str,
+        reply_id: Annotated[str, Form(max_length=255)],
+        version: Annotated[int, Form(ge=0)],
+    ) -> Response:
+        """The expert's answer becomes the curated one (status "edited", tagged "expert")."""
+        user = signed_in(request)
+        try:
+            state = await run_in_threadpool(
+                lambda: approve_expert_answer(
+                    console.db.sessions,
+                    answer_id,
+                    reply_id,
+                    reviewer=user.username,
+                    expected_version=version,
+                )
+            )
+        except Conflict as conflict:
+            return await item_page(request, answer_id, status_code=409, conflict=conflict)
+        except ReviewError as exc:
+            return await item_page(request, answer_id, status_code=400, error=str(exc))
+        log.info(
+            "%s: approved expert answer %s for %s (version %d)",
+            user.username,
+            reply_id,
+            answer_id,
+            state.version,
+        )
+        query = urlencode({**QueueFilters.parse(request.query_params).params(), "saved": state.status})
         return RedirectResponse(f"/review/{answer_id}?{query}", status_code=303)
 
     return router

@@ -66,6 +66,8 @@ class MemoryTasks:
     ) -> None:
         self.interactions: list[Any] = []
         self.votes: list[Any] = []
+        self.escalations: list[Any] = []
+        self.expert_replies: list[Any] = []
         self.requested: list[tuple[str, str | None]] = []
         self._statuses = list(statuses)
         self._handles = handles or {}
@@ -78,6 +80,12 @@ class MemoryTasks:
 
     def record_vote(self, record: Any) -> None:
         self.votes.append(record)
+
+    def record_escalation(self, record: Any) -> None:
+        self.escalations.append(record)
+
+    def record_expert_reply(self, record: Any) -> None:
+        self.expert_replies.append(record)
 
     def request_sync(self, source: str, *, full: bool = False, requested_by: str | None = None) -> SyncHandle:
         self.requested.append((source, requested_by))

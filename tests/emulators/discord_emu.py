@@ -54,6 +54,7 @@ PERM_ADMINISTRATOR, PERM_MANAGE_GUILD = 1 << 3, 1 << 5  # MANAGE_GUILD is "Manag
 # An ordinary member: react, view, send, embed, attach, read history, use slash commands, post in threads.
 DEFAULT_PERMISSIONS = sum(1 << b for b in (6, 10, 11, 14, 15, 16, 31, 38))
 INTENT_GUILDS, INTENT_GUILD_MESSAGES, INTENT_DMS, INTENT_MESSAGE_CONTENT = 1, 1 << 9, 1 << 12, 1 << 15
+INTENT_GUILD_REACTIONS = 1 << 10
 FLAG_SUPPRESS_EMBEDS, FLAG_HAS_THREAD, FLAG_EPHEMERAL, FLAG_LOADING = 1 << 2, 1 << 5, 1 << 6, 1 << 7
 
 _last_snowflake = 0
@@ -215,6 +216,28 @@ def message_create(
         msg |= {"guild_id": str(guild_id), "mentions": [m | {"member": partial} for m in mentions]}
         msg |= {} if webhook_id else {"member": partial | {"roles": [str(r) for r in roles]}}
     return msg | ({"webhook_id": str(webhook_id)} if webhook_id else {})
+
+
+def reaction_add(
+    emoji: str,
+    user: JSON,
+    channel_id: Id,
+    message_id: Id,
+    guild_id: Id | None = None,
+    roles: Sequence[Id] = (),
+) -> JSON:
+    """A MESSAGE_REACTION_ADD payload: `user` added the unicode `emoji` to a message."""
+    data: JSON = {
+        "user_id": str(user["id"]),
+        "channel_id": str(channel_id),
+        "message_id": str(message_id),
+        "emoji": {"id": None, "name": emoji},
+        "burst": False,
+        "type": 0,
+    }
+    if guild_id:
+        data |= {"guild_id": str(guild_id), "member": make_member(user, roles=roles)}
+    return data
 
 
 def _interaction(
@@ -721,7 +744,9 @@ class DiscordEmulator:
             addressed = bot_id in [data["author"]["id"], *(u["id"] for u in data.get("mentions", []))]
             if in_guild and not addressed and not self._intents & INTENT_MESSAGE_CONTENT:  # privileged intent
                 data = data | {"content": "", "embeds": [], "attachments": [], "components": []}
-        elif event == "THREAD_CREATE" and not self._intents & INTENT_GUILDS:
+        elif (event == "THREAD_CREATE" and not self._intents & INTENT_GUILDS) or (
+            event == "MESSAGE_REACTION_ADD" and not self._intents & INTENT_GUILD_REACTIONS
+        ):
             return None
         return data
 

@@ -78,10 +78,12 @@ class SlackEmulator:
         users: dict[str, JSON] | None = None,
         usergroups: dict[str, list[str]] | None = None,
         channels: dict[str, JSON] | None = None,
+        members: dict[str, list[str]] | None = None,
     ) -> None:
         """`tokens` are valid bot/user tokens, `app_tokens` valid xapp- tokens; `users` feeds
         users.info (an "email" entry becomes profile.email); `usergroups` (S… -> user ids) feeds
-        usergroups.users.list; `channels` (id -> fields such as is_ext_shared) conversations.info."""
+        usergroups.users.list; `channels` (id -> fields such as is_ext_shared) conversations.info;
+        `members` (channel -> user ids) conversations.members."""
         self.tokens, self.app_tokens = set(tokens), set(app_tokens)
         self.user_id, self.bot_id, self.team_id = user_id, bot_id, team_id
         self.user, self.team, self.app_id = user, team, app_id
@@ -89,6 +91,7 @@ class SlackEmulator:
         self.users.setdefault(user_id, _user_object(user_id, team_id, {"name": user, "is_bot": True}))
         self.usergroups = {k: list(v) for k, v in (usergroups or {}).items()}
         self.channels = dict(channels or {})
+        self.members = {k: list(v) for k, v in (members or {}).items()}
         self.calls: list[Call] = []
         self.acks: list[Ack] = []
         self.messages: dict[str, list[JSON]] = {}  # channel -> posted and preloaded messages
@@ -111,6 +114,8 @@ class SlackEmulator:
             "conversations.info": self._conversation_info,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
+            "conversations.members": self._members,
+            "chat.getPermalink": self._permalink,
             "apps.connections.open": self._connections_open,
         }
 
@@ -496,6 +501,24 @@ class SlackEmulator:
         page["messages"].reverse()
         return page
 
+    def _members(self, args: JSON) -> JSON:
+        """A channel's members, paged by `limit` with a cursor, as Slack pages them."""
+        members = self.members.get(str(args.get("channel") or ""))
+        if members is None:
+            return _error("channel_not_found")
+        start = int(str(args.get("cursor") or "0") or 0)
+        limit = int(args.get("limit") or 100)
+        page = members[start : start + limit]
+        cursor = str(start + limit) if start + limit < len(members) else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _permalink(self, args: JSON) -> JSON:
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        if not channel or not ts:
+            return _error("channel_not_found" if not channel else "message_not_found")
+        url = f"https://loretest.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        return {"ok": True, "channel": channel, "permalink": url}
+
     def _connections_open(self, args: JSON) -> JSON:
         ticket = uuid.uuid4()
         return {
@@ -678,6 +701,20 @@ def message_event(
             },
         }
     return event
+
+
+def reaction_added_event(
+    reaction: str, user: str, channel: str, message_ts: str, *, item_user: str = ""
+) -> JSON:
+    """Someone added `reaction` (a name, e.g. "white_check_mark") to message `message_ts`."""
+    return {
+        "type": "reaction_added",
+        "user": user,
+        "reaction": reaction,
+        "item_user": item_user,
+        "item": {"type": "message", "channel": channel, "ts": message_ts},
+        "event_ts": f"{time.time():.6f}",
+    }
 
 
 def message_changed_event(

@@ -35,6 +35,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
             "reviews",
             "console_sessions",
             "console_users",
+            "escalations",
+            "expert_answers",
         ):
             conn.execute(text(f"DELETE FROM {table}"))
     yield database

@@ -30,6 +30,7 @@ from tests.conftest import wait_for, write
 from tests.emulators.discord_emu import (
     INTENT_DMS,
     INTENT_GUILD_MESSAGES,
+    INTENT_GUILD_REACTIONS,
     INTENT_GUILDS,
     INTENT_MESSAGE_CONTENT,
     make_user,
@@ -46,7 +47,7 @@ async def test_login_ready_intents_and_command_sync(connect_discord):
     assert me.headers["Authorization"] == f"Bot {TOKEN}"
     assert emu.identify_count == 1
     assert emu.identifies[0]["intents"] == (
-        INTENT_GUILDS | INTENT_GUILD_MESSAGES | INTENT_DMS | INTENT_MESSAGE_CONTENT
+        INTENT_GUILDS | INTENT_GUILD_MESSAGES | INTENT_DMS | INTENT_MESSAGE_CONTENT | INTENT_GUILD_REACTIONS
     )
     [put] = emu.calls_to("PUT", rf"/applications/{BOT_ID}/commands")  # no guild_ids: global sync
     commands = {c["name"]: c for c in put.json}

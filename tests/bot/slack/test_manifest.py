@@ -23,12 +23,13 @@ def test_manifest_has_every_scope_event_command_and_setting():
         "groups:history",
         "users:read",
         "commands",
+        "reactions:read",
     }
     # Every scope `lore doctor` may ask for, so permissions work with the manifest as shipped.
     assert scopes >= set(SCOPE_USES)
     settings = manifest["settings"]
     events = set(settings["event_subscriptions"]["bot_events"])
-    assert events == {"app_mention", "message.channels", "message.groups", "message.im"}
+    assert events == {"app_mention", "message.channels", "message.groups", "message.im", "reaction_added"}
     assert settings["interactivity"]["is_enabled"] is True
     assert settings["socket_mode_enabled"] is True
     commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
