@@ -252,8 +252,7 @@ class ConversationService:
         try:
             access = await self.access.decide(msg, surface, private=False)
             if access.refusal is not None or (
-                access.audience.key == "public"
-                and not auto.external_allowed
+                not auto.external_allowed
                 and await self.access.is_external(surface, msg.channel, msg.shared_channel)
             ):
                 return quiet("a channel shared with another organisation")

@@ -847,3 +847,16 @@ def slash_command_payload(
         "response_url": response_url or f"https://hooks.slack.com/commands/{team_id}/1111111111/emulator",
         "trigger_id": "1111111111.2222222222.emulatorcommand",
     }
+
+
+def reaction_added_event(reaction: str, user: str, channel: str, ts: str, *, item_user: str = "U1") -> JSON:
+    """`reaction_added` (needs reactions:read): `user` put `reaction` (Slack's name, no colons) on
+    message `ts` in `channel`."""
+    return {
+        "type": "reaction_added",
+        "user": user,
+        "reaction": reaction,
+        "item_user": item_user,
+        "item": {"type": "message", "channel": channel, "ts": ts},
+        "event_ts": f"{time.time():.6f}",
+    }
