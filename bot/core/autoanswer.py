@@ -144,7 +144,7 @@ class AutoAnswers:
         cfg = watch.settings
         return (
             Budget(f"auto:channel:{msg.platform}:{msg.channel}", cfg.channel_per_hour, HOUR),
-            Budget(f"auto:user:{msg.platform}:{msg.author}", cfg.user_per_hour, HOUR),
+            Budget(f"auto:user:{msg.platform}:{msg.channel}:{msg.author}", cfg.user_per_hour, HOUR),
         )
 
     async def full(self, msg: IncomingMessage, watch: Watch) -> str | None:

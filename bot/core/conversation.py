@@ -248,6 +248,12 @@ class ConversationService:
             return quiet("not English")  # nobody asked Lore: no "English only" note either
         scope = await auto.full(msg, watch)
         if scope is not None:
+            log.info(
+                "auto-answer: %s message %s left alone: the %s's hourly budget is spent",
+                msg.platform,
+                msg.message_id,
+                scope,
+            )
             return Outcome("rate_limited", cid, f"auto-answer {scope} budget")
         try:
             access = await self.access.decide(msg, surface, private=False)

@@ -53,13 +53,14 @@ def invite_url(application_id: int) -> str:
 
 
 def lore_intents() -> discord.Intents:
-    """What Lore needs and no more: guilds (channels and threads), guild messages, DMs, and the
-    privileged Message Content intent (to read follow-ups in threads without a mention)."""
+    """What Lore needs and no more: guilds (channels and threads), guild messages and reactions,
+    DMs, and the privileged Message Content intent (to read follow-ups in threads without a mention)."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
     intents.dm_messages = True
     intents.message_content = True
+    intents.guild_reactions = True  # ⏸️/▶️ by a moderator pauses auto-answers in a channel
     return intents
 
 

@@ -67,7 +67,9 @@ async def test_below_the_confidence_threshold_lore_stays_silent_or_offers_an_exp
 async def test_a_human_reply_in_the_thread_wins(connect_slack):
     lore = await connect_slack(slack_cfg=auto(delay=1.5))
     ts = await lore.say("how do I set up the VPN on my laptop?", channel=HELP)
-    await lore.say("Self Service has WireGuard, then sign in with Okta", user="U2", channel=HELP, thread_ts=ts)
+    await lore.say(
+        "Self Service has WireGuard, then sign in with Okta", user="U2", channel=HELP, thread_ts=ts
+    )
     await lore.settle(2.5)
     assert replies(lore, ts) == []
     # The asker adding detail is not an answer: Lore still replies.

@@ -366,9 +366,27 @@ def test_resume_and_other_reactions():
 def test_human_repliers_leave_out_the_question_lore_and_bots():
     reply = load_payload("message_thread_reply")["event"]
     parent = {"type": "message", "user": "U03E8A2KQ5T", "ts": "1718031203.471239", "text": "q?"}
-    lore = {"type": "message", "user": RECORDED_BOT, "bot_id": "B06LQ", "ts": "1718031300.000100", "text": "a"}
-    other_bot = {"type": "message", "subtype": "bot_message", "bot_id": "B0CI", "ts": "1718031400.1", "text": "ci"}
-    joined = {"type": "message", "subtype": "channel_join", "user": "U09", "ts": "1718031500.1", "text": "joined"}
+    lore = {
+        "type": "message",
+        "user": RECORDED_BOT,
+        "bot_id": "B06LQ",
+        "ts": "1718031300.000100",
+        "text": "a",
+    }
+    other_bot = {
+        "type": "message",
+        "subtype": "bot_message",
+        "bot_id": "B0CI",
+        "ts": "1718031400.1",
+        "text": "ci",
+    }
+    joined = {
+        "type": "message",
+        "subtype": "channel_join",
+        "user": "U09",
+        "ts": "1718031500.1",
+        "text": "joined",
+    }
     messages = [reply, lore, parent, other_bot, joined]
     found = translate.human_repliers(messages, bot_user_id=RECORDED_BOT, thread_ts="1718031203.471239")
     assert found == ["U04A1N7GZ2C"]
