@@ -372,6 +372,8 @@ SCOPE_USES = {
     "groups:read": "conversations.info is refused for private channels, so where the payload "
     "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
     'it as shared: public content only, or none with slack.external_channels = "refuse"',
+    "reactions:read": "Slack sends no reaction_added events, so a moderator's ⏸️ / ▶️ does not pause or "
+    "resume auto-answers (/lore-pause and /lore-resume still do)",
 }
 
 
@@ -415,6 +417,8 @@ def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
     ]
     if why:
         needs += [ScopeNeed(scope, why) for scope in ("channels:read", "groups:read")]
+    if settings.slack.auto_answer:
+        needs.append(ScopeNeed("reactions:read", ["[[slack.auto_answer]] (pausing with ⏸️)"]))
     return needs
 
 

@@ -147,6 +147,9 @@ def _find_line(path: Path, loc: list[str]) -> int | None:
     sources.0.access_rules.2.access.0)."""
     text = path.read_text(encoding="utf-8").splitlines()
     start, table, keys = 0, list[str](), list(loc)
+    # A table above an array of tables: [[slack.auto_answer]] is slack -> auto_answer -> n.
+    while len(keys) >= 3 and not keys[0].isdigit() and not keys[1].isdigit() and keys[2].isdigit():
+        table.append(keys.pop(0))
     while len(keys) >= 2 and keys[1].isdigit():  # an array of tables: find its n-th header
         header = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join([*table, keys[0]]))}\s*\]\]")
         found = [i for i in range(start, len(text)) if header.match(text[i])]
