@@ -216,9 +216,8 @@ def main() -> int:
     wrong = [r for r in results if r["answered"] and not r["correct"]]
     print(f"answers citing another document ({len(wrong)}):")
     for r in wrong:
-        print(
-            f"  [{r['kind']}] {r['text']!r} -> {r['cited']} (expected {', '.join(r['sources']) or 'no answer'})"
-        )
+        expected = ", ".join(r["sources"]) or "no answer"
+        print(f"  [{r['kind']}] {r['text']!r} -> {r['cited']} (expected {expected})")
     if args.json:
         print(json.dumps(results, indent=1, default=str))
     return 0
