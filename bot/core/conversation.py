@@ -58,6 +58,7 @@ from config.logs import correlation_id
 from config.settings import ChatSettings
 from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord
 from knowledge.answer import Answer, Turn
+from knowledge.language import LanguageGuess
 from knowledge.language import guess as guess_language
 from workers.ports import SyncHandle, SyncStatus, TaskClient
 
@@ -172,7 +173,12 @@ class ConversationService:
             reason = await self.should_respond(msg, surface)
             watch = self.auto.watch(msg) if self.auto is not None and reason == NOT_ADDRESSED else None
             if watch is not None:
-                return await self._auto_answer(msg, surface, watch, cid)
+                try:
+                    return await self._auto_answer(msg, surface, watch, cid)
+                except Exception:
+                    # Nobody asked: a failure is logged, never posted into the channel.
+                    log.exception("auto-answering failed")
+                    return Outcome("failed", cid)
             if reason is not None:
                 log.debug("ignoring %s message %s: %s", msg.platform, msg.message_id, reason)
                 return Outcome("ignored", cid, reason)
@@ -211,11 +217,7 @@ class ConversationService:
         """A question asked of Lore in another language gets a short note instead of a poor answer."""
         if not msg.text.strip():
             return True
-        try:
-            found = await self.run_blocking(guess_language, msg.text)
-        except Exception:
-            log.warning("language detection failed; answering anyway", exc_info=True)
-            return True
+        found = await self._language(msg.text)
         if found.english:
             return True
         log.info(
@@ -223,6 +225,13 @@ class ConversationService:
         )
         await self._notify(surface, target, ENGLISH_ONLY_TEXT)
         return False
+
+    async def _language(self, text: str) -> LanguageGuess:
+        try:
+            return await self.run_blocking(guess_language, text)
+        except Exception:
+            log.warning("language detection failed; taking the text for English", exc_info=True)
+            return LanguageGuess(True, "ENGLISH", "detection failed")
 
     async def _auto_answer(self, msg: IncomingMessage, surface: Surface, watch: Watch, cid: str) -> Outcome:
         """A new message in an auto-answer channel: answered only when it is a question and Lore
@@ -244,7 +253,7 @@ class ConversationService:
             return Outcome("duplicate", cid)
         if not watch.forum_post and not await self.run_blocking(auto.is_question, msg.text):
             return quiet("not a question")
-        if not (await self.run_blocking(guess_language, msg.text)).english:
+        if not (await self._language(msg.text)).english:
             return quiet("not English")  # nobody asked Lore: no "English only" note either
         scope = await auto.full(msg, watch)
         if scope is not None:
