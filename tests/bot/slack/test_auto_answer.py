@@ -4,11 +4,17 @@ against the emulator, the real index, detector and engine. Lore answers new ques
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bot.core.autoanswer import ENGLISH_ONLY_TEXT, OFFER_TEXT, PAUSED_TEXT, RESUMED_TEXT
 from tests.bot.slack.conftest import ADMIN, USER, has_buttons
-from tests.emulators.slack import BOT_USER_ID, reaction_added_event, slash_command_payload
+from tests.emulators.slack import (
+    BOT_USER_ID,
+    event_callback,
+    reaction_added_event,
+    slash_command_payload,
+)
 
 HELP = "C0HELP"  # the auto-answer channel
 OTHER = "C1"
@@ -157,3 +163,24 @@ async def test_slack_connect_channels_get_no_auto_answers_unless_allowed(connect
     lore = await connect_slack(slack_cfg=auto() | {"external_channels": "auto"})
     ts = await lore.say("how do I set up the VPN on my laptop?", channel=HELP)
     await wait_reply(lore, ts)
+
+
+async def test_http_mode_signed_events_and_a_forged_pause(make_http_lore):
+    """The same through HTTP mode: signed event requests reach the core; a forged ⏸️ does nothing."""
+    from tests.bot.slack.test_http import forged, post_event
+    from tests.emulators.slack import message_event
+
+    lore = await make_http_lore(slack_cfg=auto())
+    reaction = reaction_added_event("double_vertical_bar", ADMIN, HELP, "1700000000.000001")
+    body = json.dumps(event_callback(reaction))
+    refused = await lore.http.post("/slack/events", content=body, headers=forged(body, "wrong secret"))
+    assert refused.status_code == 401
+    ts = lore.next_ts()
+    response = await post_event(lore, message_event("how do I set up the VPN on my laptop?", USER, HELP, ts))
+    assert response.status_code == 200
+    answer = await wait_reply(lore, ts)
+    assert "it/vpn.md" in str(answer["blocks"])
+    ts = lore.next_ts()
+    await post_event(lore, message_event("deploying the billing service now", USER, HELP, ts))
+    await lore.settle(1)
+    assert replies(lore, ts) == []
