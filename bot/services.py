@@ -86,7 +86,9 @@ def build_services(
     key = load_key(settings)
     state = make_state_store(settings.redis, settings.data_dir)
     limiter = make_rate_limiter(settings.chat, settings.redis)
-    auto = AutoAnswers.from_settings(settings, state, windows=limiter.windows, detect=question_detector(kn))
+    watched = settings.slack.auto_answer or settings.discord.auto_answer
+    detect = question_detector(kn) if watched else None
+    auto = AutoAnswers.from_settings(settings, state, windows=limiter.windows, detect=detect)
     conversation = ConversationService(
         engine if engine is not None else kn,
         task_client,

@@ -110,6 +110,7 @@ def _correlated() -> Iterator[str]:
 
 
 NOT_ADDRESSED = "not addressed to Lore"
+ASKER = "asker:"  # a thread key's value after an auto-answer: whose follow-ups Lore answers
 
 
 def thread_key(platform: str, channel: str, thread: str) -> str:
@@ -163,8 +164,11 @@ class ConversationService:
             return "channel not in the allowlist"
         if msg.is_direct or msg.mentions_bot:
             return None
-        if msg.thread and await self.state.seen(thread_key(msg.platform, msg.channel, msg.thread)):
-            return None  # a follow-up in a thread Lore answered in
+        if msg.thread:
+            kept = await self.state.get(thread_key(msg.platform, msg.channel, msg.thread))
+            # A follow-up in a thread Lore answered in; after an auto-answer, only the asker's.
+            if kept is not None and (not kept.startswith(ASKER) or kept[len(ASKER) :] == msg.author):
+                return None
         return NOT_ADDRESSED
 
     async def handle_message(self, msg: IncomingMessage, surface: Surface) -> Outcome:
@@ -293,8 +297,9 @@ class ConversationService:
                 ref = await surface.outbox.send(target, auto.offer(msg))
                 return Outcome("ignored", cid, "offered an expert", ref=ref)
             await auto.count(msg, watch)
-            if target.thread:
-                await self.remember_thread(msg.platform, target.channel, target.thread)
+            if target.thread:  # follow-ups from the asker (not the whole channel) need no mention
+                key = thread_key(msg.platform, target.channel, target.thread)
+                await self.state.put(key, f"{ASKER}{msg.author}", self.settings.thread_ttl)
             offer = access.wider is not None and answer.withheld > 0
             if offer:
                 await self._keep_question(answer.answer_id, msg, [])

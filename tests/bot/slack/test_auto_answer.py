@@ -42,10 +42,13 @@ async def test_a_question_in_an_auto_answer_channel_gets_a_cited_answer_in_its_t
     assert "it/vpn.md" in str(answer["blocks"])  # the citation
     assert not lore.progress_posts(ts, HELP)[1:]  # no "Searching the docs…" for a question nobody asked
     assert len(replies(lore, ts)) == 1
-    # The thread is now Lore's: a follow-up there is answered like a mention.
-    follow = await lore.say("and what about split tunnelling?", channel=HELP, thread_ts=ts)
+    # Someone else chatting in the thread is not asking Lore.
+    await lore.say("is split tunnelling allowed?", user="U2", channel=HELP, thread_ts=ts)
+    await lore.settle(1)
+    assert len(replies(lore, ts)) == 1
+    # The asker's follow-up is answered like a mention.
+    await lore.say("and is split tunnelling allowed?", channel=HELP, thread_ts=ts)
     await lore.wait_answer(ts, HELP)
-    assert follow
 
 
 async def test_chatter_and_other_channels_are_left_alone(connect_slack):
