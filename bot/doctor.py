@@ -378,7 +378,8 @@ SCOPE_USES = {
     "private expert channel's members (conversations.members) are unknown, so their replies are "
     "not recorded as expert answers",
     "reactions:read": "Lore never sees a ✅ on a reply in a thread handed to experts, so accepted "
-    "replies are not recorded",
+    "replies are not recorded; nor a moderator's ⏸️ / ▶️, so auto-answers pause and resume only "
+    "with /lore-pause and /lore-resume",
 }
 
 
@@ -430,6 +431,8 @@ def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
             users = by_scope.setdefault(scope, [])
             if f"escalation {target}" not in users:
                 users.append(f"escalation {target}")
+    if settings.slack.auto_answer:
+        by_scope.setdefault("reactions:read", []).append("[[slack.auto_answer]] (pausing with ⏸️)")
     return [ScopeNeed(scope, users) for scope, users in by_scope.items()]
 
 

@@ -10,6 +10,7 @@ adapter and web router receives the `Services` (or the parts it needs) and never
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,7 @@ def build_services(
     """Settings -> Knowledge -> TaskClient -> ConversationService. `engine` replaces the answer
     engine (benchmarks and failure tests); by default it is the Knowledge itself."""
     from bot.core.access import AccessRules
+    from bot.core.autoanswer import AutoAnswers
     from bot.core.conversation import ConversationService
     from bot.core.escalation import Escalations, ExpertRouter
     from bot.core.ratelimit import make_rate_limiter
@@ -89,6 +91,10 @@ def build_services(
         return pseudonymize(platform, user, key)
 
     access = AccessRules.from_settings(settings)
+    limiter = make_rate_limiter(settings.chat, settings.redis)
+    watched = settings.slack.auto_answer or settings.discord.auto_answer
+    detect = question_detector(kn) if watched else None
+    auto = AutoAnswers.from_settings(settings, state, windows=limiter.windows, detect=detect)
     conversation = ConversationService(
         engine if engine is not None else kn,
         task_client,
@@ -97,7 +103,7 @@ def build_services(
         user_hash=user_hash,
         sources=[s.name for s in settings.sources],
         reindex_timeout=settings.worker.sync_time_limit,
-        limiter=make_rate_limiter(settings.chat, settings.redis),
+        limiter=limiter,
         access=access,
         escalation=Escalations(
             ExpertRouter(settings.escalation),
@@ -108,8 +114,36 @@ def build_services(
             keep_ttl=settings.chat.answer_ttl,
             watch_ttl=settings.chat.thread_ttl,
         ),
+        auto=auto,
     )
     return Services(settings, kn, task_client, state, conversation)
+
+
+def question_detector(knowledge: KnowledgeBase) -> Callable[[str], bool]:
+    """The auto-answer question detector (knowledge/questions.py) on MiniLM: the index's own
+    embedder when this process has it and it is MiniLM, else one of its own, loaded at first use."""
+    import threading
+
+    from config.settings import EmbeddingSettings
+    from knowledge.embeddings import Embedder, build_embedder
+    from knowledge.questions import QuestionDetector
+
+    lock = threading.Lock()
+    loaded: list[Embedder] = []
+
+    def embedder() -> Embedder:
+        with lock:
+            if not loaded:
+                local = local_knowledge(knowledge)
+                mine = local.settings.embedding if local is not None else None
+                if local is not None and mine is not None and mine.provider == "local" and not mine.model:
+                    loaded.append(local.embedder)  # all-MiniLM-L6-v2 from its package, already loaded
+                else:
+                    loaded.append(build_embedder(EmbeddingSettings()))
+            return loaded[0]
+
+    detector = QuestionDetector(lambda texts: embedder().query_model.get_text_embedding_batch(list(texts)))
+    return lambda text: detector.detect(text).is_question
 
 
 def local_knowledge(knowledge: KnowledgeBase) -> Knowledge | None:

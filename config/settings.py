@@ -373,6 +373,57 @@ class EscalationSettings(_Section):
     routes: list[EscalationRoute] = Field(default_factory=list)
 
 
+class AutoAnswer(_Section):
+    """`[[slack.auto_answer]]` / `[[discord.auto_answer]]`: a channel (on Discord also a forum,
+    where each new post is a question) where Lore answers new top-level questions unasked, when
+    it has a cited answer above the confidence threshold (bot/core/autoanswer.py)."""
+
+    channel: str
+    # Below the threshold: say nothing ("silent"), or post one short line offering an expert ("offer").
+    on_unsure: Literal["silent", "offer"] = "silent"
+    channel_per_hour: int = Field(default=20, ge=1)  # auto-answers Lore posts in the channel an hour
+    user_per_hour: int = Field(default=3, ge=1)  # ... to one person an hour
+    # Seconds to wait before answering, giving people the first word; a human reply by then wins.
+    delay: float = Field(default=0, ge=0, le=3600)
+    # A stricter confidence than the engine's abstention threshold for unasked answers; none = the same.
+    min_confidence: float | None = Field(default=None, ge=-1, le=1)
+
+
+class SlackAutoAnswer(AutoAnswer):
+    channel: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{2,}$")]  # a channel id (C…, G…), not a #name
+
+
+class DiscordAutoAnswer(AutoAnswer):
+    channel: Annotated[str, Field(pattern=r"^\d{5,}$")]  # a text or forum channel id
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+def auto_answer_problems(
+    platform: str, entries: list[SlackAutoAnswer] | list[DiscordAutoAnswer], allowlist: list[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """A channel listed twice, or outside the platform's `channels` allowlist (where Lore never speaks)."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(entries):
+        if entry.channel in seen:
+            found.append(
+                ((platform, "auto_answer", n, "channel"), f"channel {entry.channel} is listed twice")
+            )
+        seen.add(entry.channel)
+        if allowlist and entry.channel not in allowlist:
+            found.append(
+                (
+                    (platform, "auto_answer", n, "channel"),
+                    f"channel {entry.channel} is not in {platform}.channels, so Lore never answers there",
+                )
+            )
+    return found
+
+
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None  # xoxb-…
     app_token: SecretStr | None = None  # xapp-…, for Socket Mode
@@ -384,10 +435,11 @@ class SlackSettings(_Section):
     admin_cache_seconds: int = Field(default=300, ge=0)  # how long a users.info admin check is trusted
     api_retries: int = Field(default=4, ge=0)  # per Web API call: 429 (Retry-After), 5xx, network
     # Slack Connect and other channels shared with another organisation: answer from public
-    # content only ("public"), or not at all ("refuse").
-    external_channels: Literal["public", "refuse"] = "public"
+    # content only ("public"), also unasked in auto_answer channels ("auto"), or not at all ("refuse").
+    external_channels: Literal["public", "refuse", "auto"] = "public"
     channel_sources: list[ChannelSources] = Field(default_factory=list)
     directory_cache_seconds: int = Field(default=300, ge=0)  # how long a user's groups and email are trusted
+    auto_answer: list[SlackAutoAnswer] = Field(default_factory=list)
 
     @property
     def configured(self) -> bool:
@@ -419,6 +471,7 @@ class DiscordSettings(_Section):
     api_base: str | None = None  # e.g. http://127.0.0.1:8080/api/v10
     gateway_url: str | None = None  # e.g. ws://127.0.0.1:8080/gateway
     channel_sources: list[ChannelSources] = Field(default_factory=list)
+    auto_answer: list[DiscordAutoAnswer] = Field(default_factory=list)
 
     @field_validator("thread_archive_minutes", mode="before")
     @classmethod
@@ -667,6 +720,10 @@ class Settings(BaseSettings):
                 if name not in names:
                     message = f"unknown source {name!r} (sources: {known})"
                     found.append((("escalation", "routes", n, "sources", i), message))
+        found += auto_answer_problems("slack", self.slack.auto_answer, self.slack.channels)
+        found += auto_answer_problems(
+            "discord", self.discord.auto_answer, [str(c) for c in self.discord.channels]
+        )
         return found
 
     def source(self, name: str) -> DirectorySource | GitSource | WebsiteSource:

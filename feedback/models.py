@@ -232,6 +232,8 @@ class GapReport(Base):
     questions: Mapped[int] = mapped_column(Integer)  # how many were clustered
     params: Mapped[dict[str, Any]]  # window, distance, min_size, embedding model
     clusters: Mapped[list[Any]]  # see feedback.gaps.cluster_report
+
+
 class Escalation(Base):
     __tablename__ = "escalations"
     __table_args__ = (UniqueConstraint("answer_id", name="uq_escalations_answer_id"),)

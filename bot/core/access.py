@@ -63,7 +63,7 @@ class AccessRules:
     policy: AccessPolicy
     # (platform, channel) -> the only sources that channel answers from
     channel_sources: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    external_channels: Literal["public", "refuse"] = "public"
+    external_channels: Literal["public", "refuse", "auto"] = "public"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessRules:

@@ -32,6 +32,15 @@ from typing import Any, Literal, TypeVar, cast
 from bot import metrics
 from bot.core import render
 from bot.core.access import AccessRules, Decision
+from bot.core.autoanswer import (
+    ENGLISH_ONLY_TEXT,
+    NOT_MODERATOR_TEXT,
+    NOT_WATCHED_TEXT,
+    PAUSED_TEXT,
+    RESUMED_TEXT,
+    AutoAnswers,
+    Watch,
+)
 from bot.core.context import bounded_context
 from bot.core.escalation import Escalations
 from bot.core.messages import (
@@ -50,6 +59,8 @@ from config.logs import correlation_id
 from config.settings import ChatSettings
 from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord
 from knowledge.answer import Answer, Turn
+from knowledge.language import LanguageGuess
+from knowledge.language import guess as guess_language
 from workers.ports import SyncHandle, SyncStatus, TaskClient
 
 log = logging.getLogger(__name__)
@@ -99,6 +110,10 @@ def _correlated() -> Iterator[str]:
         correlation_id.reset(token)
 
 
+NOT_ADDRESSED = "not addressed to Lore"
+ASKER = "asker:"  # a thread key's value after an auto-answer: whose follow-ups Lore answers
+
+
 def thread_key(platform: str, channel: str, thread: str) -> str:
     return f"thread:{platform}:{channel}:{thread}"
 
@@ -117,6 +132,7 @@ class ConversationService:
         limiter: RateLimiter | None = None,
         access: AccessRules | None = None,
         escalation: Escalations | None = None,
+        auto: AutoAnswers | None = None,
     ) -> None:
         self.engine = engine
         self.tasks = tasks
@@ -130,6 +146,8 @@ class ConversationService:
         self.escalation = escalation  # "Ask an expert" (bot/core/escalation.py); None: off
         # Per person and channel; pass one on Redis (`make_rate_limiter`) to share it between processes.
         self._limiter = limiter or make_rate_limiter(settings)
+        # Auto-answer channels (bot/core/autoanswer.py); None when lore.toml lists none.
+        self.auto = auto
         # The answer engine (embedding + LLM) blocks: it runs here, never on the event loop.
         self._executor = ThreadPoolExecutor(settings.answer_workers, thread_name_prefix="lore-answer")
 
@@ -149,9 +167,12 @@ class ConversationService:
             return "channel not in the allowlist"
         if msg.is_direct or msg.mentions_bot:
             return None
-        if msg.thread and await self.state.seen(thread_key(msg.platform, msg.channel, msg.thread)):
-            return None  # a follow-up in a thread Lore answered in
-        return "not addressed to Lore"
+        if msg.thread:
+            kept = await self.state.get(thread_key(msg.platform, msg.channel, msg.thread))
+            # A follow-up in a thread Lore answered in; after an auto-answer, only the asker's.
+            if kept is not None and (not kept.startswith(ASKER) or kept[len(ASKER) :] == msg.author):
+                return None
+        return NOT_ADDRESSED
 
     async def handle_message(self, msg: IncomingMessage, surface: Surface) -> Outcome:
         """Answer `msg` if it is for Lore. Never raises: failures become an error reply."""
@@ -159,6 +180,14 @@ class ConversationService:
             if self.escalation is not None and await self.escalation.observe(msg, surface):
                 return Outcome("ignored", cid, "a thread handed to experts")
             reason = await self.should_respond(msg, surface)
+            watch = self.auto.watch(msg) if self.auto is not None and reason == NOT_ADDRESSED else None
+            if watch is not None:
+                try:
+                    return await self._auto_answer(msg, surface, watch, cid)
+                except Exception:
+                    # Nobody asked: a failure is logged, never posted into the channel.
+                    log.exception("auto-answering failed")
+                    return Outcome("failed", cid)
             if reason is not None:
                 log.debug("ignoring %s message %s: %s", msg.platform, msg.message_id, reason)
                 return Outcome("ignored", cid, reason)
@@ -166,6 +195,8 @@ class ConversationService:
                 log.info("duplicate delivery of %s message %s ignored", msg.platform, msg.message_id)
                 return Outcome("duplicate", cid)
             target = Target(msg.channel, thread=msg.reply_thread, user=msg.author, reply_to=msg.reply_to)
+            if not await self._in_english(msg, surface, target):
+                return Outcome("ignored", cid, "not English")
             return await self._respond(msg, surface, target, private=msg.is_direct)
 
     async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
@@ -180,6 +211,8 @@ class ConversationService:
             if surface.allowed_channels and not msg.is_direct and msg.channel not in surface.allowed_channels:
                 await self._notify(surface, target, "Lore isn't enabled in this channel. Try a DM with Lore.")
                 return Outcome("ignored", cid, "channel not in the allowlist")
+            if not await self._in_english(msg, surface, target):
+                return Outcome("ignored", cid, "not English")
             return await self._respond(
                 msg,
                 surface,
@@ -188,6 +221,155 @@ class ConversationService:
                 shareable=target.ephemeral,
                 usage=render.USAGE_ASK,
             )
+
+    async def _in_english(self, msg: IncomingMessage, surface: Surface, target: Target) -> bool:
+        """A question asked of Lore in another language gets a short note instead of a poor answer."""
+        if not msg.text.strip():
+            return True
+        found = await self._language(msg.text)
+        if found.english:
+            return True
+        log.info(
+            "%s message %s is not in English (%s); saying so", msg.platform, msg.message_id, found.reason
+        )
+        await self._notify(surface, target, ENGLISH_ONLY_TEXT)
+        return False
+
+    async def _language(self, text: str) -> LanguageGuess:
+        try:
+            return await self.run_blocking(guess_language, text)
+        except Exception:
+            log.warning("language detection failed; taking the text for English", exc_info=True)
+            return LanguageGuess(True, "ENGLISH", "detection failed")
+
+    async def _auto_answer(self, msg: IncomingMessage, surface: Surface, watch: Watch, cid: str) -> Outcome:
+        """A new message in an auto-answer channel: answered only when it is a question and Lore
+        has a cited, confident answer (bot/core/autoanswer.py); otherwise silence, or an offer."""
+        auto = self.auto
+        assert auto is not None
+
+        def quiet(reason: str) -> Outcome:
+            log.info("auto-answer: %s message %s left alone: %s", msg.platform, msg.message_id, reason)
+            return Outcome("ignored", cid, reason)
+
+        if surface.allowed_channels and msg.channel not in surface.allowed_channels:
+            return quiet("channel not in the allowlist")
+        if await auto.paused(msg.platform, msg.channel):
+            return quiet("paused")
+        if not msg.text.strip():
+            return quiet("no text")
+        if not await self._first_delivery(msg):
+            return Outcome("duplicate", cid)
+        if not watch.forum_post and not await self.run_blocking(auto.is_question, msg.text):
+            return quiet("not a question")
+        if not (await self._language(msg.text)).english:
+            return quiet("not English")  # nobody asked Lore: no "English only" note either
+        scope = await auto.full(msg, watch)
+        if scope is not None:
+            log.info(
+                "auto-answer: %s message %s left alone: the %s's hourly budget is spent",
+                msg.platform,
+                msg.message_id,
+                scope,
+            )
+            return Outcome("rate_limited", cid, f"auto-answer {scope} budget")
+        try:
+            access = await self.access.decide(msg, surface, private=False)
+            if access.refusal is not None or (
+                not auto.external_allowed
+                and await self.access.is_external(surface, msg.channel, msg.shared_channel)
+            ):
+                return quiet("a channel shared with another organisation")
+            if watch.settings.delay:
+                await asyncio.sleep(watch.settings.delay)
+            answer = await self.run_blocking(
+                functools.partial(
+                    self.engine.answer,
+                    msg.text,
+                    (),
+                    audience=access.audience,
+                    wider=access.wider,
+                    sources=access.sources,
+                )
+            )
+            if await auto.human_replied(msg, surface):
+                return quiet("a person replied first")
+            target = Target(msg.channel, thread=msg.reply_thread, user=msg.author, reply_to=msg.reply_to)
+            if not auto.useful(answer, watch):
+                if watch.settings.on_unsure != "offer":
+                    return quiet(f"not confident (confidence {answer.confidence})")
+                await auto.count(msg, watch)
+                ref = await surface.outbox.send(target, auto.offer(msg))
+                return Outcome("ignored", cid, "offered an expert", ref=ref)
+            await auto.count(msg, watch)
+            if target.thread:  # follow-ups from the asker (not the whole channel) need no mention
+                key = thread_key(msg.platform, target.channel, target.thread)
+                await self.state.put(key, f"{ASKER}{msg.author}", self.settings.thread_ttl)
+            offer = access.wider is not None and answer.withheld > 0
+            if offer:
+                await self._keep_question(answer.answer_id, msg, [])
+            ref = await self._deliver(surface, target, None, answer, answer_privately=offer)
+            metrics.answered(msg.platform, answer, answer.timings.total_ms / 1000)
+            log.info(
+                "auto-answered %s with %s (%d sources)",
+                msg.message_id,
+                answer.answer_id,
+                len(answer.citations),
+            )
+        except Exception:
+            # Nobody asked: a failure is logged, never posted into the channel.
+            log.exception("auto-answering failed")
+            metrics.failed(msg.platform)
+            return Outcome("failed", cid)
+        await self._record(
+            InteractionRecord(
+                answer=answer,
+                correlation_id=cid,
+                platform=msg.platform,
+                workspace=msg.workspace,
+                channel=msg.channel,
+                thread=target.thread,
+                user_hash=self._user_hash(msg.platform, msg.author),
+                context=[],
+            )
+        )
+        return Outcome("answered", cid, answer_id=answer.answer_id, ref=ref)
+
+    async def set_auto_paused(
+        self,
+        platform: str,
+        channel: str,
+        user: str,
+        *,
+        paused: bool,
+        is_moderator: bool,
+        surface: Surface,
+        target: Target,
+        command: bool = True,
+    ) -> Outcome:
+        """A moderator's /lore-pause or /lore-resume (`command`), or ⏸️/▶️ on a message, confirmed
+        privately at `target`. A reaction from anyone else, or outside an auto-answer channel, is
+        just a reaction: it gets no reply."""
+        with _correlated() as cid:
+            watched = self.auto is not None and (platform, channel) in self.auto.channels
+            if not watched:
+                if command:
+                    await self._notify(surface, target, NOT_WATCHED_TEXT)
+                return Outcome("ignored", cid, "not an auto-answer channel")
+            if not is_moderator:
+                if command:
+                    log.warning(
+                        "refused /lore-pause or /lore-resume in %s from %s user %s", channel, platform, user
+                    )
+                    await self._notify(surface, target, NOT_MODERATOR_TEXT)
+                return Outcome("refused", cid, "not a moderator")
+            assert self.auto is not None
+            await self.auto.set_paused(platform, channel, paused)
+            log.info(
+                "auto-answers %s in %s %s by %s", "paused" if paused else "resumed", platform, channel, user
+            )
+            await self._notify(surface, target, PAUSED_TEXT if paused else RESUMED_TEXT)
+            return Outcome("done", cid, "paused" if paused else "resumed")
 
     async def answer_privately(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bot.core.messages import MessageRef, Reply, Target
 from knowledge.access import Audience
@@ -22,6 +22,7 @@ __all__ = [
     "ExpertDirectory",
     "KnowledgeBase",
     "Outbox",
+    "ReplyReader",
     "StateStore",
     "Surface",
     "TaskClient",
@@ -57,6 +58,15 @@ class Outbox(Protocol):
 class ThreadReader(Protocol):
     async def history(self, channel: str, thread: str, *, before: str | None = None) -> list[Turn]:
         """The thread's messages, oldest first, strictly before message `before` when given."""
+        ...
+
+
+@runtime_checkable
+class ReplyReader(Protocol):
+    """Thread readers that can also say who replied (auto-answer channels: a person's reply wins)."""
+
+    async def repliers(self, channel: str, thread: str) -> list[str]:
+        """The platform user ids of the people (no bots) who posted in `thread` after its first message."""
         ...
 
 

@@ -53,9 +53,10 @@ def invite_url(application_id: int) -> str:
 
 
 def lore_intents() -> discord.Intents:
-    """What Lore needs and no more: guilds (channels and threads), guild messages, DMs, the
-    privileged Message Content intent (to read follow-ups in threads without a mention), and
-    guild message reactions (a ✅ accepting an expert's reply, bot/core/escalation.py)."""
+    """What Lore needs and no more: guilds (channels and threads), guild messages and reactions
+    (a ✅ accepting an expert's reply, bot/core/escalation.py; a moderator's ⏸️ / ▶️ on
+    auto-answers), DMs, and the privileged Message Content intent (to read follow-ups in threads
+    without a mention)."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True

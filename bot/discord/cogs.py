@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import discord
@@ -105,12 +106,78 @@ class LoreCog(commands.Cog):
         if isinstance(msg, Ignored):
             log.debug("Discord message %s ignored: %s", message.id, msg.reason)
             return
-        if msg.mentions_bot and msg.reply_thread == msg.message_id:
+        if isinstance(channel, discord.Thread) and channel.id == message.id and _in_forum(channel):
+            msg = replace(msg, text=translate.forum_post_text(channel.name, msg.text))  # a new forum post
+        if msg.reply_thread == msg.message_id and not msg.thread:  # a thread Lore may start on it
             self.bot.outbox.name_thread(msg.message_id, translate.thread_name(msg.text))
         answering = self.service.handle_message(msg, self.bot.surface)
         self.bot.spawn(answering, f"discord-message-{msg.message_id}")
 
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """A reaction: maybe a moderator's ⏸️ / ▶️, maybe a ✅ on an expert's reply."""
+        await self._pause_on_reaction(payload)
+        await self._expert_on_reaction(payload)
+
+    async def _pause_on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
+        """⏸️ or ▶️ by a moderator on any message pauses or resumes auto-answers in its channel."""
+        paused = translate.pause_emoji(payload.emoji.name)
+        member = payload.member
+        me = self.bot.user
+        if paused is None or member is None or payload.guild_id is None or (me and member.id == me.id):
+            return
+        thread = self.bot.get_channel(payload.channel_id)
+        parent = thread.parent_id if isinstance(thread, discord.Thread) and thread.parent_id else None
+        channel = str(parent or payload.channel_id)
+        moderator = translate.is_admin(
+            member.id,
+            [r.id for r in member.roles],
+            member.guild_permissions.value,
+            admin_users=self.settings.admin_users,
+            admin_roles=self.settings.admin_roles,
+        )
+        user = str(member.id)
+        self.bot.spawn(
+            self.service.set_auto_paused(
+                "discord",
+                channel,
+                user,
+                paused=paused,
+                is_moderator=moderator,
+                surface=self.bot.surface,
+                target=Target(channel, user=user, ephemeral=True),  # a DM: Discord has no ephemeral posts
+                command=False,
+            ),
+            f"discord-pause-{payload.message_id}",
+        )
+
     # ---- slash commands ------------------------------------------------------------------
+
+    @app_commands.command(name="lore-pause", description="Moderators: pause Lore's unasked answers here")
+    async def lore_pause(self, interaction: Interaction) -> None:
+        await self._pause(interaction, paused=True)
+
+    @app_commands.command(name="lore-resume", description="Moderators: resume Lore's unasked answers here")
+    async def lore_resume(self, interaction: Interaction) -> None:
+        await self._pause(interaction, paused=False)
+
+    async def _pause(self, interaction: Interaction, *, paused: bool) -> None:
+        if not await acknowledge(interaction, ephemeral=True):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        self.bot.spawn(
+            self.service.set_auto_paused(
+                "discord",
+                channel,
+                user,
+                paused=paused,
+                is_moderator=self.is_admin(interaction),
+                surface=self.bot.surface,
+                target=Target(channel, thread, user, ephemeral=True, interaction=interaction.token),
+            ),
+            f"discord-pause-{interaction.id}",
+        )
 
     @app_commands.command(name="ask", description="Ask Lore about the docs; only you see the answer")
     @app_commands.describe(question="What do you want to know?")
@@ -259,8 +326,7 @@ class LoreCog(commands.Cog):
             f"discord-expert-{answer_id}",
         )
 
-    @commands.Cog.listener()
-    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+    async def _expert_on_reaction(self, payload: discord.RawReactionActionEvent) -> None:
         me = self.bot.user
         escalation = self.service.escalation
         if me is None or escalation is None:
@@ -298,3 +364,9 @@ class LoreCog(commands.Cog):
                 )
             except discord.HTTPException:
                 log.warning("could not remove the Share button from the private answer", exc_info=True)
+
+
+def _in_forum(thread: discord.Thread) -> bool:
+    """A post in a forum (or media) channel, where every new post is a question."""
+    parent = thread.parent
+    return isinstance(parent, discord.ForumChannel)

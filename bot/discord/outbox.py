@@ -285,3 +285,11 @@ class DiscordThreadReader:
             with contextlib.suppress(discord.NotFound, discord.Forbidden):
                 messages.append(await http.get_message(int(channel), int(thread)))
         return translate.thread_turns(messages, bot_id=self._bot_id(), before=before, skip_texts=self._skip)
+
+    async def repliers(self, channel: str, thread: str) -> list[str]:
+        """Who replied in the thread (people only); a question without a thread yet has none."""
+        try:
+            messages = await self.client.http.logs_from(int(thread), 50)
+        except discord.NotFound:
+            return []
+        return translate.human_repliers(list(messages), bot_id=self._bot_id(), starter=thread)

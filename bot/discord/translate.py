@@ -180,6 +180,46 @@ def message_from_payload(
     )
 
 
+def forum_post_text(title: str, text: str) -> str:
+    """A forum post's question: its title and its first message (either may hold the question)."""
+    title, text = title.strip(), text.strip()
+    if not title or text.lower().startswith(title.lower()):
+        return text
+    return f"{title}\n{text}" if text else title
+
+
+def human_repliers(messages: Iterable[Mapping[str, Any]], *, bot_id: str, starter: str) -> list[str]:
+    """Channel history payloads of a thread: the ids of the people who posted after its first
+    message `starter` (Lore, other bots, webhooks and system messages left out), oldest first."""
+    first = _snowflake(starter)
+    people: list[tuple[int, str]] = []
+    for m in messages:
+        mid = _snowflake(m.get("id"))
+        author: Mapping[str, Any] = m.get("author") or {}
+        if mid is None or (first is not None and mid <= first):
+            continue
+        if int(m.get("type") or 0) not in _USER_MESSAGE_TYPES or author.get("bot") or m.get("webhook_id"):
+            continue
+        if str(author.get("id")) == bot_id or author.get("system") or not author.get("id"):
+            continue
+        people.append((mid, str(author["id"])))
+    return [p for _, p in sorted(people)]
+
+
+PAUSE_EMOJI, RESUME_EMOJI = "⏸️", "▶️"
+
+
+def pause_emoji(name: str | None) -> bool | None:
+    """True for ⏸️ (pause auto-answers), False for ▶️ (resume), else None. Discord may send the
+    emoji with or without its variation selector."""
+    plain = (name or "").replace("\ufe0f", "")
+    if plain == PAUSE_EMOJI.replace("\ufe0f", ""):
+        return True
+    if plain == RESUME_EMOJI.replace("\ufe0f", ""):
+        return False
+    return None
+
+
 def thread_turns(
     messages: Iterable[Mapping[str, Any]],
     *,

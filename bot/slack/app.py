@@ -158,10 +158,12 @@ class SlackAdapter:
         app.action(translate.ACTION_SHARE)(self._on_share)
         app.action(translate.ACTION_PRIVATE)(self._on_answer_privately)
         app.action(translate.ACTION_EXPERT)(self._on_ask_expert)
-        app.event("reaction_added")(self._on_reaction)
+        app.event("reaction_added")(self._on_reaction)  # ✅ on an expert's reply; ⏸️ / ▶️ by a moderator
         app.view(translate.FEEDBACK_VIEW)(self._on_feedback_form)
         app.command("/ask")(self._on_ask)
         app.command("/reindex")(self._on_reindex)
+        app.command("/lore-pause")(self._on_pause_command)
+        app.command("/lore-resume")(self._on_pause_command)
 
     async def _on_event(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         # Bolt acks Events API requests before running this listener.
@@ -244,6 +246,40 @@ class SlackAdapter:
             private=private,
         )
 
+    # ---- auto-answer pause (bot/core/autoanswer.py) -------------------------------------------
+
+    async def _on_reaction(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        # One listener: Bolt runs only the first that matches an event.
+        self._learn(context)
+        self._pause_on_reaction(body)
+        self._expert_on_reaction(body)
+
+    def _pause_on_reaction(self, body: dict[str, Any]) -> None:
+        found = translate.pause_reaction(body)
+        if found is not None:
+            self.spawn(self._pause(found.channel, found.user, found.paused, command=False), "slack-pause")
+
+    async def _on_pause_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack()
+        user, channel = str(command.get("user_id") or ""), str(command.get("channel_id") or "")
+        paused = command.get("command") != "/lore-resume"
+        url = command.get("response_url") or None
+        self.spawn(self._pause(channel, user, paused, command=True, response_url=url), "slack-pause")
+
+    async def _pause(
+        self, channel: str, user: str, paused: bool, *, command: bool, response_url: str | None = None
+    ) -> None:
+        await self.service.set_auto_paused(
+            "slack",
+            channel,
+            user,
+            paused=paused,
+            is_moderator=await self.admins.is_admin(user),
+            surface=self.surface,
+            target=Target(channel, user=user, ephemeral=True, interaction=response_url),
+            command=command,
+        )
+
     async def _on_share(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
         self._learn(context)
@@ -304,8 +340,7 @@ class SlackAdapter:
             f"slack-expert-{action.answer_id}",
         )
 
-    async def _on_reaction(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
-        self._learn(context)
+    def _expert_on_reaction(self, body: dict[str, Any]) -> None:
         reaction = translate.reaction_from_event(body)
         escalation = self.service.escalation
         if isinstance(reaction, Ignored) or escalation is None:

@@ -265,6 +265,13 @@ class SlackThreadReader:
             messages, bot_user_id=self._bot_user_id(), before=before, skip_texts=self._skip
         )
 
+    async def repliers(self, channel: str, thread: str) -> list[str]:
+        """Who replied in the thread (people only); one page is plenty for "anyone yet?"."""
+        resp = await self.client.conversations_replies(channel=channel, ts=thread, limit=50)
+        return translate.human_repliers(
+            resp.get("messages") or [], bot_user_id=self._bot_user_id(), thread_ts=thread
+        )
+
 
 class SlackAdmins:
     """Who may /reindex: the configured user ids, else workspace admins and owners per users.info

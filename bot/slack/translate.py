@@ -167,6 +167,46 @@ def thread_turns(
     return [t for _, t in sorted(turns, key=lambda pair: pair[0])]
 
 
+def human_repliers(messages: Sequence[Mapping[str, Any]], *, bot_user_id: str, thread_ts: str) -> list[str]:
+    """`conversations.replies` messages: the user ids of the people who replied under `thread_ts`
+    (its parent, Lore and other bots left out), oldest first."""
+    people: list[tuple[Decimal, str]] = []
+    for m in messages:
+        ts, user = _ts(m.get("ts")), str(m.get("user") or "")
+        if ts is None or str(m.get("ts")) == thread_ts or not user or user == bot_user_id:
+            continue
+        if m.get("bot_id") or m.get("subtype") not in _HANDLED_SUBTYPES or m.get("subtype") == "bot_message":
+            continue
+        people.append((ts, user))
+    return [u for _, u in sorted(people)]
+
+
+# Reactions that pause (⏸️) and resume (▶️) auto-answers in a channel, by Slack's emoji names.
+PAUSE_REACTIONS = {"double_vertical_bar": True, "arrow_forward": False}
+
+
+@dataclass(frozen=True)
+class PauseReaction:
+    channel: str
+    user: str
+    paused: bool
+
+
+def pause_reaction(body: Mapping[str, Any]) -> PauseReaction | None:
+    """A `reaction_added` event with ⏸️ or ▶️ on a channel message, else None."""
+    event = body.get("event")
+    if not isinstance(event, Mapping) or event.get("type") != "reaction_added":
+        return None
+    item = event.get("item") or {}
+    paused = PAUSE_REACTIONS.get(str(event.get("reaction") or "").split("::")[0])
+    if paused is None or not isinstance(item, Mapping) or item.get("type") != "message":
+        return None
+    channel, user = str(item.get("channel") or ""), str(event.get("user") or "")
+    if not channel or not user or is_direct_channel(channel):
+        return None
+    return PauseReaction(channel, user, paused)
+
+
 def _ts(value: Any) -> Decimal | None:
     try:
         return Decimal(str(value)) if value else None

@@ -54,7 +54,7 @@ PERM_ADMINISTRATOR, PERM_MANAGE_GUILD = 1 << 3, 1 << 5  # MANAGE_GUILD is "Manag
 # An ordinary member: react, view, send, embed, attach, read history, use slash commands, post in threads.
 DEFAULT_PERMISSIONS = sum(1 << b for b in (6, 10, 11, 14, 15, 16, 31, 38))
 INTENT_GUILDS, INTENT_GUILD_MESSAGES, INTENT_DMS, INTENT_MESSAGE_CONTENT = 1, 1 << 9, 1 << 12, 1 << 15
-INTENT_GUILD_REACTIONS = 1 << 10
+INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
 FLAG_SUPPRESS_EMBEDS, FLAG_HAS_THREAD, FLAG_EPHEMERAL, FLAG_LOADING = 1 << 2, 1 << 5, 1 << 6, 1 << 7
 
 _last_snowflake = 0
@@ -127,6 +127,40 @@ def make_text_channel(
         name=name,
         parent_id=_sid(parent_id),
     )
+
+
+def make_forum_channel(channel_id: Id | None = None, guild_id: Id | None = None, name: str = "help") -> JSON:
+    """A forum channel (type 15): it holds posts (threads), never messages of its own."""
+    return template("forum_channel", id=str(channel_id or snowflake()), guild_id=_sid(guild_id), name=name)
+
+
+def forum_post(
+    forum_id: Id, guild_id: Id, title: str, content: str, author: JSON, *, roles: Sequence[Id] = ()
+) -> tuple[JSON, JSON]:
+    """A new forum post as Discord sends it: THREAD_CREATE (a public thread named `title`, owned by
+    the author) and the MESSAGE_CREATE of its first message, whose id is the thread's id."""
+    thread = make_thread(forum_id, guild_id, title, owner_id=author["id"])
+    thread |= {"message_count": 1, "total_message_sent": 1, "member_count": 1, "newly_created": True}
+    message = message_create(content, author, thread["id"], guild_id, message_id=thread["id"], roles=roles)
+    return thread, message | {"position": 0}
+
+
+def member_reaction_add(
+    emoji: str, member: JSON, channel_id: Id, message_id: Id, guild_id: Id, *, message_author_id: Id
+) -> JSON:
+    """MESSAGE_REACTION_ADD (needs the GUILD_MESSAGE_REACTIONS intent) for a unicode emoji."""
+    return {
+        "user_id": member["user"]["id"],
+        "type": 0,
+        "message_id": str(message_id),
+        "message_author_id": str(message_author_id),
+        "member": member,
+        "emoji": {"name": emoji, "id": None},
+        "channel_id": str(channel_id),
+        "burst": False,
+        "burst_colors": [],
+        "guild_id": str(guild_id),
+    }
 
 
 def make_dm_channel(channel_id: Id, recipient: JSON) -> JSON:
@@ -744,9 +778,11 @@ class DiscordEmulator:
             addressed = bot_id in [data["author"]["id"], *(u["id"] for u in data.get("mentions", []))]
             if in_guild and not addressed and not self._intents & INTENT_MESSAGE_CONTENT:  # privileged intent
                 data = data | {"content": "", "embeds": [], "attachments": [], "components": []}
-        elif (event == "THREAD_CREATE" and not self._intents & INTENT_GUILDS) or (
-            event == "MESSAGE_REACTION_ADD" and not self._intents & INTENT_GUILD_REACTIONS
-        ):
+        elif event == "THREAD_CREATE":
+            if not self._intents & INTENT_GUILDS:
+                return None
+            self.channels.setdefault(data["id"], {k: v for k, v in data.items() if k != "newly_created"})
+        elif event == "MESSAGE_REACTION_ADD" and not self._intents & INTENT_GUILD_MESSAGE_REACTIONS:
             return None
         return data
 

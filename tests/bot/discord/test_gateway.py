@@ -29,8 +29,8 @@ from tests.bot.discord.conftest import (
 from tests.conftest import wait_for, write
 from tests.emulators.discord_emu import (
     INTENT_DMS,
+    INTENT_GUILD_MESSAGE_REACTIONS,
     INTENT_GUILD_MESSAGES,
-    INTENT_GUILD_REACTIONS,
     INTENT_GUILDS,
     INTENT_MESSAGE_CONTENT,
     make_user,
@@ -47,11 +47,15 @@ async def test_login_ready_intents_and_command_sync(connect_discord):
     assert me.headers["Authorization"] == f"Bot {TOKEN}"
     assert emu.identify_count == 1
     assert emu.identifies[0]["intents"] == (
-        INTENT_GUILDS | INTENT_GUILD_MESSAGES | INTENT_DMS | INTENT_MESSAGE_CONTENT | INTENT_GUILD_REACTIONS
+        INTENT_GUILDS
+        | INTENT_GUILD_MESSAGES
+        | INTENT_DMS
+        | INTENT_MESSAGE_CONTENT
+        | INTENT_GUILD_MESSAGE_REACTIONS
     )
     [put] = emu.calls_to("PUT", rf"/applications/{BOT_ID}/commands")  # no guild_ids: global sync
     commands = {c["name"]: c for c in put.json}
-    assert set(commands) == {"ask", "reindex"}
+    assert set(commands) == {"ask", "reindex", "lore-pause", "lore-resume"}
     [question] = commands["ask"]["options"]
     assert (question["name"], question["type"], question["required"]) == ("question", 3, True)
     [source] = commands["reindex"]["options"]
@@ -63,7 +67,7 @@ async def test_login_ready_intents_and_command_sync(connect_discord):
 async def test_commands_sync_to_the_configured_guilds_for_development(connect_discord):
     lore = await connect_discord(discord={"guild_ids": [int(GUILD_ID)]})
     [put] = lore.emu.calls_to("PUT", rf"/applications/{BOT_ID}/guilds/{GUILD_ID}/commands")
-    assert {c["name"] for c in put.json} == {"ask", "reindex"}
+    assert {c["name"] for c in put.json} == {"ask", "reindex", "lore-pause", "lore-resume"}
     assert not lore.emu.calls_to("PUT", rf"/applications/{BOT_ID}/commands")
 
 

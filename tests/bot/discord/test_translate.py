@@ -324,3 +324,38 @@ def test_answer_privately_is_a_button_and_a_hint_on_the_last_part_only():
     plain = translate.render(AnswerReply(a, a.text))
     assert all(not b.custom_id.startswith("private:") for b in plain.buttons)
     assert re.fullmatch(actions.PRIVATE_TEMPLATE, out.buttons[-1].custom_id)
+
+
+# ---- auto-answer channels -------------------------------------------------------------------
+
+
+def test_a_forum_posts_first_message_is_its_threads_top():
+    data = recorded("message_create_forum_post")
+    msg = translate.message_from_payload(data, bot_id="1", thread_parent="1249736999999999999")
+    assert msg.channel == "1249736999999999999" and msg.thread == msg.message_id == data["channel_id"]
+    assert msg.reply_thread == msg.thread  # answered inside the post
+    text = translate.forum_post_text("VPN on macOS Sonoma", msg.text)
+    assert text == "VPN on macOS Sonoma\nIt keeps timing out after I sign in with Okta. Any ideas?"
+    assert translate.forum_post_text("It keeps", msg.text) == msg.text  # no title said twice
+    assert translate.forum_post_text("Where is the VPN guide?", "") == "Where is the VPN guide?"
+
+
+def test_human_repliers_in_a_thread():
+    starter = recorded("message_create_forum_post")
+    later = [
+        starter | {"id": "1249737500000000001", "author": {"id": "2", "bot": True}},  # another bot
+        starter | {"id": "1249737500000000002", "author": {"id": "1"}},  # Lore
+        starter | {"id": "1249737500000000003", "author": {"id": "77"}},  # a person
+        starter | {"id": "1249737500000000004", "type": 18, "author": {"id": "78"}},  # a system message
+        starter | {"id": "1249737500000000005", "webhook_id": "9", "author": {"id": "9"}},
+    ]
+    found = translate.human_repliers([*later, starter], bot_id="1", starter=starter["id"])
+    assert found == ["77"]
+
+
+def test_pause_emoji():
+    reaction = recorded("message_reaction_add_pause")
+    assert translate.pause_emoji(reaction["emoji"]["name"]) is True
+    assert translate.pause_emoji("⏸") is True  # without the variation selector
+    assert translate.pause_emoji("▶️") is False
+    assert translate.pause_emoji("👍") is None and translate.pause_emoji(None) is None

@@ -294,16 +294,18 @@ async def fixed_llm() -> AsyncIterator[FixedLLM]:
 async def make_http_lore(
     slack: SlackEmulator, slack_settings: Callable[..., Any], make_services: Callable[..., Any]
 ) -> AsyncIterator[Callable[..., Any]]:
-    """`await make_http_lore(engine=None, **settings)` -> LoreSlack in HTTP mode: the real Bolt app
-    inside Lore's web app, reached with signed requests through `lore.http` (no network)."""
+    """`await make_http_lore(engine=None, slack_cfg={...}, **settings)` -> LoreSlack in HTTP mode:
+    the real Bolt app inside Lore's web app, reached with signed requests through `lore.http`."""
     import httpx
 
     from bot.serve import slack_adapter, web_app
 
     started: list[tuple[Any, Any, LoreSlack]] = []
 
-    async def make(engine: Any = None, **overrides: Any) -> LoreSlack:
-        settings = slack_settings(slack={"mode": "http"}, **overrides)
+    async def make(
+        engine: Any = None, slack_cfg: dict[str, Any] | None = None, **overrides: Any
+    ) -> LoreSlack:
+        settings = slack_settings(slack={"mode": "http"} | (slack_cfg or {}), **overrides)
         services = make_services(settings, **({"engine": engine} if engine is not None else {}))
         adapter = slack_adapter(services)
         await adapter.start()

@@ -33,7 +33,7 @@ def test_manifest_has_every_scope_event_command_and_setting():
     assert settings["interactivity"]["is_enabled"] is True
     assert settings["socket_mode_enabled"] is True
     commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
-    assert set(commands) == {"/ask", "/reindex"}
+    assert set(commands) == {"/ask", "/reindex", "/lore-pause", "/lore-resume"}
     assert manifest["features"]["bot_user"]["display_name"] == "Lore"
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # users can DM Lore
     # Slack's own limits on the manifest's texts

@@ -338,3 +338,55 @@ def test_answer_privately_is_a_button_on_the_last_part_only():
     _, plain = translate.answer_blocks(AnswerReply(a, "x"))
     assert "private:" not in json.dumps(plain) and "left out" not in json.dumps(plain)
     assert actions.parse_button(f"private:{a.answer_id}") == actions.ButtonAction("private", a.answer_id)
+
+
+# ---- auto-answer channels -------------------------------------------------------------------
+
+
+def test_a_pause_reaction():
+    found = translate.pause_reaction(load_payload("reaction_added_pause"))
+    assert found == translate.PauseReaction("C05RK8T1B9D", "U05QH7J2K8L", paused=True)
+
+
+def test_resume_and_other_reactions():
+    body = load_payload("reaction_added_pause")
+    resume = body | {"event": body["event"] | {"reaction": "arrow_forward"}}
+    assert translate.pause_reaction(resume).paused is False
+    skin_tone = body | {"event": body["event"] | {"reaction": "double_vertical_bar::skin-tone-2"}}
+    assert translate.pause_reaction(skin_tone).paused is True
+    for other in (
+        body | {"event": body["event"] | {"reaction": "thumbsup"}},
+        body | {"event": body["event"] | {"item": {"type": "file", "file": "F1"}}},
+        body | {"event": body["event"] | {"item": {"type": "message", "channel": "D0DM", "ts": "1.2"}}},
+        load_payload("app_mention"),
+    ):
+        assert translate.pause_reaction(other) is None
+
+
+def test_human_repliers_leave_out_the_question_lore_and_bots():
+    reply = load_payload("message_thread_reply")["event"]
+    parent = {"type": "message", "user": "U03E8A2KQ5T", "ts": "1718031203.471239", "text": "q?"}
+    lore = {
+        "type": "message",
+        "user": RECORDED_BOT,
+        "bot_id": "B06LQ",
+        "ts": "1718031300.000100",
+        "text": "a",
+    }
+    other_bot = {
+        "type": "message",
+        "subtype": "bot_message",
+        "bot_id": "B0CI",
+        "ts": "1718031400.1",
+        "text": "ci",
+    }
+    joined = {
+        "type": "message",
+        "subtype": "channel_join",
+        "user": "U09",
+        "ts": "1718031500.1",
+        "text": "joined",
+    }
+    messages = [reply, lore, parent, other_bot, joined]
+    found = translate.human_repliers(messages, bot_user_id=RECORDED_BOT, thread_ts="1718031203.471239")
+    assert found == ["U04A1N7GZ2C"]
