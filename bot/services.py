@@ -93,6 +93,7 @@ def build_services(
         reindex_timeout=settings.worker.sync_time_limit,
         limiter=make_rate_limiter(settings.chat, settings.redis),
         access=AccessRules.from_settings(settings),
+        summarizer=getattr(kn, "summarize", None),  # the index owner's embedder and LLM
     )
     return Services(settings, kn, task_client, state, conversation)
 

@@ -22,7 +22,7 @@ from bot.core.ports import Surface
 from bot.discord import translate, views
 from bot.discord.cogs import LoreCog
 from bot.discord.directory import DiscordDirectory, configured_roles
-from bot.discord.outbox import NO_MENTIONS, DiscordOutbox, DiscordThreadReader
+from bot.discord.outbox import NO_MENTIONS, DiscordFiles, DiscordOutbox, DiscordThreadReader
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class LoreBot(commands.Bot):
             self.reader,
             frozenset(str(c) for c in cfg.channels),
             directory=self.directory,
+            files=DiscordFiles(),
         )
         self.buttons: views.ButtonHandler | None = None  # the cog, once set up
         self.synced: list[discord.app_commands.AppCommand] = []
