@@ -39,7 +39,7 @@ _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 class ThreadSummary(BaseModel):
     text: str  # Markdown; an LLM's cites messages as [n] (1-based, in thread order)
-    key: list[int]  # indexes (0-based) of the key messages, in thread order
+    key: list[int]  # indexes (0-based) of the key messages, in thread order (extractive: the opening too)
     read: int  # how many messages were summarized
     model: str  # "extractive" or the generator's name
 
@@ -105,6 +105,7 @@ def summarize(
         text = model.chat(summary_messages(texts)).strip()
         key = cited(text, len(texts))[:key_count] or central()
         return ThreadSummary(text=text, key=key, read=len(texts), model=model.name)
-    key = central()
-    text = "\n".join(f"- {quote(texts[i])} [{i + 1}]" for i in key)
+    # The opening message says what the thread is about, central or not.
+    key = sorted({0, *central()})
+    text = "\n".join(f"- {'Asked: ' if i == 0 else ''}{quote(texts[i])} [{i + 1}]" for i in key)
     return ThreadSummary(text=text, key=key, read=len(texts), model="extractive")
