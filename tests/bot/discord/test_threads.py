@@ -15,12 +15,12 @@ from tests.bot.discord.conftest import (
     visible_text,
 )
 from tests.conftest import wait_for
-from tests.emulators.openai_chat import FixedLLM
 from tests.emulators.discord_emu import (
     interaction_message_command,
     make_thread,
     message_create,
 )
+from tests.emulators.openai_chat import FixedLLM
 
 SUMMARIZE = "Summarize this thread"
 
