@@ -17,28 +17,34 @@ MAX_PASSAGES = 200  # of all files together: bounds the embedding work of one qu
 KEEP = 3  # passages given to the generator
 SOURCE = "attachment"
 
-_BREAK = re.compile(r"\n\s*\n|\n")
+_PARAGRAPH = re.compile(r"\n\s*\n")
 
 
 def passages(text: str, size: int = PASSAGE_CHARS) -> list[str]:
-    """The text in pieces of about `size` characters, cut at blank lines, else at line ends."""
+    """The text in pieces of at most about `size` characters: lines joined up to `size`, a new
+    piece at a blank line once the current one is half full (so a short paragraph keeps its
+    neighbour's context, and a long one is not diluted by the next)."""
     out: list[str] = []
     current = ""
-    for piece in (p.strip() for p in _BREAK.split(text)):
-        if not piece:
-            continue
-        while len(piece) > size:  # one long line: cut at a space
-            cut = piece.rfind(" ", 0, size)
-            cut = cut if cut > size // 2 else size
-            out.append(piece[:cut].strip())
-            piece = piece[cut:].strip()
-        if current and len(current) + len(piece) + 1 > size:
+    for paragraph in _PARAGRAPH.split(text):
+        if len(current) >= size // 2:
             out.append(current)
             current = ""
-        current = f"{current}\n{piece}" if current else piece
+        for line in (p.strip() for p in paragraph.split("\n")):
+            if not line:
+                continue
+            while len(line) > size:  # one long line: cut at a space
+                cut = line.rfind(" ", 0, size)
+                cut = cut if cut > size // 2 else size
+                out.append(line[:cut].strip())
+                line = line[cut:].strip()
+            if current and len(current) + len(line) + 1 > size:
+                out.append(current)
+                current = ""
+            current = f"{current}\n{line}" if current else line
     if current:
         out.append(current)
-    return out
+    return [p for p in out if p]
 
 
 def attachment_chunks(

@@ -35,6 +35,7 @@ short bullet points in Markdown.
 - After each point, cite the numbers of the messages it comes from in square brackets, like [2]."""
 
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_THREAD_TAG = re.compile(r"</?\s*thread\b[^>]*>", re.IGNORECASE)
 
 
 class ThreadSummary(BaseModel):
@@ -68,9 +69,14 @@ def key_messages(vectors: np.ndarray, k: int) -> list[int]:
     return sorted(picked)
 
 
+def fence_thread(text: str) -> str:
+    """A message that cannot close or forge the <thread> tags (nor <sources>)."""
+    return _THREAD_TAG.sub(lambda m: m.group(0).replace("<", "‹").replace(">", "›"), fence(text))
+
+
 def summary_messages(texts: Sequence[str]) -> list[dict[str, str]]:
     """[system, user]: the rules, then the numbered messages."""
-    lines = "\n".join(f"[{i}] {fence(t.strip())}" for i, t in enumerate(texts, 1))
+    lines = "\n".join(f"[{i}] {fence_thread(t.strip())}" for i, t in enumerate(texts, 1))
     return [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": f"<thread>\n{lines}\n</thread>\n\nSummarize this thread."},
