@@ -479,6 +479,16 @@ class ConversationService:
             if self.summarizer is None:
                 await self._notify(surface, target, "Thread summaries aren't available here.")
                 return Outcome("ignored", cid, "no summarizer")
+            # A summary costs what an answer does (an LLM call): the same limits apply.
+            user = target.user or ""
+            decision = await self._limiter.check(
+                f"{surface.platform}:{user}", f"{surface.platform}:{channel}"
+            )
+            if not decision.allowed:
+                await self._notify(
+                    surface, target, render.rate_limited_text(decision.scope, decision.retry_after_s)
+                )
+                return Outcome("rate_limited", cid, decision.scope)
             try:
                 log.info("summarizing %s thread %s in %s", surface.platform, thread, channel)
                 text = await summarize_thread(

@@ -184,3 +184,18 @@ async def test_a_file_that_cannot_be_downloaded_is_said_not_a_crash(connect_slac
     lore.slack.files.clear()  # deleted before Lore got to it
     text = await mention_with(lore, "how do I set up the VPN?", [f])
     assert "I couldn't download notes.txt" in text and "WireGuard" in text
+
+
+async def test_a_redelivered_shortcut_is_summarized_once_and_summaries_are_rate_limited(connect_slack):
+    lore = await connect_slack(chat={"user_per_minute": 1})
+    stamps = preload(lore, SUMMARY_THREAD)
+    message = next(m for m in lore.slack.messages["C1"] if m["ts"] == stamps[0])
+    url = lore.slack.new_response_url("once")
+    payload = message_shortcut_payload("lore_summarize", message, USER, "C1", response_url=url)
+    await lore.slack.send_interactive(payload)
+    await lore.slack.send_interactive(payload)  # the same click again (same trigger_id)
+    await lore.slack.wait_until(lambda: bool(response_texts(lore, "once")), 30, "the summary")
+    await lore.settle()
+    assert len(response_texts(lore, "once")) == 1
+    call = await summarize(lore, stamps[0], name="again")  # a new click, over the limit
+    assert "asking faster than I can keep up" in block_texts(call.args)
