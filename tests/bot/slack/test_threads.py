@@ -199,3 +199,16 @@ async def test_a_redelivered_shortcut_is_summarized_once_and_summaries_are_rate_
     assert len(response_texts(lore, "once")) == 1
     call = await summarize(lore, stamps[0], name="again")  # a new click, over the limit
     assert "asking faster than I can keep up" in block_texts(call.args)
+
+
+async def test_with_an_llm_a_mid_thread_mention_asks_the_threads_question_with_the_thread(
+    connect_slack, fixed_llm
+):
+    fixed_llm.reply = "Install WireGuard from Self Service [1]."
+    lore = await connect_slack(llm=fixed_llm.settings())
+    stamps = preload(lore, VPN_THREAD)
+    await lore.mention("can you help?", thread_ts=stamps[0])
+    await lore.wait_answer(stamps[0])
+    user = json.loads(fixed_llm.prompts[-1])[1]["content"]
+    assert user.endswith("Question: How do I set up the VPN on my new laptop?")
+    assert "Earlier in this conversation (context only):" in user and "no idea, I've always" in user
