@@ -47,7 +47,7 @@ from bot.core.messages import (
 from bot.core.ports import AnswerEngine, StateStore, Surface
 from bot.core.ratelimit import RateLimiter, make_rate_limiter
 from bot.core.split import split_text
-from bot.core.summary import Summarizer, ThreadPosts, summarize_thread
+from bot.core.summary import CANNOT_READ, Summarizer, ThreadPosts, ThreadUnreadable, summarize_thread
 from bot.core.threads import join_thread
 from config.logs import correlation_id
 from config.settings import ChatSettings
@@ -501,6 +501,10 @@ class ConversationService:
                     key_count=self.settings.summary_key_messages,
                 )
                 ref = await surface.outbox.send(target, SummaryReply(text))
+            except ThreadUnreadable as exc:
+                log.info("cannot read thread %s in %s: %s", thread, channel, exc)
+                await self._notify(surface, target, CANNOT_READ)
+                return Outcome("refused", cid, "thread unreadable")
             except Exception:
                 log.exception("summarizing thread %s failed", thread)
                 await self._report_error(surface, target, None, cid)

@@ -24,6 +24,13 @@ Summarizer = Callable[..., ThreadSummary]  # Knowledge.summarize(texts, key_coun
 RunBlocking = Callable[..., Awaitable[Any]]
 
 NOTHING = "There is nothing in this thread to summarize yet."
+CANNOT_READ = "I can't read this thread: add Lore to the channel, then try again."
+
+
+class ThreadUnreadable(Exception):
+    """The platform will not let Lore read the thread (not a member, no permission)."""
+
+
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -39,7 +46,8 @@ class ThreadPosts(Protocol):
     """The adapter's reading of a whole thread (its `ThreadReader` gives turns, without ids)."""
 
     async def posts(self, channel: str, thread: str) -> list[ThreadPost]:
-        """The thread's messages, oldest first, its opening message included."""
+        """The thread's messages, oldest first, its opening message included; `ThreadUnreadable`
+        when Lore may not read them."""
         ...
 
     async def link(self, channel: str, thread: str, post_id: str) -> str:

@@ -23,7 +23,7 @@ import discord
 from bot.core.files import FileTooLarge
 from bot.core.messages import Attachment, MessageRef, Progress, Reply, Target
 from bot.core.ports import DeliveryError
-from bot.core.summary import ThreadPost
+from bot.core.summary import ThreadPost, ThreadUnreadable
 from bot.discord import translate, views
 from knowledge.answer import Turn
 
@@ -295,7 +295,10 @@ class DiscordThreadReader:
         messages: list[Any] = await self._starter(channel, thread)
         after = 0
         for _ in range(pages):  # oldest first, 100 at a time
-            page = list(await http.logs_from(int(thread), 100, after=after))
+            try:
+                page = list(await http.logs_from(int(thread), 100, after=after))
+            except discord.Forbidden as exc:
+                raise ThreadUnreadable(exc.text) from exc
             messages += page
             if len(page) < 100:
                 break

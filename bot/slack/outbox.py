@@ -32,7 +32,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.core.files import FileTooLarge
 from bot.core.messages import Attachment, MessageRef, Reply, Target
 from bot.core.ports import DeliveryError
-from bot.core.summary import ThreadPost
+from bot.core.summary import ThreadPost, ThreadUnreadable
 from bot.slack import translate
 from config.settings import SlackSettings
 from knowledge.answer import Turn
@@ -258,7 +258,12 @@ class SlackThreadReader:
 
     async def posts(self, channel: str, thread: str) -> list[ThreadPost]:
         """The whole thread, for a summary (`bot.core.summary.ThreadPosts`)."""
-        messages = await self._replies(channel, thread, None)
+        try:
+            messages = await self._replies(channel, thread, None)
+        except SlackApiError as exc:
+            if exc.response.get("error") in _NOT_HERE:
+                raise ThreadUnreadable(str(exc.response.get("error"))) from exc
+            raise
         return translate.thread_posts(messages, bot_user_id=self._bot_user_id(), skip_texts=self._skip)
 
     async def link(self, channel: str, thread: str, post_id: str) -> str:

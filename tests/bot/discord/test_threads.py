@@ -154,3 +154,11 @@ async def test_an_oversize_attachment_is_refused(connect_discord):
     await lore.emu.dispatch("MESSAGE_CREATE", msg)
     text = visible_text(await lore.wait_answer(msg["id"]))
     assert "dump.log (3.0 MB) is over the 2 KB I read" in text and "WireGuard" in text
+
+
+async def test_a_summary_where_lore_may_not_read_history_says_so(connect_discord):
+    lore = await connect_discord()
+    _starter, thread, posted = await people_thread(lore, "Can I deploy on Friday?", REPLIES)
+    lore.emu.fail_next("GET", rf"/channels/{thread}/messages", 403, code=50001)
+    _cmd, reply = await run_summary(lore, posted[0], thread)
+    assert reply["content"] == "I can't read this thread: add Lore to the channel, then try again."

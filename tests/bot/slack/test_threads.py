@@ -212,3 +212,11 @@ async def test_with_an_llm_a_mid_thread_mention_asks_the_threads_question_with_t
     user = json.loads(fixed_llm.prompts[-1])[1]["content"]
     assert user.endswith("Question: How do I set up the VPN on my new laptop?")
     assert "Earlier in this conversation (context only):" in user and "no idea, I've always" in user
+
+
+async def test_a_summary_where_lore_cannot_read_the_thread_says_how_to_fix_it(connect_slack):
+    lore = await connect_slack()
+    stamps = preload(lore, SUMMARY_THREAD)
+    lore.slack.fail_next("conversations.replies", 200, error="not_in_channel")
+    call = await summarize(lore, stamps[0])
+    assert block_texts(call.args) == "I can't read this thread: add Lore to the channel, then try again."
