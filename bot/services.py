@@ -115,6 +115,7 @@ def build_services(
             watch_ttl=settings.chat.thread_ttl,
         ),
         auto=auto,
+        summarizer=getattr(kn, "summarize", None),  # the index owner's embedder and LLM
     )
     return Services(settings, kn, task_client, state, conversation)
 

@@ -501,6 +501,11 @@ class ChatSettings(_Section):
     answer_ttl: int = Field(default=24 * 3600, ge=60)  # how long an ephemeral answer can be shared
     progress_every: float = Field(default=2.0, gt=0)  # seconds between /reindex progress updates
     progress_text: str = "Searching the docs…"
+    # "Summarize this thread": the messages read, from the thread's start, up to this budget
+    summary_tokens: int = Field(default=3000, ge=200)
+    summary_key_messages: int = Field(default=3, ge=1, le=10)  # messages a summary links to
+    # A text file or PDF attached to a question, up to this size, is read for that question only
+    attachment_max_bytes: int = Field(default=1_000_000, ge=0)
 
 
 class WebSettings(_Section):

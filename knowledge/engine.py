@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ from knowledge.abstain import (
 )
 from knowledge.access import ACCESS_KEY, Audience
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
+from knowledge.attachments import attachment_chunks
 from knowledge.embeddings import Embedder
 from knowledge.generate import (
     ExtractiveGenerator,
@@ -417,10 +418,13 @@ class CitingQueryEngine(CustomQueryEngine):
         audience: Audience | None = None,
         wider: Audience | None = None,
         sources: Sequence[str] | None = None,
+        attachments: Sequence[Mapping[str, str]] = (),
     ) -> Answer:
         """Answer `question` (a follow-up of `history`) from the chunks `audience` may read (None:
         every chunk) of `sources` (None: every source); `wider` (the asker's own audience, for a
-        channel answer) only counts what was left out, in `Answer.withheld`."""
+        channel answer) only counts what was left out, in `Answer.withheld`. `attachments`
+        ({name, text, url}: files that came with the question) add their best passages for this
+        answer only (`knowledge/attachments.py`); they are never indexed."""
         started = time.perf_counter()
         history = list(history)
         clean = prompt_question(question)
@@ -428,6 +432,12 @@ class CitingQueryEngine(CustomQueryEngine):
         found = self.lookup(query, source=source, top_k=top_k, audience=audience, sources=sources)
         chunks, confidence = found.chunks, found.confidence
         decision = found.decide()
+        if attachments:
+            extra, best = attachment_chunks(clean, attachments, self._embed)
+            chunks = extra + chunks  # what the asker handed over comes first
+            confidence = max(confidence, best)
+            if decision.abstain and best >= found.thresholds.floor:
+                decision = Decision(False, (), found.thresholds)
         withheld = 0
         if audience is not None and wider is not None:
             withheld = self.withheld(query, audience, wider, top_k=top_k, source=source, sources=sources)

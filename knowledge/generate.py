@@ -58,12 +58,13 @@ class OpenAIGenerator:
         )
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:
+        return self.chat(chat_messages(question, chunks, history))
+
+    def chat(self, prompt: list[dict[str, str]]) -> str:
+        """One completion of `prompt` ([system, user] messages), e.g. a thread summary's."""
         import openai
 
-        messages = [
-            ChatMessage(role=MessageRole(m["role"]), content=m["content"])
-            for m in chat_messages(question, chunks, history)
-        ]
+        messages = [ChatMessage(role=MessageRole(m["role"]), content=m["content"]) for m in prompt]
         try:
             return str(self._llm.chat(messages).message.content or "").strip()
         except openai.RateLimitError as exc:
@@ -91,7 +92,10 @@ class LocalGenerator:
         self._lock = threading.Lock()  # a llama.cpp context serves one request at a time
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:
-        messages = chat_messages(question, chunks, history)
+        return self.chat(chat_messages(question, chunks, history))
+
+    def chat(self, messages: list[dict[str, str]]) -> str:
+        """One completion of `messages` ([system, user]), e.g. a thread summary's."""
         with self._lock:
             out = self._llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from knowledge.embeddings import Embedder, build_embedder
 from knowledge.engine import CitingQueryEngine
 from knowledge.generate import Generator
 from knowledge.store import IndexStore
+from knowledge.summarize import ThreadSummary
 from knowledge.sync import ProgressCallback, SyncProgress, sync_source
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,23 @@ class Knowledge:
         return self.engine.answer(
             question, history, audience=audience, wider=wider, sources=sources, **options
         )
+
+    def summarize(self, texts: Sequence[str], *, key_count: int = 3) -> ThreadSummary:
+        """A chat thread's summary (`knowledge/summarize.py`): the language model writes it when
+        one is configured (falling back like answers do), else the key messages by centrality."""
+        from knowledge.generate import LLMUnavailable
+        from knowledge.summarize import summarize
+
+        engine = self.engine
+        model = engine.generator if hasattr(engine.generator, "chat") else None
+        embed = self.embedder.query_model
+        try:
+            return summarize(texts, embed, model=model, key_count=key_count)
+        except LLMUnavailable as exc:
+            if model is None or not self.settings.llm.fallback_to_extractive:
+                raise
+            log.warning("LLM failed (%s); summarizing extractively", exc)
+            return summarize(texts, embed, key_count=key_count)
 
     def search(self, query: str, *, top_k: int = 8, audience: Audience | None = None) -> list[RetrievedChunk]:
         """The chunks nearest `query`, best first, without answering (e.g. the documents nearest a

@@ -102,6 +102,10 @@ def _run(knowledge: Knowledge, name: str, payload: dict[str, Any]) -> Any:
             audience=_audience(payload.get("audience")),
         )
         return [c.model_dump(mode="json") for c in chunks]
+    if op == "summarize":
+        texts = [str(t) for t in payload.get("texts", [])]
+        summary = knowledge.summarize(texts, key_count=int(payload.get("key_count", 3)))
+        return summary.model_dump(mode="json")
     if op == "visible":
         audience = _audience(payload.get("audience"))
         if audience is None:

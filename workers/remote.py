@@ -26,6 +26,7 @@ from config.logs import correlation_id
 from config.settings import Settings
 from knowledge.access import Audience
 from knowledge.answer import Answer, RetrievedChunk, Turn
+from knowledge.summarize import ThreadSummary
 from workers.app import make_celery
 from workers.names import QUEUE_OF, Keys, TaskName
 from workers.ports import OwnerUnavailable, RemoteIndexError
@@ -82,6 +83,13 @@ class RemoteKnowledge:
 
     def visible_documents(self, audience: Audience) -> dict[str, list[str]]:
         return dict(self.query("visible", audience=audience.as_dict()))
+
+    def summarize(self, texts: Sequence[str], *, key_count: int = 3) -> ThreadSummary:
+        """`Knowledge.summarize` on the index owner (its embedder and language model)."""
+        found = self.query(
+            "summarize", timeout=self.settings.index.answer_timeout, texts=list(texts), key_count=key_count
+        )
+        return ThreadSummary.model_validate(found)
 
     def search(self, query: str, *, top_k: int = 8, audience: Audience | None = None) -> list[RetrievedChunk]:
         found = self.query(

@@ -43,6 +43,7 @@ from bot.core.autoanswer import (
 )
 from bot.core.context import bounded_context
 from bot.core.escalation import Escalations
+from bot.core.files import FileText, read_files
 from bot.core.messages import (
     AnswerReply,
     ErrorReply,
@@ -50,11 +51,14 @@ from bot.core.messages import (
     MessageRef,
     Notice,
     Progress,
+    SummaryReply,
     Target,
 )
 from bot.core.ports import AnswerEngine, StateStore, Surface
 from bot.core.ratelimit import RateLimiter, make_rate_limiter
 from bot.core.split import split_text
+from bot.core.summary import CANNOT_READ, Summarizer, ThreadPosts, ThreadUnreadable, summarize_thread
+from bot.core.threads import join_thread
 from config.logs import correlation_id
 from config.settings import ChatSettings
 from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord
@@ -133,6 +137,7 @@ class ConversationService:
         access: AccessRules | None = None,
         escalation: Escalations | None = None,
         auto: AutoAnswers | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.engine = engine
         self.tasks = tasks
@@ -144,6 +149,7 @@ class ConversationService:
         self.access = access or AccessRules.none()
         self._user_hash = user_hash
         self.escalation = escalation  # "Ask an expert" (bot/core/escalation.py); None: off
+        self.summarizer = summarizer  # Knowledge.summarize, for "Summarize this thread"
         # Per person and channel; pass one on Redis (`make_rate_limiter`) to share it between processes.
         self._limiter = limiter or make_rate_limiter(settings)
         # Auto-answer channels (bot/core/autoanswer.py); None when lore.toml lists none.
@@ -197,7 +203,26 @@ class ConversationService:
             target = Target(msg.channel, thread=msg.reply_thread, user=msg.author, reply_to=msg.reply_to)
             if not await self._in_english(msg, surface, target):
                 return Outcome("ignored", cid, "not English")
-            return await self._respond(msg, surface, target, private=msg.is_direct)
+            history = None
+            if (
+                msg.thread
+                and msg.mentions_bot
+                and not msg.is_direct
+                and not await self.state.seen(thread_key(msg.platform, msg.channel, msg.thread))
+            ):
+                msg, history = await self._join_thread(msg, surface)
+            return await self._respond(msg, surface, target, private=msg.is_direct, history=history)
+
+    async def _join_thread(
+        self, msg: IncomingMessage, surface: Surface
+    ) -> tuple[IncomingMessage, list[Turn]]:
+        """Mentioned in a thread Lore never joined: read it from the start and answer the
+        thread's question, not just the mention's line (`bot/core/threads.py`)."""
+        turns = await self._history(msg, surface)
+        joined = join_thread(msg.text, turns, max_tokens=self.settings.context_tokens)
+        if joined.opening:
+            log.info("mentioned mid-thread: answering the thread's opening question with the mention")
+        return replace(msg, text=joined.question), turns
 
     async def ask(self, msg: IncomingMessage, surface: Surface, target: Target) -> Outcome:
         """A command-style question (`/ask`): always addressed to Lore, answered at `target`
@@ -465,10 +490,8 @@ class ConversationService:
             if target.thread and not target.ephemeral:
                 await self.remember_thread(msg.platform, target.channel, target.thread)
             progress = surface.outbox.send(target, Progress(self.settings.progress_text))
-            if history is None:
-                ref, read = await asyncio.gather(progress, self._history(msg, surface))
-            else:
-                ref, read = await progress, history
+            reading = self._history(msg, surface) if history is None else _ready(history)
+            ref, read, (files, unread) = await asyncio.gather(progress, reading, self._files(msg, surface))
             turns = bounded_context(
                 read, max_turns=self.settings.context_turns, max_tokens=self.settings.context_tokens
             )
@@ -480,8 +503,11 @@ class ConversationService:
                     audience=access.audience,
                     wider=access.wider,
                     sources=access.sources,
+                    **({"attachments": [f.as_dict() for f in files]} if files else {}),
                 )
             )
+            if unread:  # said in the reply, never silently dropped
+                answer.notice = " ".join([*unread, *([answer.notice] if answer.notice else [])])
             offer = access.wider is not None and not access.private and answer.withheld > 0
             # Before delivery: a button can be clicked as soon as the answer shows.
             if shareable:
@@ -544,6 +570,12 @@ class ConversationService:
             "turns": [t.model_dump() for t in turns],
         }
         await self.state.put(f"question:{answer_id}", json.dumps(asked), self.settings.answer_ttl)
+
+    async def _files(self, msg: IncomingMessage, surface: Surface) -> tuple[list[FileText], list[str]]:
+        """The question's attachments: texts to answer with, and what Lore could not use."""
+        if not msg.files:
+            return [], []
+        return await read_files(msg.files, surface.files, self.settings.attachment_max_bytes)
 
     async def _history(self, msg: IncomingMessage, surface: Surface) -> list[Turn]:
         if not msg.thread or surface.threads is None or self.settings.context_turns == 0:
@@ -619,6 +651,63 @@ class ConversationService:
     async def remember_thread(self, platform: str, channel: str, thread: str) -> None:
         """Follow-ups in this thread get answers without a mention."""
         await self.state.put(thread_key(platform, channel, thread), "1", self.settings.thread_ttl)
+
+    # ---- "Summarize this thread" -----------------------------------------------------------
+
+    async def summarize_thread(
+        self,
+        channel: str,
+        thread: str,
+        reader: ThreadPosts,
+        surface: Surface,
+        target: Target,
+        *,
+        key: str | None = None,
+    ) -> Outcome:
+        """Summarize a thread for the person who asked, at `target` (ephemeral: see
+        `bot/core/summary.py`). `key` identifies the request, so a redelivered one runs once."""
+        with _correlated() as cid:
+            if key and not await self.state.first_time(
+                f"summary:{surface.platform}:{key}", self.settings.dedupe_ttl
+            ):
+                return Outcome("duplicate", cid)
+            if surface.allowed_channels and channel not in surface.allowed_channels:
+                await self._notify(surface, target, "Lore isn't enabled in this channel.")
+                return Outcome("ignored", cid, "channel not in the allowlist")
+            if self.summarizer is None:
+                await self._notify(surface, target, "Thread summaries aren't available here.")
+                return Outcome("ignored", cid, "no summarizer")
+            # A summary costs what an answer does (an LLM call): the same limits apply.
+            user = target.user or ""
+            decision = await self._limiter.check(
+                f"{surface.platform}:{user}", f"{surface.platform}:{channel}"
+            )
+            if not decision.allowed:
+                await self._notify(
+                    surface, target, render.rate_limited_text(decision.scope, decision.retry_after_s)
+                )
+                return Outcome("rate_limited", cid, decision.scope)
+            try:
+                log.info("summarizing %s thread %s in %s", surface.platform, thread, channel)
+                text = await summarize_thread(
+                    channel,
+                    thread,
+                    reader,
+                    self.summarizer,
+                    self.run_blocking,
+                    max_tokens=self.settings.summary_tokens,
+                    key_count=self.settings.summary_key_messages,
+                )
+                ref = await surface.outbox.send(target, SummaryReply(text))
+            except ThreadUnreadable as exc:
+                log.info("cannot read thread %s in %s: %s", thread, channel, exc)
+                await self._notify(surface, target, CANNOT_READ)
+                return Outcome("refused", cid, "thread unreadable")
+            except Exception:
+                log.exception("summarizing thread %s failed", thread)
+                await self._report_error(surface, target, None, cid)
+                return Outcome("failed", cid)
+            return Outcome("done", cid, ref=ref)
 
     # ---- blocking work and recording ---------------------------------------------------------
 
@@ -801,6 +890,10 @@ class ConversationService:
         ref = await surface.outbox.update(ref, Notice(render.reindex_summary_text(finished)))
         log.info("/reindex of %s finished", ", ".join(names))
         return Outcome("done", cid, ref=ref)
+
+
+async def _ready(value: T) -> T:
+    return value
 
 
 def _progress(handle: SyncHandle, status: SyncStatus) -> dict[str, Any] | None:

@@ -15,6 +15,17 @@ from knowledge.answer import Answer
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that came with a message, as its payload describes it (not downloaded: the
+    adapter's `FileFetcher` gets it from `url`, with the platform's credentials)."""
+
+    name: str
+    size: int  # bytes, as the platform says
+    url: str
+    mimetype: str = ""
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     platform: str  # "slack", "discord", "web"
     channel: str
@@ -38,6 +49,7 @@ class IncomingMessage:
     # Whether the payload says the channel is shared with another organisation (Slack's
     # `is_ext_shared_channel`); None when it does not say. The `Directory` is asked as well.
     shared_channel: bool | None = None
+    files: tuple[Attachment, ...] = ()  # attachments and images (bot.core.files reads them)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -141,4 +153,12 @@ class ExpertsAsked:
     already: bool = False  # someone had already asked experts about this answer
 
 
-Reply = Progress | AnswerReply | ErrorReply | Notice | ExpertRequest | ExpertsAsked
+@dataclass(frozen=True)
+class SummaryReply:
+    """A thread's summary: the core's Markdown, with links to the key messages. Its text quotes
+    people's messages, so adapters render it with mentions inert, like an answer's."""
+
+    text: str
+
+
+Reply = Progress | AnswerReply | ErrorReply | Notice | ExpertRequest | ExpertsAsked | SummaryReply

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from bot.core.files import FileFetcher
 from bot.core.messages import MessageRef, Reply, Target
 from knowledge.access import Audience
 from knowledge.answer import Answer, RetrievedChunk, Turn
@@ -75,7 +76,8 @@ class AnswerEngine(Protocol):
 
     `audience`: only chunks it may read (None = unfiltered, for reviewers and tools; the core
     always passes one). `wider`: the asker's own audience, for a channel answer: `Answer.withheld`
-    counts the matches it could read that `audience` may not. `sources`: channel scoping."""
+    counts the matches it could read that `audience` may not. `sources`: channel scoping.
+    `options`: `attachments`, the texts of files that came with the question (only then)."""
 
     def answer(
         self,
@@ -85,6 +87,7 @@ class AnswerEngine(Protocol):
         audience: Audience | None = None,
         wider: Audience | None = None,
         sources: Sequence[str] | None = None,
+        **options: Any,
     ) -> Answer: ...
 
 
@@ -170,3 +173,4 @@ class Surface:
     allowed_channels: frozenset[str] = field(default_factory=frozenset)  # empty = every channel
     directory: Directory | None = None  # None: the payload's principals are all there is
     experts: ExpertDirectory | None = None  # None: no "Ask an expert" on this platform
+    files: FileFetcher | None = None  # downloads a question's attachments (bot/core/files.py)

@@ -22,7 +22,7 @@ from bot.core.ports import Surface
 from bot.discord import translate, views
 from bot.discord.cogs import LoreCog
 from bot.discord.directory import DiscordDirectory, DiscordExperts, configured_roles
-from bot.discord.outbox import NO_MENTIONS, DiscordOutbox, DiscordThreadReader
+from bot.discord.outbox import NO_MENTIONS, DiscordFiles, DiscordOutbox, DiscordThreadReader
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class LoreBot(commands.Bot):
             frozenset(str(c) for c in cfg.channels),
             directory=self.directory,
             experts=DiscordExperts(self),
+            files=DiscordFiles(),
         )
         self.buttons: views.ButtonHandler | None = None  # the cog, once set up
         self.synced: list[discord.app_commands.AppCommand] = []

@@ -15,18 +15,20 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core.conversation import VoteInput
-from bot.core.messages import Ignored, Target
+from bot.core.messages import Ignored, Notice, Target
 from bot.discord import translate, views
 from bot.discord.outbox import NO_MENTIONS
 
 if TYPE_CHECKING:
     from bot.core.conversation import ConversationService
     from bot.core.ports import Surface
-    from bot.discord.outbox import DiscordOutbox
+    from bot.discord.outbox import DiscordOutbox, DiscordThreadReader
     from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SUMMARIZE = "Summarize this thread"
+NO_THREAD = "That message isn't in a thread, so there is nothing to summarize."
 ALREADY_ACKNOWLEDGED = 40060
 UNKNOWN_INTERACTION = 10062
 
@@ -71,6 +73,10 @@ class CogHost(Protocol):
     service: ConversationService
     surface: Surface
     outbox: DiscordOutbox
+    reader: DiscordThreadReader
+
+    @property
+    def tree(self) -> app_commands.CommandTree[Any]: ...
 
     @property
     def user(self) -> discord.ClientUser | None: ...
@@ -85,6 +91,13 @@ class LoreCog(commands.Cog):
         self.bot = bot
         self.service = bot.service
         self.settings = bot.settings.discord
+        # A message context-menu command (right-click a message → Apps); cogs cannot declare
+        # those with a decorator, so it is added to the tree here, before the commands sync.
+        self.summarize_menu = app_commands.ContextMenu(name=SUMMARIZE, callback=self.summarize)
+        bot.tree.add_command(self.summarize_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.summarize_menu.name, type=self.summarize_menu.type)
 
     # ---- messages ------------------------------------------------------------------------
 
@@ -197,6 +210,26 @@ class LoreCog(commands.Cog):
         )
         target = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
         self.bot.spawn(self.service.ask(msg, self.bot.surface, target), f"discord-ask-{interaction.id}")
+
+    async def summarize(self, interaction: Interaction, message: discord.Message) -> None:
+        """ "Summarize this thread" on a message in a thread, or on the message a thread was
+        started from. Only the person who asked sees the summary (`bot/core/summary.py`)."""
+        if not await acknowledge(interaction, ephemeral=True):
+            return
+        channel, thread = where(interaction)
+        user = str(interaction.user.id)
+        if thread is None and message.thread is not None:
+            thread = str(message.id)  # the thread started on this channel message
+        target = Target(channel, thread, user, ephemeral=True, interaction=interaction.token)
+        if thread is None:
+            await self.bot.outbox.send(target, Notice(NO_THREAD))
+            return
+        self.bot.spawn(
+            self.service.summarize_thread(
+                channel, thread, self.bot.reader, self.bot.surface, target, key=f"menu:{interaction.id}"
+            ),
+            f"discord-summary-{interaction.id}",
+        )
 
     @app_commands.command(name="reindex", description="Refresh Lore's index from the docs (Lore admins)")
     @app_commands.describe(source="One source to refresh; every source when left out")

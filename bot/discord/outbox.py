@@ -15,11 +15,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 
-from bot.core.messages import MessageRef, Progress, Reply, Target
+from bot.core.files import FileTooLarge
+from bot.core.messages import Attachment, MessageRef, Progress, Reply, Target
 from bot.core.ports import DeliveryError
+from bot.core.summary import ThreadPost, ThreadUnreadable
 from bot.discord import translate, views
 from knowledge.answer import Turn
 
@@ -280,10 +284,8 @@ class DiscordThreadReader:
         messages: list[Any] = list(
             await http.logs_from(int(thread), self.limit, before=int(before) if before else None)
         )
-        if thread != channel and len(messages) < self.limit:  # the start of the thread was reached
-            # (none for a thread started without a message, or when the starter was deleted)
-            with contextlib.suppress(discord.NotFound, discord.Forbidden):
-                messages.append(await http.get_message(int(channel), int(thread)))
+        # The start of the thread always: a mention mid-thread answers the thread's question.
+        messages += await self._starter(channel, thread)
         return translate.thread_turns(messages, bot_id=self._bot_id(), before=before, skip_texts=self._skip)
 
     async def repliers(self, channel: str, thread: str) -> list[str]:
@@ -293,3 +295,60 @@ class DiscordThreadReader:
         except discord.NotFound:
             return []
         return translate.human_repliers(list(messages), bot_id=self._bot_id(), starter=thread)
+
+    async def _starter(self, channel: str, thread: str) -> list[Any]:
+        """The message a thread was started on, which lives in the parent channel under the
+        thread's own id (none for a thread started without one, or when it was deleted)."""
+        if thread == channel:
+            return []
+        with contextlib.suppress(discord.NotFound, discord.Forbidden):
+            return [await self.client.http.get_message(int(channel), int(thread))]
+        return []
+
+    async def posts(self, channel: str, thread: str, *, pages: int = 3) -> list[ThreadPost]:
+        """The thread from its start, for a summary (`bot.core.summary.ThreadPosts`)."""
+        http = self.client.http
+        messages: list[Any] = await self._starter(channel, thread)
+        after = 0
+        for _ in range(pages):  # oldest first, 100 at a time
+            try:
+                page = list(await http.logs_from(int(thread), 100, after=after))
+            except discord.Forbidden as exc:
+                raise ThreadUnreadable(exc.text) from exc
+            messages += page
+            if len(page) < 100:
+                break
+            after = max(int(m["id"]) for m in page)
+        return translate.thread_posts(messages, bot_id=self._bot_id(), skip_texts=self._skip)
+
+    async def link(self, channel: str, thread: str, post_id: str) -> str:
+        """The message's jump URL (the starter message sits in the parent channel)."""
+        found = self.client.get_channel(int(channel))
+        guild = getattr(found, "guild", None)
+        where = channel if post_id == thread else thread
+        return translate.jump_url(str(guild.id) if guild is not None else None, where, post_id)
+
+
+class DiscordFiles:
+    """`FileFetcher` for Discord: an attachment's CDN url (no credentials needed), only on
+    Discord's CDN hosts (or the REST API's, e.g. a test emulator), read no further than the limit."""
+
+    def __init__(self, timeout: float = 30) -> None:
+        self.timeout = timeout
+
+    async def fetch(self, file: Attachment, max_bytes: int) -> bytes:
+        hosts = {"cdn.discordapp.com", "media.discordapp.net", urlsplit(discord.http.Route.BASE).hostname}
+        parts = urlsplit(file.url)
+        if parts.scheme not in ("https", "http") or parts.hostname not in hosts:
+            raise ValueError(f"not a Discord attachment URL (host {parts.hostname!r})")
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session,
+            session.get(file.url, allow_redirects=False) as resp,
+        ):
+            resp.raise_for_status()
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise FileTooLarge(file.name)
+            return bytes(data)

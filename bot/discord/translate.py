@@ -24,6 +24,7 @@ from bot.core.actions import (
 )
 from bot.core.messages import (
     AnswerReply,
+    Attachment,
     ErrorReply,
     ExpertRequest,
     ExpertsAsked,
@@ -32,9 +33,11 @@ from bot.core.messages import (
     Notice,
     Progress,
     Reply,
+    SummaryReply,
 )
 from bot.core.ports import UnsupportedReply
 from bot.core.render import PRIVATE_HINT, updated_date
+from bot.core.summary import ThreadPost
 from feedback.schema import VOTE_REASONS
 from knowledge.answer import Citation, Turn
 
@@ -87,8 +90,62 @@ def payload_of(message: discord.Message) -> JSON:
         "content": message.content,
         "mentions": [{"id": str(user.id)} for user in message.mentions],
         "mention_roles": [str(role_id) for role_id in message.raw_role_mentions],
+        "attachments": [
+            {
+                "id": str(a.id),
+                "filename": a.filename,
+                "size": a.size,
+                "url": a.url,
+                "content_type": a.content_type,
+            }
+            for a in message.attachments
+        ],
         **({"member": member} if member is not None else {}),
     }
+
+
+def files_of(data: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """A message's attachments (MESSAGE_CREATE `attachments`), to download from their CDN url."""
+    out = []
+    for a in data.get("attachments") or []:
+        if not isinstance(a, Mapping):
+            continue
+        size = a.get("size")
+        out.append(
+            Attachment(
+                str(a.get("filename") or "file"),
+                int(size) if isinstance(size, int) else 0,
+                str(a.get("url") or ""),
+                str(a.get("content_type") or ""),
+            )
+        )
+    return tuple(out)
+
+
+def jump_url(guild: str | None, channel: str, message: str) -> str:
+    """The link that opens a message in Discord (a DM's "guild" is @me)."""
+    return f"https://discord.com/channels/{guild or '@me'}/{channel}/{message}"
+
+
+def thread_posts(
+    messages: Iterable[Mapping[str, Any]], *, bot_id: str, skip_texts: Sequence[str] = ()
+) -> list[ThreadPost]:
+    """History payloads (any order, the starter message among them) as a summary reads them:
+    people's and Lore's, oldest first, Lore's mentions removed, other bots left out."""
+    picked: dict[int, ThreadPost] = {}
+    for m in messages:
+        mid = _snowflake(m.get("id"))
+        if mid is None or int(m.get("type") or 0) not in _USER_MESSAGE_TYPES | {20}:
+            continue
+        author: Mapping[str, Any] = m.get("author") or {}
+        is_lore = str(author.get("id")) == bot_id
+        if not is_lore and (author.get("bot") or m.get("webhook_id")):
+            continue
+        text = str(m.get("content") or "").strip()
+        if not text or text in skip_texts:
+            continue
+        picked[mid] = ThreadPost(str(mid), text if is_lore else strip_mentions(text, bot_id))
+    return [picked[k] for k in sorted(picked)]
 
 
 def principals_of(user: str, role_ids: Iterable[str] = ()) -> frozenset[str]:
@@ -176,6 +233,7 @@ def message_from_payload(
         is_direct=is_direct,
         mentions_bot=mentions_bot(data, bot_id, roles),
         principals=principals_of(author_id, member_roles(data) if guild else ()),
+        files=files_of(data),
         raw=data,
     )
 
@@ -471,7 +529,7 @@ def render(reply: Reply) -> Rendered:
             else f"{reply.text} (reference: {reply.correlation_id})"
         )
         return Rendered(_fit(f"⚠️ {text}"))
-    if isinstance(reply, Notice):
+    if isinstance(reply, Notice | SummaryReply):
         return Rendered(_fit(reply.text))
     if isinstance(reply, ExpertRequest):
         return expert_request(reply)

@@ -27,7 +27,7 @@ from bot.core.messages import Ignored, Target
 from bot.core.ports import Surface
 from bot.slack import translate
 from bot.slack.directory import SlackDirectory, configured_user_groups, names_emails
-from bot.slack.outbox import SlackAdmins, SlackOutbox, SlackThreadReader, make_web_client
+from bot.slack.outbox import SlackAdmins, SlackFiles, SlackOutbox, SlackThreadReader, make_web_client
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class SlackAdapter:
             frozenset(slack.channels),
             directory=self.directory,
             experts=self.directory,
+            files=SlackFiles(self.client),
         )
         self.admins = SlackAdmins(self.client, slack.admin_users, ttl=slack.admin_cache_seconds)
         self.tasks = BackgroundTasks("Slack")
@@ -160,6 +161,7 @@ class SlackAdapter:
         app.action(translate.ACTION_EXPERT)(self._on_ask_expert)
         app.event("reaction_added")(self._on_reaction)  # ✅ on an expert's reply; ⏸️ / ▶️ by a moderator
         app.view(translate.FEEDBACK_VIEW)(self._on_feedback_form)
+        app.shortcut(translate.SUMMARIZE_CALLBACK)(self._on_summarize)
         app.command("/ask")(self._on_ask)
         app.command("/reindex")(self._on_reindex)
         app.command("/lore-pause")(self._on_pause_command)
@@ -220,6 +222,25 @@ class SlackAdapter:
         )
         private = Target(form.channel, form.thread, user, ephemeral=True)
         self.spawn(self.service.vote(vote, self.surface, private), f"slack-feedback-{form.answer_id}")
+
+    async def _on_summarize(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """The "Summarize this thread" message shortcut: answered to the clicker alone, through
+        the response_url (which reaches them even where Lore is not a member)."""
+        await ack()
+        self._learn(context)
+        request = translate.summarize_request(body)
+        if isinstance(request, Ignored):
+            log.warning("a summarize shortcut without a message: %s", request.reason)
+            return
+        target = Target(
+            request.channel, request.thread, request.user, ephemeral=True, interaction=request.response_url
+        )
+        self.spawn(
+            self.service.summarize_thread(
+                request.channel, request.thread, self.reader, self.surface, target, key=request.key
+            ),
+            f"slack-summary-{request.thread}",
+        )
 
     async def _on_ask(self, ack: AsyncAck, command: dict[str, Any]) -> None:
         await ack()

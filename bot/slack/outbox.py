@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -28,8 +29,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.core.messages import MessageRef, Reply, Target
+from bot.core.files import FileTooLarge
+from bot.core.messages import Attachment, MessageRef, Reply, Target
 from bot.core.ports import DeliveryError
+from bot.core.summary import ThreadPost, ThreadUnreadable
 from bot.slack import translate
 from config.settings import SlackSettings
 from knowledge.answer import Turn
@@ -248,6 +251,31 @@ class SlackThreadReader:
         self._max_pages = max_pages
 
     async def history(self, channel: str, thread: str, *, before: str | None = None) -> list[Turn]:
+        messages = await self._replies(channel, thread, before)
+        return translate.thread_turns(
+            messages, bot_user_id=self._bot_user_id(), before=before, skip_texts=self._skip
+        )
+
+    async def posts(self, channel: str, thread: str) -> list[ThreadPost]:
+        """The whole thread, for a summary (`bot.core.summary.ThreadPosts`)."""
+        try:
+            messages = await self._replies(channel, thread, None)
+        except SlackApiError as exc:
+            if exc.response.get("error") in _NOT_HERE:
+                raise ThreadUnreadable(str(exc.response.get("error"))) from exc
+            raise
+        return translate.thread_posts(messages, bot_user_id=self._bot_user_id(), skip_texts=self._skip)
+
+    async def link(self, channel: str, thread: str, post_id: str) -> str:
+        """The message's permalink (chat.getPermalink); "" when Slack gives none."""
+        try:
+            resp = await self.client.chat_getPermalink(channel=channel, message_ts=post_id)
+        except SlackApiError as exc:
+            log.warning("no permalink for a message in %s: %s", channel, exc.response.get("error"))
+            return ""
+        return str(resp.get("permalink") or "")
+
+    async def _replies(self, channel: str, thread: str, before: str | None) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         cursor: str | None = None
         for _ in range(self._max_pages):  # long threads: the newest turns matter, so read to the end
@@ -261,9 +289,40 @@ class SlackThreadReader:
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
             if not resp.get("has_more") or not cursor:
                 break
-        return translate.thread_turns(
-            messages, bot_user_id=self._bot_user_id(), before=before, skip_texts=self._skip
-        )
+        return messages
+
+
+class SlackFiles:
+    """`FileFetcher` for Slack: url_private with the bot token, sent only to Slack's file host
+    (or the configured API's, e.g. a test emulator), and read no further than the size limit."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        api_host = urlsplit(client.base_url).hostname or ""
+        self._hosts = {"files.slack.com", api_host}
+
+    async def fetch(self, file: Attachment, max_bytes: int) -> bytes:
+        host = urlsplit(file.url).hostname or ""
+        if urlsplit(file.url).scheme not in ("https", "http") or host not in self._hosts:
+            raise ValueError(f"not a Slack file URL (host {host!r})")
+        headers = {"Authorization": f"Bearer {self.client.token}"}
+        timeout = aiohttp.ClientTimeout(total=self.client.timeout)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(file.url, headers=headers, allow_redirects=False) as resp,
+        ):
+            resp.raise_for_status()
+            if "text/html" in resp.headers.get("Content-Type", "") and not file.mimetype.startswith(
+                "text/html"
+            ):
+                # Slack answers a bad token or a missing scope with its sign-in page
+                raise ValueError("Slack answered with a web page, not the file (files:read missing?)")
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise FileTooLarge(file.name)
+            return bytes(data)
 
     async def repliers(self, channel: str, thread: str) -> list[str]:
         """Who replied in the thread (people only); one page is plenty for "anyone yet?"."""

@@ -17,6 +17,7 @@ from typing import Any
 from bot.core.actions import ButtonAction, expert_id, parse_button, private_id, share_id, vote_id
 from bot.core.messages import (
     AnswerReply,
+    Attachment,
     ErrorReply,
     ExpertRequest,
     ExpertsAsked,
@@ -25,10 +26,12 @@ from bot.core.messages import (
     Notice,
     Progress,
     Reply,
+    SummaryReply,
 )
 from bot.core.ports import UnsupportedReply
 from bot.core.render import PRIVATE_HINT, updated_date
 from bot.core.split import split_text
+from bot.core.summary import ThreadPost
 from bot.slack.mrkdwn import escape, link, to_mrkdwn
 from feedback.schema import VOTE_REASONS
 from knowledge.answer import Citation, Turn
@@ -132,8 +135,68 @@ def message_from_event(body: Mapping[str, Any], bot_user_id: str) -> IncomingMes
         delivery_id=str(body["event_id"]) if body.get("event_id") else None,
         principals=principals_of(user),
         shared_channel=_flag(body.get("is_ext_shared_channel")),
+        files=files_of(message),
         raw=body,
     )
+
+
+def files_of(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The files shared with a message (Slack file objects), to download from url_private."""
+    out = []
+    for f in message.get("files") or []:
+        if not isinstance(f, Mapping) or f.get("mode") == "tombstone":
+            continue  # a deleted file
+        url = str(f.get("url_private_download") or f.get("url_private") or "")
+        name = str(f.get("name") or f.get("title") or "file")
+        size = f.get("size")
+        out.append(
+            Attachment(name, int(size) if isinstance(size, int) else 0, url, str(f.get("mimetype") or ""))
+        )
+    return tuple(out)
+
+
+SUMMARIZE_CALLBACK = "lore_summarize"  # the message shortcut in deploy/slack/manifest.yaml
+
+
+@dataclass(frozen=True)
+class SummarizeRequest:
+    channel: str
+    thread: str  # the thread's ts: the clicked message's thread, or the message itself
+    user: str
+    response_url: str | None
+    key: str  # the trigger id: one click
+
+
+def summarize_request(body: Mapping[str, Any]) -> SummarizeRequest | Ignored:
+    """A `message_action` payload (the "Summarize this thread" shortcut) as a request."""
+    message = body.get("message") or {}
+    channel = str((body.get("channel") or {}).get("id") or "")
+    ts = str(message.get("ts") or body.get("message_ts") or "")
+    user = str((body.get("user") or {}).get("id") or "")
+    if not channel or not ts or not user:
+        return Ignored("no channel, message or user")
+    thread = str(message.get("thread_ts") or ts)
+    return SummarizeRequest(
+        channel, thread, user, body.get("response_url") or None, str(body.get("trigger_id") or ts)
+    )
+
+
+def thread_posts(
+    messages: Sequence[Mapping[str, Any]], *, bot_user_id: str, skip_texts: Sequence[str] = ()
+) -> list[ThreadPost]:
+    """`conversations.replies` messages as a summary reads them: people's and Lore's, oldest
+    first, mentions of Lore removed (other bots' chatter and Lore's progress left out)."""
+    posts: list[tuple[Decimal, ThreadPost]] = []
+    for m in messages:
+        ts = _ts(m.get("ts"))
+        if ts is None or m.get("subtype") not in _HANDLED_SUBTYPES:
+            continue
+        text = str(m.get("text") or "").strip()
+        is_lore = m.get("user") == bot_user_id
+        if not text or text in skip_texts or (m.get("bot_id") and not is_lore):
+            continue
+        posts.append((ts, ThreadPost(str(m["ts"]), text if is_lore else strip_mention(text, bot_user_id))))
+    return [p for _, p in sorted(posts, key=lambda pair: pair[0])]
 
 
 def _flag(value: Any) -> bool | None:
@@ -421,6 +484,9 @@ def render(reply: Reply) -> tuple[str, list[JSON]]:
     if isinstance(reply, ExpertsAsked):
         text = experts_asked_text(reply)
         return text, _sections(text)
+    if isinstance(reply, SummaryReply):
+        body = to_mrkdwn(reply.text)
+        return body[:FALLBACK_MAX], _sections(body)
     raise UnsupportedReply(f"the Slack outbox cannot render {type(reply).__name__}")
 
 

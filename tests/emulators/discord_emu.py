@@ -370,6 +370,43 @@ def interaction_component(
     return _interaction(3, data, user, member, guild_id, channel_id, permissions, message)
 
 
+def interaction_message_command(
+    name: str,
+    target: JSON,
+    *,
+    user: JSON | None = None,
+    member: JSON | None = None,
+    guild_id: Id | None = None,
+    channel_id: Id | None = None,
+    command_id: Id | None = None,
+) -> JSON:
+    """INTERACTION_CREATE type 2 for a message context-menu command (command type 3) on
+    ``target``: Discord sends the target's id and the whole message under ``resolved``."""
+    data: JSON = {
+        "id": str(command_id or snowflake()),
+        "name": name,
+        "type": 3,
+        "target_id": target["id"],
+        "resolved": {"messages": {target["id"]: target}},
+    }
+    return _interaction(2, data, user, member, guild_id, channel_id or target["channel_id"], None)
+
+
+def make_attachment(url: str, filename: str, size: int, content_type: str) -> JSON:
+    """A message's attachment as the gateway shows it (`url` on the CDN, here the emulator's)."""
+    aid = snowflake()
+    image = {"width": 64, "height": 64} if content_type.startswith("image/") else {}
+    return {
+        "id": aid,
+        "filename": filename,
+        "size": size,
+        "url": url,
+        "proxy_url": url.replace("/attachments/", "/media/", 1),
+        "content_type": content_type,
+        **image,
+    }
+
+
 def interaction_modal_submit(
     custom_id: str,
     components: Mapping[str, str] | Sequence[JSON],
@@ -492,6 +529,7 @@ class DiscordEmulator:
         self.interactions: dict[str, JSON] = {}  # by token
         self.originals: dict[str, JSON] = {}  # token -> @original response message
         self._command_ids: dict[tuple[str | None, str], str] = {}
+        self.files: dict[str, bytes] = {}  # CDN path -> content (`attach`)
         self._acked: set[str] = set()
         self._failures: list[_Failure] = []
         self._buffer: deque[tuple[int, str, JSON]] = deque(maxlen=1000)  # replayed on RESUME
@@ -537,6 +575,7 @@ class DiscordEmulator:
             *((verb, path, self._commands) for verb in ("GET", "PUT") for path in cmds),
         ]:
             app.router.add_route(method, API_PREFIX + path, handler)
+        app.router.add_get("/attachments/{tail:.*}", self._attachment)
         app.router.add_route("*", "/{tail:.*}", self._catch_all)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
@@ -592,6 +631,22 @@ class DiscordEmulator:
         """Preload history (e.g. ``message_create`` payloads) served by GET /channels/{id}/messages."""
         for msg in messages:
             self._remember(msg | {"channel_id": str(channel_id)})
+
+    def attach(
+        self, channel_id: Id, filename: str, data: bytes, content_type: str, *, size: int | None = None
+    ) -> JSON:
+        """Put a file on the emulated CDN and return its attachment object (`size` overrides the
+        real size, to play an oversize upload without sending one)."""
+        path = f"/attachments/{channel_id}/{snowflake()}/{filename}"
+        self.files[path] = data
+        url = f"http://127.0.0.1:{self.port}{path}?ex=6790a1b2&is=678f5032&hm=0123abcd"
+        return make_attachment(url, filename, len(data) if size is None else size, content_type)
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        """The CDN: no credentials needed (the signed query string is the capability)."""
+        self.calls.append(Call("GET", request.path, None, dict(request.query), dict(request.headers), 200))
+        data = self.files.get(request.path)
+        return web.Response(body=data) if data is not None else web.Response(status=404)
 
     def add_channel(self, channel: JSON) -> None:
         self.channels[channel["id"]] = channel

@@ -95,6 +95,7 @@ class SlackEmulator:
         self.calls: list[Call] = []
         self.acks: list[Ack] = []
         self.messages: dict[str, list[JSON]] = {}  # channel -> posted and preloaded messages
+        self.files: dict[str, tuple[bytes, str]] = {}  # url path -> (content, mimetype), `add_file`
         self.port = 0
         self._failures: dict[str, list[tuple[int, int, str, bool]]] = {}
         self._holds: dict[str, tuple[Callable[[JSON], bool], asyncio.Event]] = {}
@@ -123,6 +124,7 @@ class SlackEmulator:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{name}", self._handle_response_url)
+        app.router.add_get("/files-pri/{tail:.*}", self._handle_file)
         app.router.add_get("/socket-mode/{tail:.*}", self._handle_socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -328,6 +330,56 @@ class SlackEmulator:
             await hold[1].wait()
         return web.json_response({"ok": True})
 
+    async def _handle_file(self, request: web.Request) -> web.Response:
+        """url_private: the file with a valid bot token; without one, Slack's sign-in page (HTTP
+        200, text/html), as real Slack answers a request that lacks files:read or a token."""
+        auth = request.headers.get("Authorization", "")
+        self.calls.append(Call("files-pri", {"path": request.path}, dict(request.headers)))
+        await self._notify()
+        found = self.files.get(request.path)
+        if auth.removeprefix("Bearer ") not in self.tokens:
+            return web.Response(text="<!DOCTYPE html><html>Sign in to Slack</html>", content_type="text/html")
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        data, mimetype = found
+        return web.Response(body=data, content_type=mimetype)
+
+    def add_file(self, name: str, data: bytes, mimetype: str, *, size: int | None = None) -> JSON:
+        """Store a file and return its Slack file object, as a message's `files` carries it
+        (`size` overrides the real size, to play an oversize upload without sending one)."""
+        fid = "F" + uuid.uuid4().hex[:10].upper()
+        path = f"/files-pri/{self.team_id}-{fid}/{name}"
+        self.files[path] = self.files[f"/files-pri/{self.team_id}-{fid}/download/{name}"] = (data, mimetype)
+        base = f"http://127.0.0.1:{self.port}"
+        filetype = name.rsplit(".", 1)[-1].lower() if "." in name else "binary"
+        return {
+            "id": fid,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": "U1",
+            "user_team": self.team_id,
+            "editable": False,
+            "size": len(data) if size is None else size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": base + path,
+            "url_private_download": f"{base}/files-pri/{self.team_id}-{fid}/download/{name}",
+            "permalink": f"https://loretest.slack.com/files/U1/{fid}/{name}",
+            "permalink_public": f"https://slack-files.com/{self.team_id}-{fid}-0123456789",
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+
     def _respond(self, method: str, args: JSON, token: str | None) -> tuple[int, JSON, dict[str, str]]:
         if failures := self._failures.get(method):
             status, retry_after, failure, after_applying = failures.pop(0)
@@ -390,7 +442,18 @@ class SlackEmulator:
         stored = self.messages.setdefault(event["channel"], [])
         if any(m["ts"] == event["ts"] for m in stored):
             return  # a redelivery, or the app_mention twin of a message event
-        keep = ("type", "user", "text", "ts", "thread_ts", "bot_id", "client_msg_id", "team", "blocks")
+        keep = (
+            "type",
+            "user",
+            "text",
+            "ts",
+            "thread_ts",
+            "bot_id",
+            "client_msg_id",
+            "team",
+            "blocks",
+            "files",
+        )
         stored.append({"type": "message"} | {k: event[k] for k in keep if k in event and k != "type"})
 
     def next_ts(self) -> str:
@@ -493,6 +556,16 @@ class SlackEmulator:
         thread = [m for m in channel if ts in (m["ts"], m.get("thread_ts"))]
         return _page(thread, args)
 
+    def _permalink(self, args: JSON) -> JSON:
+        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+        message = next((m for m in self.messages.get(channel, []) if m["ts"] == ts), None)
+        if message is None:
+            return _error("message_not_found")
+        link = f"https://loretest.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        if message.get("thread_ts") and message["thread_ts"] != ts:
+            link += f"?thread_ts={message['thread_ts']}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
     def _history(self, args: JSON) -> JSON:
         """The channel's top-level messages (thread parents included), newest first, as Slack does."""
         channel = self.messages.get(args.get("channel", ""), [])
@@ -511,13 +584,6 @@ class SlackEmulator:
         page = members[start : start + limit]
         cursor = str(start + limit) if start + limit < len(members) else ""
         return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
-
-    def _permalink(self, args: JSON) -> JSON:
-        channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
-        if not channel or not ts:
-            return _error("channel_not_found" if not channel else "message_not_found")
-        url = f"https://loretest.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-        return {"ok": True, "channel": channel, "permalink": url}
 
     def _connections_open(self, args: JSON) -> JSON:
         ticket = uuid.uuid4()
@@ -664,10 +730,49 @@ def event_callback(
 
 
 def app_mention_event(
-    text: str, user: str, channel: str, ts: str, thread_ts: str | None = None, *, team: str = TEAM_ID
+    text: str,
+    user: str,
+    channel: str,
+    ts: str,
+    thread_ts: str | None = None,
+    *,
+    team: str = TEAM_ID,
+    files: list[JSON] | None = None,
 ) -> JSON:
+    """@Lore in a channel; `files` (from `SlackEmulator.add_file`) shared with it, as Slack
+    sends them: the file objects, and `upload: false` with `display_as_bot: false`."""
     event = _human_message(text, user, ts, team) | {"type": "app_mention", "channel": channel, "event_ts": ts}
+    if files:
+        event |= {"files": files, "upload": False, "display_as_bot": False}
     return event | ({"thread_ts": thread_ts} if thread_ts else {})
+
+
+def message_shortcut_payload(
+    callback_id: str,
+    message: JSON,
+    user: str,
+    channel: str,
+    *,
+    response_url: str,
+    team_id: str = TEAM_ID,
+    trigger_id: str | None = None,
+) -> JSON:
+    """A message shortcut ("More actions" on `message`), as Slack sends a `message_action`."""
+    return {
+        "type": "message_action",
+        "token": VERIFICATION_TOKEN,
+        "action_ts": _later(str(message["ts"])),
+        "team": {"id": team_id, "domain": "loretest"},
+        "user": _actor(user, team_id),
+        "channel": {"id": channel, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": trigger_id or f"{int(time.time())}.1111111111.{uuid.uuid4().hex[:24]}",
+        "message_ts": message["ts"],
+        "message": message,
+        "response_url": response_url,
+    }
 
 
 def message_event(

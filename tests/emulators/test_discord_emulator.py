@@ -389,3 +389,18 @@ async def test_raw_protocol_text_frames_and_exact_content_type(emu: DiscordEmula
             assert ready["d"]["guilds"] == [{"id": str(GUILD_ID), "unavailable": True}]
             guild_create = json.loads(await ws.receive_str(timeout=5))
             assert guild_create["t"] == "GUILD_CREATE" and guild_create["d"]["id"] == str(GUILD_ID)
+
+
+async def test_attachments_are_parsed_by_discord_py_and_served_by_the_cdn(
+    emu: DiscordEmulator, bot: LoreTestBot
+) -> None:
+    att = emu.attach(DM_CHANNEL_ID, "notes.txt", b"hello", "text/plain; charset=utf-8")
+    big = emu.attach(DM_CHANNEL_ID, "big.log", b"x", "text/plain", size=9_000_000)
+    await emu.dispatch(
+        "MESSAGE_CREATE", message_create("see file", ALICE, DM_CHANNEL_ID) | {"attachments": [att, big]}
+    )
+    await emu._until(lambda: bool(bot.seen), 5, "the message")
+    first, second = bot.seen[0].attachments
+    assert (first.filename, first.size, first.content_type) == ("notes.txt", 5, "text/plain; charset=utf-8")
+    assert second.size == 9_000_000
+    assert await first.read() == b"hello"  # discord.py fetches the CDN URL itself

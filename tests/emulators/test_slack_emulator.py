@@ -439,3 +439,53 @@ def test_builders_are_recognised_by_bolt():
             payload_utils.is_slash_command,
         )
         assert any(check(payload) for check in checks), name
+
+
+# ---- files, permalinks, message shortcuts --------------------------------------------------------
+
+
+async def test_url_private_needs_the_bot_token_and_permalinks_point_at_messages(slack, client):
+    f = slack.add_file("notes.txt", b"hello", "text/plain")
+    assert f["size"] == 5 and f["mimetype"] == "text/plain" and f["filetype"] == "txt"
+    async with aiohttp.ClientSession() as http:
+        for url in (f["url_private"], f["url_private_download"]):
+            async with http.get(url, headers={"Authorization": f"Bearer {BOT_TOKEN}"}) as resp:
+                assert resp.status == 200 and await resp.read() == b"hello"
+        async with http.get(f["url_private"]) as resp:  # no token: Slack's sign-in page
+            assert resp.status == 200 and resp.content_type == "text/html"
+    posted = await client.chat_postMessage(channel="C1", text="parent")
+    reply = await client.chat_postMessage(channel="C1", text="reply", thread_ts=posted["ts"])
+    link = await client.chat_getPermalink(channel="C1", message_ts=reply["ts"])
+    assert link["permalink"].startswith(
+        f"https://loretest.slack.com/archives/C1/p{reply['ts'].replace('.', '')}"
+    )
+    assert f"thread_ts={posted['ts']}" in link["permalink"]
+    with pytest.raises(SlackApiError, match="message_not_found"):
+        await client.chat_getPermalink(channel="C1", message_ts="1.000001")
+
+
+async def test_a_message_shortcut_reaches_a_socket_mode_client(slack):
+    from tests.emulators.slack import message_shortcut_payload
+
+    got: list[dict] = []
+    sm = SocketModeClient(
+        app_token=APP_TOKEN, web_client=AsyncWebClient(token=BOT_TOKEN, base_url=slack.base_url)
+    )
+
+    async def listener(client: SocketModeClient, req: SocketModeRequest) -> None:
+        got.append(req.payload)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+    sm.socket_mode_request_listeners.append(listener)
+    await sm.connect()
+    try:
+        await slack.wait_connected()
+        message = {"type": "message", "user": "U1", "text": "hi", "ts": "1700000000.000100"}
+        payload = message_shortcut_payload(
+            "lore_summarize", message, "U1", "C1", response_url=slack.new_response_url()
+        )
+        await slack.wait_for_ack(await slack.send_interactive(payload))
+        assert got[0]["type"] == "message_action" and got[0]["callback_id"] == "lore_summarize"
+        assert got[0]["message"]["ts"] == got[0]["message_ts"] == "1700000000.000100"
+    finally:
+        await sm.close()

@@ -218,3 +218,42 @@ def test_the_owner_answers_for_the_audience_and_sources_the_chat_side_sends(
         remote.close()
         server.stop(timeout=5)
         redis.close()
+
+
+def test_the_owner_summarizes_threads_and_reads_attachments_for_the_chat_side(
+    tmp_path: Path, prefix: str, make_knowledge: Any
+) -> None:
+    # "Summarize this thread" and a question's attachments with index.owner = "worker": the
+    # owner's embedder does the centrality, the attachment's text travels with the question.
+    from redis import Redis
+
+    from config.settings import Settings
+    from workers.answers import AnswerServer
+    from workers.app import make_celery
+    from workers.names import Keys
+    from workers.remote import RemoteKnowledge
+
+    data = remote_settings(tmp_path, prefix, answer_timeout=60)
+    settings = Settings(**data)
+    kn = make_knowledge(data["sources"], data_dir=Path(data["data_dir"]))
+    assert kn.sync("handbook").error is None
+    redis = Redis.from_url(REDIS_URL)
+    server = AnswerServer(make_celery(settings), lambda: kn, lambda: redis, Keys(prefix), threads=1)
+    server.start()
+    remote = RemoteKnowledge(settings)
+    try:
+        thread = [
+            "Can I deploy the billing fix on Friday?",
+            "Friday deploys need approval from the on-call lead.",
+            "lunch is at noon",
+            "Dana is the on-call lead; ask her to approve the Friday deploy.",
+        ]
+        summary = remote.summarize(thread, key_count=2)
+        assert summary.read == 4 and summary.model == "extractive" and 2 not in summary.key
+        runbook = {"name": "runbook.txt", "text": "The backup window is 02:00 to 04:00 UTC.", "url": ""}
+        answer = remote.answer("when is the backup window?", attachments=[runbook])
+        assert "02:00" in answer.text and answer.citations[0].title == "runbook.txt"
+    finally:
+        remote.close()
+        server.stop(timeout=5)
+        redis.close()

@@ -55,7 +55,8 @@ async def test_login_ready_intents_and_command_sync(connect_discord):
     )
     [put] = emu.calls_to("PUT", rf"/applications/{BOT_ID}/commands")  # no guild_ids: global sync
     commands = {c["name"]: c for c in put.json}
-    assert set(commands) == {"ask", "reindex", "lore-pause", "lore-resume"}
+    assert set(commands) == {"ask", "reindex", "lore-pause", "lore-resume", "Summarize this thread"}
+    assert commands["Summarize this thread"]["type"] == 3  # a message context-menu command
     [question] = commands["ask"]["options"]
     assert (question["name"], question["type"], question["required"]) == ("question", 3, True)
     [source] = commands["reindex"]["options"]
@@ -67,7 +68,13 @@ async def test_login_ready_intents_and_command_sync(connect_discord):
 async def test_commands_sync_to_the_configured_guilds_for_development(connect_discord):
     lore = await connect_discord(discord={"guild_ids": [int(GUILD_ID)]})
     [put] = lore.emu.calls_to("PUT", rf"/applications/{BOT_ID}/guilds/{GUILD_ID}/commands")
-    assert {c["name"] for c in put.json} == {"ask", "reindex", "lore-pause", "lore-resume"}
+    assert {c["name"] for c in put.json} == {
+        "ask",
+        "reindex",
+        "lore-pause",
+        "lore-resume",
+        "Summarize this thread",
+    }
     assert not lore.emu.calls_to("PUT", rf"/applications/{BOT_ID}/commands")
 
 

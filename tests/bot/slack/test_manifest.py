@@ -34,6 +34,13 @@ def test_manifest_has_every_scope_event_command_and_setting():
     assert settings["socket_mode_enabled"] is True
     commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
     assert set(commands) == {"/ask", "/reindex", "/lore-pause", "/lore-resume"}
+    # "Summarize this thread": a message shortcut whose callback_id the Bolt app listens to
+    from bot.slack.translate import SUMMARIZE_CALLBACK
+
+    [shortcut] = manifest["features"]["shortcuts"]
+    assert shortcut["type"] == "message" and shortcut["callback_id"] == SUMMARIZE_CALLBACK
+    assert len(shortcut["name"]) <= 24 and len(shortcut["description"]) <= 80  # Slack's limits
+    assert "files:read" in scopes  # attachments with a question
     assert manifest["features"]["bot_user"]["display_name"] == "Lore"
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True  # users can DM Lore
     # Slack's own limits on the manifest's texts
