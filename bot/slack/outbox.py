@@ -291,6 +291,13 @@ class SlackThreadReader:
                 break
         return messages
 
+    async def repliers(self, channel: str, thread: str) -> list[str]:
+        """Who replied in the thread (people only); one page is plenty for "anyone yet?"."""
+        resp = await self.client.conversations_replies(channel=channel, ts=thread, limit=50)
+        return translate.human_repliers(
+            resp.get("messages") or [], bot_user_id=self._bot_user_id(), thread_ts=thread
+        )
+
 
 class SlackFiles:
     """`FileFetcher` for Slack: url_private with the bot token, sent only to Slack's file host
@@ -323,13 +330,6 @@ class SlackFiles:
                 if len(data) > max_bytes:
                     raise FileTooLarge(file.name)
             return bytes(data)
-
-    async def repliers(self, channel: str, thread: str) -> list[str]:
-        """Who replied in the thread (people only); one page is plenty for "anyone yet?"."""
-        resp = await self.client.conversations_replies(channel=channel, ts=thread, limit=50)
-        return translate.human_repliers(
-            resp.get("messages") or [], bot_user_id=self._bot_user_id(), thread_ts=thread
-        )
 
 
 class SlackAdmins:
