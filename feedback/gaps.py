@@ -2,8 +2,8 @@
 
 Two kinds of report, clustered the same way:
 
-- `gaps`: questions Lore abstained on or got a 👎 on (`GAP_SIGNALS`; escalations join with one
-  entry there once they are recorded);
+- `gaps`: questions Lore abstained on, got a 👎 on, or someone asked an expert about
+  (`GAP_SIGNALS`);
 - `top`: every question, to see what people ask most and how well Lore does.
 
 A run (`run_reports`, the Celery task `lore.cluster_gaps`, `lore gaps --refresh`) embeds the
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import ColumnElement, delete, exists, or_, select
 
-from feedback.models import GAP_REPORT_KINDS, GapReport, Interaction, Vote
+from feedback.models import GAP_REPORT_KINDS, Escalation, ExpertAnswer, GapReport, Interaction, Vote
 from feedback.store import SessionFactory
 
 if TYPE_CHECKING:
@@ -39,12 +39,11 @@ if TYPE_CHECKING:
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
-# Why a question counts as a gap: one SQL condition on `Interaction` each. When escalations are
-# recorded, one more line adds them, e.g.
-#   "escalated": lambda: exists().where(Escalation.answer_id == Interaction.answer_id),
+# Why a question counts as a gap: one SQL condition on `Interaction` each.
 GAP_SIGNALS: dict[str, Callable[[], ColumnElement[bool]]] = {
     "abstained": lambda: Interaction.abstained.is_(True),
     "down": lambda: exists().where(Vote.answer_id == Interaction.answer_id, Vote.value == "down"),
+    "escalated": lambda: exists().where(Escalation.answer_id == Interaction.answer_id),
 }
 KEEP_REPORTS = 20  # per kind; older runs are deleted when a new one is stored
 EXAMPLES = 5
@@ -64,6 +63,8 @@ class Question:
     sources: tuple[str, ...]  # sources among the answer's retrieved chunks
     abstained: bool
     vote: str | None  # the answers' current votes: "down" if any is, else "up" if any is
+    escalated: bool = False  # someone asked an expert about it
+    expert: bool = False  # an expert answered it (a reply by the experts, or one accepted with ✅)
 
     def as_member(self, distance: float) -> dict[str, Any]:
         return {
@@ -75,6 +76,8 @@ class Question:
             "sources": list(self.sources),
             "abstained": self.abstained,
             "vote": self.vote,
+            "escalated": self.escalated,
+            "expert": self.expert,
             "distance": round(float(distance), 4),
         }
 
@@ -90,12 +93,21 @@ def select_questions(sessions: SessionFactory, kind: str, *, since: datetime, li
     with sessions() as session:
         rows = list(session.scalars(stmt))
         votes: dict[str, set[str]] = {}
+        escalated: set[str] = set()
+        expert: set[str] = set()
         ids = [r.answer_id for r in rows]
         for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
             for answer_id, value in session.execute(
-                select(Vote.answer_id, Vote.value).where(Vote.answer_id.in_(ids[start : start + 500]))
+                select(Vote.answer_id, Vote.value).where(Vote.answer_id.in_(batch))
             ):
                 votes.setdefault(answer_id, set()).add(value)
+            escalated.update(
+                session.scalars(select(Escalation.answer_id).where(Escalation.answer_id.in_(batch)))
+            )
+            expert.update(
+                session.scalars(select(ExpertAnswer.answer_id).where(ExpertAnswer.answer_id.in_(batch)))
+            )
     out = []
     for r in rows:
         values = votes.get(r.answer_id, set())
@@ -109,6 +121,8 @@ def select_questions(sessions: SessionFactory, kind: str, *, since: datetime, li
                 sources=tuple(dict.fromkeys(str(c.get("source")) for c in r.chunks if c.get("source"))),
                 abstained=bool(r.abstained),
                 vote="down" if "down" in values else ("up" if "up" in values else None),
+                escalated=r.answer_id in escalated,
+                expert=r.answer_id in expert,
             )
         )
     return out
@@ -391,6 +405,8 @@ class ClusterView:
     up: int
     platforms: dict[str, int]
     answer_ids: list[str]
+    escalated: int = 0
+    expert_answered: int = 0
     documents: list[dict[str, Any]] = field(default_factory=list)  # nearest documents, filled by readers
 
     def as_dict(self) -> dict[str, Any]:
@@ -404,6 +420,9 @@ class ClusterView:
             "down": self.down,
             "up": self.up,
             "platforms": self.platforms,
+            "escalated": self.escalated,
+            "expert_answered": self.expert_answered,
+            "expert_share": round(self.expert_answered / self.count, 3) if self.count else 0.0,
             "documents": self.documents,
         }
 
@@ -445,6 +464,8 @@ def view_report(
                 up=sum(1 for m in members if m["vote"] == "up"),
                 platforms=dict(Counter(m["platform"] for m in members).most_common()),
                 answer_ids=[m["answer_id"] for m in members],
+                escalated=sum(1 for m in members if m.get("escalated")),  # runs before 0005 lack it
+                expert_answered=sum(1 for m in members if m.get("expert")),
             )
         )
     views.sort(key=lambda v: (-v.count, v.label))

@@ -1,9 +1,9 @@
 """The console's Overview: per day over a chosen range, questions by platform, the 👍 share, the
-abstention rate and the p50/p95 answer time. Plain numbers; the page draws them as charts.
+abstention rate, escalations to experts (and the expert answers captured) and the p50/p95 answer
+time. Plain numbers; the page draws them as charts.
 
 Percentiles are computed here in Python from each day's answer times, so SQLite and PostgreSQL
-agree (SQLite has no percentile function). Escalations are not recorded yet, so there is no
-series for them.
+agree (SQLite has no percentile function).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from feedback.models import Interaction, Vote
+from feedback.models import Escalation, ExpertAnswer, Interaction, Vote
 from feedback.store import SessionFactory
 
 MAX_DAYS = 366
@@ -54,6 +54,14 @@ def overview(sessions: SessionFactory, date_from: date, date_to: date) -> dict[s
         ):
             day = created.astimezone(UTC).date().isoformat()
             (up if value == "up" else down)[day] += 1
+        escalations = dict.fromkeys(days, 0)
+        expert_answers = dict.fromkeys(days, 0)
+        for counts, column in (
+            (escalations, Escalation.created_at),
+            (expert_answers, ExpertAnswer.created_at),
+        ):
+            for (created,) in session.execute(select(column).where(column >= start, column < end)):
+                counts[created.astimezone(UTC).date().isoformat()] += 1
 
     def share(part: int, whole: int) -> float | None:
         return round(100 * part / whole, 1) if whole else None
@@ -73,6 +81,8 @@ def overview(sessions: SessionFactory, date_from: date, date_to: date) -> dict[s
         "abstention": [share(abstained[d], q) for d, q in zip(days, questions, strict=True)],
         "p50_ms": [percentile(times[d], 50) for d in days],
         "p95_ms": [percentile(times[d], 95) for d in days],
+        "escalations": [escalations[d] for d in days],
+        "expert_answers": [expert_answers[d] for d in days],
         "totals": {
             "questions": sum(questions),
             "up": total_up,
@@ -81,5 +91,7 @@ def overview(sessions: SessionFactory, date_from: date, date_to: date) -> dict[s
             "abstention": share(sum(abstained.values()), sum(questions)),
             "p50_ms": percentile(all_times, 50),
             "p95_ms": percentile(all_times, 95),
+            "escalations": sum(escalations.values()),
+            "expert_answers": sum(expert_answers.values()),
         },
     }

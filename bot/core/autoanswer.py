@@ -13,7 +13,8 @@ new post counts; replies in threads never do):
 - only with a cited answer above the confidence threshold (the engine's abstention, and
   `min_confidence` when set), and only if no other person has replied in the thread by then
   (after `delay` seconds). Otherwise silence, or with `on_unsure = "offer"` one short line
-  offering an expert (`offer`, the hook the escalation feature fills with its button).
+  offering an expert: with escalation configured, it carries the "Ask an expert" button
+  (the core sends it with the unsure answer kept for the experts); otherwise `offer`'s plain line.
 
 It never says "I couldn't find this" to someone who did not ask. `ConversationService` drives
 these steps; this module holds the policy.

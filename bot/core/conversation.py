@@ -36,6 +36,7 @@ from bot.core.autoanswer import (
     ENGLISH_ONLY_TEXT,
     NOT_MODERATOR_TEXT,
     NOT_WATCHED_TEXT,
+    OFFER_TEXT,
     PAUSED_TEXT,
     RESUMED_TEXT,
     AutoAnswers,
@@ -324,7 +325,13 @@ class ConversationService:
                 if watch.settings.on_unsure != "offer":
                     return quiet(f"not confident (confidence {answer.confidence})")
                 await auto.count(msg, watch)
-                ref = await surface.outbox.send(target, auto.offer(msg))
+                if self.escalation is not None and self.escalation.enabled(surface):
+                    # The offer line with the "Ask an expert" button; experts get the real answer.
+                    await self.escalation.keep(answer, msg, target)
+                    offered = answer.model_copy(update={"text": OFFER_TEXT, "citations": []})
+                    ref = await self._deliver(surface, target, None, offered, ask_expert=True)
+                else:
+                    ref = await surface.outbox.send(target, auto.offer(msg))
                 return Outcome("ignored", cid, "offered an expert", ref=ref)
             await auto.count(msg, watch)
             if target.thread:  # follow-ups from the asker (not the whole channel) need no mention

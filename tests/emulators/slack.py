@@ -264,7 +264,7 @@ class SlackEmulator:
     ) -> str:
         """Wrap `event` in an event_callback; reuse `event_id` with retry_attempt>0 to simulate
         redelivery. `ext_shared`: the channel is a Slack Connect channel (is_ext_shared_channel)."""
-        self._remember_event(event)
+        self.remember_event(event)
         payload = event_callback(
             event,
             team_id=self.team_id,
@@ -431,8 +431,10 @@ class SlackEmulator:
             await self._notify()
         return ws
 
-    def _remember_event(self, event: JSON) -> None:
-        """A user's new message is part of the channel from then on (conversations.replies sees it)."""
+    def remember_event(self, event: JSON) -> None:
+        """A user's new message is part of the channel from then on (conversations.replies and
+        chat.getPermalink see it). Called for events this emulator sends; an HTTP-mode test that
+        posts an event to Lore itself calls it too, as Slack would still hold the message."""
         if (
             event.get("type") not in ("message", "app_mention")
             or event.get("subtype")

@@ -16,6 +16,7 @@ from feedback.gaps import (
     cluster_questions,
     last_run,
     latest_report,
+    select_questions,
     store_report,
     view_report,
 )
@@ -54,13 +55,71 @@ def test_the_six_planted_topics_are_the_top_gaps(db, seeded, embedder, tmp_path)
         assert len(kinds) == 1 and v.count >= PLANTED_PER_TOPIC * 0.9
     # The answerable questions that got a 👎 stay below every planted topic.
     assert all(v.count < min(t.count for t in top6) for v in views[6:])
-    assert report.params["signals"] == ["abstained", "down"]
+    assert report.params["signals"] == ["abstained", "down", "escalated"]
     assert last_run(db.sessions) == max(report.finished_at, latest_report(db.sessions, "top").finished_at)
 
     # Top questions: the answerable questions are there too, with their 👍.
     top = view_report(latest_report(db.sessions, "top").clusters)
     assert sum(v.count for v in top) >= 280 and any(v.up for v in top)
     assert any("VPN" in v.label or "leave" in v.label or "deploy" in v.label.lower() for v in top[:10])
+
+
+def test_questions_asked_of_experts_are_gaps_and_expert_answers_are_counted(db, seeded, embedder, tmp_path):
+    """An answered question nobody voted on becomes a gap once someone asks an expert about it;
+    a planted cluster shows how many of its questions experts were asked, and answered."""
+    from feedback.experts import record_escalation, record_expert_reply
+    from feedback.schema import EscalationRecord, ExpertReplyRecord
+
+    def escalate(answer_id: str, *, answered: bool) -> None:
+        at = datetime.now(UTC)
+        record_escalation(
+            db.sessions,
+            EscalationRecord(
+                answer_id=answer_id,
+                platform="slack",
+                channel="C1",
+                thread="1.0",
+                user_hash="asker",
+                target="slack:group:S0EXP",
+                routed_by="default",
+                answer_shown=True,
+                created_at=at,
+            ),
+        )
+        if answered:
+            record_expert_reply(
+                db.sessions,
+                ExpertReplyRecord(
+                    answer_id=answer_id,
+                    reply_id=f"slack:C1:{answer_id}",
+                    platform="slack",
+                    channel="C1",
+                    thread="1.0",
+                    message_id=f"m-{answer_id}",
+                    author_hash="expert",
+                    from_expert=True,
+                    text="The answer is in the new runbook.",
+                    created_at=at,
+                ),
+            )
+
+    quiet = seeded["answerable"][-1]  # answered, maybe 👍, never 👎: not a gap on its own
+    escalate(quiet, answered=False)
+    topic, ids = next(iter(seeded["planted"].items()))
+    for answer_id in ids[:4]:
+        escalate(answer_id, answered=True)
+
+    [gaps, _top] = cluster_questions(db.sessions, _settings(db, tmp_path), embedder, requested_by="test")
+    assert gaps.questions == 6 * PLANTED_PER_TOPIC + ANSWERABLE_DOWN + 1
+    since = datetime.now(UTC) - timedelta(days=90)
+    [selected] = [
+        q for q in select_questions(db.sessions, "gaps", since=since, limit=1000) if q.answer_id == quiet
+    ]
+    assert selected.escalated and not selected.expert
+    clusters = latest_report(db.sessions, "gaps").clusters
+    [planted] = [v for v in view_report(clusters) if topic_of(v.label) == topic]
+    assert (planted.escalated, planted.expert_answered) == (4, 4)
+    assert planted.as_dict()["expert_share"] == round(4 / planted.count, 3)
 
 
 def test_filters_recount_a_stored_run(db, seeded, embedder, tmp_path):

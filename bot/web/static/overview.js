@@ -46,5 +46,14 @@
     ],
     { scales: { y: { beginAtZero: true } }, spanGaps: true }
   );
+  draw(
+    "chart-escalations",
+    "bar",
+    [
+      { label: "asked experts", data: data.escalations, backgroundColor: palette[4] },
+      { label: "expert answers", data: data.expert_answers, backgroundColor: palette[5] },
+    ],
+    { scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } }
+  );
   window.loreCharts = charts; // for the browser test: what each chart was given
 })();

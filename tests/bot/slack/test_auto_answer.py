@@ -8,9 +8,10 @@ import json
 from typing import Any
 
 from bot.core.autoanswer import ENGLISH_ONLY_TEXT, OFFER_TEXT, PAUSED_TEXT, RESUMED_TEXT
-from tests.bot.slack.conftest import ADMIN, USER, has_buttons
+from tests.bot.slack.conftest import ADMIN, USER, button_values, has_buttons
 from tests.emulators.slack import (
     BOT_USER_ID,
+    block_action_payload,
     event_callback,
     reaction_added_event,
     slash_command_payload,
@@ -71,6 +72,23 @@ async def test_below_the_confidence_threshold_lore_stays_silent_or_offers_an_exp
     ts = await lore.say("what is the name of the office dog?", channel=HELP)
     offer = await wait_reply(lore, ts)
     assert offer["text"] == OFFER_TEXT and not has_buttons(offer)
+    await lore.stop()
+
+    # With experts configured, the offer carries "Ask an expert"; a click asks them.
+    lore = await connect_slack(
+        slack_cfg=auto(on_unsure="offer"), escalation={"default": {"slack": "slack:group:S0EXPERTS"}}
+    )
+    ts = await lore.say("what is the name of the office dog?", channel=HELP)
+    offer = await wait_reply(lore, ts)
+    assert OFFER_TEXT in str(offer["blocks"]) and "office dog" not in str(offer["blocks"])
+    [expert] = [v for v in button_values(offer) if v.startswith("expert:")]
+    click = block_action_payload("lore_ask_expert", expert, USER, HELP, offer["ts"], thread_ts=ts)
+    await lore.slack.send_interactive(click)
+    await lore.slack.wait_until(
+        lambda: any("S0EXPERTS" in json.dumps(m) for m in lore.slack.messages.get(HELP, [])),
+        20,
+        "experts asked",
+    )
 
 
 async def test_a_human_reply_in_the_thread_wins(connect_slack):

@@ -242,6 +242,7 @@ async def test_http_mode_click_and_reaction_are_signed_requests(make_http_lore):
         return await lore.http.post(path, content=body, headers=headers)
 
     async def event(e: dict) -> None:
+        lore.slack.remember_event(e)
         resp = await post("/slack/events", json.dumps(event_callback(e)), "application/json")
         assert resp.status_code == 200
 

@@ -62,7 +62,22 @@ async def test_the_gaps_page_shows_the_planted_topics_first_with_their_nearest_d
 
 
 async def test_the_overview_carries_its_numbers_as_data_for_the_charts(lore):
-    seed(lore.db.sessions)
+    from feedback.experts import record_escalation
+    from feedback.schema import EscalationRecord
+
+    seeded = seed(lore.db.sessions)
+    for answer_id in seeded["answerable"][:3]:  # three questions asked of experts today
+        record_escalation(
+            lore.db.sessions,
+            EscalationRecord(
+                answer_id=answer_id,
+                platform="slack",
+                user_hash="asker",
+                target="slack:group:S0EXP",
+                routed_by="default",
+                answer_shown=True,
+            ),
+        )
     client = await lore.signed_in(REVIEWER, REVIEWER_PW)
     today = datetime.now(UTC).date()
     start = (today - timedelta(days=59)).isoformat()
@@ -75,7 +90,15 @@ async def test_the_overview_carries_its_numbers_as_data_for_the_charts(lore):
     assert sum(sum(v) for v in data["questions"].values()) == 300
     assert 0 < data["totals"]["abstention"] < 100 and 0 < data["totals"]["up_share"] < 100
     assert data["totals"]["p50_ms"] <= data["totals"]["p95_ms"]
-    for canvas in ("chart-questions", "chart-up-share", "chart-abstention", "chart-latency"):
+    assert data["totals"]["escalations"] == 3 and data["escalations"][-1] == 3
+    assert data["totals"]["expert_answers"] == 0
+    for canvas in (
+        "chart-questions",
+        "chart-up-share",
+        "chart-abstention",
+        "chart-latency",
+        "chart-escalations",
+    ):
         assert f'<canvas id="{canvas}" role="img" aria-label=' in page.text
     assert '<script src="/static/vendor/chartjs/chart.umd.min.js" defer></script>' in page.text
     vendored = await client.http.get("/static/vendor/chartjs/chart.umd.min.js")

@@ -1,7 +1,7 @@
 """The Gaps page and the Overview charts in a real browser (Debian's headless Chromium through
 Playwright) against `lore serve`'s own coroutine: a reviewer asks for a clustering from the page,
 reads the six planted topics at the top, opens one with the keyboard, and sees the Overview's
-four charts drawn by the vendored Chart.js under the console's Content-Security-Policy."""
+five charts drawn by the vendored Chart.js under the console's Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -70,13 +70,13 @@ async def test_a_reviewer_reads_the_gaps_and_the_overview_charts_in_a_real_brows
             facts = " ".join(await page.locator("li.cluster p.facts").all_inner_texts())
             assert "discord" in facts and "slack" not in facts
 
-            # The Overview: four charts drawn with the numbers of the chosen range.
+            # The Overview: five charts drawn with the numbers of the chosen range.
             today = datetime.now(UTC).date()
             await page.click("nav.tabs a[href='/overview']")
             await page.fill("input[name=from]", (today - timedelta(days=59)).isoformat())
             await page.fill("input[name=to]", today.isoformat())
             await page.click("#range button[type=submit]")
-            await expect(page.locator("canvas[data-drawn=true]")).to_have_count(4)
+            await expect(page.locator("canvas[data-drawn=true]")).to_have_count(5)
             drawn = await page.evaluate(
                 """() => Object.fromEntries(Object.entries(window.loreCharts).map(([id, c]) => [id,
                      c.data.datasets.map(d => d.data.reduce((a, b) => a + (b || 0), 0))]))"""
