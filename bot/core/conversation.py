@@ -353,18 +353,7 @@ class ConversationService:
             log.exception("auto-answering failed")
             metrics.failed(msg.platform)
             return Outcome("failed", cid)
-        await self._record(
-            InteractionRecord(
-                answer=answer,
-                correlation_id=cid,
-                platform=msg.platform,
-                workspace=msg.workspace,
-                channel=msg.channel,
-                thread=target.thread,
-                user_hash=self._user_hash(msg.platform, msg.author),
-                context=[],
-            )
-        )
+        await self._record_answer(answer, cid, msg, target, [])
         return Outcome("answered", cid, answer_id=answer.answer_id, ref=ref)
 
     async def set_auto_paused(
@@ -548,18 +537,7 @@ class ConversationService:
             metrics.failed(msg.platform)
             await self._report_error(surface, target, ref, cid)
             return Outcome("failed", cid, ref=ref)
-        await self._record(
-            InteractionRecord(
-                answer=answer,
-                correlation_id=cid,
-                platform=msg.platform,
-                workspace=msg.workspace,
-                channel=msg.channel,
-                thread=target.thread,
-                user_hash=self._user_hash(msg.platform, msg.author),
-                context=turns,
-            )
-        )
+        await self._record_answer(answer, cid, msg, target, turns)
         return Outcome("answered", cid, answer_id=answer.answer_id, ref=ref)
 
     async def _keep_answer(self, answer: Answer, user: str, access: Decision) -> None:
@@ -598,6 +576,22 @@ class ConversationService:
                 exc_info=True,
             )
             return []
+
+    async def _record_answer(
+        self, answer: Answer, cid: str, msg: IncomingMessage, target: Target, context: Sequence[Turn]
+    ) -> None:
+        await self._record(
+            InteractionRecord(
+                answer=answer,
+                correlation_id=cid,
+                platform=msg.platform,
+                workspace=msg.workspace,
+                channel=msg.channel,
+                thread=target.thread,
+                user_hash=self._user_hash(msg.platform, msg.author),
+                context=list(context),
+            )
+        )
 
     async def _deliver(
         self,
