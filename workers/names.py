@@ -6,6 +6,11 @@ Nothing here imports Celery. `bot` reaches `workers` only through `workers.ports
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
+
+from feedback.schema import EscalationRecord, ExpertReplyRecord, InteractionRecord, VoteRecord
+
+FeedbackRecord = InteractionRecord | VoteRecord | EscalationRecord | ExpertReplyRecord
 
 
 class Queue(StrEnum):
@@ -43,6 +48,20 @@ QUEUE_OF: dict[TaskName, Queue] = {
     TaskName.CLUSTER_GAPS: Queue.FEEDBACK,  # reads the database, embeds questions; no index
     TaskName.GAPS_DIGEST: Queue.FEEDBACK,
 }
+
+
+def record_task(record: FeedbackRecord) -> tuple[TaskName, str, dict[str, Any]]:
+    """The task that stores `record`, its task id and its payload. The id is what a redelivery
+    repeats, so each record is stored once; a reply's acceptance is a record of its own."""
+    payload = record.model_dump(mode="json")
+    if isinstance(record, InteractionRecord):
+        return TaskName.RECORD_INTERACTION, f"interaction-{record.answer_id}", payload
+    if isinstance(record, VoteRecord):
+        return TaskName.RECORD_VOTE, f"vote-{record.vote_id}", payload
+    if isinstance(record, EscalationRecord):
+        return TaskName.RECORD_ESCALATION, f"escalation-{record.answer_id}", payload
+    key = f"{record.reply_id}:{'accepted' if record.accepted else 'posted'}"
+    return TaskName.RECORD_EXPERT_REPLY, f"expert-{key}", payload
 
 
 class Keys:

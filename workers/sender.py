@@ -21,7 +21,7 @@ from config.settings import Settings
 from feedback.schema import EscalationRecord, ExpertReplyRecord, InteractionRecord, VoteRecord
 from workers.app import make_celery
 from workers.dispatch import request_sync
-from workers.names import QUEUE_OF, Keys, TaskName
+from workers.names import QUEUE_OF, Keys, TaskName, record_task
 from workers.ports import SyncHandle, SyncStatus
 from workers.progress import RedisBoard
 from workers.spool import Flusher, Spool, Spooled
@@ -54,21 +54,16 @@ class CeleryTaskClient:
     # -- feedback: never raise, never wait on the network, never lose ---------------
 
     def record_interaction(self, record: InteractionRecord) -> None:
-        self._record(
-            TaskName.RECORD_INTERACTION, f"interaction-{record.answer_id}", record.model_dump(mode="json")
-        )
+        self._record(*record_task(record))
 
     def record_vote(self, record: VoteRecord) -> None:
-        self._record(TaskName.RECORD_VOTE, f"vote-{record.vote_id}", record.model_dump(mode="json"))
+        self._record(*record_task(record))
 
     def record_escalation(self, record: EscalationRecord) -> None:
-        payload = record.model_dump(mode="json")
-        self._record(TaskName.RECORD_ESCALATION, f"escalation-{record.answer_id}", payload)
+        self._record(*record_task(record))
 
     def record_expert_reply(self, record: ExpertReplyRecord) -> None:
-        # A reply's acceptance is a second record for the same reply: a task id of its own.
-        key = f"{record.reply_id}:{'accepted' if record.accepted else 'posted'}"
-        self._record(TaskName.RECORD_EXPERT_REPLY, f"expert-{key}", record.model_dump(mode="json"))
+        self._record(*record_task(record))
 
     def _record(self, name: TaskName, task_id: str, payload: dict[str, Any]) -> None:
         try:

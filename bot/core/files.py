@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
@@ -68,6 +68,16 @@ NAME_CHARS = 80
 
 class FileTooLarge(Exception):
     """The download went past the size limit (the payload's size can be missing or wrong)."""
+
+
+async def read_limited(chunks: AsyncIterator[bytes], name: str, max_bytes: int) -> bytes:
+    """A download's bytes, stopped as soon as it passes `max_bytes` (`FileTooLarge`)."""
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > max_bytes:
+            raise FileTooLarge(name)
+    return bytes(data)
 
 
 class FileFetcher(Protocol):

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import discord
 
-from bot.core.files import FileTooLarge
+from bot.core.files import read_limited
 from bot.core.messages import Attachment, MessageRef, Progress, Reply, Target
 from bot.core.ports import DeliveryError
 from bot.core.summary import ThreadPost, ThreadUnreadable
@@ -346,9 +346,4 @@ class DiscordFiles:
             session.get(file.url, allow_redirects=False) as resp,
         ):
             resp.raise_for_status()
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                data += chunk
-                if len(data) > max_bytes:
-                    raise FileTooLarge(file.name)
-            return bytes(data)
+            return await read_limited(resp.content.iter_chunked(64 * 1024), file.name, max_bytes)

@@ -29,7 +29,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.core.files import FileTooLarge
+from bot.core.files import read_limited
 from bot.core.messages import Attachment, MessageRef, Reply, Target
 from bot.core.ports import DeliveryError
 from bot.core.summary import ThreadPost, ThreadUnreadable
@@ -324,12 +324,7 @@ class SlackFiles:
             ):
                 # Slack answers a bad token or a missing scope with its sign-in page
                 raise ValueError("Slack answered with a web page, not the file (files:read missing?)")
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                data += chunk
-                if len(data) > max_bytes:
-                    raise FileTooLarge(file.name)
-            return bytes(data)
+            return await read_limited(resp.content.iter_chunked(64 * 1024), file.name, max_bytes)
 
 
 class SlackAdmins:
