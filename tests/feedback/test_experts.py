@@ -38,15 +38,20 @@ def escalated(answer_id: str = "a0") -> EscalationRecord:
 
 
 def reply(
-    *, accepted: bool = False, from_expert: bool = True, text: str = "Use the v3 client."
+    *,
+    accepted: bool = False,
+    from_expert: bool = True,
+    text: str = "Use the v3 client.",
+    answer_id: str = "a0",
+    message_id: str = "2.0",
 ) -> ExpertReplyRecord:
     return ExpertReplyRecord(
-        reply_id="slack:C1:2.0",
-        answer_id="a0",
+        reply_id=f"slack:C1:{message_id}",
+        answer_id=answer_id,
         platform="slack",
         channel="C1",
         thread="1.0",
-        message_id="2.0",
+        message_id=message_id,
         author_hash="u_expert",
         from_expert=from_expert,
         text=text,

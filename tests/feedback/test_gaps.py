@@ -68,40 +68,12 @@ def test_questions_asked_of_experts_are_gaps_and_expert_answers_are_counted(db, 
     """An answered question nobody voted on becomes a gap once someone asks an expert about it;
     a planted cluster shows how many of its questions experts were asked, and answered."""
     from feedback.experts import record_escalation, record_expert_reply
-    from feedback.schema import EscalationRecord, ExpertReplyRecord
+    from tests.feedback.test_experts import escalated, reply
 
     def escalate(answer_id: str, *, answered: bool) -> None:
-        at = datetime.now(UTC)
-        record_escalation(
-            db.sessions,
-            EscalationRecord(
-                answer_id=answer_id,
-                platform="slack",
-                channel="C1",
-                thread="1.0",
-                user_hash="asker",
-                target="slack:group:S0EXP",
-                routed_by="default",
-                answer_shown=True,
-                created_at=at,
-            ),
-        )
+        record_escalation(db.sessions, escalated(answer_id))
         if answered:
-            record_expert_reply(
-                db.sessions,
-                ExpertReplyRecord(
-                    answer_id=answer_id,
-                    reply_id=f"slack:C1:{answer_id}",
-                    platform="slack",
-                    channel="C1",
-                    thread="1.0",
-                    message_id=f"m-{answer_id}",
-                    author_hash="expert",
-                    from_expert=True,
-                    text="The answer is in the new runbook.",
-                    created_at=at,
-                ),
-            )
+            record_expert_reply(db.sessions, reply(answer_id=answer_id, message_id=f"m-{answer_id}"))
 
     quiet = seeded["answerable"][-1]  # answered, maybe 👍, never 👎: not a gap on its own
     escalate(quiet, answered=False)

@@ -11,36 +11,17 @@ from sqlalchemy import select
 
 from feedback.db import Database
 from feedback.models import Escalation, ExpertAnswer
-from feedback.schema import EscalationRecord, ExpertReplyRecord
+from feedback.schema import ExpertReplyRecord
+from tests.feedback.test_experts import escalated
+from tests.feedback.test_experts import reply as expert_reply
 from tests.workers.conftest import wait_for
 from workers.spool import Spool
 
-ESCALATION = EscalationRecord(
-    answer_id="a-exp",
-    platform="slack",
-    channel="C1",
-    thread="1.0",
-    user_hash="u_asker",
-    target="slack:group:S0EXP",
-    routed_by="default",
-    answer_shown=True,
-)
+ESCALATION = escalated("a-exp")
 
 
 def reply(accepted: bool) -> ExpertReplyRecord:
-    return ExpertReplyRecord(
-        reply_id="slack:C1:2.0",
-        answer_id="a-exp",
-        platform="slack",
-        channel="C1",
-        thread="1.0",
-        message_id="2.0",
-        author_hash="u_expert",
-        from_expert=True,
-        text="Use the v3 client.",
-        accepted=accepted,
-        accepted_by="u_asker" if accepted else None,
-    )
+    return expert_reply(accepted=accepted, answer_id="a-exp")
 
 
 def rows(db: Database, model: type) -> list:
