@@ -9,43 +9,22 @@ import re
 
 from feedback.experts import record_escalation, record_expert_reply
 from feedback.reviews import get_state
-from feedback.schema import EscalationRecord, ExpertReplyRecord
 from feedback.store import record_interaction, record_vote
 from tests.bot.web.conftest import REVIEWER, REVIEWER_PW
 from tests.bot.web.test_review import logged, version_of, vote
+from tests.feedback.test_experts import escalated, reply
 
 EXPERT_TEXT = "Use the <b>EU</b> gateway, then restart the client."
 
 
 def expert_reply(answer_id: str, message: str, *, accepted: bool = False, text: str = EXPERT_TEXT):
-    return ExpertReplyRecord(
-        reply_id=f"slack:C1:{message}",
-        answer_id=answer_id,
-        platform="slack",
-        channel="C1",
-        thread="1.0",
-        message_id=message,
-        author_hash="u_expert",
-        from_expert=True,
-        text=text,
-        accepted=accepted,
-    )
+    return reply(answer_id=answer_id, message_id=message, accepted=accepted, text=text)
 
 
 async def test_the_expert_filter_the_item_and_approval(lore):
     s = lore.db.sessions
     record_interaction(s, logged("q-exp", "Why is the VPN slow?"))
-    record_escalation(
-        s,
-        EscalationRecord(
-            answer_id="q-exp",
-            platform="slack",
-            user_hash="u_x",
-            target="slack:group:S0EXP",
-            routed_by="default",
-            answer_shown=False,
-        ),
-    )
+    record_escalation(s, escalated("q-exp").model_copy(update={"answer_shown": False}))
     record_expert_reply(s, expert_reply("q-exp", "2.0"))
     record_interaction(s, logged("q-acc", "How many leave days?"))
     record_expert_reply(s, expert_reply("q-acc", "3.0", accepted=True, text="25 days."))
