@@ -26,7 +26,7 @@ from workers.spool import Spool
 
 
 def stored_events(db: Database) -> int:
-    if db.current() is None:
+    if db.current() != db.head():  # still migrating
         return 0
     with db.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(VoteEvent)) or 0)
@@ -106,7 +106,7 @@ def freezable_redis(tmp_path: Path) -> Iterator[FreezableRedis]:
 
 
 def stored_interactions(db: Database) -> int:
-    if db.current() is None:
+    if db.current() != db.head():  # still migrating
         return 0
     with db.sessions() as s:
         return int(s.scalar(select(func.count()).select_from(Interaction)) or 0)
