@@ -640,6 +640,36 @@ class GapsSettings(_Section):
         return self
 
 
+class EvalSet(_Section):
+    """A question file in `lore eval` format about the indexed corpus: every retriever candidate
+    is measured on it, and refused if it loses ground there (`lore tune`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    path: Path
+
+
+class TuningSettings(_Section):
+    """Retraining the retriever (`lore tune retriever`, `knowledge/tuning/`): what it trains on,
+    how long, and what a candidate must show before it serves."""
+
+    every: str | None = None  # e.g. "7d": workers retrain on the `train` queue; empty = on request
+    method: Literal["full", "adapter"] = "adapter"  # the benchmark's winner (BENCHMARKS.md)
+    synthetic: int = Field(default=2000, ge=0)  # synthetic questions generated from the corpus
+    max_minutes: float = Field(default=20.0, gt=0)  # training stops cleanly at a step boundary
+    seed: int = 0
+    margin: float = Field(default=0.02, ge=0)  # recall@5 or MRR gain needed on the held-out questions
+    max_loss: float = Field(default=0.01, ge=0)  # the most an eval set may lose, recall@5 or MRR
+    held_out: float = Field(default=0.3, gt=0, lt=1)  # the share of judged/imported groups kept out
+    grace: str = "1h"  # an old collection is dropped this long after a switch
+
+    @field_validator("every", "grace")
+    @classmethod
+    def _check_every(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LORE_",
@@ -672,6 +702,8 @@ class Settings(BaseSettings):
     datasets: DatasetSettings = DatasetSettings()
     gaps: GapsSettings = GapsSettings()
     escalation: EscalationSettings = EscalationSettings()
+    evals: list[EvalSet] = Field(default_factory=list)
+    tuning: TuningSettings = TuningSettings()
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], list[Member]] = Field(
         default_factory=dict
     )

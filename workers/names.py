@@ -19,6 +19,7 @@ class Queue(StrEnum):
     # Questions for the process that owns the index (index.owner = "worker"): the ingest worker
     # of an embedded index serves it beside its syncs; with a Qdrant server, `lore worker -Q answer`.
     ANSWER = "answer"
+    TRAIN = "train"  # retraining (`lore tune`): long, one at a time, never in the way of votes or syncs
 
 
 class TaskName(StrEnum):

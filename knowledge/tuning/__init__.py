@@ -1,0 +1,14 @@
+"""Retraining the retriever from reviewers' judgments and the corpus itself (`lore tune retriever`).
+
+The pieces, in the order a run uses them:
+- `data`: the training pairs and held-out questions every source of labels is turned into.
+- `synthetic`: questions written from the corpus's own chunks (heading paths, inverse cloze, or an
+  LLM), kept only when the current model already ranks their chunk in its top 20.
+- `train`: a sentence-transformers run (`full`) or a linear map on query vectors (`adapter`).
+- `gate`: the candidate against the current model on questions neither trained on.
+- `registry`: versioned models under `data_dir/models/<id>/`, the pointer to the one serving,
+  and the switch to a collection built with it.
+
+Reading judgments and curated answers from the feedback database is `feedback/tuning.py`; the run
+that ties these together is `workers/tuning.py`.
+"""
