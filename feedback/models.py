@@ -34,6 +34,13 @@ Experts (revision 0005, bot/core/escalation.py):
   whether the answer itself was shown to them.
 - `expert_answers`: replies in escalated threads written by an expert or accepted with ✅, keyed
   by `reply_id`. A reviewer's approval (`approved_by`) makes one the answer's curated answer.
+
+Relevance judgments (revision 0006, feedback/judgments.py):
+
+- `relevance_judgments`: a reviewer's verdict on one passage for one answer's question, keyed by
+  (answer, chunk): relevant or not, for a retrieved chunk, or an "attached" passage the reviewer
+  found by searching (one that should have been found). The passage is kept as judged (text,
+  document version, access list), so retriever training survives re-indexing.
 """
 
 from __future__ import annotations
@@ -274,3 +281,26 @@ class ExpertAnswer(Base):
     approved_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
+
+
+JUDGMENT_ORIGINS = ("retrieved", "attached")
+
+
+class RelevanceJudgment(Base):
+    __tablename__ = "relevance_judgments"
+    __table_args__ = (UniqueConstraint("answer_id", "chunk_id", name="uq_relevance_judgments_answer_chunk"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    answer_id: Mapped[str] = mapped_column(String(64))
+    chunk_id: Mapped[str] = mapped_column(String(255))  # the index's node id
+    doc_id: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(Text)
+    doc_hash: Mapped[str] = mapped_column(String(128))  # the document version it was judged on
+    title: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)  # the passage as judged
+    access: Mapped[list[Any]]  # who may read it, as the index said (exports leave restricted out)
+    relevant: Mapped[bool]
+    origin: Mapped[str] = mapped_column(String(16))  # one of JUDGMENT_ORIGINS
+    reviewer: Mapped[str] = mapped_column(String(64))  # console username of the last verdict
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)

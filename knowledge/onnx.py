@@ -65,7 +65,7 @@ def model_file(model_dir: Path, precision: Precision, cache_dir: Path | None = N
         try:
             fp32 = folder / "model.onnx"
             if not fp32.exists():
-                _export(model_dir, fp32)
+                export(model_dir, fp32)
             if precision == "int8" and not target.exists():
                 _quantize(fp32, target)
         finally:
@@ -73,7 +73,9 @@ def model_file(model_dir: Path, precision: Precision, cache_dir: Path | None = N
     return target
 
 
-def _export(model_dir: Path, target: Path) -> None:
+def export(model_dir: Path, target: Path) -> None:
+    """`model_dir` (any sentence-transformers MiniLM-style model) as one ONNX graph at `target`,
+    written atomically: the shipped model's cache above, and each trained candidate (`knowledge.tuning`)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,48 +12,157 @@ from config.settings import Settings
 from knowledge.abstain import thresholds_for
 from knowledge.access import AccessPolicy, Audience
 from knowledge.answer import Answer, RetrievedChunk, Turn
-from knowledge.embeddings import Embedder, build_embedder
+from knowledge.embeddings import Embedder
 from knowledge.engine import CitingQueryEngine
 from knowledge.generate import Generator
 from knowledge.store import IndexStore
 from knowledge.summarize import ThreadSummary
 from knowledge.sync import ProgressCallback, SyncProgress, sync_source
+from knowledge.tuning.registry import POLL_SECONDS, ServingView, embedder_for, pointer_stamp, serving_view
 
 log = logging.getLogger(__name__)
 
 
 class Knowledge:
+    """One process's view of the index. It serves the model the registry's pointer names
+    (`knowledge/tuning/registry.py`), looking at the pointer at most every `POLL_SECONDS` while
+    answering: on a switch it builds the new model's store, embedder and engine beside the old
+    ones, then swaps them in, so a question is answered by the old model or the new one, never
+    fails. The old store is closed a while later (`RETIRED_CLOSE_AFTER`), once answers that
+    started on it are done. `view` pins one model (a promotion building its collection)."""
+
+    RETIRED_CLOSE_AFTER = 120.0
+
     def __init__(
-        self, settings: Settings, *, generator: Generator | None = None, embedder: Embedder | None = None
+        self,
+        settings: Settings,
+        *,
+        generator: Generator | None = None,
+        embedder: Embedder | None = None,
+        view: ServingView | None = None,
     ) -> None:
         self.settings = settings
         self._generator = generator
         self._lock = threading.RLock()
+        self._switching = threading.Lock()
         self._store: IndexStore | None = None
-        self._embedder = embedder  # share one loaded model between instances (tests, benchmarks)
+        self._base_embedder = embedder  # share one loaded model between instances (tests, benchmarks)
+        self._embedder: Embedder | None = None
         self._engine: CitingQueryEngine | None = None
+        self._pinned = view is not None
+        self._view: ServingView | None = view
+        self._stamp: Any = None
+        self._checked_at = 0.0
+        self._retired: list[tuple[float, IndexStore]] = []
         self.policy = AccessPolicy(settings)
+
+    # -- the serving model ---------------------------------------------------------
+
+    @property
+    def view(self) -> ServingView:
+        """The model this instance serves now."""
+        with self._lock:
+            if self._view is None:
+                self._stamp = pointer_stamp(self.settings)
+                self._checked_at = time.monotonic()
+                self._view = serving_view(self.settings)
+            return self._view
+
+    @property
+    def model_settings(self) -> Settings:
+        """The settings answers use: the serving model's abstention floor, unless configured."""
+        return self.view.settings_for(self.settings)
+
+    def follow(self, *, force: bool = False) -> bool:
+        """Switch to the model the pointer names if it moved (checked at most every POLL_SECONDS
+        unless `force`); True if this switched. A failure keeps the current model serving."""
+        if self._pinned or self._view is None:
+            return False
+        now = time.monotonic()
+        self._close_retired(now)
+        if not force and now - self._checked_at < POLL_SECONDS:
+            return False
+        if not self._switching.acquire(blocking=force):
+            return False  # another thread is switching; keep answering with the current model
+        try:
+            self._checked_at = now
+            try:
+                stamp = pointer_stamp(self.settings)
+                if stamp == self._stamp:
+                    return False
+                view = serving_view(self.settings)
+            except Exception:
+                log.exception("could not read the serving model; keeping %s", self._view.model)
+                return False
+            if view == self._view:
+                self._stamp = stamp
+                return False
+            try:
+                store, embedder, engine = self._build(view)
+            except Exception:
+                log.exception("could not switch to model %s; keeping %s", view.model, self._view.model)
+                return False
+            with self._lock:
+                old = self._store
+                self._view, self._stamp = view, stamp
+                self._store, self._embedder, self._engine = store, embedder, engine
+                if old is not None and old is not store:
+                    self._retired.append((time.monotonic(), old))
+            log.info("now serving model %s (collection %s)", view.model, view.collection)
+            return True
+        finally:
+            self._switching.release()
+
+    def _build(self, view: ServingView) -> tuple[IndexStore, Embedder, CitingQueryEngine]:
+        store = None
+        with self._lock:
+            for n, (_when, retired) in enumerate(self._retired):
+                if retired.collection == view.collection:  # switching back within the grace
+                    store = self._retired.pop(n)[1]
+                    break
+        if store is None:
+            store = IndexStore(self.settings, collection=view.collection)
+        try:
+            embedder = embedder_for(view, self._base_embedder)
+            engine = CitingQueryEngine.build(
+                view.settings_for(self.settings), store, embedder, self._generator
+            )
+            store.ready_for(embedder.identity)  # refuse a mismatch here, not in a question
+        except BaseException:
+            store.close()
+            raise
+        return store, embedder, engine
+
+    def _close_retired(self, now: float) -> None:
+        with self._lock:
+            due = [s for when, s in self._retired if now - when >= self.RETIRED_CLOSE_AFTER]
+            self._retired = [(w, s) for w, s in self._retired if now - w < self.RETIRED_CLOSE_AFTER]
+        for store in due:
+            store.close()
 
     @property
     def store(self) -> IndexStore:
+        self.follow()
         with self._lock:
             if self._store is None:
-                self._store = IndexStore(self.settings)
+                self._store = IndexStore(self.settings, collection=self.view.collection)
             return self._store
 
     @property
     def embedder(self) -> Embedder:
+        self.follow()
         with self._lock:
             if self._embedder is None:
-                self._embedder = build_embedder(self.settings.embedding)
+                self._embedder = embedder_for(self.view, self._base_embedder)
             return self._embedder
 
     @property
     def engine(self) -> CitingQueryEngine:
+        self.follow()
         with self._lock:
             if self._engine is None:
                 self._engine = CitingQueryEngine.build(
-                    self.settings, self.store, self.embedder, self._generator
+                    self.model_settings, self.store, self.embedder, self._generator
                 )
             return self._engine
 
@@ -60,10 +170,10 @@ class Knowledge:
         self, name: str, *, full: bool = False, on_progress: ProgressCallback | None = None
     ) -> SyncProgress:
         source = self.settings.source(name)
+        with self._lock:  # one model's store and embedder, even if the pointer moves meanwhile
+            store, embedder = self.store, self.embedder
         try:
-            progress = sync_source(
-                self.settings, self.store, self.embedder, source, full=full, on_progress=on_progress
-            )
+            progress = sync_source(self.settings, store, embedder, source, full=full, on_progress=on_progress)
         finally:
             with self._lock:
                 if self._engine is not None:
@@ -166,7 +276,7 @@ class Knowledge:
         return self.store.count_chunks() == 0
 
     def sources_status(self) -> list[dict[str, Any]]:
-        store, retrieval = self.store, self.settings.retrieval
+        store, retrieval = self.store, self.model_settings.retrieval
         rows = []
         for src in self.settings.sources:
             last = store.get_state("sync", src.name) or {}
@@ -199,9 +309,13 @@ class Knowledge:
 
     def close(self) -> None:
         with self._lock:
+            retired, self._retired = self._retired, []
+            for _when, store in retired:
+                store.close()
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            self._engine = None
 
     def current_versions(self, doc_ids: Sequence[str]) -> dict[str, str | None]:
         """Each document's current content hash in the index (None if it is gone), so a reviewer

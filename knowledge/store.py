@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from llama_index.core.storage.docstore.keyval_docstore import KVDocumentStore
 from llama_index.core.storage.kvstore.simple_kvstore import SimpleKVStore
@@ -68,7 +68,35 @@ class DataDirLocked(IndexError_):
 
 
 class _DataDirLock:
-    """An advisory lock so a second process gets a clear message instead of an engine traceback."""
+    """An advisory lock so a second process gets a clear message instead of an engine traceback.
+
+    Shared within a process (`_DataDirLock.take`): a promotion builds a second collection beside
+    the serving one in the process that owns the data dir."""
+
+    _held: ClassVar[dict[Path, tuple[_DataDirLock, int]]] = {}
+    _guard = threading.Lock()
+
+    @classmethod
+    def take(cls, data_dir: Path) -> _DataDirLock:
+        key = data_dir.resolve()
+        with cls._guard:
+            lock, count = cls._held.get(key, (None, 0))
+            if lock is None:
+                lock = cls(data_dir)
+            cls._held[key] = (lock, count + 1)
+            return lock
+
+    def _give_back(self) -> None:
+        key = self.path.parent.resolve()
+        with self._guard:
+            lock, count = self._held.get(key, (None, 0))
+            if lock is not self:
+                return
+            if count > 1:
+                self._held[key] = (self, count - 1)
+                return
+            del self._held[key]
+        self._unlock()
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +118,9 @@ class _DataDirLock:
         self._fh.flush()
 
     def release(self) -> None:
+        self._give_back()
+
+    def _unlock(self) -> None:
         if not self._fh.closed:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
@@ -124,8 +155,7 @@ def _embedded_collection_exists(data_dir: Path, engine: str, collection: str) ->
     return local_collection_exists(_engine_dir(data_dir, engine), collection)
 
 
-def _open_backend(settings: Settings, engine: str) -> Backend:
-    collection = settings.qdrant.collection
+def _open_backend(settings: Settings, engine: str, collection: str) -> Backend:
     if engine == "edge":
         from knowledge.backends.edge import EdgeBackend
 
@@ -143,17 +173,35 @@ def _open_backend(settings: Settings, engine: str) -> Backend:
     return QdrantBackend(collection, url=settings.qdrant.url, api_key=key, timeout=settings.qdrant.timeout)
 
 
+def state_prefix(settings: Settings, collection: str) -> str:
+    """Where a collection's docstore and state live in the key-value store: the configured
+    collection keeps the historical `lore/...`; a model's own collection (`knowledge/tuning/
+    registry.py`) gets its own, since it is synced separately."""
+    return "lore" if collection == settings.qdrant.collection else f"lore@{collection}"
+
+
+def state_file(settings: Settings, collection: str) -> Path:
+    """The embedded key-value file of `collection` (one per collection: two stores open at once
+    in one process must never overwrite each other's file)."""
+    if collection == settings.qdrant.collection:
+        return settings.data_dir / "docstore.json"
+    return settings.data_dir / f"docstore.{collection}.json"
+
+
 class IndexStore:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, collection: str | None = None) -> None:
+        """`collection`: the concrete collection to open (default: the configured one); the
+        serving model's comes from `knowledge.tuning.registry.serving_view`."""
         self.settings = settings
-        self.collection = settings.qdrant.collection
+        self.collection = collection or settings.qdrant.collection
+        self.prefix = state_prefix(settings, self.collection)
         self.embedded = settings.qdrant.url is None
         self.engine = settings.index.engine if self.embedded else "qdrant"
         self._lock: _DataDirLock | None = None
         if self.embedded:
-            self._lock = _DataDirLock(settings.data_dir)
+            self._lock = _DataDirLock.take(settings.data_dir)
         try:
-            self.backend: Backend = _open_backend(settings, self.engine)
+            self.backend: Backend = _open_backend(settings, self.engine, self.collection)
         except BackendLocked as exc:  # the engine's own lock, if someone bypassed ours
             if self._lock:
                 self._lock.release()
@@ -183,7 +231,7 @@ class IndexStore:
                 "machine can sync sources",
                 settings.data_dir,
             )
-        return _FileKV(settings.data_dir / "docstore.json")
+        return _FileKV(state_file(settings, self.collection))
 
     # -- the collection ------------------------------------------------------
 
@@ -282,7 +330,7 @@ class IndexStore:
                     (root / f"{self.collection}.json").unlink(missing_ok=True)
                     shutil.rmtree(root / self.collection, ignore_errors=True)
                 else:
-                    backend = _open_backend(self.settings, other)
+                    backend = _open_backend(self.settings, other, self.collection)
                     try:
                         backend.drop()
                     finally:
@@ -329,16 +377,27 @@ class IndexStore:
     def docstore(self, source: str) -> KVDocumentStore:
         # One namespace per source: an upsert-and-delete sync of one source must never see
         # (and delete) another source's documents.
-        return KVDocumentStore(self.kv, namespace=f"lore/docs/{source}")
+        return KVDocumentStore(self.kv, namespace=f"{self.prefix}/docs/{source}")
 
     def get_state(self, collection: str, key: str) -> dict[str, Any] | None:
-        return self.kv.get(key, collection=f"lore/{collection}")
+        return self.kv.get(key, collection=f"{self.prefix}/{collection}")
 
     def put_state(self, collection: str, key: str, value: dict[str, Any]) -> None:
-        self.kv.put(key, value, collection=f"lore/{collection}")
+        self.kv.put(key, value, collection=f"{self.prefix}/{collection}")
 
     def delete_state(self, collection: str, key: str) -> None:
-        self.kv.delete(key, collection=f"lore/{collection}")
+        self.kv.delete(key, collection=f"{self.prefix}/{collection}")
+
+    def forget_sources(self) -> None:
+        """Forget what the docstore and state say about every configured source (the collection
+        is being rebuilt or dropped)."""
+        for src in self.settings.sources:
+            docstore = self.docstore(src.name)
+            for doc_id in list(docstore.get_all_document_hashes().values()):
+                docstore.delete_document(doc_id, raise_error=False)
+            for kind in ("pending", "sync", "vocabulary", "access", "calibration"):
+                self.delete_state(kind, src.name)
+        self.persist()
 
     def persist(self) -> None:
         if isinstance(self.kv, _FileKV):

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as qm
@@ -37,6 +37,43 @@ log = logging.getLogger(__name__)
 UPSERT_BATCH = 256
 
 
+class _LocalStorage:
+    """One local-mode client per storage folder in a process (qdrant-client locks the folder), shared
+    by the backends of its collections: a promotion builds a second collection beside the serving
+    one. One backend per collection, like Edge's shards."""
+
+    _open: ClassVar[dict[str, _LocalStorage]] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.key = str(path.resolve())
+        try:
+            self.client = QdrantClient(path=str(path))
+        except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
+            raise BackendLocked(str(exc)) from exc
+        self.lock = threading.RLock()  # local mode is not thread-safe: one call at a time
+        self.collections: set[str] = set()
+
+    @classmethod
+    def take(cls, path: Path, collection: str) -> _LocalStorage:
+        with cls._guard:
+            storage = cls._open.get(str(path.resolve())) or cls(path)
+            if collection in storage.collections:
+                raise BackendLocked(f"the local Qdrant collection {collection} in {path} is already open")
+            storage.collections.add(collection)
+            cls._open[storage.key] = storage
+            return storage
+
+    def give_back(self, collection: str) -> None:
+        with self._guard:
+            self.collections.discard(collection)
+            if self.collections:
+                return
+            self._open.pop(self.key, None)
+        with self.lock:
+            self.client.close()
+
+
 class QdrantBackend:
     def __init__(
         self,
@@ -50,17 +87,16 @@ class QdrantBackend:
         self.collection = collection
         self.local = url is None
         self.engine = "qdrant-local" if self.local else "qdrant"
+        self._storage: _LocalStorage | None = None
         if self.local:
             assert path is not None
-            try:
-                client = QdrantClient(path=str(path))
-            except RuntimeError as exc:  # "Storage folder ... is already accessed by another instance"
-                raise BackendLocked(str(exc)) from exc
+            self._storage = _LocalStorage.take(path, collection)
+            client = self._storage.client
         else:
             client = QdrantClient(url=url, api_key=api_key, timeout=timeout)
         self.client = client
         # Local mode is not thread-safe: one call at a time. A server client is.
-        self._lock: threading.RLock | None = threading.RLock() if self.local else None
+        self._lock: threading.RLock | None = self._storage.lock if self._storage else None
         if not self.local:
             self._ensure_indexes()
 
@@ -259,7 +295,11 @@ class QdrantBackend:
         """Local mode writes through to its SQLite file; a server persists on its own."""
 
     def close(self) -> None:
-        self._call("close")
+        if self._storage is not None:
+            storage, self._storage = self._storage, None
+            storage.give_back(self.collection)
+        elif not self.local:
+            self._call("close")
 
 
 def _hit(point: Any) -> Hit:

@@ -37,6 +37,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
             "console_users",
             "escalations",
             "expert_answers",
+            "relevance_judgments",
         ):
             conn.execute(text(f"DELETE FROM {table}"))
     yield database

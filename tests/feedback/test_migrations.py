@@ -113,3 +113,38 @@ def test_0004_adds_gap_reports_and_keeps_every_judgment_both_ways(db):
     assert judgments() == before and latest_report(db.sessions, "gaps") is None
     store_report(db.sessions, "gaps", [], params={}, questions=0, started_at=datetime.now(UTC))
     assert latest_report(db.sessions, "gaps") is not None
+
+
+def test_0006_adds_relevance_judgments_that_survive_an_upgrade_and_go_cleanly_on_a_downgrade(db):
+    """Judgments written at 0006 survive a later `upgrade` (a no-op at head, as after a deploy);
+    down to 0005 the table and its index are gone and everything else is untouched; back up,
+    the table is empty and writable again."""
+    from sqlalchemy import text
+
+    from feedback.judgments import Passage, judgments_for, record_judgment
+    from feedback.reviews import save_review
+    from feedback.store import record_interaction
+    from tests.feedback.test_store import interaction
+
+    record_interaction(db.sessions, interaction("a1"))
+    save_review(db.sessions, "a1", action="approve", reviewer="ada", expected_version=0)
+    passage = Passage("c-1", "hb:hr/leave.md", "hr/leave.md", "sha-v1", "Everyone gets 25 days.", "Leave")
+    record_judgment(db.sessions, "a1", passage, relevant=True, origin="retrieved", reviewer="ada")
+
+    db.upgrade()
+    [kept] = judgments_for(db.sessions, "a1")
+    assert (kept.passage, kept.relevant, kept.origin, kept.reviewer) == (passage, True, "retrieved", "ada")
+
+    db.downgrade("0005")
+    assert db.current() == "0005"
+    with db.engine.connect() as conn:
+        inspector = inspect(conn)
+        assert "relevance_judgments" not in inspector.get_table_names()
+        assert {"interactions", "reviews", "escalations"} <= set(inspector.get_table_names())
+        assert conn.execute(text("SELECT status FROM reviews WHERE answer_id = 'a1'")).scalar() == "approved"
+
+    db.upgrade()
+    assert db.current() == db.head() == "0006"
+    assert judgments_for(db.sessions, "a1") == []
+    record_judgment(db.sessions, "a1", passage, relevant=False, origin="retrieved", reviewer="rex")
+    assert [j.relevant for j in judgments_for(db.sessions, "a1")] == [False]

@@ -196,6 +196,7 @@
     const section = document.querySelector("section.item");
     const click = (id) => document.getElementById(id) && document.getElementById(id).click();
     const text = document.getElementById("ideal-answer");
+    const judging = relevance();
     text.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
         event.preventDefault();
@@ -205,6 +206,11 @@
     document.addEventListener("keydown", (event) => {
       if (typing(event) || event.ctrlKey || event.metaKey || event.altKey) return;
       const go = (where) => where && (location.href = where);
+      if (/^[1-9]$/.test(event.key)) {
+        judging.select(Number(event.key) - 1);
+        event.preventDefault();
+        return;
+      }
       switch (event.key) {
         case "a": click("approve"); break;
         case "r": click("reject"); break;
@@ -213,10 +219,92 @@
         case "j": case "n": go(section.dataset.next); break;
         case "k": case "p": go(section.dataset.prev); break;
         case "u": go(document.querySelector(".crumbs a").getAttribute("href")); break;
+        case "]": judging.select(judging.current + 1); break;
+        case "[": judging.select(judging.current - 1); break;
+        case "y": judging.toggle("relevant"); break;
+        case "x": judging.toggle("not_relevant"); break;
+        case "/": document.getElementById("find").focus(); break;
         default: return;
       }
       event.preventDefault();
     });
+  }
+
+  // Relevance judgments on the item page: the forms work without this; with it they post in
+  // place, and the keys above pick a chunk and judge it (the same key again clears the verdict).
+  function relevance() {
+    const chunks = Array.from(document.querySelectorAll("#chunks .chunk"));
+    const state = { current: -1 };
+
+    function show(chunk, verdict) {
+      chunk.dataset.verdict = verdict || "";
+      chunk.querySelector("button.relevant").setAttribute("aria-pressed", String(verdict === "relevant"));
+      chunk.querySelector("button.not-relevant").setAttribute("aria-pressed", String(verdict === "not_relevant"));
+      chunk.querySelector("button.clear").hidden = !verdict;
+    }
+
+    async function judge(chunk, verdict) {
+      const form = chunk.querySelector("form.judge");
+      const status = form.querySelector(".judge-state");
+      const reply = await post(form.action, { chunk_id: chunk.dataset.chunkId, verdict }, true);
+      if (!reply.ok) {
+        status.textContent = reply.data.error || "The judgment could not be saved.";
+        return;
+      }
+      show(chunk, reply.data.verdict);
+      status.textContent = reply.data.verdict ? "saved" : "cleared";
+    }
+
+    for (const chunk of chunks) {
+      const form = chunk.querySelector("form.judge");
+      if (!form) continue;
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        judge(chunk, event.submitter ? event.submitter.value : "clear");
+      });
+    }
+
+    document.querySelectorAll("form.attach").forEach((form) => {
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const button = form.querySelector("button");
+        const status = form.querySelector(".judge-state");
+        const reply = await post(form.action, new FormData(form), true);
+        if (!reply.ok) {
+          status.textContent = reply.data.error || "The passage could not be attached.";
+          return;
+        }
+        button.textContent = "Attached ✓";
+        button.disabled = true;
+        const li = el("li");
+        li.dataset.chunkId = reply.data.chunk_id;
+        li.append(el("strong", reply.data.title || reply.data.path), el("span", ` ${reply.data.path} · just now`, "muted small"));
+        document.getElementById("attached").append(li);
+        const retrieved = chunks.find((c) => c.dataset.chunkId === reply.data.chunk_id);
+        if (retrieved) show(retrieved, "relevant");
+      });
+    });
+
+    state.select = (n) => {
+      if (!chunks.length) return;
+      if (state.current >= 0) chunks[state.current].classList.remove("selected");
+      state.current = Math.min(chunks.length - 1, Math.max(0, n));
+      const chunk = chunks[state.current];
+      chunk.classList.add("selected");
+      chunk.querySelector("details").open = true;
+      chunk.querySelector("summary").focus({ preventScroll: true });
+      chunk.scrollIntoView({ block: "nearest" });
+    };
+    state.toggle = (verdict) => {
+      const chunk = chunks[state.current];
+      if (!chunk || !chunk.querySelector("form.judge")) return;
+      judge(chunk, chunk.dataset.verdict === verdict ? "clear" : verdict);
+    };
+
+    // Just searched: the first result's button has the focus, so Enter attaches it.
+    const first = document.querySelector("#search-results form.attach button:not(:disabled)");
+    if (first && new URLSearchParams(location.search).get("find")) first.focus();
+    return state;
   }
 
   // ---- sources: reindex with live progress -------------------------------------------------------
