@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from bot.commands import ask, dataset, discord, doctor, gaps, index, serve, slack, users, worker
+from bot.commands import ask, dataset, discord, doctor, gaps, index, serve, slack, tune, users, worker
 from bot.commands._common import error, out, settings_of, use_json_logs
 from config import ConfigError, load_settings
 from config.loader import masked
@@ -54,7 +54,7 @@ def config_show(ctx: typer.Context) -> None:
     out.print_json(json.dumps(masked(settings_of(ctx)), default=str))
 
 
-for _commands in (index, ask, worker, slack, discord, serve, users, dataset, gaps, doctor):
+for _commands in (index, ask, worker, slack, discord, serve, users, dataset, gaps, tune, doctor):
     _commands.register(app)
 
 

@@ -9,14 +9,17 @@ composition root of `workers`' send side: it imports the implementations, and no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
-from workers.ports import SyncStatus, TaskClient
+from workers.ports import PROMOTING, SyncStatus, TaskClient, TuneRequest
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
+    from feedback.store import SessionFactory
     from knowledge.service import Knowledge
     from workers.remote import RemoteKnowledge
 
@@ -82,3 +85,67 @@ def worker_queues(settings: Settings, timeout: float = 2.0) -> dict[str, list[st
     finally:
         app.close()
     return {str(node): sorted(str(q["name"]) for q in queues) for node, queues in replies.items()}
+
+
+def request_tuning(
+    settings: Settings,
+    request: TuneRequest,
+    *,
+    wait: bool = True,
+    on_step: Callable[[str], None] | None = None,
+    poll: float = 1.0,
+) -> dict[str, Any]:
+    """Queue a retriever-tuning run on the workers' `train` queue. `wait`: until it ends (its
+    `lore tune --json` body); else until its promotion's rebuild starts, or it ends first
+    (`{"task_id", "step"}`). Raises RuntimeError when the run failed."""
+    from dataclasses import asdict
+
+    from workers.app import make_celery
+    from workers.names import QUEUE_OF, TaskName
+
+    if not settings.redis.url:
+        raise ValueError("--no-wait needs workers: set redis.url and run `lore worker -Q train`")
+    payload = asdict(request)
+    payload.pop("requested_by")
+    if payload["pairs_file"] is not None:
+        payload["pairs_file"] = str(payload["pairs_file"])
+    app = make_celery(settings)
+    try:
+        result = app.send_task(
+            TaskName.TUNE_RETRIEVER,
+            kwargs={"request": payload, "requested_by": request.requested_by},
+            queue=str(QUEUE_OF[TaskName.TUNE_RETRIEVER]),
+        )
+        seen = None
+        while True:
+            if result.ready():
+                if result.failed():
+                    raise RuntimeError(f"the tuning run failed: {result.result!r}")
+                body: dict[str, Any] = result.get(disable_sync_subtasks=False)
+                return body
+            meta = result.info if isinstance(result.info, dict) else {}
+            step = meta.get("step")
+            if step and step != seen:
+                seen = step
+                if on_step:
+                    on_step(step)
+                if not wait and step.startswith(PROMOTING):
+                    return {"task_id": result.id, "step": step}
+            time.sleep(poll)
+    finally:
+        app.close()
+
+
+def tune_here(
+    settings: Settings,
+    knowledge: Knowledge,
+    sessions: SessionFactory | None,
+    request: TuneRequest,
+    *,
+    step: Callable[[str], None] | None = None,
+    on_train_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run a retriever-tuning run in this process (the CLI without workers); see workers/tuning.py."""
+    from workers.tuning import tune_retriever
+
+    return tune_retriever(settings, knowledge, sessions, request, step=step, on_train_step=on_train_step)

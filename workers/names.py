@@ -34,6 +34,7 @@ class TaskName(StrEnum):
     INDEX_QUERY = "lore.index_query"  # a read of the owner's index: counts, sources, versions, info
     CLUSTER_GAPS = "lore.cluster_gaps"  # cluster the questions (feedback/gaps.py) and store the run
     GAPS_DIGEST = "lore.gaps_digest"  # post the top new gaps to gaps.digest_channel
+    TUNE_RETRIEVER = "lore.tune_retriever"  # train, measure and maybe promote a retriever (workers/tuning.py)
 
 
 QUEUE_OF: dict[TaskName, Queue] = {
@@ -48,6 +49,7 @@ QUEUE_OF: dict[TaskName, Queue] = {
     TaskName.INDEX_QUERY: Queue.ANSWER,
     TaskName.CLUSTER_GAPS: Queue.FEEDBACK,  # reads the database, embeds questions; no index
     TaskName.GAPS_DIGEST: Queue.FEEDBACK,
+    TaskName.TUNE_RETRIEVER: Queue.TRAIN,
 }
 
 

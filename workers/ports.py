@@ -9,7 +9,8 @@ Only types live here. The implementations (`workers.sender.CeleryTaskClient`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from feedback.schema import EscalationRecord, ExpertReplyRecord, InteractionRecord, VoteRecord
 
@@ -29,6 +30,21 @@ class SyncStatus:
 
     running: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> progress dict
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # source -> last summary
+
+
+PROMOTING = "promoting"  # a tuning run's step that starts the promotion's rebuild
+
+
+@dataclass
+class TuneRequest:
+    """A retriever-tuning run as asked (`lore tune retriever`, the `lore.tune_retriever` task)."""
+
+    method: Literal["full", "adapter"]
+    synthetic: int
+    max_minutes: float
+    promote: Literal["auto", "never"] = "auto"
+    pairs_file: Path | None = None
+    requested_by: str | None = None
 
 
 class TaskClient(Protocol):

@@ -45,6 +45,7 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     for key, interval, task in (
         ("cluster-gaps", settings.gaps.every, TaskName.CLUSTER_GAPS),
         ("gaps-digest", settings.gaps.digest_every, TaskName.GAPS_DIGEST),
+        ("tune-retriever", settings.tuning.every, TaskName.TUNE_RETRIEVER),
     ):
         if interval:
             seconds = parse_duration(interval).total_seconds()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
@@ -189,6 +190,35 @@ def gaps_digest(task: Task[Any, Any], requested_by: str | None = None) -> dict[s
     )
 
 
+def tune_retriever(
+    task: Task[Any, Any], request: dict[str, Any] | None = None, requested_by: str | None = None
+) -> dict[str, Any]:
+    """Train, measure and maybe promote a retriever (`workers.tuning.tune_retriever`). The run's
+    current step is the task's state meta, so `lore tune retriever --no-wait` can tell when the
+    promotion's rebuild has started. With an embedded index this must be the process that owns it."""
+    from workers.ports import TuneRequest
+    from workers.tuning import tune_retriever
+
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    tuning = settings.tuning
+    options: dict[str, Any] = {
+        "method": tuning.method,
+        "synthetic": tuning.synthetic,
+        "max_minutes": tuning.max_minutes,
+    }
+    options.update(request or {})
+    if options.get("pairs_file"):
+        options["pairs_file"] = Path(options["pairs_file"])
+    job = TuneRequest(**options, requested_by=requested_by)
+
+    def step(text: str) -> None:
+        log.info("tune: %s", text)
+        task.update_state(state="PROGRESS", meta={"step": text})
+
+    return tune_retriever(settings, rt.knowledge, rt.database.sessions, job, step=step)
+
+
 def answer(task: Task[Any, Any], payload: dict[str, Any]) -> None:
     """A question for this process's index (`lore worker -Q answer` with a Qdrant server); the
     reply goes to the asker's reply list. See workers/answers.py."""
@@ -275,6 +305,16 @@ def register(app: Celery, settings: Settings) -> None:
         time_limit=180,
         **common,
     )(gaps_digest)
+    # Training is never retried nor redelivered: a run that died left the serving model as it
+    # was, and the next scheduled or requested run starts over. Its limit is the training budget
+    # plus the measuring and a re-index, generously.
+    app.task(
+        name=TaskName.TUNE_RETRIEVER,
+        queue=QUEUE_OF[TaskName.TUNE_RETRIEVER],
+        soft_time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600,
+        time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
+        **{**common, "acks_late": False, "reject_on_worker_lost": False},  # a killed run is not redelivered
+    )(tune_retriever)
     # Questions: never retried; a question whose worker died comes back (acks_late) and is answered
     # if its asker still waits, and Celery drops it once expired (`expires` = the asker's timeout).
     # A second reply to the same question is harmless: the asker reads the first.
