@@ -163,6 +163,29 @@ def test_the_server_alias_switches_atomically_under_readers(tmp_path):
         client.close()
 
 
+def test_server_mode_reads_and_moves_the_alias(make_settings, tmp_path, monkeypatch):
+    """The server branch of `serving_id` / `switch_pointer` / `pointer_stamp`, with the client a
+    real local-mode Qdrant (no server runs here) standing in for the server's."""
+    from qdrant_client import QdrantClient
+    from qdrant_client.http import models as qm
+
+    settings = make_settings(qdrant={"url": "http://127.0.0.1:1", "collection": "kb"})
+    client = QdrantClient(path=str(tmp_path / "q"))
+    monkeypatch.setitem(registry._alias_clients, ("http://127.0.0.1:1", ""), client)
+    try:
+        model = registry.create_run(settings, "full")
+        client.create_collection(
+            model.collection, vectors_config=qm.VectorParams(size=2, distance=qm.Distance.COSINE)
+        )
+        assert registry.serving_id(settings) == registry.BASE and registry.pointer_stamp(settings) is None
+        registry.switch_pointer(settings, model)
+        assert registry.serving_id(settings) == model.id and registry.serving(settings).status == "serving"
+        assert registry.pointer_stamp(settings) == (model.id, f"kb-{model.id}")
+        assert not (settings.data_dir / "models" / "serving.json").exists()  # no file pointer in server mode
+    finally:
+        client.close()
+
+
 # -- serving, promotion, rollback ------------------------------------------------
 
 
