@@ -11,9 +11,9 @@ Two kinds of labels, strongest first:
   which chunk answers, so it adds none.
 
 Negatives, by question (normalised): chunks judged not relevant, and the chunks an answer cited
-when someone's current 👎 says "irrelevant sources". Those cited chunks are never positives of
-that question, however the item was reviewed; and a chunk a reviewer judged on an answer is
-never also a weak positive of it (the judgment says more).
+when someone's current 👎 says "irrelevant sources". Neither is ever a weak positive of that
+question, however the item was reviewed; and a chunk a reviewer judged on an answer is never
+also a weak positive of it (the judgment says more).
 
 Everything that leaves here is redacted exactly as `lore dataset export` redacts
 (`feedback.datasets.redact.Redactor`), and, as there, passages not everyone may
@@ -21,9 +21,9 @@ read (restricted) are left out unless `include_restricted`: a model trained on t
 
 **Groups.** A pair's group is a normalised question (`feedback.datasets.clean.normalize`: lower
 case, accents folded, punctuation dropped, spaces collapsed): the first in sort order of its
-cluster of near-identical questions (word-shingle Jaccard >= `similarity`, as the exports'
-split), clustered over every question that yields a pair of either kind, so paraphrases never
-straddle the train/held-out split. Groups are computed from redacted questions: they are text too.
+cluster of near-identical questions (word-shingle Jaccard >= `datasets.group_similarity`, as the
+exports' split), clustered over every question that yields a pair of either kind, so paraphrases
+never straddle the train/held-out split. Groups come from redacted questions: they are text too.
 Call `labels` once when both kinds are needed: `judged` and `curated` each compute it all.
 """
 
@@ -37,10 +37,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from config.settings import DatasetSettings, FeedbackSettings, Settings
 from feedback.datasets.clean import clusters, normalize
 from feedback.datasets.prompt import numbered_chunks
 from feedback.datasets.redact import Redactor
-from feedback.judgments import Passage, all_judgments
+from feedback.judgments import Judgment, Passage, all_judgments
 from feedback.models import Vote
 from feedback.reviews import CuratedItem, curated_items
 from feedback.store import SessionFactory
@@ -59,16 +60,20 @@ class Labels:
     redactions: Counter[str] = field(default_factory=Counter)  # by kind, as an export's card
 
 
-def judged(sessions: SessionFactory, **options: Any) -> tuple[list[TrainingPair], list[HeldOutQuestion]]:
+def judged(
+    sessions: SessionFactory, settings: Settings | None = None, *, include_restricted: bool = False
+) -> tuple[list[TrainingPair], list[HeldOutQuestion]]:
     """Reviewers' relevance judgments as pairs, and every judged question as a `HeldOutQuestion`
-    (pick the held-out ones with `held_out_questions`). `options`: as `labels`."""
-    found = labels(sessions, **options)
+    (pick the held-out ones with `held_out_questions`). Arguments: as `labels`."""
+    found = labels(sessions, settings, include_restricted=include_restricted)
     return found.judged, found.questions
 
 
-def curated(sessions: SessionFactory, **options: Any) -> list[TrainingPair]:
-    """Approved and edited answers' cited chunks as weak pairs. `options`: as `labels`."""
-    return labels(sessions, **options).curated
+def curated(
+    sessions: SessionFactory, settings: Settings | None = None, *, include_restricted: bool = False
+) -> list[TrainingPair]:
+    """Approved and edited answers' cited chunks as weak pairs. Arguments: as `labels`."""
+    return labels(sessions, settings, include_restricted=include_restricted).curated
 
 
 def held_out_questions(questions: Iterable[HeldOutQuestion], groups: Iterable[str]) -> list[HeldOutQuestion]:
@@ -85,63 +90,30 @@ class _Raw:
 
 
 def labels(
-    sessions: SessionFactory,
-    *,
-    private_url_patterns: Sequence[str] = (),
-    include_restricted: bool = False,
-    similarity: float = 0.5,
+    sessions: SessionFactory, settings: Settings | None = None, *, include_restricted: bool = False
 ) -> Labels:
-    """Both kinds of pairs, and the judged questions. `private_url_patterns`: the settings'
-    `feedback.private_url_patterns`; `similarity`: `datasets.group_similarity`."""
+    """Both kinds of pairs, and the judged questions. From `settings` (the defaults without):
+    `feedback.private_url_patterns` for redaction, `datasets.group_similarity` for groups."""
+    datasets, feedback = (
+        (settings.datasets, settings.feedback) if settings else (DatasetSettings(), FeedbackSettings())
+    )
     out = Labels()
-    items = curated_items(sessions)
-    judgments = all_judgments(sessions)
-    irrelevant = _irrelevant_votes(sessions)
-    judged_chunks = {(j.answer_id, j.passage.chunk_id) for _q, j in judgments}
-
-    negatives: dict[str, list[Passage]] = defaultdict(list)  # normalised question -> passages
-    never: set[tuple[str, str]] = set()  # (normalised question, chunk id): never a weak positive
-    raw: list[_Raw] = []
-    for question, j in judgments:
-        if j.relevant:
-            raw.append(_Raw(question, j.passage, "judged"))
-        else:
-            negatives[normalize(question)].append(j.passage)
-    for item in items:
-        if item.answer_id in irrelevant:
-            key = normalize(item.question)
-            for chunk in _cited(item.chunks, {int(c["n"]) for c in item.citations if c.get("n")}):
-                negatives[key].append(Passage.of(chunk))
-                never.add((key, str(chunk["chunk_id"])))
-    for item in items:
-        key = normalize(item.question)
-        for chunk in _curated_chunks(item):
-            chunk_id = str(chunk["chunk_id"])
-            if (key, chunk_id) not in never and (item.answer_id, chunk_id) not in judged_chunks:
-                raw.append(_Raw(item.question, Passage.of(chunk), "curated"))
-
+    raw, negatives = _collect(curated_items(sessions), all_judgments(sessions), _irrelevant_votes(sessions))
     if not include_restricted:
         if restricted := sum(r.passage.restricted for r in raw):
             out.left_out["restricted passage"] = restricted
         raw = [r for r in raw if not r.passage.restricted]
         negatives = {k: [p for p in ps if not p.restricted] for k, ps in negatives.items()}
-
-    positives = {(normalize(r.question), r.passage.chunk_id) for r in raw if r.kind == "judged"}
-    negatives = {k: [p for p in ps if (k, p.chunk_id) not in positives] for k, ps in negatives.items()}
+    texts = [r.question for r in raw] + [r.passage.text for r in raw]
     clean = _cleaner(
-        Redactor(private_url_patterns),
-        [r.question for r in raw]
-        + [r.passage.text for r in raw]
-        + [p.text for ps in negatives.values() for p in ps],
+        Redactor(feedback.private_url_patterns),
+        texts + [p.text for ps in negatives.values() for p in ps],
         out.redactions,
     )
-
-    groups = _groups([clean(r.question) for r in raw], similarity)
+    groups = _groups([clean(r.question) for r in raw], datasets.group_similarity)
     seen: set[tuple[str, str]] = set()
-    questions: dict[str, dict[str, Any]] = {}
     for r in sorted(raw, key=lambda r: r.kind != "judged"):  # judged first: it wins a duplicate
-        key, query = normalize(r.question), clean(r.question)
-        positive = clean(r.passage.text)
+        key, query, positive = normalize(r.question), clean(r.question), clean(r.passage.text)
         if (key, " ".join(positive.split())) in seen:
             continue
         seen.add((key, " ".join(positive.split())))
@@ -159,20 +131,55 @@ def labels(
             negatives=tuple(negs),
         )
         (out.judged if r.kind == "judged" else out.curated).append(pair)
-        if r.kind == "judged":
-            q = questions.setdefault(key, {"question": query, "group": pair.group, "ids": {}, "paths": {}})
-            q["ids"][pair.positive_id] = None
-            q["paths"][pair.path] = None
-    out.questions = [
-        HeldOutQuestion(
-            question=q["question"],
-            group=q["group"],
-            chunk_ids=frozenset(q["ids"]),
-            paths=frozenset(p for p in q["paths"] if p),
-        )
-        for q in questions.values()
-    ]
+    out.questions = _questions(out.judged)
     return out
+
+
+def _collect(
+    items: Sequence[CuratedItem], judgments: Sequence[tuple[str, Judgment]], irrelevant: set[str]
+) -> tuple[list[_Raw], dict[str, list[Passage]]]:
+    """The positives of both kinds, and each (normalised) question's negatives, before redaction."""
+    negatives: dict[str, list[Passage]] = defaultdict(list)
+    never: set[tuple[str, str]] = set()  # (normalised question, chunk id): never a weak positive
+    judged_here = {(j.answer_id, j.passage.chunk_id) for _q, j in judgments}
+    raw: list[_Raw] = []
+    for question, j in judgments:
+        if j.relevant:
+            raw.append(_Raw(question, j.passage, "judged"))
+        else:
+            negatives[normalize(question)].append(j.passage)
+            never.add((normalize(question), j.passage.chunk_id))
+    for item in items:
+        if item.answer_id in irrelevant:
+            key = normalize(item.question)
+            for chunk in _cited(item.chunks, {int(c["n"]) for c in item.citations if c.get("n")}):
+                negatives[key].append(Passage.of(chunk))
+                never.add((key, str(chunk["chunk_id"])))
+    for item in items:
+        key = normalize(item.question)
+        for chunk in _curated_chunks(item):
+            chunk_id = str(chunk["chunk_id"])
+            if (key, chunk_id) not in never and (item.answer_id, chunk_id) not in judged_here:
+                raw.append(_Raw(item.question, Passage.of(chunk), "curated"))
+    # What a reviewer judged relevant for a question is never also one of its negatives.
+    positives = {(normalize(r.question), r.passage.chunk_id) for r in raw if r.kind == "judged"}
+    kept = {k: [p for p in ps if (k, p.chunk_id) not in positives] for k, ps in negatives.items()}
+    return raw, kept
+
+
+def _questions(pairs: Sequence[TrainingPair]) -> list[HeldOutQuestion]:
+    """One held-out question per judged question: any of its relevant chunks (or their documents)
+    is a right retrieval."""
+    found: dict[str, tuple[TrainingPair, dict[str, None], dict[str, None]]] = {}
+    for pair in pairs:
+        _first, ids, paths = found.setdefault(normalize(pair.query), (pair, {}, {}))
+        ids[pair.positive_id] = None
+        if pair.path:
+            paths[pair.path] = None
+    return [
+        HeldOutQuestion(first.query, first.group, paths=frozenset(paths), chunk_ids=frozenset(ids))
+        for first, ids, paths in found.values()
+    ]
 
 
 def _cleaner(redactor: Redactor, texts: list[str], counts: Counter[str]) -> Callable[[str], str]:

@@ -116,7 +116,9 @@ class Knowledge:
     def _build(self, view: ServingView) -> tuple[IndexStore, Embedder, CitingQueryEngine]:
         store = None
         with self._lock:
-            for n, (_when, retired) in enumerate(self._retired):
+            if self._store is not None and self._store.collection == view.collection:
+                store = self._store  # an adapter: same documents, another query map
+            for n, (_when, retired) in enumerate(self._retired if store is None else ()):
                 if retired.collection == view.collection:  # switching back within the grace
                     store = self._retired.pop(n)[1]
                     break
@@ -129,7 +131,8 @@ class Knowledge:
             )
             store.ready_for(embedder.identity)  # refuse a mismatch here, not in a question
         except BaseException:
-            store.close()
+            if store is not self._store:
+                store.close()
             raise
         return store, embedder, engine
 

@@ -1,11 +1,8 @@
 """The review queue (reviewers and admins): filter, read an item in full, approve, edit, reject, tag,
 approve an expert's answer (from "Ask an expert") as the item's curated answer, and judge passages.
 
-Relevance judgments (`feedback.judgments`, what retriever tuning learns from): each retrieved
-chunk can be marked relevant or not, and a search box finds, in the whole index, the passage
-that should have been found, to attach it. The search is unfiltered by permissions, as the rest
-of the review pages: reviewers see everything. A judged passage is always read on the server
-(from the answer's record, or by running the reviewer's search again), never taken from the form.
+The item page also shows each retrieved chunk's relevance judgment and the reviewer's passage
+search; the routes that write judgments are `bot.web.judging`.
 
 Every route here sits behind `require_reviewer`. Writes carry the version the page was rendered
 from; a stale one gets the conflict page (409) with the other reviewer's saved state and the
@@ -19,14 +16,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bot.web.context import Console
+from bot.web.judging import judgment_routes, search_passages, verdict_of
 from bot.web.security import requirement, signed_in
 from feedback.datasets.prompt import numbered_chunks
 from feedback.experts import approve_expert_answer, escalation_of, expert_answers
-from feedback.judgments import Judgment, Passage, clear_judgment, judgments_for, record_judgment
+from feedback.judgments import judgments_for
 from feedback.models import REVIEW_STATUSES
 from feedback.reviews import (
     ACTIONS,
@@ -45,8 +43,6 @@ from feedback.schema import VOTE_REASONS
 
 log = logging.getLogger(__name__)
 PAGE = 50
-SEARCH_K = 8  # passages a reviewer's search shows
-VERDICTS = ("relevant", "not_relevant", "clear")
 
 
 def _anchored(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,7 +100,7 @@ def review_router(console: Console) -> APIRouter:
         query = urlencode(filters.params())
         judged = await run_in_threadpool(judgments_for, console.db.sessions, answer_id)
         find = (request.query_params.get("find") or "").strip()[:500]
-        results, search_error = await _search(find) if find else ([], None)
+        results, search_error = await search_passages(knowledge, find) if find else ([], None)
         draft = item.draft
         tags = " ".join(item.review.tags)
         if form is not None:  # the reviewer's own input survives an error or a conflict
@@ -131,21 +127,13 @@ def review_router(console: Console) -> APIRouter:
             experts=experts,
             escalation=escalation,
             filter_params=filters.params(),
-            verdicts={j.passage.chunk_id: _verdict(j) for j in judged},
+            verdicts={j.passage.chunk_id: verdict_of(j) for j in judged},
             attached=[j for j in judged if j.origin == "attached"],
             find=find,
             results=results,
             search_error=search_error,
             retrieved_ids={str(c.get("chunk_id")) for c in item.chunks},
         )
-
-    async def _search(find: str) -> tuple[list[dict[str, Any]], str | None]:
-        try:
-            found = await run_in_threadpool(lambda: knowledge.search(find, top_k=SEARCH_K))
-        except Exception as exc:
-            log.warning("could not search the index for a passage", exc_info=True)
-            return [], f"The index could not be searched: {exc}"
-        return [c.model_dump() for c in found], None
 
     async def _document_changes(item: ReviewItem) -> dict[str, str]:
         try:
@@ -230,101 +218,5 @@ def review_router(console: Console) -> APIRouter:
         query = urlencode({**QueueFilters.parse(request.query_params).params(), "saved": state.status})
         return RedirectResponse(f"/review/{answer_id}?{query}", status_code=303)
 
-    def judged_reply(request: Request, answer_id: str, body: dict[str, Any], status: int = 200) -> Response:
-        """JSON for the page's script; otherwise back to the item (the page works without it)."""
-        if "application/json" in request.headers.get("accept", ""):
-            return JSONResponse(body, status_code=status)
-        if status >= 400:
-            return console.page(request, "error.html", status_code=status, message=body["error"])
-        params = {**QueueFilters.parse(request.query_params).params()}
-        if find := str(body.get("find") or ""):
-            params["find"] = find
-        anchor = "#passage-search" if find else f"#judge-{body.get('chunk_id', '')}"
-        return RedirectResponse(f"/review/{answer_id}?{urlencode(params)}{anchor}", status_code=303)
-
-    @router.post("/{answer_id}/judgments")
-    async def judge(
-        request: Request,
-        answer_id: str,
-        chunk_id: Annotated[str, Form(max_length=255)],
-        verdict: Annotated[str, Form(max_length=16)],
-    ) -> Response:
-        """Mark one of the answer's retrieved chunks relevant or not; "clear" forgets the verdict
-        (on an attached passage too)."""
-        user = signed_in(request)
-        if verdict not in VERDICTS:
-            return judged_reply(request, answer_id, {"error": "Unknown verdict."}, 400)
-        item = await run_in_threadpool(get_item, console.db.sessions, answer_id)
-        if item is None:
-            return judged_reply(request, answer_id, {"error": "No such answer in the log."}, 404)
-        reply = {"ok": True, "chunk_id": chunk_id, "verdict": None if verdict == "clear" else verdict}
-        if verdict == "clear":
-            await run_in_threadpool(clear_judgment, console.db.sessions, answer_id, chunk_id)
-            log.info("%s: cleared the judgment of %s on %s", user.username, chunk_id, answer_id)
-            return judged_reply(request, answer_id, reply)
-        chunk = next((c for c in item.chunks if str(c.get("chunk_id")) == chunk_id), None)
-        if chunk is None:
-            return judged_reply(
-                request, answer_id, {"error": "That chunk was not retrieved for this answer."}, 400
-            )
-        try:
-            await run_in_threadpool(
-                lambda: record_judgment(
-                    console.db.sessions,
-                    answer_id,
-                    Passage.of(chunk),
-                    relevant=verdict == "relevant",
-                    origin="retrieved",
-                    reviewer=user.username,
-                )
-            )
-        except ReviewError as exc:
-            return judged_reply(request, answer_id, {"error": str(exc)}, 400)
-        log.info("%s: %s is %s for %s", user.username, chunk_id, verdict, answer_id)
-        return judged_reply(request, answer_id, reply)
-
-    @router.post("/{answer_id}/attach")
-    async def attach(
-        request: Request,
-        answer_id: str,
-        chunk_id: Annotated[str, Form(max_length=255)],
-        find: Annotated[str, Form(max_length=500)],
-    ) -> Response:
-        """Attach a passage the reviewer's search found as the one that should have been found."""
-        user = signed_in(request)
-        item = await run_in_threadpool(get_item, console.db.sessions, answer_id)
-        if item is None:
-            return judged_reply(request, answer_id, {"error": "No such answer in the log."}, 404)
-        retrieved = next((c for c in item.chunks if str(c.get("chunk_id")) == chunk_id), None)
-        found = retrieved
-        if found is None:
-            results, error = await _search(find.strip())
-            if error:
-                return judged_reply(request, answer_id, {"error": error}, 503)
-            found = next((c for c in results if str(c.get("chunk_id")) == chunk_id), None)
-        if found is None:
-            message = "That passage is no longer among the search's results: search again."
-            return judged_reply(request, answer_id, {"error": message}, 409)
-        passage = Passage.of(found)
-        try:
-            await run_in_threadpool(
-                lambda: record_judgment(
-                    console.db.sessions,
-                    answer_id,
-                    passage,
-                    relevant=True,
-                    origin="retrieved" if retrieved is not None else "attached",
-                    reviewer=user.username,
-                )
-            )
-        except ReviewError as exc:
-            return judged_reply(request, answer_id, {"error": str(exc)}, 400)
-        log.info("%s: attached %s to %s", user.username, chunk_id, answer_id)
-        body = {"ok": True, "chunk_id": chunk_id, "verdict": "relevant", "find": find.strip()}
-        return judged_reply(request, answer_id, {**body, "title": passage.title, "path": passage.path})
-
+    judgment_routes(router, console)
     return router
-
-
-def _verdict(j: Judgment) -> str:
-    return "relevant" if j.relevant else "not_relevant"

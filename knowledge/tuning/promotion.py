@@ -79,7 +79,9 @@ def rollback(
 
 
 def _switch(settings: Settings, record: ModelRecord, current: ModelRecord) -> ModelRecord:
-    registry.switch_pointer(settings, record)  # the switch; the records follow
+    record.replaced = current.id  # first: a crash right after the switch can still roll back
+    registry.save(settings, record)
+    registry.switch_pointer(settings, record)  # the switch; the statuses follow
     now = datetime.now(UTC)
     current.status, current.retired_at = "retired", now
     registry.save(settings, current)

@@ -171,6 +171,12 @@ def runs(settings: Settings) -> list[ModelRecord]:
             found.append(ModelRecord.model_validate_json(path.read_text(encoding="utf-8")))
         except ValueError as exc:
             log.warning("skipping %s: %s", path, exc)
+    current = serving_id(settings)
+    for record in found:  # the pointer is the truth, should a crash have left a status behind
+        if record.id == current:
+            record.status = "serving"
+        elif record.status == "serving":
+            record.status = "retired"
     return sorted(found, key=lambda r: r.created_at, reverse=True)
 
 
@@ -192,7 +198,9 @@ def remove(settings: Settings, model_id: str) -> None:
 
 
 def serving(settings: Settings) -> ModelRecord:
-    return load(settings, serving_id(settings))
+    record = load(settings, serving_id(settings))
+    record.status = "serving"  # the pointer is the truth, should a crash have left a status behind
+    return record
 
 
 def previous(settings: Settings) -> ModelRecord | None:

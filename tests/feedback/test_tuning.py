@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from feedback.db import Database
 from feedback.judgments import Passage, record_judgment
 from feedback.reviews import save_review
@@ -156,7 +157,8 @@ def test_irrelevant_sources_are_negatives_never_positives_and_judgments_win(sess
     both = [leave, chunk("c-carry", "hr/carry.md", CARRY, 2)]
     record_interaction(sessions, logged("also", question, "25 days [1], see [2].", both))
     record_interaction(sessions, logged("judged", "Do leave days expire?", "No [1] [2].", both))
-    for answer_id in ("good", "bad", "also", "judged"):
+    record_interaction(sessions, logged("again", "Do leave days expire?", "They carry [1].", [carry]))
+    for answer_id in ("good", "bad", "also", "judged", "again"):
         review(sessions, answer_id, "approve")
     down = VoteRecord(
         answer_id="bad",
@@ -173,7 +175,7 @@ def test_irrelevant_sources_are_negatives_never_positives_and_judgments_win(sess
     assert [(p.query, p.positive_id, p.negatives) for p in found.curated] == [
         (question, "c-leave", (CARRY,)),  # "also" cites c-carry too: never a positive of this question
         ("Do leave days expire?", "c-leave", (CARRY,)),  # judged not relevant: a negative, not a positive
-    ]
+    ]  # and not from "again" either: the judgment holds for the question
     assert found.judged == []
 
     # A later 👍 from the same user replaces the 👎: the label goes with it.
@@ -203,7 +205,8 @@ def test_queries_passages_negatives_and_groups_are_redacted_as_exports_are(sessi
     judge(sessions, "a1", token, True)
     judge(sessions, "a1", wiki, False)
 
-    found = labels(sessions, private_url_patterns=[r"wiki\.corp\.example"])
+    settings = Settings(feedback={"private_url_patterns": [r"wiki\.corp\.example"]})
+    found = labels(sessions, settings)
     [pair] = found.judged
     assert "northwindlabs" not in pair.query and "[EMAIL]" in pair.query
     assert "Lovelace" not in pair.query and "lovelace" not in pair.group

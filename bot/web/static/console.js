@@ -301,7 +301,8 @@
       judge(chunk, chunk.dataset.verdict === verdict ? "clear" : verdict);
     };
 
-    // Just searched: the first result's button has the focus, so Enter attaches it.
+    // Just searched: the first result's button has the focus, so Enter attaches it (focus also
+    // scrolls it into view; the search form has no #fragment, which made Chromium drop this focus).
     const first = document.querySelector("#search-results form.attach button:not(:disabled)");
     if (first && new URLSearchParams(location.search).get("find")) first.focus();
     return state;
