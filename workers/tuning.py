@@ -209,11 +209,7 @@ def _gather(
         from feedback.tuning import labels
 
         say("reading reviewers' judgments and curated answers")
-        found = labels(
-            sessions,
-            private_url_patterns=settings.feedback.private_url_patterns,
-            similarity=settings.datasets.group_similarity,
-        )
+        found = labels(sessions, settings)
         judged, curated, judged_questions = found.judged, found.curated, found.questions
     imported: list[TrainingPair] = []
     imported_questions: list[HeldOutQuestion] = []

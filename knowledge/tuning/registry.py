@@ -2,7 +2,7 @@
 
 Every run gets `data_dir/models/<id>/` with a `model.json` (`ModelRecord`) and what the trainer
 wrote: `st/` (a sentence-transformers model, `full`) or `adapter.npz` (`adapter`: a linear map
-`W` (d_out x d_in, `nn.Linear`'s weight layout) and optional bias `b` applied to query vectors,
+`knowledge.tuning.train.Adapter`: `weight` (d_out x d_in) and `bias`, applied to query vectors,
 then re-normalised; documents are embedded as before). The configured embedding model and
 collection are the implicit model `base`.
 
@@ -108,7 +108,7 @@ def st_dir(settings: Settings, model_id: str) -> Path:
 
 
 def adapter_file(settings: Settings, model_id: str) -> Path:
-    """Where an `adapter` model's map goes: `W` and optionally `b`, in a `.npz`."""
+    """Where an `adapter` model's map goes (`knowledge.tuning.train.Adapter.save`)."""
     return model_dir(settings, model_id) / "adapter.npz"
 
 
@@ -367,32 +367,29 @@ def serving_view(settings: Settings) -> ServingView:
 
 
 class AdapterEmbedding(BaseEmbedding):
-    """Query vectors mapped by `W` (and `b`) then re-normalised; documents embedded as before."""
+    """Query vectors mapped by each adapter in turn, re-normalised; documents embedded as before."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     inner: Any
-    maps: Any  # [(W, b or None)]
+    maps: Any  # [knowledge.tuning.train.Adapter], applied in order
 
     @classmethod
     def load(cls, inner: BaseEmbedding, paths: Sequence[Path]) -> AdapterEmbedding:
-        maps = []
-        for path in paths:
-            with np.load(path) as data:
-                weight = np.asarray(data["W"], dtype=np.float32)
-                bias = np.asarray(data["b"], dtype=np.float32) if "b" in data else None
-            maps.append((weight, bias))
+        from knowledge.tuning.train import load_adapter
+
         return cls(
             inner=inner,
-            maps=maps,
+            maps=[load_adapter(path) for path in paths],
             model_name=f"{inner.model_name}+adapter",
             embed_batch_size=inner.embed_batch_size,
         )
 
     def map(self, vector: Sequence[float]) -> list[float]:
+        from knowledge.tuning.train import apply_adapter
+
         out = np.asarray(vector, dtype=np.float32)
-        for weight, bias in self.maps:
-            out = weight @ out + (bias if bias is not None else 0.0)
-            out = out / max(float(np.linalg.norm(out)), 1e-12)
+        for adapter in self.maps:
+            out = apply_adapter(out, adapter)
         return [float(x) for x in out]
 
     def _get_query_embedding(self, query: str) -> list[float]:

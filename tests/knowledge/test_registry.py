@@ -24,6 +24,7 @@ import pytest
 from knowledge.embeddings import local_model_path
 from knowledge.tuning import promotion, registry
 from knowledge.tuning.lock import LockBusy, run_lock
+from knowledge.tuning.train import Adapter
 from tests.conftest import write
 
 DOCS = {
@@ -58,7 +59,8 @@ def candidate(settings, method: str = "full", **fields):
     if method == "full":
         registry.st_dir(settings, record.id).symlink_to(local_model_path(settings.embedding))
     else:
-        np.savez(registry.adapter_file(settings, record.id), W=fields.pop("W", np.eye(384, dtype=np.float32)))
+        weight = fields.pop("W", np.eye(384, dtype=np.float32))
+        Adapter(weight, np.zeros(384, dtype=np.float32)).save(registry.adapter_file(settings, record.id))
     record.gate = registry.Gate(passed=True)
     for key, value in fields.items():
         setattr(record, key, value)
