@@ -62,6 +62,7 @@ def tune_retriever(
     say = step or (lambda text: log.info("tune: %s", text))
     started = time.monotonic()
     with run_lock(settings):
+        _close_interrupted(settings)
         knowledge.follow(force=True)
         serving = registry.serving(settings)
         weights = _weights_model(settings, serving)
@@ -73,6 +74,14 @@ def tune_retriever(
             raise
     body["seconds"] = round(time.monotonic() - started, 1)
     return body
+
+
+def _close_interrupted(settings: Settings) -> None:
+    """Candidates a killed run left without a verdict: kept for inspection, marked, never served
+    (the lock is ours, so no run is writing them now)."""
+    for record in registry.runs(settings):
+        if record.status == "candidate" and not record.gate.reasons:
+            registry.refuse(settings, record.id, ["interrupted: the run stopped before the gate"])
 
 
 def _weights_model(settings: Settings, serving: registry.ModelRecord) -> registry.ModelRecord:
