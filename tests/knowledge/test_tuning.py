@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from config.settings import RetrievalSettings, Settings, TuningSettings
+from knowledge.evaluate import Question
 from knowledge.tuning import gate, synthetic
 from knowledge.tuning.data import HeldOutQuestion, TrainingPair
 from knowledge.tuning.train import apply_adapter, export_onnx, load_adapter, train
@@ -69,6 +70,47 @@ KESTREL_HELD_OUT = [
     "Kestrel login",
     "what goes into Kestrel",
     "Kestrel question",
+]
+
+
+EVAL = [
+    Question(
+        id="1",
+        question="how many days of paid leave do we get?",
+        sources=["hr/leave.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="2",
+        question="when do production deploys happen?",
+        sources=["engineering/deploys.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="3",
+        question="how fast must on-call answer a page?",
+        sources=["engineering/oncall.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="4", question="how long are passwords?", sources=["security/passwords.md"], facts=[], kind="fact"
+    ),
+    Question(
+        id="5",
+        question="can I charge my electric car at the office?",
+        sources=["office/parking.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="6", question="what is our Kubernetes upgrade policy?", sources=[], facts=[], kind="not-in-corpus"
+    ),
+    Question(
+        id="7", question="how do I reset my Salesforce licence?", sources=[], facts=[], kind="not-in-corpus"
+    ),
 ]
 
 
@@ -177,7 +219,9 @@ def test_heading_and_cloze_pairs_are_seeded_and_leave_the_query_out(corpus: synt
     assert "downloaded automatically" in vpn.positive
 
     mixed = synthetic.synthesize(corpus, n=9, seed=0)
-    assert len(mixed) == 9 and sum(p.query in [h.query for h in headings] or True for p in mixed) == 9
+    assert len(mixed) == 9  # a third heading questions, the rest inverse cloze
+    assert sum(not p.positive.startswith("title: ") for p in mixed) == 3
+    assert synthetic.synthesize(corpus, n=9, seed=0) == mixed
 
 
 def test_consistency_filter_drops_pairs_whose_chunk_the_model_does_not_find(
@@ -257,9 +301,7 @@ def test_imported_pairs_take_the_best_chunk_of_their_sources(
 def test_judged_pairs_teach_the_code_name_and_the_gate_promotes(
     tmp_path: Path, handbook: Any, corpus: synthetic.Corpus, model_dir: Path, encode: Any
 ) -> None:
-    held = held_out(corpus)
-    sets = {gate.HELD_OUT: held}
-    before = measured(handbook, corpus, gate.current(corpus, encode), sets)
+    sets = {gate.HELD_OUT: held_out(corpus), "handbook": gate.eval_questions(EVAL)}
     # The shipped model gets the case wrong: the insurance page's claims win.
     expenses = chunk_of(corpus, "finance/expenses.md").id
     top = gate.rank(
@@ -286,12 +328,26 @@ def test_judged_pairs_teach_the_code_name_and_the_gate_promotes(
     ).exists()
 
     candidate = gate.full_candidate(corpus, tmp_path / "cand" / "st")
-    after = measured(handbook, corpus, candidate, sets)
     top = gate.rank(candidate, corpus, KESTREL_HELD_OUT, {}, RetrievalSettings(mode="dense"))
     assert sum(corpus.chunks[r.rows[0]].id == expenses for r in top) >= 5
+
+    abstention = gate.abstention_questions(handbook.store, corpus, {"handbook": EVAL})
+    before, after = gate.compare(
+        handbook.store,
+        corpus,
+        gate.current(corpus, encode),
+        candidate,
+        sets,
+        RetrievalSettings(),
+        abstention=abstention,
+    )
     verdict = gate.decide(before, after, TuningSettings())
     assert verdict.passed, verdict.reasons
     assert after.figures()[gate.HELD_OUT]["mrr"] > before.figures()[gate.HELD_OUT]["mrr"] + 0.2
+    assert after.figures()["handbook"]["recall@5"] >= before.figures()["handbook"]["recall@5"] - 0.01
+    # Abstention was recalibrated for the candidate, and its thresholds travel with the verdict.
+    assert after.abstention is not None and verdict.thresholds == after.abstention.thresholds
+    assert after.abstention.unanswerable >= 2 and verdict.thresholds.origin == "calibrated"
 
 
 def test_a_candidate_trained_on_wrong_pairs_is_refused(
@@ -454,40 +510,8 @@ def test_decide_checks_abstention_after_recalibration() -> None:
 
 def test_abstention_is_recalibrated_for_a_model(handbook: Any, corpus: synthetic.Corpus, encode: Any) -> None:
     from knowledge.abstain import TermStats
-    from knowledge.evaluate import Question
 
-    evals = {
-        "handbook": [
-            Question(
-                id="1",
-                question="how many days of paid leave do we get?",
-                sources=["hr/leave.md"],
-                facts=[],
-                kind="fact",
-            ),
-            Question(
-                id="2",
-                question="when do production deploys happen?",
-                sources=["engineering/deploys.md"],
-                facts=[],
-                kind="fact",
-            ),
-            Question(
-                id="3",
-                question="what is our Kubernetes upgrade policy?",
-                sources=[],
-                facts=[],
-                kind="not-in-corpus",
-            ),
-            Question(
-                id="4",
-                question="how do I reset my Salesforce licence?",
-                sources=[],
-                facts=[],
-                kind="not-in-corpus",
-            ),
-        ]
-    }
+    evals = {"handbook": EVAL}
     questions = gate.abstention_questions(handbook.store, corpus, evals)
     assert len(questions.answerable) >= 2 and len(questions.unanswerable) >= 2
     asked = questions.answerable + questions.unanswerable
