@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from config.settings import RetrievalSettings, TuningSettings
+from config.settings import EvalSet, RetrievalSettings, TuningSettings
 from knowledge.abstain import DEFAULT_NAMED, TermStats, Thresholds, one_token
 from knowledge.abstain import decide as abstain_decide
 from knowledge.backends import Hit, SearchRequest
@@ -337,6 +337,36 @@ def measure(
     if abstention is not None:
         report.abstention = calibrate_abstention(retriever, corpus, abstention, sparse, retrieval, stats)
     return report
+
+
+def compare(
+    store: IndexStore,
+    corpus: Corpus,
+    before: Retriever,
+    after: Retriever,
+    sets: Mapping[str, Sequence[HeldOutQuestion]],
+    retrieval: RetrievalSettings,
+    *,
+    abstention: AbstentionQuestions | None = None,
+    tokenizer: Any = None,
+) -> tuple[Report, Report]:
+    """Both models on the same questions, the same BM25 lists and the same term statistics."""
+    asked = [q.question for qs in sets.values() for q in qs]
+    if abstention is not None:
+        asked += abstention.answerable + abstention.unanswerable
+    sparse = lexical(store, asked, max(retrieval.candidates, retrieval.depth + TIE_MARGIN))
+    stats = TermStats(store.backend, store.sparse, one_token(tokenizer))
+    return (
+        measure(before, corpus, sets, sparse, retrieval, abstention=abstention, stats=stats),
+        measure(after, corpus, sets, sparse, retrieval, abstention=abstention, stats=stats),
+    )
+
+
+def load_evals(evals: Sequence[EvalSet]) -> dict[str, list[Question]]:
+    """The `[[evals]]` sets of `lore.toml`, by name."""
+    from knowledge.evaluate import load_questions
+
+    return {e.name: load_questions(e.path) for e in evals}
 
 
 def eval_questions(questions: Sequence[Question]) -> list[HeldOutQuestion]:

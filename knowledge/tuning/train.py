@@ -189,7 +189,7 @@ def _train_full(
         max_steps=max_steps if max_steps is not None else -1,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate if learning_rate is not None else 2e-5,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a share of the steps (transformers v5: warmup_ratio is deprecated)
         seed=seed,
         data_seed=seed,
         use_cpu=True,

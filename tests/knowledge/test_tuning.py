@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from config.settings import RetrievalSettings, Settings, TuningSettings
+from knowledge.evaluate import Question
 from knowledge.tuning import gate, synthetic
 from knowledge.tuning.data import HeldOutQuestion, TrainingPair
 from knowledge.tuning.train import apply_adapter, export_onnx, load_adapter, train
@@ -62,11 +63,54 @@ KESTREL_TRAIN = [
 ]
 KESTREL_HELD_OUT = [
     "how do I file a claim in Kestrel?",
-    "where do I send a Kestrel claim",
     "Kestrel claim form",
-    "can I claim a doctor's invoice in Kestrel?",
-    "Kestrel claim status",
-    "Kestrel claims",
+    "where do I find Kestrel",
+    "who can help me with Kestrel",
+    "is Kestrel down?",
+    "Kestrel login",
+    "what goes into Kestrel",
+    "Kestrel question",
+]
+
+
+EVAL = [
+    Question(
+        id="1",
+        question="how many days of paid leave do we get?",
+        sources=["hr/leave.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="2",
+        question="when do production deploys happen?",
+        sources=["engineering/deploys.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="3",
+        question="how fast must on-call answer a page?",
+        sources=["engineering/oncall.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="4", question="how long are passwords?", sources=["security/passwords.md"], facts=[], kind="fact"
+    ),
+    Question(
+        id="5",
+        question="can I charge my electric car at the office?",
+        sources=["office/parking.md"],
+        facts=[],
+        kind="fact",
+    ),
+    Question(
+        id="6", question="what is our Kubernetes upgrade policy?", sources=[], facts=[], kind="not-in-corpus"
+    ),
+    Question(
+        id="7", question="how do I reset my Salesforce licence?", sources=[], facts=[], kind="not-in-corpus"
+    ),
 ]
 
 
@@ -113,9 +157,12 @@ def chunk_of(corpus: synthetic.Corpus, path: str) -> synthetic.Chunk:
 
 
 def kestrel_pairs(corpus: synthetic.Corpus) -> list[TrainingPair]:
-    chunk = chunk_of(corpus, "finance/expenses.md")
+    """What reviewers said: the expenses page answers these, the insurance page does not."""
+    chunk, wrong = chunk_of(corpus, "finance/expenses.md"), chunk_of(corpus, "benefits/insurance.md")
     return [
-        TrainingPair(q, chunk.indexed_text(), "judged", f"kestrel-{i}", chunk.id, chunk.path)
+        TrainingPair(
+            q, chunk.indexed_text(), "judged", f"kestrel-{i}", chunk.id, chunk.path, (wrong.indexed_text(),)
+        )
         for i, q in enumerate(KESTREL_TRAIN)
     ]
 
@@ -172,7 +219,9 @@ def test_heading_and_cloze_pairs_are_seeded_and_leave_the_query_out(corpus: synt
     assert "downloaded automatically" in vpn.positive
 
     mixed = synthetic.synthesize(corpus, n=9, seed=0)
-    assert len(mixed) == 9 and sum(p.query in [h.query for h in headings] or True for p in mixed) == 9
+    assert len(mixed) == 9  # a third heading questions, the rest inverse cloze
+    assert sum(not p.positive.startswith("title: ") for p in mixed) == 3
+    assert synthetic.synthesize(corpus, n=9, seed=0) == mixed
 
 
 def test_consistency_filter_drops_pairs_whose_chunk_the_model_does_not_find(
@@ -252,15 +301,13 @@ def test_imported_pairs_take_the_best_chunk_of_their_sources(
 def test_judged_pairs_teach_the_code_name_and_the_gate_promotes(
     tmp_path: Path, handbook: Any, corpus: synthetic.Corpus, model_dir: Path, encode: Any
 ) -> None:
-    held = held_out(corpus)
-    sets = {gate.HELD_OUT: held}
-    before = measured(handbook, corpus, gate.current(corpus, encode), sets)
+    sets = {gate.HELD_OUT: held_out(corpus), "handbook": gate.eval_questions(EVAL)}
     # The shipped model gets the case wrong: the insurance page's claims win.
     expenses = chunk_of(corpus, "finance/expenses.md").id
     top = gate.rank(
         gate.current(corpus, encode), corpus, KESTREL_HELD_OUT, {}, RetrievalSettings(mode="dense")
     )
-    assert sum(corpus.chunks[r.rows[0]].id == expenses for r in top) <= 1
+    assert sum(corpus.chunks[r.rows[0]].id == expenses for r in top) == 0
 
     result = train(
         kestrel_pairs(corpus) + synthetic.cloze_pairs(corpus.chunks, n=10, seed=0),
@@ -268,25 +315,39 @@ def test_judged_pairs_teach_the_code_name_and_the_gate_promotes(
         out_dir=tmp_path / "cand",
         method="full",
         seed=0,
-        epochs=4,
+        epochs=2,
         batch_size=8,
-        learning_rate=1e-4,
+        learning_rate=2e-4,
         progress=False,
     )
-    assert result.steps == result.planned == 12 and not result.stopped_early
-    assert result.counts == {"judged": 8, "imported": 0, "curated": 0, "synthetic": 10}
+    assert result.steps == result.planned and not result.stopped_early
+    assert result.counts == {"judged": 8, "imported": 0, "curated": 0, "synthetic": 9}
     assert result.onnx_cosine is not None and result.onnx_cosine >= 0.999
     assert (tmp_path / "cand" / "st" / "model.safetensors").exists() and (
         tmp_path / "cand" / "model.onnx"
     ).exists()
 
     candidate = gate.full_candidate(corpus, tmp_path / "cand" / "st")
-    after = measured(handbook, corpus, candidate, sets)
     top = gate.rank(candidate, corpus, KESTREL_HELD_OUT, {}, RetrievalSettings(mode="dense"))
     assert sum(corpus.chunks[r.rows[0]].id == expenses for r in top) >= 5
+
+    abstention = gate.abstention_questions(handbook.store, corpus, {"handbook": EVAL})
+    before, after = gate.compare(
+        handbook.store,
+        corpus,
+        gate.current(corpus, encode),
+        candidate,
+        sets,
+        RetrievalSettings(),
+        abstention=abstention,
+    )
     verdict = gate.decide(before, after, TuningSettings())
     assert verdict.passed, verdict.reasons
     assert after.figures()[gate.HELD_OUT]["mrr"] > before.figures()[gate.HELD_OUT]["mrr"] + 0.2
+    assert after.figures()["handbook"]["recall@5"] >= before.figures()["handbook"]["recall@5"] - 0.01
+    # Abstention was recalibrated for the candidate, and its thresholds travel with the verdict.
+    assert after.abstention is not None and verdict.thresholds == after.abstention.thresholds
+    assert after.abstention.unanswerable >= 2 and verdict.thresholds.origin == "calibrated"
 
 
 def test_a_candidate_trained_on_wrong_pairs_is_refused(
@@ -366,8 +427,9 @@ def test_max_minutes_stops_at_a_step_boundary_and_keeps_the_model(
         export=False,
         progress=False,
     )
-    assert result.stopped_early and result.steps == 1 and result.planned == 30
-    assert seen == [(1, 30)]
+    # The deadline passes during the first step: training stops right after it, not mid-batch.
+    assert result.stopped_early and result.steps == 1 and result.planned > 10
+    assert seen == [(1, result.planned)]
     assert (tmp_path / "t" / "st" / "model.safetensors").exists()
 
 
@@ -448,40 +510,8 @@ def test_decide_checks_abstention_after_recalibration() -> None:
 
 def test_abstention_is_recalibrated_for_a_model(handbook: Any, corpus: synthetic.Corpus, encode: Any) -> None:
     from knowledge.abstain import TermStats
-    from knowledge.evaluate import Question
 
-    evals = {
-        "handbook": [
-            Question(
-                id="1",
-                question="how many days of paid leave do we get?",
-                sources=["hr/leave.md"],
-                facts=[],
-                kind="fact",
-            ),
-            Question(
-                id="2",
-                question="when do production deploys happen?",
-                sources=["engineering/deploys.md"],
-                facts=[],
-                kind="fact",
-            ),
-            Question(
-                id="3",
-                question="what is our Kubernetes upgrade policy?",
-                sources=[],
-                facts=[],
-                kind="not-in-corpus",
-            ),
-            Question(
-                id="4",
-                question="how do I reset my Salesforce licence?",
-                sources=[],
-                facts=[],
-                kind="not-in-corpus",
-            ),
-        ]
-    }
+    evals = {"handbook": EVAL}
     questions = gate.abstention_questions(handbook.store, corpus, evals)
     assert len(questions.answerable) >= 2 and len(questions.unanswerable) >= 2
     asked = questions.answerable + questions.unanswerable
