@@ -657,6 +657,9 @@ class TuningSettings(_Section):
     synthetic: int = Field(default=2000, ge=0)  # synthetic questions generated from the corpus
     max_minutes: float = Field(default=20.0, gt=0)  # training stops cleanly at a step boundary
     seed: int = 0
+    epochs: int = Field(default=1, ge=1)  # passes over the training pairs (budget permitting)
+    batch_size: int = Field(default=32, ge=2)  # in-batch negatives: larger is better, and slower
+    learning_rate: float | None = Field(default=None, gt=0)  # none: the method's own default
     margin: float = Field(default=0.02, ge=0)  # recall@5 or MRR gain needed on the held-out questions
     max_loss: float = Field(default=0.01, ge=0)  # the most an eval set may lose, recall@5 or MRR
     held_out: float = Field(default=0.3, gt=0, lt=1)  # the share of judged/imported groups kept out

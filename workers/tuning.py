@@ -131,25 +131,31 @@ def _run(
         method=request.method,
         max_minutes=request.max_minutes,
         seed=tuning.seed,
+        epochs=tuning.epochs,
+        batch_size=tuning.batch_size,
+        learning_rate=tuning.learning_rate,
         on_step=on_train_step,
         progress=on_train_step is None,
     )
 
     say("measuring the candidate against the serving model")
-    questions = [q.question for qs in sets.questions.values() for q in qs]
     abstention = gate.abstention_questions(store, corpus, sets.evals, knowledge.embedder.tokenizer)
-    sparse = gate.lexical(
-        store, [*questions, *abstention.answerable, *abstention.unanswerable], settings.retrieval.candidates
-    )
     now = gate.Retriever("current", encode_queries, encode, corpus.vectors)
     if request.method == "full":
         candidate = gate.full_candidate(corpus, out_dir / "st")
     else:
-        candidate = gate.adapter_candidate(
-            corpus, encode_queries, train.load_adapter(out_dir / "adapter.npz")
-        )
-    before = gate.measure(now, corpus, sets.questions, sparse, settings.retrieval, abstention=abstention)
-    after = gate.measure(candidate, corpus, sets.questions, sparse, settings.retrieval, abstention=abstention)
+        adapter = train.load_adapter(out_dir / "adapter.npz")
+        candidate = gate.adapter_candidate(corpus, encode_queries, adapter)
+    before, after = gate.compare(
+        store,
+        corpus,
+        now,
+        candidate,
+        sets.questions,
+        settings.retrieval,
+        abstention=abstention,
+        tokenizer=knowledge.embedder.tokenizer,
+    )
     verdict = gate.decide(before, after, tuning)
 
     record = registry.load(settings, record.id)
@@ -203,12 +209,11 @@ def _gather(
     say: Step,
 ) -> _Sets:
     """Training pairs and the held-out sets, with every kind counted."""
-    from knowledge.evaluate import load_questions
     from knowledge.tuning import gate, synthetic
 
     tuning = settings.tuning
     out = _Sets()
-    out.evals = {e.name: load_questions(e.path) for e in settings.evals}
+    out.evals = gate.load_evals(settings.evals)
     forbidden = {normalize(q.question) for qs in out.evals.values() for q in qs}
 
     judged: list[TrainingPair] = []
