@@ -76,7 +76,7 @@ def handbook(tmp_path: Path, embedder: Any) -> Iterator[tuple[Settings, Knowledg
 
 def judge_everything(kn: Knowledge, db: Database, questions: list[str], right: str, wrong: str) -> None:
     """A reviewer's work on each question's answer: `right`'s chunk answers it (attached when it
-    was not retrieved), `wrong`'s chunk does not."""
+    was not retrieved), `wrong`'s chunk does not (when it was retrieved)."""
     for i, question in enumerate(questions):
         chunks = kn.search(question, top_k=5)
         answer = Answer(
@@ -89,6 +89,8 @@ def judge_everything(kn: Knowledge, db: Database, questions: list[str], right: s
         )
         for path, relevant in ((right, True), (wrong, False)):
             found = [c for c in chunks if c.path == path]
+            if not found and not relevant:
+                continue  # only what was retrieved is judged not relevant
             origin = "retrieved" if found else "attached"
             chunk = found[0] if found else next(c for c in kn.search(path, top_k=20) if c.path == path)
             passage = Passage.of(chunk.model_dump())
