@@ -46,7 +46,7 @@ def _celery(settings: Settings) -> Any:
 def worker(
     ctx: typer.Context,
     queues: Annotated[
-        str, typer.Option("-Q", "--queues", help="Comma-separated: ingest, feedback, answer.")
+        str, typer.Option("-Q", "--queues", help="Comma-separated: ingest, feedback, answer, train.")
     ] = "ingest,feedback",
     concurrency: Annotated[int | None, typer.Option(help="Worker processes (default: see below).")] = None,
     loglevel: Annotated[str | None, typer.Option(help="Log level (default: log_level in lore.toml).")] = None,
@@ -66,7 +66,7 @@ def worker(
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(wanted) - {q.value for q in Queue})
     if unknown or not wanted:
-        error(f"unknown queue(s) {', '.join(unknown) or '(none)'}; use ingest, feedback and/or answer")
+        error(f"unknown queue(s) {', '.join(unknown) or '(none)'}; use ingest, feedback, answer and/or train")
         raise typer.Exit(2)
     embedded = settings.qdrant.url is None
     if Queue.INGEST.value in wanted and Queue.ANSWER.value in wanted and embedded:
@@ -75,7 +75,7 @@ def worker(
         wanted.remove(Queue.ANSWER.value)
     if concurrency is None:
         concurrency = settings.worker.feedback_concurrency if wanted == [Queue.FEEDBACK.value] else 1
-    opens_index = {Queue.INGEST.value, Queue.ANSWER.value} & set(wanted)
+    opens_index = {Queue.INGEST.value, Queue.ANSWER.value, Queue.TRAIN.value} & set(wanted)
     if opens_index and embedded and concurrency > 1:
         say("[yellow]the embedded index is single-process: running this worker with one process[/yellow]")
         concurrency = 1

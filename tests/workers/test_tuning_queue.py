@@ -1,0 +1,37 @@
+"""`lore.tune_retriever` on the `train` queue: a real Celery worker runs a (tiny) tuning run on the
+index it owns, reports its steps as the task's state, and returns the `lore tune --json` body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from knowledge.service import Knowledge
+from knowledge.tuning import registry
+from tests.conftest import write
+from tests.knowledge.test_tuning import DOCS
+from tests.workers.test_tuning_run import CONTRACT
+from workers.client import request_tuning
+from workers.ports import TuneRequest
+
+
+def test_a_tuning_run_on_the_train_queue_reports_its_steps_and_its_result(stack, start_worker, embedder: Any):
+    for rel, text in DOCS.items():
+        write(stack.tmp / "docs", rel, text)
+    stack.overrides["sources"] = [{"name": "handbook", "type": "directory", "path": str(stack.tmp / "docs")}]
+    stack.overrides["index"] = {"engine": "qdrant-local"}
+    stack.overrides["database"] = {"url": f"sqlite:///{stack.tmp / 'feedback.sqlite3'}"}
+    settings = stack.settings()
+    kn = Knowledge(settings, embedder=embedder)
+    assert kn.sync("handbook").error is None
+    kn.close()  # the worker owns the embedded index from here on
+    start_worker("train")
+
+    steps: list[str] = []
+    request = TuneRequest(method="adapter", synthetic=20, max_minutes=1, promote="never", requested_by="test")
+    body = request_tuning(settings, request, on_step=steps.append, poll=0.2)
+    assert set(body) == CONTRACT and body["method"] == "adapter" and not body["promoted"]
+    assert body["pairs"]["synthetic"] > 0
+    assert any(s.startswith("training (adapter)") for s in steps), steps
+    record = registry.load(settings, body["run_id"])
+    assert record.extra["requested_by"] == "test" and record.status in ("candidate", "refused")
+    assert registry.serving_id(settings) == registry.BASE
