@@ -17,7 +17,6 @@ thresholds travel with it (`Gate.thresholds`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,7 +297,7 @@ def calibrate_abstention(
     n_yes = len(yes)
     return Abstention(
         thresholds=thresholds,
-        detected=float(np.mean(abstained[n_yes:])) if no else math.nan,
+        detected=float(np.mean(abstained[n_yes:])) if no else 0.0,  # see `unanswerable`
         false_abstain=float(np.mean(abstained[:n_yes])),
         answerable=n_yes,
         unanswerable=len(no),

@@ -430,7 +430,7 @@ def test_max_minutes_stops_at_a_step_boundary_and_keeps_the_model(
     # The deadline passes during the first step: training stops right after it, not mid-batch.
     assert result.stopped_early and result.steps == 1 and result.planned > 10
     assert seen == [(1, result.planned)]
-    assert (tmp_path / "t" / "st" / "model.safetensors").exists()
+    assert (tmp_path / "t" / "st" / "model.safetensors").exists() and not (tmp_path / "t" / "work").exists()
 
 
 def test_same_seed_same_weights(tmp_path: Path, corpus: synthetic.Corpus, model_dir: Path) -> None:
@@ -456,6 +456,25 @@ def test_same_seed_same_weights(tmp_path: Path, corpus: synthetic.Corpus, model_
     first = digest(tmp_path / "a", 0)
     assert digest(tmp_path / "b", 0) == first
     assert digest(tmp_path / "c", 1) != first
+
+
+def test_the_adapter_is_reproducible_too(tmp_path: Path, corpus: synthetic.Corpus, model_dir: Path) -> None:
+    pairs = kestrel_pairs(corpus)
+    weights = []
+    for seed, name in ((0, "a"), (0, "b"), (1, "c")):
+        train(
+            pairs,
+            base_model_dir=model_dir,
+            out_dir=tmp_path / name,
+            method="adapter",
+            seed=seed,
+            epochs=5,
+            batch_size=3,
+            learning_rate=0.01,
+            progress=False,
+        )
+        weights.append(load_adapter(tmp_path / name / "adapter.npz").weight)
+    assert np.array_equal(weights[0], weights[1]) and not np.array_equal(weights[0], weights[2])
 
 
 def test_onnx_export_of_a_model_dir_matches_sentence_transformers(tmp_path: Path, model_dir: Path) -> None:
