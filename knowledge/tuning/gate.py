@@ -377,6 +377,13 @@ def eval_questions(questions: Sequence[Question]) -> list[HeldOutQuestion]:
     ]
 
 
+def leak_free(pairs: Sequence[TrainingPair], *sets: Sequence[HeldOutQuestion]) -> list[TrainingPair]:
+    """`pairs` without any whose query is (up to case and spacing) a question it will be measured
+    on: eval questions are never trained on, whatever file they came in."""
+    asked = {" ".join(q.question.lower().split()) for qs in sets for q in qs}
+    return [p for p in pairs if " ".join(p.query.lower().split()) not in asked]
+
+
 def synthetic_questions(pairs: Sequence[TrainingPair]) -> list[HeldOutQuestion]:
     """Held-out synthetic pairs as questions: right when their own chunk is found."""
     return [

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from llama_index.core.schema import MetadataMode, TextNode
 
+from config.settings import LLMSettings
 from knowledge.abstain import candidates
 from knowledge.evaluate import NOT_IN_CORPUS, Question
 from knowledge.extractive import MIN_LENGTH, units
@@ -199,6 +200,17 @@ def llm_pairs(
         if len(question) >= 8:
             pairs.append(_pair(question, passage, chunk))
     return pairs
+
+
+def llm_chat(settings: LLMSettings) -> Chat | None:
+    """The configured LLM's chat call when it is an OpenAI-compatible server, else None (the
+    model-free generators are used: a local 360M model writes worse questions than cloze)."""
+    openai = settings.provider == "openai" or (settings.provider == "auto" and settings.openai_configured)
+    if not openai:  # as `knowledge.engine.make_generator` resolves "auto"
+        return None
+    from knowledge.generate import OpenAIGenerator
+
+    return OpenAIGenerator(settings).chat
 
 
 def synthesize(corpus: Corpus, *, n: int, seed: int, chat: Chat | None = None) -> list[TrainingPair]:

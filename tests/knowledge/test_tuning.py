@@ -254,12 +254,12 @@ def test_hard_negatives_come_from_other_documents(corpus: synthetic.Corpus, mode
 
 
 async def test_llm_writes_the_questions_when_configured(corpus: synthetic.Corpus) -> None:
-    from knowledge.generate import OpenAIGenerator
     from tests.emulators.openai_chat import FixedLLM
 
+    assert synthetic.llm_chat(Settings().llm) is None  # no LLM configured: cloze and headings
     async with FixedLLM('  "How do I install the VPN?"\nextra line') as llm:
-        settings = Settings(llm=llm.settings())
-        chat = OpenAIGenerator(settings.llm).chat
+        chat = synthetic.llm_chat(Settings(llm=llm.settings()).llm)
+        assert chat is not None
         pairs = await asyncio.to_thread(synthetic.synthesize, corpus, n=3, seed=0, chat=chat)
     assert [p.query for p in pairs] == ["How do I install the VPN?"] * 3
     assert llm.requests == 3
@@ -483,6 +483,14 @@ def test_onnx_export_of_a_model_dir_matches_sentence_transformers(tmp_path: Path
 
 
 # -- the decision alone ---------------------------------------------------------------------------
+
+
+def test_eval_questions_never_train() -> None:
+    pairs = [
+        TrainingPair("How many days of  PAID leave do we get?", "p", "imported", "g"),
+        TrainingPair("q", "p", "judged", "h"),
+    ]
+    assert gate.leak_free(pairs, gate.eval_questions(EVAL)) == pairs[1:]
 
 
 def report(held: list[float], evals: list[float] | None = None) -> gate.Report:
