@@ -42,7 +42,7 @@ from knowledge.evaluate import NOT_IN_CORPUS, Question
 from knowledge.generate import sentences
 from knowledge.tuning.data import HeldOutQuestion, TrainingPair
 from knowledge.tuning.synthetic import Corpus, Encode
-from knowledge.tuning.train import Adapter, apply_adapter
+from knowledge.tuning.train import Adapter, apply_adapter, offline
 from knowledge.vector_store import CONFIDENCE_TOP, TIE_MARGIN, cap_per_document, dbsf, rank_documents, rrf
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ def model_encoder(model_dir: Path) -> Encode:
     """A sentence-transformers model as an `Encode` (L2-normalised rows)."""
     from sentence_transformers import SentenceTransformer
 
+    offline()
     model = SentenceTransformer(str(model_dir), device="cpu")
     return lambda texts: np.asarray(model.encode(list(texts), normalize_embeddings=True, batch_size=32))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -111,8 +112,16 @@ def train(
     return result
 
 
+def offline() -> None:
+    """The models are on disk: never let transformers or the trainer reach for the hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def _seed_everything(seed: int) -> None:
     import torch
+
+    offline()
 
     random.seed(seed)
     np.random.seed(seed)
@@ -233,6 +242,7 @@ def export_onnx(model_dir: Path, target: Path, probe: Sequence[str] | None = Non
 
     from knowledge.onnx import OnnxEmbedding, export, max_seq_length
 
+    offline()
     export(model_dir, target)
     texts = list(probe or _PROBE)
     onnx = OnnxEmbedding(

@@ -443,7 +443,7 @@ def test_same_seed_same_weights(tmp_path: Path, corpus: synthetic.Corpus, model_
             out_dir=out,
             method="full",
             seed=seed,
-            max_steps=2,
+            max_steps=2,  # the first step is warm-up at learning rate 0
             batch_size=4,
             export=False,
             progress=False,
