@@ -22,7 +22,7 @@ import logging
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -294,14 +294,8 @@ def with_hard_negatives(
             continue
         own = pair.path or pair.positive_id
         negatives = [t for t in found.get(pair.query, []) if path_of.get(t) != own and t != pair.positive]
-        out.append(_replace(pair, negatives=tuple(negatives[:per_pair])))
+        out.append(replace(pair, negatives=tuple(negatives[:per_pair])))
     return out
-
-
-def _replace(pair: TrainingPair, **changes: Any) -> TrainingPair:
-    from dataclasses import replace
-
-    return replace(pair, **changes)
 
 
 # -- imported pairs (`--pairs FILE`, `lore eval` format) --------------------------------------
