@@ -222,7 +222,7 @@ def tune_retriever(
 def change_model(
     task: Task[Any, Any], action: str, model_id: str | None = None, requested_by: str | None = None
 ) -> dict[str, Any]:
-    """Promote a retriever or roll back (the console's Models page with index.owner = "worker"),
+    """Promote a retriever or roll back (the console's Models page, with Redis configured),
     in the process that owns the index, with its configured embedder. What an admin must read
     (refused, nothing to roll back to, a source failed) comes back as `error`."""
     from knowledge.tuning import promotion, registry

@@ -1,13 +1,14 @@
 """The Models page's Promote and Roll back buttons: one model change at a time, on a background
 thread, so the request returns at once while a `full` model's collection is built (minutes).
 
-Where it runs follows who owns the index. With `index.owner = "self"` (embedded mode: this
-process owns the data dir) the thread calls `knowledge.tuning.promotion` here, with this process's
-configured embedder, and this console's `Knowledge` follows the pointer afterwards. With
-`index.owner = "worker"` the thread sends the change to the workers' `train` queue
-(`workers.client.change_model`) and waits for it there. Either way the page polls `status()`;
-`busy` also reports a tuning run or promotion started elsewhere (the CLI, another console,
-a worker), through the tuning lock.
+Where it runs follows the other long jobs (Reindex, Cluster again; `workers.client.make_task_client`).
+Without Redis (embedded mode: this process owns the index and the data dir) the thread calls
+`knowledge.tuning.promotion` here, with this process's configured embedder, and this console's
+`Knowledge` follows the pointer at once. With `redis.url` the thread sends the change to the
+workers' `train` queue (`workers.client.change_model`: `lore worker -Q train`, which with an
+embedded index is the process that owns it) and waits for its answer. Either way the page polls
+`status()`; `busy` also reports a tuning run or promotion started elsewhere (the CLI, another
+console, a worker), through the tuning lock.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class PromotionRunner:
                 "model": model_id,
                 "requested_by": requested_by,
                 "started_at": datetime.now(UTC).isoformat(),
+                "on_workers": bool(self.settings.redis.url),
             }
             self._thread = threading.Thread(
                 target=self._run, args=(action, model_id, requested_by), name="lore-promote", daemon=True
@@ -71,7 +73,7 @@ class PromotionRunner:
 
         outcome: dict[str, Any]
         try:
-            if self.settings.index.owner == "worker":
+            if self.settings.redis.url:
                 served = self._on_workers(action, model_id, requested_by)
             else:
                 served = self._here(action, model_id)

@@ -1,6 +1,7 @@
 """`lore.change_model` on a real `lore worker -Q train` through real Redis: the console's Models
-page with `index.owner = "worker"` (`bot.web.promotions.PromotionRunner`) sends Promote and Roll
-back to the process that owns the index, and shows what it answered, refusals included."""
+page with Redis configured (`bot.web.promotions.PromotionRunner`) sends Promote and Roll back to
+the workers (here the process that owns the embedded index), and shows what it answered,
+refusals included."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def test_the_console_promotes_and_rolls_back_through_the_train_worker(stack, sta
     runner = PromotionRunner(settings, lambda: None)  # the console never opens a worker-owned index
 
     runner.start("promote", bad.id, requested_by="ada")
+    assert runner.status()["on_workers"]
     status = finished(runner)
     assert status["serving"] is None and "was refused" in status["error"], status
     assert registry.serving_id(settings) == registry.BASE
