@@ -160,6 +160,21 @@ class Knowledge:
             return self._embedder
 
     @property
+    def configured_embedder(self) -> Embedder:
+        """The configured model's embedder, whatever model serves: what a promotion builds other
+        models' embedders from (`promotion.promote(embedder=...)`), loaded once per process."""
+        with self._lock:
+            if self._base_embedder is None:
+                view = self.view
+                if self._embedder is not None and not view.tuned_embedder and not view.adapters:
+                    self._base_embedder = self._embedder
+                else:
+                    from knowledge.embeddings import build_embedder
+
+                    self._base_embedder = build_embedder(self.settings.embedding)
+            return self._base_embedder
+
+    @property
     def engine(self) -> CitingQueryEngine:
         self.follow()
         with self._lock:

@@ -136,6 +136,37 @@ def request_tuning(
         app.close()
 
 
+def change_model(
+    settings: Settings,
+    action: str,
+    model_id: str | None = None,
+    *,
+    requested_by: str | None = None,
+    poll: float = 1.0,
+) -> dict[str, Any]:
+    """Promote `model_id` (`action="promote"`) or roll back (`"rollback"`) on the workers' `train`
+    queue, in the process that owns the index; waits for it. Returns `{"serving", "error"}`
+    (`error`: why the model cannot serve); raises RuntimeError when the task itself failed."""
+    from workers.app import make_celery
+    from workers.names import QUEUE_OF, TaskName
+
+    app = make_celery(settings)
+    try:
+        result = app.send_task(
+            TaskName.CHANGE_MODEL,
+            kwargs={"action": action, "model_id": model_id, "requested_by": requested_by},
+            queue=str(QUEUE_OF[TaskName.CHANGE_MODEL]),
+        )
+        while not result.ready():
+            time.sleep(poll)
+        if result.failed():
+            raise RuntimeError(f"the {action} failed on the worker: {result.result!r}")
+        body: dict[str, Any] = result.get(disable_sync_subtasks=False)
+        return body
+    finally:
+        app.close()
+
+
 def tune_here(
     settings: Settings,
     knowledge: Knowledge,

@@ -219,6 +219,31 @@ def tune_retriever(
     return tune_retriever(settings, rt.knowledge, rt.database.sessions, job, step=step)
 
 
+def change_model(
+    task: Task[Any, Any], action: str, model_id: str | None = None, requested_by: str | None = None
+) -> dict[str, Any]:
+    """Promote a retriever or roll back (the console's Models page, with Redis configured),
+    in the process that owns the index, with its configured embedder. What an admin must read
+    (refused, nothing to roll back to, a source failed) comes back as `error`."""
+    from knowledge.tuning import promotion, registry
+
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    embedder = rt.knowledge.configured_embedder
+    try:
+        if action == "promote":
+            record = promotion.promote(settings, str(model_id), embedder=embedder)
+        elif action == "rollback":
+            record = promotion.rollback(settings, embedder=embedder)
+        else:
+            raise ValueError(f"unknown model change {action!r}")
+    except (promotion.PromotionError, registry.UnknownModel) as exc:
+        return {"serving": None, "error": str(exc)}
+    rt.knowledge.follow(force=True)
+    log.info("%s (asked by %s): model %s serves now", action, requested_by, record.id)
+    return {"serving": record.id, "error": None}
+
+
 def answer(task: Task[Any, Any], payload: dict[str, Any]) -> None:
     """A question for this process's index (`lore worker -Q answer` with a Qdrant server); the
     reply goes to the asker's reply list. See workers/answers.py."""
@@ -315,6 +340,14 @@ def register(app: Celery, settings: Settings) -> None:
         time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
         **{**common, "acks_late": False, "reject_on_worker_lost": False},  # a killed run is not redelivered
     )(tune_retriever)
+    # Like training: never retried nor redelivered; a change that died left the pointer as it was.
+    app.task(
+        name=TaskName.CHANGE_MODEL,
+        queue=QUEUE_OF[TaskName.CHANGE_MODEL],
+        soft_time_limit=4 * 3600,
+        time_limit=4 * 3600 + 120,
+        **{**common, "acks_late": False, "reject_on_worker_lost": False},
+    )(change_model)
     # Questions: never retried; a question whose worker died comes back (acks_late) and is answered
     # if its asker still waits, and Celery drops it once expired (`expires` = the asker's timeout).
     # A second reply to the same question is harmless: the asker reads the first.

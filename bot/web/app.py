@@ -13,6 +13,7 @@
 | `/gaps`, `/gaps/top`, `/gaps/run`, `/overview` | reviewers, admins | content gaps, top questions, charts |
 | `/admin/sources`, `/admin/reindex`, `/admin/sync-status` | admins | sources and reindexing |
 | `/admin/exports…` | admins | dataset exports: run, list, read cards, download |
+| `/admin/models…` | admins | the retriever's tuning runs: promote a candidate, roll back |
 
 Sessions, CSRF and roles: see `bot.web.security`.
 """
@@ -109,6 +110,7 @@ def _mount_console(app: FastAPI, services: WebServices) -> None:
     from bot.web.chat import chat_router
     from bot.web.context import HERE, Console
     from bot.web.gaps import gaps_router
+    from bot.web.models import models_router
     from bot.web.review import review_router
     from bot.web.security import (
         SESSION_COOKIE,
@@ -134,6 +136,7 @@ def _mount_console(app: FastAPI, services: WebServices) -> None:
     app.include_router(review_router(console))
     app.include_router(gaps_router(console))
     app.include_router(admin_router(console))
+    app.include_router(models_router(console))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(SignInRequired)

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from bot.core.ratelimit import Windows, make_windows
 from bot.web.exports import ExportRunner
 from bot.web.markdown import render_markdown, safe_href
+from bot.web.promotions import PromotionRunner
 from bot.web.security import LoginThrottle, csrf_token, session_user
 from feedback.identity import load_key, pseudonymize
 from feedback.users import User, user_of_session
@@ -46,6 +47,7 @@ class Console:
     windows: Windows = field(init=False)  # the public chat's per-address budget, failed sign-ins
     throttle: LoginThrottle = field(init=False)
     exports: ExportRunner = field(init=False)
+    promotions: PromotionRunner = field(init=False)  # the Models page's Promote / Roll back
     user_key: bytes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +55,7 @@ class Console:
         self.windows = make_windows(self.services.settings.redis)
         self.throttle = LoginThrottle(self.windows, web.login_attempts, web.login_window)
         self.exports = ExportRunner(lambda: self.db, self.services.settings)
+        self.promotions = PromotionRunner(self.services.settings, lambda: self.services.knowledge)
         self.user_key = load_key(self.services.settings)
 
     @property

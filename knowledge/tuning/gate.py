@@ -17,7 +17,6 @@ thresholds travel with it (`Gate.thresholds`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ from knowledge.evaluate import NOT_IN_CORPUS, Question
 from knowledge.generate import sentences
 from knowledge.tuning.data import HeldOutQuestion, TrainingPair
 from knowledge.tuning.synthetic import Corpus, Encode
-from knowledge.tuning.train import Adapter, apply_adapter
+from knowledge.tuning.train import Adapter, apply_adapter, offline
 from knowledge.vector_store import CONFIDENCE_TOP, TIE_MARGIN, cap_per_document, dbsf, rank_documents, rrf
 
 if TYPE_CHECKING:
@@ -83,6 +82,7 @@ def model_encoder(model_dir: Path) -> Encode:
     """A sentence-transformers model as an `Encode` (L2-normalised rows)."""
     from sentence_transformers import SentenceTransformer
 
+    offline()
     model = SentenceTransformer(str(model_dir), device="cpu")
     return lambda texts: np.asarray(model.encode(list(texts), normalize_embeddings=True, batch_size=32))
 
@@ -298,7 +298,7 @@ def calibrate_abstention(
     n_yes = len(yes)
     return Abstention(
         thresholds=thresholds,
-        detected=float(np.mean(abstained[n_yes:])) if no else math.nan,
+        detected=float(np.mean(abstained[n_yes:])) if no else 0.0,  # see `unanswerable`
         false_abstain=float(np.mean(abstained[:n_yes])),
         answerable=n_yes,
         unanswerable=len(no),
@@ -376,6 +376,13 @@ def eval_questions(questions: Sequence[Question]) -> list[HeldOutQuestion]:
         for q in questions
         if q.kind != NOT_IN_CORPUS and q.sources
     ]
+
+
+def leak_free(pairs: Sequence[TrainingPair], *sets: Sequence[HeldOutQuestion]) -> list[TrainingPair]:
+    """`pairs` without any whose query is (up to case and spacing) a question it will be measured
+    on: eval questions are never trained on, whatever file they came in."""
+    asked = {" ".join(q.question.lower().split()) for qs in sets for q in qs}
+    return [p for p in pairs if " ".join(p.query.lower().split()) not in asked]
 
 
 def synthetic_questions(pairs: Sequence[TrainingPair]) -> list[HeldOutQuestion]:

@@ -22,13 +22,14 @@ import logging
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from llama_index.core.schema import MetadataMode, TextNode
 
+from config.settings import LLMSettings
 from knowledge.abstain import candidates
 from knowledge.evaluate import NOT_IN_CORPUS, Question
 from knowledge.extractive import MIN_LENGTH, units
@@ -201,6 +202,17 @@ def llm_pairs(
     return pairs
 
 
+def llm_chat(settings: LLMSettings) -> Chat | None:
+    """The configured LLM's chat call when it is an OpenAI-compatible server, else None (the
+    model-free generators are used: a local 360M model writes worse questions than cloze)."""
+    openai = settings.provider == "openai" or (settings.provider == "auto" and settings.openai_configured)
+    if not openai:  # as `knowledge.engine.make_generator` resolves "auto"
+        return None
+    from knowledge.generate import OpenAIGenerator
+
+    return OpenAIGenerator(settings).chat
+
+
 def synthesize(corpus: Corpus, *, n: int, seed: int, chat: Chat | None = None) -> list[TrainingPair]:
     """Up to `n` synthetic pairs, before the consistency filter: LLM questions when `chat` is
     given, else heading paths (up to a third) and inverse cloze for the rest."""
@@ -282,14 +294,8 @@ def with_hard_negatives(
             continue
         own = pair.path or pair.positive_id
         negatives = [t for t in found.get(pair.query, []) if path_of.get(t) != own and t != pair.positive]
-        out.append(_replace(pair, negatives=tuple(negatives[:per_pair])))
+        out.append(replace(pair, negatives=tuple(negatives[:per_pair])))
     return out
-
-
-def _replace(pair: TrainingPair, **changes: Any) -> TrainingPair:
-    from dataclasses import replace
-
-    return replace(pair, **changes)
 
 
 # -- imported pairs (`--pairs FILE`, `lore eval` format) --------------------------------------

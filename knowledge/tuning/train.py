@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -110,8 +112,16 @@ def train(
     return result
 
 
+def offline() -> None:
+    """The models are on disk: never let transformers or the trainer reach for the hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def _seed_everything(seed: int) -> None:
     import torch
+
+    offline()
 
     random.seed(seed)
     np.random.seed(seed)
@@ -176,9 +186,11 @@ def _train_full(
             if on_step is not None:
                 on_step(state.global_step, state.max_steps)
             if time.monotonic() >= deadline and state.global_step < state.max_steps:
-                Clock.stopped = True
+                self.stopped = True
                 control.should_training_stop = True
             return control
+
+    clock = Clock()
 
     _seed_everything(seed)
     model = SentenceTransformer(str(base_model_dir), device="cpu")
@@ -205,18 +217,19 @@ def _train_full(
         args=args,
         train_dataset=data,
         loss=MultipleNegativesRankingLoss(model, scale=MNRL_SCALE),
-        callbacks=[Clock()],
+        callbacks=[clock],
     )
     output = trainer.train()
     planned = int(trainer.state.max_steps)
     model.save(str(out_dir / "st"))
+    shutil.rmtree(out_dir / "work", ignore_errors=True)  # the trainer's scratch directory
     result = TrainResult(
         method="full",
         out_dir=out_dir,
         steps=int(output.global_step),
         planned=planned,
         seconds=time.monotonic() - started,
-        stopped_early=Clock.stopped,
+        stopped_early=clock.stopped,
     )
     return result
 
@@ -229,6 +242,7 @@ def export_onnx(model_dir: Path, target: Path, probe: Sequence[str] | None = Non
 
     from knowledge.onnx import OnnxEmbedding, export, max_seq_length
 
+    offline()
     export(model_dir, target)
     texts = list(probe or _PROBE)
     onnx = OnnxEmbedding(
@@ -313,7 +327,10 @@ def _train_adapter(
     model = SentenceTransformer(str(base_model_dir), device="cpu")
 
     def encode(texts: list[str]) -> torch.Tensor:
-        return torch.as_tensor(model.encode(texts, normalize_embeddings=True, batch_size=32))
+        unique = list(dict.fromkeys(texts))  # many questions share a passage: embed it once
+        vectors = model.encode(unique, normalize_embeddings=True, batch_size=32)
+        row = {t: i for i, t in enumerate(unique)}
+        return torch.as_tensor(vectors[[row[t] for t in texts]])
 
     # Documents are embedded once by the frozen model: only queries go through the map.
     queries = encode([p.query for p in pairs])

@@ -254,12 +254,12 @@ def test_hard_negatives_come_from_other_documents(corpus: synthetic.Corpus, mode
 
 
 async def test_llm_writes_the_questions_when_configured(corpus: synthetic.Corpus) -> None:
-    from knowledge.generate import OpenAIGenerator
     from tests.emulators.openai_chat import FixedLLM
 
+    assert synthetic.llm_chat(Settings().llm) is None  # no LLM configured: cloze and headings
     async with FixedLLM('  "How do I install the VPN?"\nextra line') as llm:
-        settings = Settings(llm=llm.settings())
-        chat = OpenAIGenerator(settings.llm).chat
+        chat = synthetic.llm_chat(Settings(llm=llm.settings()).llm)
+        assert chat is not None
         pairs = await asyncio.to_thread(synthetic.synthesize, corpus, n=3, seed=0, chat=chat)
     assert [p.query for p in pairs] == ["How do I install the VPN?"] * 3
     assert llm.requests == 3
@@ -430,7 +430,7 @@ def test_max_minutes_stops_at_a_step_boundary_and_keeps_the_model(
     # The deadline passes during the first step: training stops right after it, not mid-batch.
     assert result.stopped_early and result.steps == 1 and result.planned > 10
     assert seen == [(1, result.planned)]
-    assert (tmp_path / "t" / "st" / "model.safetensors").exists()
+    assert (tmp_path / "t" / "st" / "model.safetensors").exists() and not (tmp_path / "t" / "work").exists()
 
 
 def test_same_seed_same_weights(tmp_path: Path, corpus: synthetic.Corpus, model_dir: Path) -> None:
@@ -443,7 +443,7 @@ def test_same_seed_same_weights(tmp_path: Path, corpus: synthetic.Corpus, model_
             out_dir=out,
             method="full",
             seed=seed,
-            max_steps=2,
+            max_steps=2,  # the first step is warm-up at learning rate 0
             batch_size=4,
             export=False,
             progress=False,
@@ -458,12 +458,39 @@ def test_same_seed_same_weights(tmp_path: Path, corpus: synthetic.Corpus, model_
     assert digest(tmp_path / "c", 1) != first
 
 
+def test_the_adapter_is_reproducible_too(tmp_path: Path, corpus: synthetic.Corpus, model_dir: Path) -> None:
+    pairs = kestrel_pairs(corpus)
+    weights = []
+    for seed, name in ((0, "a"), (0, "b"), (1, "c")):
+        train(
+            pairs,
+            base_model_dir=model_dir,
+            out_dir=tmp_path / name,
+            method="adapter",
+            seed=seed,
+            epochs=5,
+            batch_size=3,
+            learning_rate=0.01,
+            progress=False,
+        )
+        weights.append(load_adapter(tmp_path / name / "adapter.npz").weight)
+    assert np.array_equal(weights[0], weights[1]) and not np.array_equal(weights[0], weights[2])
+
+
 def test_onnx_export_of_a_model_dir_matches_sentence_transformers(tmp_path: Path, model_dir: Path) -> None:
     worst = export_onnx(model_dir, tmp_path / "model.onnx", ["Kestrel", "how do I file a claim?"])
     assert worst >= 0.999 and (tmp_path / "model.onnx").exists()
 
 
 # -- the decision alone ---------------------------------------------------------------------------
+
+
+def test_eval_questions_never_train() -> None:
+    pairs = [
+        TrainingPair("How many days of  PAID leave do we get?", "p", "imported", "g"),
+        TrainingPair("q", "p", "judged", "h"),
+    ]
+    assert gate.leak_free(pairs, gate.eval_questions(EVAL)) == pairs[1:]
 
 
 def report(held: list[float], evals: list[float] | None = None) -> gate.Report:

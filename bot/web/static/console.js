@@ -1,6 +1,6 @@
-// Lore's web console: the chat, keyboard shortcuts for the review queue, live reindex progress
-// and export status. No framework; answers arrive as server-sanitised HTML, everything else is
-// inserted as text.
+// Lore's web console: the chat, keyboard shortcuts for the review queue, live reindex progress,
+// export status and model promotions. No framework; answers arrive as server-sanitised HTML,
+// everything else is inserted as text.
 "use strict";
 
 (function () {
@@ -386,7 +386,23 @@
     }, 1000);
   }
 
-  const pages = { chat, queue, item, sources, exports: exportsPage };
+  // ---- models: follow a running promotion or rollback ----------------------------------------------
+
+  function modelsPage() {
+    const status = document.getElementById("models-status");
+    if (status.dataset.running !== "true") return;
+    const timer = setInterval(async () => {
+      const response = await fetch("/admin/models/status", { headers: { Accept: "application/json" } });
+      if (!response.ok) return;
+      const state = await response.json();
+      if (!state.busy) {
+        clearInterval(timer);
+        location.reload();
+      }
+    }, 1000);
+  }
+
+  const pages = { chat, queue, item, sources, exports: exportsPage, models: modelsPage };
   document.addEventListener("DOMContentLoaded", () => {
     const page = pages[document.body.dataset.page];
     if (page) page();

@@ -161,6 +161,7 @@ async def make_lore(lore_settings: Callable[..., Any], embedder: Any) -> AsyncIt
         for c in lore.clients:
             await c.http.aclose()
         lore.console.exports.join(60)
+        lore.console.promotions.join(120)
         await lore.services.aclose()
         lore.console.close()
 
