@@ -172,7 +172,7 @@ def _run(
         say("refused by the gate: the serving model stays")
     elif request.promote == "auto":
         say(f"{PROMOTING}: building its collection while the current model answers")
-        promotion.promote(settings, record.id, embedder=knowledge.embedder)
+        promotion.promote(settings, record.id, embedder=knowledge.configured_embedder)
         knowledge.follow(force=True)
         promoted = True
     return {
@@ -231,7 +231,7 @@ def _gather(
         imported, imported_questions = synthetic.load_imported(request.pairs_file, corpus, encode)
 
     say(f"writing up to {request.synthetic} synthetic questions from the corpus")
-    chat = _chat(settings)
+    chat = synthetic.llm_chat(settings.llm)
     made = synthetic.synthesize(corpus, n=request.synthetic, seed=tuning.seed, chat=chat)
     made = synthetic.consistent(made, corpus, encode)
 
@@ -266,13 +266,3 @@ def _gather(
     out.train = synthetic.with_hard_negatives(train_pairs, corpus, miner)
     out.pairs = data.counts(out.train)
     return out
-
-
-def _chat(settings: Settings) -> Callable[[list[dict[str, str]]], str] | None:
-    if settings.llm.provider != "openai" and not (
-        settings.llm.provider == "auto" and settings.llm.openai_configured
-    ):
-        return None
-    from knowledge.generate import OpenAIGenerator
-
-    return OpenAIGenerator(settings.llm).chat
