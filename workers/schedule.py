@@ -5,7 +5,9 @@ runs `sync_all(sources=[…])`; that light task queues each sync and joins any a
 running or queued, so a slow sync never piles up scheduled copies behind it.
 
 With `datasets.export_every` set, one more entry exports `datasets.formats` on that interval;
-`gaps.every` re-clusters the questions (feedback/gaps.py) and `gaps.digest_every` posts the digest.
+`gaps.every` re-clusters the questions (feedback/gaps.py) and `gaps.digest_every` posts the digest;
+`tuning.every` retrains the retriever, and an hourly entry drops retired models' collections
+after `tuning.grace` (docs/tuning.md).
 """
 
 from __future__ import annotations
@@ -55,4 +57,12 @@ def build_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
                 "kwargs": {"requested_by": "schedule"},
                 "options": {"queue": str(QUEUE_OF[task]), "expires": max(1.0, seconds * 0.9)},
             }
+    if settings.redis.url:
+        # Old models' collections go `tuning.grace` after a switch (a no-op without models).
+        schedule["drop-expired-models-every-1h"] = {
+            "task": str(TaskName.CHANGE_MODEL),
+            "schedule": 3600.0,
+            "kwargs": {"action": "drop_expired", "requested_by": "schedule"},
+            "options": {"queue": str(QUEUE_OF[TaskName.CHANGE_MODEL]), "expires": 3240.0},
+        }
     return schedule

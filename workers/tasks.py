@@ -224,10 +224,14 @@ def change_model(
 ) -> dict[str, Any]:
     """Promote a retriever or roll back (the console's Models page, with Redis configured),
     in the process that owns the index, with its configured embedder. What an admin must read
-    (refused, nothing to roll back to, a source failed) comes back as `error`."""
+    (refused, nothing to roll back to, a source failed) comes back as `error`. `drop_expired`
+    (hourly, from beat) drops the collections of models retired longer than `tuning.grace` ago."""
     from knowledge.tuning import promotion, registry
 
     settings = _settings(task)
+    if action == "drop_expired":
+        dropped = promotion.drop_expired(settings)
+        return {"serving": registry.serving_id(settings), "dropped": dropped, "error": None}
     rt = runtime_for(settings)
     embedder = rt.knowledge.configured_embedder
     try:

@@ -61,8 +61,11 @@ def tune_retriever(
 
     say = step or (lambda text: log.info("tune: %s", text))
     started = time.monotonic()
+    from knowledge.tuning.promotion import drop_expired
+
     with run_lock(settings):
         _close_interrupted(settings)
+        drop_expired(settings)  # and half-built collections a killed promotion left
         knowledge.follow(force=True)
         serving = registry.serving(settings)
         weights = _weights_model(settings, serving)

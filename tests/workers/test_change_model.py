@@ -48,3 +48,9 @@ def test_the_console_promotes_and_rolls_back_through_the_train_worker(stack, sta
     status = finished(runner)
     assert status["error"] is None and status["serving"] == registry.BASE, status
     assert registry.serving_id(settings) == registry.BASE
+
+    from workers.client import change_model
+
+    # Beat's hourly drop of old collections: within the grace, the promoted model's stays.
+    dropped = change_model(settings, "drop_expired", requested_by="schedule", poll=0.2)
+    assert dropped["error"] is None and dropped["dropped"] == [] and dropped["serving"] == registry.BASE

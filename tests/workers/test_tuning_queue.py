@@ -35,3 +35,25 @@ def test_a_tuning_run_on_the_train_queue_reports_its_steps_and_its_result(stack,
     record = registry.load(settings, body["run_id"])
     assert record.extra["requested_by"] == "test" and record.status in ("candidate", "refused")
     assert registry.serving_id(settings) == registry.BASE
+
+
+def test_beat_schedules_tuning_runs_and_the_hourly_drop_of_old_collections(tmp_path) -> None:
+    from config.settings import Settings
+    from workers.schedule import build_schedule
+
+    schedule = build_schedule(
+        Settings(data_dir=tmp_path, redis={"url": "redis://127.0.0.1:6379/0"}, tuning={"every": "7d"})
+    )
+    tune = schedule["tune-retriever-every-7d"]
+    assert (tune["task"], tune["options"]["queue"], tune["schedule"]) == (
+        "lore.tune_retriever",
+        "train",
+        7 * 86400,
+    )
+    drop = schedule["drop-expired-models-every-1h"]
+    assert (drop["task"], drop["kwargs"]["action"], drop["options"]["queue"]) == (
+        "lore.change_model",
+        "drop_expired",
+        "train",
+    )
+    assert not any(k.startswith("tune-") for k in build_schedule(Settings(data_dir=tmp_path)))
