@@ -184,6 +184,49 @@ def whole_loop(name: str, embedder: Any, method: str, args: argparse.Namespace) 
     }
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The BENCHMARKS.md tables: before -> after per set, method and training data; then timings."""
+    lines = [
+        "| set | method | trained on | measured on | recall@5 | MRR | gate |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, found in results["sets"].items():
+        for method, m in found["methods"].items():
+            for key, trained, measured in (
+                ("synthetic", "synthetic only", f"all {found['questions']} questions"),
+                ("half", "half the questions + synthetic", "the other half (both ways)"),
+            ):
+                row = m[key]
+                b, a = row["before"], row["after"]
+                gate = (
+                    ("passed" if row["gate"]["passed"] else "refused")
+                    if key == "synthetic"
+                    else " / ".join("passed" if g else "refused" for g in row["gates"])
+                )
+                lines.append(
+                    f"| {name} | {method} | {trained} | {measured} | "
+                    f"{b.get('recall@5', 0):.3f} → {a.get('recall@5', 0):.3f} | "
+                    f"{b.get('mrr', 0):.3f} → {a.get('mrr', 0):.3f} | {gate} |"
+                )
+    lines += [
+        "",
+        "| set | method | training s per 1,000 pairs | run s (synthetic, half a, half b) |",
+        "|---|---|---|---|",
+    ]
+    for name, found in results["sets"].items():
+        for method, m in found["methods"].items():
+            per_k = ", ".join(f"{x:.0f}" for x in m["training_seconds_per_1k_pairs"])
+            runs = ", ".join(f"{x:.0f}" for x in m["run_seconds"])
+            lines.append(f"| {name} ({found.get('chunks', '?')} chunks) | {method} | {per_k} | {runs} |")
+    for loop in results.get("loops", []):
+        lines.append(
+            f"\nWhole loop on {loop['set']} ({loop['chunks']} chunks, {loop['method']}): "
+            f"{loop['loop_seconds'] / 60:.1f} min (training {loop['training_seconds'] / 60:.1f} min, "
+            f"re-index {loop['reindex_seconds'] / 60 if loop['reindex_seconds'] else float('nan'):.1f} min)."
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,7 +237,11 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=10.0)
     parser.add_argument("--loop", nargs="*", default=[], help="Sets to time the whole loop on (full method).")
     parser.add_argument("--out", type=Path, default=Path.home() / ".cache/lore/bench/tuning.json")
+    parser.add_argument("--markdown", action="store_true", help="Print the tables of --out and stop.")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return
 
     from config.settings import EmbeddingSettings
     from knowledge.embeddings import build_embedder
