@@ -57,3 +57,44 @@ def test_beat_schedules_tuning_runs_and_the_hourly_drop_of_old_collections(tmp_p
         "train",
     )
     assert not any(k.startswith("tune-") for k in build_schedule(Settings(data_dir=tmp_path)))
+
+
+def test_no_wait_returns_once_the_promotion_has_started_and_the_worker_finishes_it(
+    stack, start_worker, embedder: Any
+) -> None:
+    """`lore tune retriever --no-wait`: a run that wins returns at its promotion step; the worker
+    then switches the serving model on its own."""
+    import time
+
+    from feedback.db import Database
+    from tests.knowledge.test_tuning import EVAL, KESTREL_HELD_OUT, KESTREL_TRAIN
+    from tests.workers.test_tuning_run import EXPENSES, INSURANCE, judge_everything
+
+    for rel, text in DOCS.items():
+        write(stack.tmp / "docs", rel, text)
+    stack.overrides["sources"] = [{"name": "handbook", "type": "directory", "path": str(stack.tmp / "docs")}]
+    stack.overrides["index"] = {"engine": "qdrant-local"}
+    stack.overrides["database"] = {"url": f"sqlite:///{stack.tmp / 'feedback.sqlite3'}"}
+    stack.overrides["tuning"] = {"epochs": 2, "batch_size": 8, "learning_rate": 2e-4}
+    evals = stack.tmp / "evals.jsonl"
+    evals.write_text("".join(q.model_dump_json() + "\n" for q in EVAL), encoding="utf-8")
+    stack.overrides["evals"] = [{"name": "handbook", "path": str(evals)}]
+    settings = stack.settings()
+    kn = Knowledge(settings, embedder=embedder)
+    assert kn.sync("handbook").error is None
+    db = Database.from_settings(settings)
+    db.ensure_schema()
+    judge_everything(kn, db, KESTREL_TRAIN + KESTREL_HELD_OUT, EXPENSES, INSURANCE)
+    db.dispose()
+    kn.close()
+    start_worker("train")
+
+    request = TuneRequest(method="full", synthetic=30, max_minutes=5, promote="auto", requested_by="test")
+    started = request_tuning(settings, request, wait=False, poll=0.2)
+    assert set(started) == {"task_id", "step"}, started["gate"]
+    assert started["step"].startswith("promoting")
+    deadline = time.monotonic() + 300
+    while registry.serving_id(settings) == registry.BASE and time.monotonic() < deadline:
+        time.sleep(0.5)
+    serving = registry.serving(settings)
+    assert serving.method == "full" and serving.status == "serving"
