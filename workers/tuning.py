@@ -119,9 +119,12 @@ def _run(
         vectors = np.asarray(query_model.get_text_embedding_batch(list(texts)), dtype=np.float32)
         return _normalised(vectors)
 
-    def encode_queries(texts: Sequence[str]) -> np.ndarray:
-        vectors = np.asarray([query_model.get_query_embedding(t) for t in texts], dtype=np.float32)
+    def encode_queries(texts: Sequence[str], model: Any = query_model) -> np.ndarray:
+        vectors = np.asarray([model.get_query_embedding(t) for t in texts], dtype=np.float32)
         return _normalised(vectors)
+
+    # A new adapter maps the weights' own query vectors, not those of an adapter serving now.
+    plain = query_model.inner if isinstance(query_model, registry.AdapterEmbedding) else query_model
 
     base_dir = _weights_dir(settings, record.parent or registry.BASE)
     sets = _gather(settings, corpus, encode_queries, base_dir, sessions, request, say)
@@ -148,7 +151,7 @@ def _run(
         candidate = gate.full_candidate(corpus, out_dir / "st")
     else:
         adapter = train.load_adapter(out_dir / "adapter.npz")
-        candidate = gate.adapter_candidate(corpus, encode_queries, adapter)
+        candidate = gate.adapter_candidate(corpus, lambda texts: encode_queries(texts, plain), adapter)
     before, after = gate.compare(
         store,
         corpus,
