@@ -207,11 +207,10 @@ def rrf(lists: Sequence[Sequence[Hit]], k: int, weights: Sequence[float] | None 
     for n, hits in enumerate(lists):
         weight = weights[n] if weights else 1.0
         rank, previous = 0, None
-        for i, hit in enumerate(sorted(hits, key=lambda h: (-round(h.score, 6), h.id))):
-            score = round(hit.score, 6)
+        for i, (score, point) in enumerate(sorted((-round(h.score, 6), h.id) for h in hits)):
             if score != previous:
                 rank, previous = i, score
-            fused[hit.id] = fused.get(hit.id, 0.0) + weight / (k + rank)
+            fused[point] = fused.get(point, 0.0) + weight / (k + rank)
     return fused
 
 
