@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import gc
 import json
 import pstats
 import sys
@@ -31,6 +32,21 @@ from _common import HANDBOOK, percentile, settings_for
 from knowledge.access import Audience
 from knowledge.embeddings import build_embedder
 from knowledge.service import Knowledge
+
+
+class GcClock:
+    """The seconds the cyclic garbage collector ran, and how many of its runs were full ones."""
+
+    def __init__(self) -> None:
+        self.seconds, self.full, self._started = 0.0, 0, 0.0
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info["generation"] == 2
 
 
 class TimedShard:
@@ -126,6 +142,7 @@ def main() -> None:
     total: dict[str, list[float]] = {name: [] for name in variants}
     overhead: dict[str, list[float]] = {name: [] for name in variants}
     profiler = cProfile.Profile() if args.profile else None
+    collector = GcClock()
     for _ in range(args.repeats):
         for q in questions:
             for name, kwargs in variants.items():
@@ -139,6 +156,8 @@ def main() -> None:
                     profiler.disable()
                 total[name].append(elapsed * 1000)
                 overhead[name].append((elapsed - shard.seconds) * 1000)
+    searches = sum(len(v) for v in total.values())
+    gc.callbacks.remove(collector)
     points = kn.store.count_chunks()
     kn.close()
     result = {
@@ -150,8 +169,9 @@ def main() -> None:
         }
         for name in variants
     }
+    garbage = {"gc_ms_per_search": collector.seconds * 1000 / searches, "full_gc_runs": collector.full}
     if args.json:
-        print(json.dumps({"points": points, **result}))
+        print(json.dumps({"points": points, **result, **garbage}))
     else:
         print(f"{points} points, {len(total['unfiltered'])} searches per variant (embedding replayed)")
         print("| variant | search p50 ms | search p95 ms | Python overhead p50 ms | overhead p95 ms |")
@@ -161,6 +181,10 @@ def main() -> None:
                 f"| {name} | {r['total_p50']:.2f} | {r['total_p95']:.2f} "
                 f"| {r['overhead_p50']:.2f} | {r['overhead_p95']:.2f} |"
             )
+        print(
+            f"garbage collector: {garbage['gc_ms_per_search']:.3f} ms per search on average, "
+            f"{collector.full} full collections in {searches} searches"
+        )
     if profiler:
         stats = pstats.Stats(profiler).sort_stats("tottime")
         stats.print_stats(35)
