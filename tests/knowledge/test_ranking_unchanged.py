@@ -4,9 +4,9 @@ A fixed synthetic index on Qdrant Edge (seeded vectors, chunks grouped into docu
 fixed texts, access lists and two sources) is searched with fixed query vectors in every mode,
 with and without access and source filters, under several ranking settings. The ranked ids,
 fused scores and cosines must equal those recorded from the code before the latency work
-(tests/data/ranking_golden.json), to 2e-6 (`TOLERANCE`): through `LoreVectorStore.query` (what LlamaIndex
-retrievers call) and through `engine.search` (Lore's own path), whose chunks must also carry
-their point's payload and equal what the LlamaIndex retriever returns.
+(tests/data/ranking_golden.json; `record()` writes it), to 2e-6 (`TOLERANCE`): through
+`LoreVectorStore.query` (what LlamaIndex retrievers call) and through `engine.search` (Lore's own
+path), whose chunks must also carry their point's payload and equal what the retriever returns.
 
 The query embedding is replayed from the fixed vectors (the ranking, not the model, is under
 test here), so the recorded figures don't depend on how a CPU rounds MiniLM's arithmetic.
@@ -169,13 +169,19 @@ def points() -> list[tuple[str, list[float], dict[str, Any]]]:
     return corpus()
 
 
-@pytest.fixture
-def kn(make_settings, embedder, points):
+def indexed(settings: Any, embedder: Any, points: list[tuple[str, list[float], dict[str, Any]]]) -> Knowledge:
+    """`points` in a new Edge index, searched with the fixed query vectors."""
     replay = dataclasses.replace(embedder, model=Replay(model_name="replay", vectors=query_vectors()))
-    kn = Knowledge(make_settings(), embedder=replay)
+    kn = Knowledge(settings, embedder=replay)
     kn.store.ensure_collection(embedder.identity)
     kn.store.backend.upsert([IndexPoint(i, v, kn.store.sparse.document(p["text"]), p) for i, v, p in points])
     kn.store.optimize()
+    return kn
+
+
+@pytest.fixture
+def kn(make_settings, embedder, points):
+    kn = indexed(make_settings(), embedder, points)
     yield kn
     kn.close()
 
@@ -322,3 +328,27 @@ def test_engine_search_equals_the_llamaindex_retriever(kn, mode):
                 }
                 for c in found
             ] == want, (q, mode, audience)
+
+
+def record() -> None:
+    """Write tests/data/ranking_golden.json from the code as it is. Only for a change that is
+    meant to move rankings (or an engine upgrade that does): run it, and read the diff."""
+    import tempfile
+
+    from config.settings import EmbeddingSettings, Settings
+    from knowledge.embeddings import build_embedder
+
+    def rounded(rows: list[list[Any]]) -> list[list[Any]]:
+        return [[r[0]] + [round(v, 7) if isinstance(v, float) else v for v in r[1:]] for r in rows]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", llm={"provider": "extractive"})
+        kn = indexed(settings, build_embedder(EmbeddingSettings()), corpus())
+        found = {"store": ranked_by_store(kn), "engine": searched_by_engine(kn)}
+        kn.close()
+    recorded = {part: {case: rounded(rows) for case, rows in cases.items()} for part, cases in found.items()}
+    GOLDEN.write_text(json.dumps(recorded, separators=(",", ":")) + "\n")
+
+
+if __name__ == "__main__":  # HF_HUB_OFFLINE=1 .venv/bin/python -m tests.knowledge.test_ranking_unchanged
+    record()
