@@ -32,9 +32,8 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field
 from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
-from llama_index.core.vector_stores.types import VectorStoreQueryMode
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 
 from config.settings import Settings
 from knowledge.abstain import (
@@ -64,7 +63,7 @@ from knowledge.generate import (
 from knowledge.prompt import PROMPT_VERSION, number_by_document
 from knowledge.query import prompt_question, retrieval_query
 from knowledge.store import IndexStore
-from knowledge.vector_store import SIGNALS_KEY
+from knowledge.vector_store import Ranked
 from knowledge.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -318,11 +317,19 @@ class CitingQueryEngine(CustomQueryEngine):
             return query, None, []
         expanded = self.vocabulary(audience).expand(query)
         vector = self.embedder.query_model.get_query_embedding(expanded)
-        bundle = QueryBundle(query_str=expanded, embedding=vector)
-        retriever = self.retriever(
-            top_k or self.settings.retrieval.top_k, source, mode, audience=audience, sources=sources
+        # What `retriever(...).retrieve()` returns, without LlamaIndex's retriever around it: its
+        # instrumentation spans and node models cost more than the rest of the Python (issue 19).
+        filters = _filters(source, audience, sources)
+        found = self.store.vector_store().rank(
+            VectorStoreQuery(
+                query_embedding=vector,
+                query_str=expanded,
+                similarity_top_k=top_k or self.settings.retrieval.top_k,
+                mode=_QUERY_MODES[mode or self.settings.retrieval.mode],
+                filters=MetadataFilters(filters=filters) if filters else None,
+            )
         )
-        return expanded, vector, [_to_chunk(n) for n in retriever.retrieve(bundle)]
+        return expanded, vector, [_to_chunk(r) for r in found]
 
     def withheld(
         self,
@@ -511,23 +518,22 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
-def _to_chunk(hit: NodeWithScore) -> RetrievedChunk:
-    meta = dict(hit.node.metadata)
-    signals = meta.pop(SIGNALS_KEY, {})
+def _to_chunk(found: Ranked) -> RetrievedChunk:
+    hit, meta = found.hit, found.hit.payload
     return RetrievedChunk(
-        chunk_id=hit.node.node_id,
-        doc_id=str(meta.get("doc_id", hit.node.ref_doc_id or "")),
+        chunk_id=hit.id,
+        doc_id=str(meta.get("doc_id", "")),
         source=str(meta.get("source", "")),
         path=str(meta.get("path", "")),
         title=str(meta.get("title", "")),
         url=str(meta.get("url", "")),
         heading=str(meta.get("heading", "")),
         updated_at=str(meta.get("updated_at", "")),
-        text=hit.node.get_content(metadata_mode=MetadataMode.NONE),
+        text=str(meta.get("text", "")),
         score=round(float(hit.score or 0.0), 4),
         doc_hash=str(meta.get("content_hash", "")),
-        dense_score=round(signals["dense"], 4) if "dense" in signals else None,
-        confidence_only=bool(signals.get("confidence_only", False)),
+        dense_score=round(found.cosine, 4) if found.cosine is not None else None,
+        confidence_only=found.confidence_only,
         # A chunk indexed before access labels (only an unfiltered search finds one) is readable
         # by nobody until the next sync labels it: fail closed.
         access=[str(a) for a in meta.get(ACCESS_KEY) or []],

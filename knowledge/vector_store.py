@@ -14,7 +14,7 @@ searches, inside the engine, so top-k is filled from what the reader may see.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from llama_index.core.bridge.pydantic import PrivateAttr
@@ -43,6 +43,17 @@ _MODES: dict[VectorStoreQueryMode, SearchMode] = {
     VectorStoreQueryMode.SPARSE: "sparse",
     VectorStoreQueryMode.HYBRID: "hybrid",
 }
+
+
+class Ranked(NamedTuple):
+    """One search result: the point (`hit.score` the ranking score), the query mode, the
+    query's cosine to the point, and whether only the confidence may use it (the document cap
+    left it out of the top-k)."""
+
+    hit: Hit
+    mode: SearchMode
+    cosine: float | None
+    confidence_only: bool = False
 
 
 class LoreVectorStore(BasePydanticVectorStore):
@@ -97,6 +108,16 @@ class LoreVectorStore(BasePydanticVectorStore):
     # -- reading -----------------------------------------------------------------
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        nodes = [self._node(found) for found in self.rank(query, **kwargs)]
+        return VectorStoreQueryResult(
+            nodes=nodes,
+            similarities=[n.metadata[SIGNALS_KEY]["score"] for n in nodes],
+            ids=[n.node_id for n in nodes],
+        )
+
+    def rank(self, query: VectorStoreQuery, **kwargs: Any) -> list[Ranked]:
+        """What `query` returns, as plain hits: the engine's own search path skips LlamaIndex's
+        nodes (pydantic models, hashed on the way through a retriever) that it would only unpack."""
         if query.node_ids or query.doc_ids:
             raise NotImplementedError("LoreVectorStore filters by metadata, not by node or document ids")
         if query.mode not in _MODES:
@@ -154,25 +175,22 @@ class LoreVectorStore(BasePydanticVectorStore):
         if self.doc_boost and self.max_per_doc:
             scored = rank_documents(scored, doc_of, lambda hc: hc[0].score, self.doc_boost)
         scored = cap_per_document(scored, doc_of, top_k, self.max_per_doc)
-        nodes = [self._node(hit, mode, cosine) for hit, cosine in scored]
+        ranked = [Ranked(hit, mode, cosine) for hit, cosine in scored]
         # The best chunks before the cap, if it dropped them, go last, marked: confidence
         # (abstention) still looks at them, the answer doesn't get them.
         kept = {hit.id for hit, _ in scored}
-        nodes += [self._node(hit, mode, cosine, extra=True) for hit, cosine in best if hit.id not in kept]
-        return VectorStoreQueryResult(
-            nodes=nodes,
-            similarities=[n.metadata[SIGNALS_KEY]["score"] for n in nodes],
-            ids=[n.node_id for n in nodes],
-        )
+        ranked += [Ranked(hit, mode, cosine, True) for hit, cosine in best if hit.id not in kept]
+        return ranked
 
-    def _node(self, hit: Hit, mode: SearchMode, cosine: float | None, extra: bool = False) -> TextNode:
+    def _node(self, found: Ranked) -> TextNode:
+        hit = found.hit
         payload = dict(hit.payload)
         text = str(payload.pop("text", ""))
         doc_id = str(payload.get("doc_id", ""))
-        signals: dict[str, Any] = {"mode": mode, "score": hit.score}
-        if cosine is not None:
-            signals["dense"] = cosine
-        if extra:
+        signals: dict[str, Any] = {"mode": found.mode, "score": hit.score}
+        if found.cosine is not None:
+            signals["dense"] = found.cosine
+        if found.confidence_only:
             signals["confidence_only"] = True
         payload[SIGNALS_KEY] = signals
         node = TextNode(id_=hit.id, text=text, metadata=payload)
@@ -189,11 +207,10 @@ def rrf(lists: Sequence[Sequence[Hit]], k: int, weights: Sequence[float] | None 
     for n, hits in enumerate(lists):
         weight = weights[n] if weights else 1.0
         rank, previous = 0, None
-        for i, hit in enumerate(sorted(hits, key=lambda h: (-round(h.score, 6), h.id))):
-            score = round(hit.score, 6)
+        for i, (score, point) in enumerate(sorted((-round(h.score, 6), h.id) for h in hits)):
             if score != previous:
                 rank, previous = i, score
-            fused[hit.id] = fused.get(hit.id, 0.0) + weight / (k + rank)
+            fused[point] = fused.get(point, 0.0) + weight / (k + rank)
     return fused
 
 

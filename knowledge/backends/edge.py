@@ -304,10 +304,14 @@ class EdgeBackend:
                 if self._shard is None:
                     return [[] for _ in requests]
                 results = self._shard.query_batch(batch)
-            for (i, _), points in zip(todo, results, strict=True):
-                out[i] = [
-                    Hit(str(p.id), float(p.score), dict(p.payload or {}), _dense_of(p.vector)) for p in points
-                ]
+            for (i, r), points in zip(todo, results, strict=True):
+                if r.with_payload or r.with_dense:
+                    out[i] = [
+                        Hit(str(p.id), float(p.score), dict(p.payload or {}), _dense_of(p.vector))
+                        for p in points
+                    ]
+                else:  # hybrid search's lists: ids and scores only, and Python is most of the cost
+                    out[i] = [Hit(str(p.id), float(p.score), {}) for p in points]
         return [hits or [] for hits in out]
 
     def _request(self, request: SearchRequest) -> Any:
@@ -430,5 +434,6 @@ def _filter(conds: Sequence[Condition]) -> Any:
 
 def _dense_of(vector: Any) -> list[float] | None:
     if isinstance(vector, dict) and DENSE_VECTOR in vector:
-        return list(vector[DENSE_VECTOR])
+        dense = vector[DENSE_VECTOR]
+        return dense if type(dense) is list else list(dense)  # the engine builds a new list each time
     return None
