@@ -34,7 +34,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from config.settings import AnswerSettings
-from knowledge.answer import ABSTAIN_TEXT, Answer, RetrievedChunk
+from knowledge.answer import Answer, RetrievedChunk
 from knowledge.extractive import units
 
 # Chosen on bench/citations/labels.jsonl (bench/citations/support.py; BENCHMARKS.md).
@@ -163,7 +163,7 @@ class AnswerCheck:
 
     citations: int = 0  # markers in the answer
     valid_citations: int = 0
-    sentences: int = 0
+    sentences: int = 0  # statements: an uncited lead-in ("From the docs:") is none
     cited_sentences: int = 0
     supported_sentences: int = 0  # cited sentences one of whose sources supports them
     supporting_citations: int = 0  # (sentence, source) pairs where the source supports it
@@ -252,7 +252,8 @@ class AnswerChecker:
         """The checks of answer `text` against the sources it was given (number -> chunk texts)."""
         sentences = answer_sentences(text)
         valid, total = citation_validity(text, sources)
-        result = AnswerCheck(citations=total, valid_citations=valid, sentences=len(sentences))
+        statements = [x for x in sentences if x.cites or not x.plain.endswith(":")]
+        result = AnswerCheck(citations=total, valid_citations=valid, sentences=len(statements))
         for checked in self.support(sentences, sources):
             if checked.cites:
                 result.cited_sentences += 1
@@ -514,6 +515,7 @@ def summarize_checks(checks: Iterable[AnswerCheck | None]) -> dict[str, Any]:
 
     citations = sum(c.citations for c in done)
     cited = sum(c.cited_sentences for c in done)
+    statements = sum(c.sentences for c in done)
     pairs = sum(c.citation_pairs for c in done)
     claims = sum(c.claims for c in done)
     bad_claims = sum(len(c.unsupported_claims) for c in done)
@@ -522,17 +524,14 @@ def summarize_checks(checks: Iterable[AnswerCheck | None]) -> dict[str, Any]:
         "citations": citations,
         "citation_validity": rate(sum(c.valid_citations for c in done), citations),
         "cited_sentences": cited,
-        # ALCE's citation recall and precision, as the support check judges them.
+        # The share of cited sentences their citations support, and of citations that support
+        # their sentence (ALCE's citation precision), as the support check judges them.
         "citation_support": rate(sum(c.supported_sentences for c in done), cited),
         "citation_precision": rate(sum(c.supporting_citations for c in done), pairs),
-        "uncited_sentences": rate(
-            sum(c.sentences - c.cited_sentences for c in done), sum(c.sentences for c in done)
-        ),
+        # ALCE's citation recall counts every statement: an uncited one is unsupported.
+        "citation_recall": rate(sum(c.supported_sentences for c in done), statements),
+        "uncited_sentences": rate(statements - cited, statements),
         "claims": claims,
         "unsupported_claims": rate(bad_claims, claims),
         "answers_with_unsupported_claims": rate(sum(1 for c in done if c.unsupported_claims), len(done)),
     }
-
-
-def is_abstention(text: str) -> bool:
-    return ABSTAIN_TEXT.lower() in text.lower()

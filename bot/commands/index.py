@@ -239,6 +239,7 @@ def _answers_table(report: dict[str, Any]) -> Table:
         "citation validity",
         "citation support",
         "citation precision",
+        "citation recall",
         "unsupported claims",
         "fact hits",
         "ideal F1 / cosine",
@@ -251,7 +252,13 @@ def _answers_table(report: dict[str, Any]) -> Table:
             str(s["answered"]),
             *(
                 _fmt(s[x])
-                for x in ("citation_validity", "citation_support", "citation_precision", "unsupported_claims")
+                for x in (
+                    "citation_validity",
+                    "citation_support",
+                    "citation_precision",
+                    "citation_recall",
+                    "unsupported_claims",
+                )
             ),
             _fmt(s["fact_hit_rate"]),
             f"{_fmt(ideal['token_f1'])} / {_fmt(ideal['cosine'])}" if ideal["pairs"] else "-",
