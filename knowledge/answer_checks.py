@@ -41,8 +41,13 @@ from knowledge.extractive import units
 SUPPORT_THRESHOLD: float = AnswerSettings.model_fields["support_threshold"].default
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-# A sentence ends at . ! or ? (with the markers that follow it) before a space or the end.
-_END = re.compile(r"[.!?]+[\"')\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)")
+# A sentence ends at . ! or ? (with the markers that follow it) before the end of the line or
+# what starts a sentence; not at "e.g." and the like.
+_END = re.compile(
+    r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)(?<!\bNo)"
+    r"[.!?]+[\"')\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s+[A-Z0-9\"'(`*_\[]|\s*$)"
+)
+_MARKERS = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")  # with the space before them
 _BULLET = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)]|#{1,6})\s+")
 _MARKUP = re.compile(r"\*\*|__|[*`\\]")
 _VECTOR_CACHE = 4096  # source sentences whose vectors are kept between answers
@@ -73,7 +78,7 @@ def answer_sentences(text: str) -> list[Sentence]:
         here: list[Sentence] = []
         for piece in _split(body):
             cites = [int(n) for m in MARKER.finditer(piece) for n in m.group(1).split(",")]
-            plain = _plain(MARKER.sub(" ", piece))
+            plain = _plain(_MARKERS.sub("", piece))
             if len(plain) >= 3:
                 here.append(Sentence(piece.strip(), plain, list(dict.fromkeys(cites)), lineno))
             elif cites and here:  # a stray marker: the sentence before's

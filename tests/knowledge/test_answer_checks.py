@@ -56,9 +56,16 @@ def test_sentences_carry_the_markers_that_cover_them():
     assert found == [
         ("From the docs:", []),
         ("Everyone gets 25 days.", [1]),  # covered by the marker that ends its line
-        ("Unused days carry over .", [1]),
+        ("Unused days carry over.", [1]),
         ("Services run on Python 3.11.4.", [2]),  # a marker after the full stop is its sentence's
         ("Ask HR if unsure.", []),
+    ]
+    # Not after "e.g.", nor before a lower-case word: one sentence each.
+    assert [
+        s.plain for s in answer_sentences("Use a manager, e.g. 1Password [1]. It costs $5. or less.")
+    ] == [
+        "Use a manager, e.g. 1Password.",
+        "It costs $5. or less.",
     ]
 
 
