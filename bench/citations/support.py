@@ -79,6 +79,29 @@ def choose(pairs: list[tuple[float, bool]]) -> float:
     return max(grid, key=lambda t: (round(metrics(pairs, t)["balanced_accuracy"], 6), -t))
 
 
+def drop_cost(model: Any) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(median, p90) ms of `drop_unsupported` on each extractive answer's draft: a fresh checker
+    (sources new to it), then the same answers again (their vectors cached)."""
+    import statistics
+    import time
+
+    from knowledge.answer_checks import AnswerChecker
+
+    rows = [json.loads(line) for line in (HERE / "answers-extractive.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if not r["abstained"]]
+    checker = AnswerChecker(model)
+    out = []
+    for _pass in range(2):
+        times = []
+        for r in rows:
+            started = time.perf_counter()
+            checker.drop_unsupported(r["draft"], {int(n): t for n, t in r["sources"].items()})
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        out.append((statistics.median(times), times[int(0.9 * len(times))]))
+    return out[0], out[1]
+
+
 def main() -> None:
     from config.settings import EmbeddingSettings
     from knowledge.answer_checks import AnswerChecker, Sentence, extract_claims, unsupported
@@ -156,6 +179,11 @@ def main() -> None:
         f"Uncited-claims check: flags {caught} of {len(altered)} altered sentences, and "
         f"{false_flags} of {len(paraphrases)} faithful paraphrases.",
     ]
+    cold, warm = drop_cost(checker.model)
+    lines.append(
+        f"answers.drop_unsupported per answer: {cold[0]:.0f} ms median, {cold[1]:.0f} ms p90 with new "
+        f"sources; {warm[0]:.0f} ms, {warm[1]:.0f} ms with sources seen before."
+    )
     table = "\n".join(lines) + "\n"
     print(table)
     out = REPO / "bench" / "results" / "citations.json"
