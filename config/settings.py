@@ -673,6 +673,18 @@ class TuningSettings(_Section):
         return value
 
 
+class AnswerSettings(_Section):
+    """Checks on an answer before it is sent (`knowledge/answer_checks.py`)."""
+
+    # Remove the answer's cited sentences that no cited source supports (MiniLM cosine below
+    # `support_threshold`, or a number, name or link the source doesn't have), and abstain when
+    # no cited sentence is left. Off: answers go as written.
+    drop_unsupported: bool = False
+    # Chosen on 449 hand-labelled sentence/source pairs of handbook answers (BENCHMARKS.md,
+    # "Answer checks": best balanced accuracy on paraphrased, miscited and altered sentences).
+    support_threshold: float = Field(default=0.66, ge=-1, le=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LORE_",
@@ -707,6 +719,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     evals: list[EvalSet] = Field(default_factory=list)
     tuning: TuningSettings = TuningSettings()
+    answers: AnswerSettings = AnswerSettings()
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], list[Member]] = Field(
         default_factory=dict
     )

@@ -74,3 +74,7 @@ class Answer(BaseModel):
     # Matches the asker could read that this answer's audience may not (a channel answer that
     # left out restricted passages): adapters offer "Answer privately" when it is above zero.
     withheld: int = 0
+    # The generator's text as written, before citations were checked and renumbered: its [n]
+    # are the prompt's source numbers (`knowledge.prompt.number_by_document` over `chunks`).
+    # What `knowledge/answer_checks.py` measures citation validity on; not recorded.
+    draft: str = Field(default="", exclude=True)

@@ -49,6 +49,7 @@ from knowledge.abstain import (
 )
 from knowledge.access import ACCESS_KEY, Audience
 from knowledge.answer import ABSTAIN_TEXT, Answer, Citation, RetrievedChunk, Timings, Turn
+from knowledge.answer_checks import AnswerChecker, prompt_sources
 from knowledge.attachments import attachment_chunks
 from knowledge.embeddings import Embedder
 from knowledge.generate import (
@@ -118,6 +119,7 @@ class CitingQueryEngine(CustomQueryEngine):
     index_cache: Any = None
     vocabulary_cache: Any = None
     calibration_cache: Any = None
+    checker_cache: Any = None
     sentence_cache: Any = Field(default_factory=OrderedDict)
     sentence_lock: Any = Field(default_factory=threading.Lock)
 
@@ -466,6 +468,11 @@ class CitingQueryEngine(CustomQueryEngine):
                 model = f"{self.fallback.name} (fallback)"
                 text = self.fallback.generate(clean, chunks, history)
             abstained = ABSTAIN_TEXT.lower() in text.lower()
+        draft = "" if abstained else text
+        if not abstained and self.settings.answers.drop_unsupported:
+            text, kept = self.checker().drop_unsupported(text, prompt_sources(chunks))
+            if not kept:  # nothing the sources support is left
+                text, abstained = f"{ABSTAIN_TEXT}.", True
         finished = time.perf_counter()
         citations: list[Citation] = []
         if not abstained:
@@ -488,7 +495,17 @@ class CitingQueryEngine(CustomQueryEngine):
             missing_terms=list(found.signal.missing) if found.signal else [],
             audience=sorted(audience.grants) if audience is not None else [],
             withheld=withheld,
+            draft=draft,
         )
+
+    def checker(self) -> AnswerChecker:
+        """The answer checks (`knowledge/answer_checks.py`) with this engine's embedding model."""
+        with self.sentence_lock:
+            if self.checker_cache is None:
+                self.checker_cache = AnswerChecker(
+                    self.embedder.query_model, self.settings.answers.support_threshold
+                )
+            return self.checker_cache  # type: ignore[no-any-return]
 
 
 def _filters(

@@ -5,6 +5,9 @@ MRR: 1 / the rank of the first chunk from an expected document (0 if none in the
 Abstention: how often Lore says it can't find the answer, on not-in-corpus questions
 (should be high) and on answerable ones (false abstention, should be low).
 Fact hit rate: the share of expected facts that appear verbatim (case-insensitive) in the answer.
+With `--answers` (a checker): citation validity, support and uncited claims of every answer that
+did not abstain, and similarity to the ideal answer where a question has one
+(`knowledge/answer_checks.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from knowledge.answer import Answer
+from knowledge.answer_checks import AnswerCheck, AnswerChecker, ideal_similarity, summarize_checks
 
 NOT_IN_CORPUS = "not-in-corpus"
 
@@ -30,6 +34,8 @@ class Question(BaseModel):
     kind: str
     # not-in-corpus questions: the salient terms they ask about, which no document contains
     absent: list[str] = []
+    # a reviewer's ideal answer (an edited review item): `--answers` measures similarity to it
+    ideal: str | None = None
 
 
 class EvalFileError(Exception):
@@ -107,18 +113,53 @@ def run_eval(
     *,
     k: int,
     on_step: Callable[[], None] | None = None,
+    checker: AnswerChecker | None = None,
 ) -> dict[str, Any]:
+    """The report; with `checker`, also the answer checks (`knowledge/answer_checks.py`) under
+    "answers", overall and by kind, and each question's under its "answer_checks"."""
     rows = []
     for q in questions:
-        rows.append(score(q, ask(q.question, k), k))
+        answer = ask(q.question, k)
+        row = score(q, answer, k)
+        if checker is not None:
+            check = checker.check_answer(answer)
+            row["answer_checks"] = check.as_dict() if check is not None else None
+            row["answer_text"] = answer.text
+        rows.append(row)
         if on_step:
             on_step()
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_kind[r["kind"]].append(r)
-    return {
+    report = {
         "k": k,
         "overall": summarize(rows),
         "by_kind": {kind: summarize(rs) for kind, rs in sorted(by_kind.items())},
         "per_question": rows,
     }
+    if checker is not None:
+        ideals = {q.id: q.ideal for q in questions if q.ideal}
+
+        def answers(group: list[dict[str, Any]]) -> dict[str, Any]:
+            base = summarize(group)
+            checks = [
+                AnswerCheck(**_fields(r["answer_checks"])) if r["answer_checks"] else None for r in group
+            ]
+            pairs = [(r["answer_text"], ideals[r["id"]]) for r in group if r["id"] in ideals]
+            similarity = ideal_similarity(pairs, checker.model)
+            return {
+                **summarize_checks(checks),
+                **{key: base[key] for key in ("fact_hit_rate", "abstain_not_in_corpus", "false_abstain")},
+                "ideal": {key: similarity[key] for key in ("pairs", "token_f1", "cosine")},
+            }
+
+        report["answers"] = {
+            "overall": answers(rows),
+            "by_kind": {kind: answers(rs) for kind, rs in sorted(by_kind.items())},
+        }
+    return report
+
+
+def _fields(check: dict[str, Any]) -> dict[str, Any]:
+    """An `AnswerCheck`'s counts back from its dict (the sentences are not needed to add up)."""
+    return {key: value for key, value in check.items() if key != "checked"}

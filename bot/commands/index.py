@@ -169,8 +169,16 @@ def eval_(
     questions: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="questions.jsonl")],
     k: Annotated[int, typer.Option("--k", min=1)] = 5,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers",
+            help="Also check the answers: citations (valid, supported), uncited claims, ideal similarity.",
+        ),
+    ] = False,
 ) -> None:
-    """Measure recall@k, MRR, abstention and fact hits on a question set."""
+    """Measure recall@k, MRR, abstention and fact hits on a question set (with --answers, the
+    answers' citations and claims too)."""
     from knowledge.evaluate import EvalFileError, load_questions, run_eval
 
     try:
@@ -183,9 +191,16 @@ def eval_(
         if kn.is_empty():
             err.print(_nothing_indexed(settings))
             raise typer.Exit(1)
+        checker = _checker(kn, settings) if answers else None
         with progress_bar(disable=as_json and not sys.stderr.isatty()) as bar:
             task = bar.add_task("eval", total=len(qs), chunks=0)
-            report = run_eval(qs, lambda q, k: kn.answer(q, top_k=k), k=k, on_step=lambda: bar.advance(task))
+            report = run_eval(
+                qs,
+                lambda q, k: kn.answer(q, top_k=k),
+                k=k,
+                on_step=lambda: bar.advance(task),
+                checker=checker,
+            )
     if as_json:
         out.print_json(json.dumps(report))
         return
@@ -200,6 +215,55 @@ def eval_(
             ),
         )
     out.print(table)
+    if answers:
+        out.print(_answers_table(report["answers"]))
+
+
+def _checker(kn: Any, settings: Settings) -> Any:
+    """The answer checks with the process's embedding model (a remote index's answers are
+    checked with this process's own copy of it)."""
+    from knowledge.answer_checks import AnswerChecker
+
+    engine = getattr(kn, "engine", None)
+    if engine is not None:
+        return engine.checker()
+    from knowledge.embeddings import build_embedder
+
+    return AnswerChecker(build_embedder(settings.embedding).query_model, settings.answers.support_threshold)
+
+
+def _answers_table(report: dict[str, Any]) -> Table:
+    table = Table(
+        "kind",
+        "answered",
+        "citation validity",
+        "citation support",
+        "citation precision",
+        "citation recall",
+        "unsupported claims",
+        "fact hits",
+        "ideal F1 / cosine",
+        title="Answers",
+    )
+    for kind, s in [("all", report["overall"]), *report["by_kind"].items()]:
+        ideal = s["ideal"]
+        table.add_row(
+            kind,
+            str(s["answered"]),
+            *(
+                _fmt(s[x])
+                for x in (
+                    "citation_validity",
+                    "citation_support",
+                    "citation_precision",
+                    "citation_recall",
+                    "unsupported_claims",
+                )
+            ),
+            _fmt(s["fact_hit_rate"]),
+            f"{_fmt(ideal['token_f1'])} / {_fmt(ideal['cosine'])}" if ideal["pairs"] else "-",
+        )
+    return table
 
 
 def _nothing_indexed(settings: Settings) -> str:

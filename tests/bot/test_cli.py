@@ -121,6 +121,53 @@ def test_eval_reports_recall_mrr_and_abstention(project):
     assert result.exit_code == 1 and "bad.jsonl:1" in result.stderr
 
 
+def test_eval_answers_adds_the_answer_checks(project):
+    run("index")
+    questions = project / "q.jsonl"
+    rows = [
+        {
+            "id": "1",
+            "question": "how many days of leave?",
+            "sources": ["leave.md"],
+            "facts": ["25 days"],
+            "kind": "factual",
+            "ideal": "Everyone gets 25 days of paid leave a year.",
+        },
+        {
+            "id": "2",
+            "question": "vpn client?",
+            "sources": ["vpn.md"],
+            "facts": ["WireGuard"],
+            "kind": "factual",
+        },
+        {
+            "id": "3",
+            "question": "what is the stock price of Tesla today?",
+            "sources": [],
+            "facts": [],
+            "kind": "not-in-corpus",
+        },
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    plain = json.loads(run("eval", str(questions), "--json").stdout)
+    assert "answers" not in plain and "answer_checks" not in plain["per_question"][0]
+    data = json.loads(run("eval", str(questions), "--answers", "--json").stdout)
+    assert {k: v for k, v in data.items() if k != "answers"}.keys() == plain.keys()
+    overall = data["answers"]["overall"]
+    # The extractive generator quotes its sources: every citation valid and supported.
+    assert overall["answered"] == 2 and overall["citation_validity"] == 1.0
+    assert overall["citation_support"] == 1.0 and overall["unsupported_claims"] == 0.0
+    assert overall["fact_hit_rate"] == 1.0
+    assert overall["abstain_not_in_corpus"] == 1.0 and overall["false_abstain"] == 0.0
+    assert overall["ideal"]["pairs"] == 1 and overall["ideal"]["cosine"] > 0.6
+    assert set(data["answers"]["by_kind"]) == {"factual", "not-in-corpus"}
+    assert data["answers"]["by_kind"]["not-in-corpus"]["answered"] == 0
+    checks = {r["id"]: r["answer_checks"] for r in data["per_question"]}
+    assert checks["3"] is None and checks["1"]["citations"] >= 1
+    table = run("eval", str(questions), "--answers", env={"COLUMNS": "200"}).stdout
+    assert "Answers" in table and "citation support" in table
+
+
 def test_config_show_masks_secrets(project):
     result = run(
         "config",
