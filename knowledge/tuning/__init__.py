@@ -9,6 +9,9 @@ The pieces, in the order a run uses them:
 - `registry`: versioned models under `data_dir/models/<id>/`, the pointer to the one serving,
   and the switch to a collection built with it.
 
+`hosted` fine-tunes the answer model on OpenAI's fine-tuning API (or any server that implements
+it) from an exported SFT or DPO file, and resumes a job a dead process was watching.
+
 Reading judgments and curated answers from the feedback database is `feedback/tuning.py`; the run
 that ties these together is `workers/tuning.py`.
 """

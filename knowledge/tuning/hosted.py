@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -79,12 +80,15 @@ ProgressCallback = Callable[[Progress], None]
 class JobState:
     """What the state file holds: enough to find the job again after a restart."""
 
-    run: str  # the `metadata.lore_run` tag the job is created with
+    run: str  # the `metadata.lore_run` tag the job is created with: `<state file stem>-<random>`
     format: Format
     base_model: str
     training_file: str
     sha256: str  # of the training file: the state belongs to this data, not just this path
     validation_file: str | None = None
+    seed: int | None = None
+    suffix: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
     file_id: str | None = None
     validation_file_id: str | None = None
     job_id: str | None = None
@@ -92,6 +96,7 @@ class JobState:
     fine_tuned_model: str | None = None
     last_event_id: str | None = None  # the newest event already reported
     error: str | None = None
+    error_code: str | None = None
     created_at: str = field(default_factory=lambda: _now())
     updated_at: str = field(default_factory=lambda: _now())
 
@@ -178,7 +183,11 @@ def start(
     suffix: str | None = "lore",
     hyperparameters: dict[str, Any] | None = None,
 ) -> JobState:
-    """Upload and create the job, or return the one `state_path` already records (never a second)."""
+    """Upload and create the job, or return the one `state_path` already records (never a second).
+
+    The job settings (`seed`, `suffix`, `hyperparameters`) are recorded with the first call; a
+    resumed call uses the recorded ones.
+    """
     digest = _sha256(training_file)
     state = load_state(state_path)
     interrupted = state is not None and state.file_id is not None  # may have created the job
@@ -191,12 +200,15 @@ def start(
         if validation_file is not None:
             count_examples(validation_file, fmt)
         state = JobState(
-            run=state_path.stem,
+            run=f"{state_path.stem}-{secrets.token_hex(4)}",  # unique even across deployments
             format=fmt,
             base_model=base_model,
             training_file=str(training_file),
             sha256=digest,
             validation_file=str(validation_file) if validation_file else None,
+            seed=seed,
+            suffix=suffix or None,
+            hyperparameters=dict(hyperparameters or {}),
         )
         state.save(state_path)
 
@@ -209,16 +221,16 @@ def start(
 
     # A job created just before a crash, but never recorded, is found by its tag.
     job = _job_tagged(client, state.run) if interrupted else None
-    if job is None:
-        extra: dict[str, Any] = {"seed": seed} if seed is not None else {}
-        if suffix:
-            extra["suffix"] = suffix
+    if job is None:  # with what the state recorded, so a resumed start creates the same job
+        extra: dict[str, Any] = {"seed": state.seed} if state.seed is not None else {}
+        if state.suffix:
+            extra["suffix"] = state.suffix
         if state.validation_file_id:
             extra["validation_file"] = state.validation_file_id
         job = client.fine_tuning.jobs.create(
             model=base_model,
             training_file=state.file_id,
-            method=cast(Any, method_for(fmt, hyperparameters)),
+            method=cast(Any, method_for(fmt, state.hyperparameters)),
             metadata={"lore_run": state.run},
             **extra,
         )
@@ -241,7 +253,9 @@ def watch(
     """Poll the recorded job until it ends; report new events; return the fine-tuned model id.
 
     Raises `JobFailed` when the job fails or is cancelled, `TimeoutError` after `max_seconds` (the
-    job keeps running and stays recorded: watch again later).
+    job keeps running and stays recorded: watch again later). A `progress` callback that raises
+    stops the watch the same way. Events are reported at least once: one reported just before a
+    crash, but not yet recorded, is reported again by the resumed watch.
     """
     state = load_state(state_path)
     if state is None or state.job_id is None:
@@ -267,7 +281,7 @@ def watch(
             return job.fine_tuned_model
         if job.status in ("failed", "cancelled"):
             error = _error(job)
-            state.error = error[1]
+            state.error_code, state.error = error
             state.save(state_path)
             raise JobFailed(job_id, job.status, error[1], error[0])
         state.save(state_path)
@@ -306,7 +320,7 @@ def fine_tune(
         if state.status == "succeeded" and state.fine_tuned_model:
             return state.fine_tuned_model
         if state.status in ("failed", "cancelled") and state.job_id:
-            raise JobFailed(state.job_id, state.status, state.error or "no message")
+            raise JobFailed(state.job_id, state.status, state.error or "no message", state.error_code)
     start(
         client,
         training_file,
@@ -319,6 +333,36 @@ def fine_tune(
         hyperparameters=hyperparameters,
     )
     return watch(client, state_path, progress=progress, poll_interval=poll_interval, max_seconds=max_seconds)
+
+
+def resume(
+    settings: LLMSettings,
+    state_path: Path,
+    *,
+    progress: ProgressCallback | None = None,
+    poll_interval: float = 10.0,
+    max_seconds: float | None = None,
+    client: OpenAI | None = None,
+) -> str:
+    """Finish the run `state_path` records, from whatever step it stopped at (see `unfinished`)."""
+    state = load_state(state_path)
+    if state is None:
+        raise HostedTuningError(f"{state_path} records no fine-tuning run")
+    return fine_tune(
+        settings,
+        Path(state.training_file),
+        fmt=state.format,
+        state_path=state_path,
+        base_model=state.base_model,
+        validation_file=Path(state.validation_file) if state.validation_file else None,
+        seed=state.seed,
+        suffix=state.suffix,
+        hyperparameters=state.hyperparameters,
+        progress=progress,
+        poll_interval=poll_interval,
+        max_seconds=max_seconds,
+        client=client,
+    )
 
 
 def cancel(client: OpenAI, job_id: str) -> str:

@@ -105,7 +105,8 @@ async def test_sft_job_gives_a_candidate_that_answers_through_lores_generator(tm
         body = create["body"]
         assert body["model"] == "gpt-4o-mini-2024-07-18"
         assert body["method"] == {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2}}}
-        assert (body["seed"], body["suffix"], body["metadata"]) == (0, "lore", {"lore_run": "run1"})
+        assert (body["seed"], body["suffix"]) == (0, "lore")
+        assert body["metadata"]["lore_run"].startswith("run1-")
         (job,) = emu.jobs.values()
         assert model == job.fine_tuned_model and model.startswith("ft:gpt-4o-mini-2024-07-18:")
 
@@ -167,8 +168,9 @@ async def test_a_failed_job_raises_its_message_and_stays_failed(tmp_path: Path) 
         recorded = hosted.load_state(state)
         assert recorded is not None and recorded.status == "failed"
         # the run is over: a second call re-raises, it does not pay for another job
-        with pytest.raises(hosted.JobFailed, match="GPU caught fire"):
+        with pytest.raises(hosted.JobFailed, match="GPU caught fire") as again:
             await run(emu, sft_file(tmp_path), state)
+        assert again.value.code == "server_error"
         assert len(emu.jobs) == 1
 
 
@@ -274,9 +276,14 @@ async def test_a_process_killed_mid_poll_is_resumed_on_the_same_job(tmp_path: Pa
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
         (job,) = emu.jobs.values()
-        assert job.status == "running" and hosted.unfinished(state.parent) == [state]
+        assert job.status == "running"
 
-        model, seen = await run(emu, data, state)
+        # a restarted process finds the run and resumes it from the state file alone
+        (found,) = hosted.unfinished(state.parent)
+        seen: list[hosted.Progress] = []
+        model = await asyncio.to_thread(
+            hosted.resume, llm(emu), found, progress=seen.append, poll_interval=0.01
+        )
         assert model == job.fine_tuned_model
         assert len(emu.jobs) == 1 and len(emu.files) == 1  # no second upload, no second job
         # the resumed watch went on from the last recorded event: what the killed one showed and
@@ -302,7 +309,7 @@ async def test_a_crash_between_creating_and_recording_the_job_finds_it_by_its_ta
         model, _ = await run(emu, data, state)
         assert len(emu.jobs) == 1 and emu.jobs[created.job_id or ""].fine_tuned_model == model
         (lookup,) = emu.requests_to("GET", "/v1/fine_tuning/jobs")
-        assert lookup["query"]["metadata[lore_run]"] == "tagged"
+        assert lookup["query"]["metadata[lore_run]"] == recorded.run
 
 
 async def test_the_state_file_belongs_to_its_data(tmp_path: Path) -> None:
@@ -368,3 +375,15 @@ async def test_the_emulator_refuses_malformed_requests(tmp_path: Path) -> None:
             no_auth = await raw.post("/fine_tuning/jobs", json={}, headers={"Authorization": ""})
             assert no_auth.status_code == 401
         assert emu.jobs == {} and len(emu.rejected) == len(bad_calls) + 8
+
+
+async def test_watching_past_max_seconds_times_out_and_a_later_watch_finishes(tmp_path: Path) -> None:
+    async with FineTuneServer(polls=8) as emu:
+        state = tmp_path / "slow.json"
+        with pytest.raises(TimeoutError, match="still queued"):
+            await run(emu, sft_file(tmp_path), state, max_seconds=0)
+        (job,) = emu.jobs.values()
+        assert job.status == "queued" and hosted.unfinished(tmp_path) == [state]
+        client = hosted.client_for(llm(emu))
+        model = await asyncio.to_thread(hosted.watch, client, state, poll_interval=0.01)
+        assert model == job.fine_tuned_model and len(emu.jobs) == 1
