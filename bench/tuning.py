@@ -11,7 +11,7 @@ method (`adapter`, `full`), the run of `workers/tuning.py` itself, with `--promo
 
 Figures are recall@5 and MRR as the gate measures them (dense by cosine, the index's BM25,
 Lore's fusion and per-document cap), plus training seconds per 1,000 pairs. `--loop SET` also
-times the whole loop with a promotion (re-index included) on that set, e.g. pydocs (~10k chunks).
+times the whole loop with a promotion (re-index included) on that set, e.g. pydocs (5,766 chunks).
 
 Run: nice -n 10 .venv/bin/python bench/tuning.py [--sets handbook pydocs] [--methods adapter full]
      [--synthetic 1000] [--max-minutes 10] [--loop pydocs] [--out ~/.cache/lore/bench/tuning.json]
@@ -82,7 +82,7 @@ def one_run(
     return body
 
 
-def bench_set(name: str, embedder: Any, args: argparse.Namespace) -> dict[str, Any]:
+def bench_set(name: str, embedder: Any, args: argparse.Namespace, on_method: Any = None) -> dict[str, Any]:
     from bench.evalcache import EVAL_SETS, open_eval
     from knowledge.evaluate import load_questions
 
@@ -111,6 +111,8 @@ def bench_set(name: str, embedder: Any, args: argparse.Namespace) -> dict[str, A
                         kn, {f"{name}-half-{test_half}": files[test_half]}, method, args, files[train_half]
                     )
             out["methods"][method] = summarize(name, runs, len(first), len(second))
+            if on_method:
+                on_method(out)  # saved as each method finishes: a long run keeps what it measured
     return out
 
 
@@ -250,10 +252,14 @@ def main() -> None:
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "sets": {}, "loops": []}
     if args.out.exists():
         results = json.loads(args.out.read_text()) | {"args": results["args"]}
-    for name in args.sets:
-        results["sets"][name] = bench_set(name, embedder, args)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, found: dict[str, Any]) -> None:
+        results["sets"][name] = found
         args.out.write_text(json.dumps(results, indent=2))
+
+    for name in args.sets:
+        save(name, bench_set(name, embedder, args, on_method=lambda found, name=name: save(name, found)))
         print(json.dumps({name: results["sets"][name]["methods"]}, indent=2), flush=True)
     for name in args.loop:
         results["loops"].append(whole_loop(name, embedder, "full", args))
