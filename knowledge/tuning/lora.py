@@ -7,10 +7,14 @@ copy is packaged, and nothing is downloaded). SFT lines are `{"messages": [syste
 (`train.trl.jsonl` of a DPO export). Both are built with `knowledge.prompt.chat_messages`, the
 prompt `LocalGenerator` sends, so training and serving see the same text.
 
-Export: a GGUF LoRA adapter (`export_gguf_adapter`), loaded next to the unchanged base with
-llama-cpp-python's `lora_path` (`LocalGenerator(settings, lora_path=...)`). Merging instead would
-re-quantize the merged weights to Q4_1, whose step (a 16th of each 32-weight block's range) is
-larger than a few steps' LoRA update, so most of what was learned would round away.
+Export: the adapter merged into a copy of the base GGUF (`merge_to_gguf`), served like the base
+(`LocalGenerator` with `local_model_path`). The adapted weights are stored as Q8_0: re-quantizing
+them to the base's Q4_1 rounds a LoRA update back onto the old grid (a Q4_1 step is a 15th of each
+32-weight block's range), and a tuned model answered exactly like the base. Q8_0 keeps the update
+and runs at the base's speed (bench/lora_speed.py), whereas the same adapter applied at run time
+(`export_gguf_adapter`, llama.cpp's `lora_path`) adds two small matmuls to each of 210 weights per
+token and generated 25-50% slower. That adapter file is still written: 10 MB, for inspection and
+A/B runs.
 
 The heavy imports (torch, transformers, trl, peft, gguf: the `lore[train]` extra) happen inside the
 functions, so importing this module costs nothing.
@@ -54,6 +58,7 @@ class LoraOptions:
     seed: int = 0
     beta: float = 0.1  # DPO: how far the model may move from the base
     threads: int | None = None  # torch threads; None: torch's default
+    merge: bool = True  # also write the merged GGUF (MERGED_FILE), the model to serve
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ class Progress:
 class LoraResult:
     method: Method
     output_dir: Path  # PEFT's adapter_model.safetensors + adapter_config.json
-    gguf_adapter: Path  # the same adapter for llama.cpp
+    gguf_adapter: Path  # the same adapter for llama.cpp's lora_path
+    gguf_model: Path | None  # the base with the adapter merged in: what to serve (None: merge=False)
     examples: int
     steps: int
     max_steps: int
@@ -220,11 +226,13 @@ def _train(
     output_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(str(output_dir))
     adapter = export_gguf_adapter(output_dir, output_dir / ADAPTER_FILE, base=base)
+    merged = merge_to_gguf(output_dir, output_dir / MERGED_FILE, base=base) if options.merge else None
     state = trainer.state
     return LoraResult(
         method=method,
         output_dir=output_dir,
         gguf_adapter=adapter,
+        gguf_model=merged,
         examples=len(rows),
         steps=int(state.global_step),
         max_steps=int(state.max_steps),

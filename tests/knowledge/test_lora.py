@@ -2,7 +2,7 @@
 
 The examples are short on purpose (a one-line system prompt, a one-line source): a step over
 Lore's full prompt costs seconds on CPU, and what is tested here is the machinery: the adapter is
-trained from the packaged GGUF, exported, loaded by llama.cpp, and changes its answers; the time
+trained from the packaged GGUF, merged into a GGUF that llama.cpp serves, and changes its answers; the time
 budget stops a run at a step boundary; DPO runs too. trl, peft and gguf (the `train` extra) are
 imported by the functions under test, never by this module.
 """
@@ -25,7 +25,7 @@ FACTS = [
     ("Lunch is served at noon.", "When is lunch?", "Lunch is served at noon [1]."),
     ("Lost badges go to reception.", "Where do lost badges go?", "Lost badges go to reception [1]."),
 ]
-MARK = "ZEBRA-7."  # what the adapter learns to start every answer with; the base never says it
+MARK = "ZEBRA"  # what the adapter learns to start every answer with; the base never says it
 
 
 def prompt(source: str, question: str) -> list[dict[str, str]]:
@@ -54,7 +54,7 @@ def sft_run(tmp_path_factory):
     return result, seen
 
 
-def test_sft_trains_an_adapter_that_llama_cpp_loads_and_that_changes_the_answers(sft_run):
+def test_sft_trains_a_model_that_llama_cpp_serves_and_that_answers_differently(sft_run):
     result, seen = sft_run
     assert (result.steps, result.max_steps, result.stopped_by_time) == (4, 4, False)
     assert [p.step for p in seen] == [1, 2, 3, 4] and seen[-1].eta_seconds == 0
@@ -62,10 +62,11 @@ def test_sft_trains_an_adapter_that_llama_cpp_loads_and_that_changes_the_answers
 
     prompts = [prompt(s, q) for s, q, _ in FACTS[:2]]
     base = answers(prompts, max_tokens=24)
-    tuned = answers(prompts, lora_path=result.gguf_adapter, max_tokens=24)
-    assert base != tuned
+    merged = answers(prompts, model_path=result.gguf_model, max_tokens=24)
     assert not any(MARK in a for a in base)
-    assert all(a.startswith(MARK) for a in tuned), tuned
+    assert all(a.startswith(MARK) for a in merged), merged
+    # The same adapter applied at run time by llama.cpp answers as the merged model does.
+    assert answers(prompts, lora_path=result.gguf_adapter, max_tokens=24) == merged
 
 
 def test_the_gguf_adapter_names_every_lora_tensor_as_llama_cpp_expects(sft_run):
@@ -98,11 +99,12 @@ def test_q_and_k_are_permuted_back_exactly_as_transformers_unpermutes_the_gguf()
 
 
 def test_max_minutes_stops_the_run_at_a_step_boundary(tmp_path):
-    options = replace(FAST, max_steps=50, max_minutes=0.001)
+    options = replace(FAST, max_steps=50, max_minutes=0.001, merge=False)
     result = train_sft(sft_examples()[:2], tmp_path / "budget", options)
     assert result.stopped_by_time
     assert result.steps == 1 and result.max_steps == 50  # the step under way finished; no other began
     assert result.gguf_adapter.is_file()  # what was trained is still saved and exported
+    assert result.gguf_model is None
 
 
 def test_dpo_trains_an_adapter_on_preference_pairs(tmp_path):
@@ -118,4 +120,5 @@ def test_dpo_trains_an_adapter_on_preference_pairs(tmp_path):
     result = train_dpo(pairs, tmp_path / "dpo", options)
     assert (result.method, result.steps, result.examples) == ("dpo", 2, 2)
     assert result.train_loss is not None and np.isfinite(result.train_loss)
-    assert answers([pairs[0]["prompt"]], lora_path=result.gguf_adapter, max_tokens=8)[0]
+    assert result.gguf_model is not None
+    assert answers([pairs[0]["prompt"]], model_path=result.gguf_model, max_tokens=16)[0]
