@@ -8,6 +8,8 @@ The pieces, in the order a run uses them:
 - `gate`: the candidate against the current model on questions neither trained on.
 - `registry`: versioned models under `data_dir/models/<id>/`, the pointer to the one serving,
   and the switch to a collection built with it.
+- `lora`: the answer model's side (`lore tune generator --provider local`): a LoRA adapter on the
+  local GGUF model, trained with TRL + PEFT on CPU and merged into a GGUF llama.cpp serves.
 
 Reading judgments and curated answers from the feedback database is `feedback/tuning.py`; the run
 that ties these together is `workers/tuning.py`.

@@ -43,7 +43,8 @@ MERGED_FILE = "model.gguf"
 @dataclass(frozen=True)
 class LoraOptions:
     """One run's knobs. `max_steps` (> 0) wins over `epochs`; `max_minutes` stops the run at the
-    first step boundary where another step would not fit in the budget."""
+    first step boundary where another step would not fit in the budget (training steps only:
+    loading the base and writing the GGUFs add about a minute)."""
 
     rank: int = 8
     alpha: int = 16
@@ -57,7 +58,7 @@ class LoraOptions:
     max_minutes: float | None = None
     seed: int = 0
     beta: float = 0.1  # DPO: how far the model may move from the base
-    threads: int | None = None  # torch threads; None: torch's default
+    threads: int | None = None  # torch threads (process-wide); None: torch's default
     merge: bool = True  # also write the merged GGUF (MERGED_FILE), the model to serve
 
 
