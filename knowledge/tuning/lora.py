@@ -10,11 +10,11 @@ prompt `LocalGenerator` sends, so training and serving see the same text.
 Export: the adapter merged into a copy of the base GGUF (`merge_to_gguf`), served like the base
 (`LocalGenerator` with `local_model_path`). The adapted weights are stored as Q8_0: re-quantizing
 them to the base's Q4_1 rounds a LoRA update back onto the old grid (a Q4_1 step is a 15th of each
-32-weight block's range), and a tuned model answered exactly like the base. Q8_0 keeps the update
-and runs at the base's speed (bench/lora_speed.py), whereas the same adapter applied at run time
-(`export_gguf_adapter`, llama.cpp's `lora_path`) adds two small matmuls to each of 210 weights per
-token and generated 25-50% slower. That adapter file is still written: 10 MB, for inspection and
-A/B runs.
+32-weight block's range), and a tuned model answered exactly like the base. Q8_0 keeps the update;
+llama.cpp spends less CPU per answer on it than on the Q4_1 base, where the same adapter applied
+at run time (`export_gguf_adapter`, llama.cpp's `lora_path`: two more small matmuls for each of
+210 weights) spends more (bench/lora_speed.py). That adapter file is still written: 10 MB, for
+inspection and A/B runs.
 
 The heavy imports (torch, transformers, trl, peft, gguf: the `lore[train]` extra) happen inside the
 functions, so importing this module costs nothing.

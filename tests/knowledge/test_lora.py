@@ -14,9 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from knowledge.tuning.lora import LoraOptions, Progress, answers, train_dpo, train_sft
-
-pytestmark = pytest.mark.slow
+from knowledge.tuning.lora import LoraOptions, Progress, answers, base_gguf, train_dpo, train_sft
 
 SYSTEM = "Answer from the source. Cite it as [1]."
 FACTS = [
@@ -54,6 +52,7 @@ def sft_run(tmp_path_factory):
     return result, seen
 
 
+@pytest.mark.slow
 def test_sft_trains_a_model_that_llama_cpp_serves_and_that_answers_differently(sft_run):
     result, seen = sft_run
     assert (result.steps, result.max_steps, result.stopped_by_time) == (4, 4, False)
@@ -69,8 +68,9 @@ def test_sft_trains_a_model_that_llama_cpp_serves_and_that_answers_differently(s
     assert answers(prompts, lora_path=result.gguf_adapter, max_tokens=24) == merged
 
 
-def test_the_gguf_adapter_names_every_lora_tensor_as_llama_cpp_expects(sft_run):
-    from gguf import GGUFReader
+@pytest.mark.slow
+def test_the_gguf_files_are_what_llama_cpp_expects(sft_run):
+    from gguf import GGMLQuantizationType, GGUFReader
 
     result, _ = sft_run
     reader = GGUFReader(str(result.gguf_adapter))
@@ -83,6 +83,18 @@ def test_the_gguf_adapter_names_every_lora_tensor_as_llama_cpp_expects(sft_run):
     assert names["blk.0.attn_q.weight.lora_a"] == (576, 8)
     assert names["blk.0.attn_k.weight.lora_b"] == (8, 192)
     assert names["blk.29.ffn_down.weight.lora_a"] == (1536, 8)
+
+    # The merged model: the base's metadata (tokenizer, chat template) and untouched tensors as they
+    # were, every adapted weight in Q8_0.
+    base, merged = GGUFReader(str(base_gguf())), GGUFReader(str(result.gguf_model))
+    for key in ("tokenizer.chat_template", "tokenizer.ggml.tokens", "llama.attention.head_count_kv"):
+        assert merged.fields[key].contents() == base.fields[key].contents()
+    types = {t.name: t.tensor_type for t in merged.tensors}
+    assert types.keys() == {t.name for t in base.tensors}
+    assert types["blk.0.attn_q.weight"] == GGMLQuantizationType.Q8_0
+    assert types["token_embd.weight"] == next(
+        t.tensor_type for t in base.tensors if t.name == "token_embd.weight"
+    )
 
 
 def test_q_and_k_are_permuted_back_exactly_as_transformers_unpermutes_the_gguf():
@@ -98,6 +110,7 @@ def test_q_and_k_are_permuted_back_exactly_as_transformers_unpermutes_the_gguf()
         assert not np.array_equal(_permute(b, heads, kv), b)
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_the_run_at_a_step_boundary(tmp_path):
     options = replace(FAST, max_steps=50, max_minutes=0.001, merge=False)
     result = train_sft(sft_examples()[:2], tmp_path / "budget", options)
@@ -107,6 +120,7 @@ def test_max_minutes_stops_the_run_at_a_step_boundary(tmp_path):
     assert result.gguf_model is None
 
 
+@pytest.mark.slow
 def test_dpo_trains_an_adapter_on_preference_pairs(tmp_path):
     pairs = [
         {
