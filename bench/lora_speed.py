@@ -60,7 +60,7 @@ def prompt() -> list[dict[str, str]]:
 
 def tiny_run(out: Path) -> LoraResult:
     ex = {"messages": [*prompt(), {"role": "assistant", "content": "It says what to do [1]."}]}
-    options = LoraOptions(max_steps=2, grad_accum=1, max_length=1024, learning_rate=1e-3)
+    options = LoraOptions(max_steps=2, grad_accum=1, max_length=2048, learning_rate=1e-3)
     return train_sft([ex], out, options)
 
 
