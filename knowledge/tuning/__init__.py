@@ -6,13 +6,14 @@ The pieces, in the order a run uses them:
   LLM), kept only when the current model already ranks their chunk in its top 20.
 - `train`: a sentence-transformers run (`full`) or a linear map on query vectors (`adapter`).
 - `gate`: the candidate against the current model on questions neither trained on.
-- `registry`: versioned models under `data_dir/models/<id>/`, the pointer to the one serving,
-  and the switch to a collection built with it.
-- `lora`: the answer model's side (`lore tune generator --provider local`): a LoRA adapter on the
-  local GGUF model, trained with TRL + PEFT on CPU and merged into a GGUF llama.cpp serves.
+- `registry`: versioned models under `data_dir/models/<id>/` and the pointer to the one serving;
+  `promotion`: building a model's collection, the switch, rollback, dropping old collections;
+  `lock`: one tuning run at a time.
 
-`hosted` fine-tunes the answer model on OpenAI's fine-tuning API (or any server that implements
-it) from an exported SFT or DPO file, and resumes a job a dead process was watching.
+The answer model's side (issue 20, not wired to a command yet): `lora` trains a LoRA adapter on
+the local GGUF model with TRL + PEFT on CPU and merges it into a GGUF llama.cpp serves; `hosted`
+fine-tunes through OpenAI's fine-tuning API (or any server that implements it) from an exported
+SFT or DPO file, and resumes a job a dead process was watching.
 
 Reading judgments and curated answers from the feedback database is `feedback/tuning.py`; the run
 that ties these together is `workers/tuning.py`.
