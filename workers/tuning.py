@@ -108,6 +108,7 @@ def _run(
     from knowledge.tuning import gate, promotion, synthetic, train
 
     tuning = settings.tuning
+    train.offline()  # models from disk only, and no per-load progress bars under ours
     say("reading the index")
     store = knowledge.store
     corpus = synthetic.read_corpus(store)

@@ -84,7 +84,9 @@ def model_encoder(model_dir: Path) -> Encode:
 
     offline()
     model = SentenceTransformer(str(model_dir), device="cpu")
-    return lambda texts: np.asarray(model.encode(list(texts), normalize_embeddings=True, batch_size=32))
+    return lambda texts: np.asarray(
+        model.encode(list(texts), normalize_embeddings=True, batch_size=32, show_progress_bar=False)
+    )
 
 
 def current(corpus: Corpus, encode: Encode) -> Retriever:

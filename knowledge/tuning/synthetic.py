@@ -18,6 +18,8 @@ positive's own document (its neighbouring chunks may well answer the query too).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import random
 import re
@@ -272,17 +274,18 @@ def with_hard_negatives(
     # Candidates are the corpus and the other pairs' positives (the miner adds those): each by document.
     path_of = {t: c.path or c.doc_id for t, c in zip(texts, corpus.chunks, strict=True)}
     path_of.update({p.positive: p.path or p.positive_id for p in todo})
-    mined = mine_hard_negatives(
-        Dataset.from_dict({"query": [p.query for p in todo], "positive": [p.positive for p in todo]}),
-        model,
-        corpus=texts,
-        relative_margin=margin,
-        num_negatives=per_pair + 4,  # some are dropped below: the positive's own document
-        sampling_strategy="top",
-        output_format="labeled-pair",
-        batch_size=32,
-        verbose=False,
-    )
+    with contextlib.redirect_stderr(io.StringIO()):  # its encode bars are always on: noise under ours
+        mined = mine_hard_negatives(
+            Dataset.from_dict({"query": [p.query for p in todo], "positive": [p.positive for p in todo]}),
+            model,
+            corpus=texts,
+            relative_margin=margin,
+            num_negatives=per_pair + 4,  # some are dropped below: the positive's own document
+            sampling_strategy="top",
+            output_format="labeled-pair",
+            batch_size=32,
+            verbose=False,
+        )
     found: dict[str, list[str]] = {}
     for row in mined:
         if not row["label"]:

@@ -116,6 +116,9 @@ def offline() -> None:
     """The models are on disk: never let transformers or the trainer reach for the hub."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" noise
 
 
 def _seed_everything(seed: int) -> None:
@@ -328,7 +331,7 @@ def _train_adapter(
 
     def encode(texts: list[str]) -> torch.Tensor:
         unique = list(dict.fromkeys(texts))  # many questions share a passage: embed it once
-        vectors = model.encode(unique, normalize_embeddings=True, batch_size=32)
+        vectors = model.encode(unique, normalize_embeddings=True, batch_size=32, show_progress_bar=False)
         row = {t: i for i, t in enumerate(unique)}
         return torch.as_tensor(vectors[[row[t] for t in texts]])
 
