@@ -117,12 +117,17 @@ def request_tuning(
             queue=str(QUEUE_OF[TaskName.TUNE_RETRIEVER]),
         )
         seen = None
+        hint_at = time.monotonic() + 30  # nobody took it by then: say who must
         while True:
             if result.ready():
                 if result.failed():
                     raise RuntimeError(f"the tuning run failed: {result.result!r}")
                 body: dict[str, Any] = result.get(disable_sync_subtasks=False)
                 return body
+            if seen is None and result.state == "PENDING" and time.monotonic() > hint_at:
+                hint_at = float("inf")
+                if on_step:
+                    on_step("queued: waiting for a `lore worker -Q train` to take it")
             meta = result.info if isinstance(result.info, dict) else {}
             step = meta.get("step")
             if step and step != seen:
