@@ -202,15 +202,17 @@ async def test_when_the_engine_fails_the_user_sees_an_error_with_the_correlation
 
 async def test_rate_limited_users_get_a_polite_private_message(connect_slack):
     lore = await connect_slack(chat={"user_per_minute": 2})
-    first, second = await lore.mention("vpn?"), await lore.mention("leave?")
-    third = await lore.mention("deploys?")
+    sent = [await lore.mention("vpn?"), await lore.mention("leave?"), await lore.mention("deploys?")]
     [notice] = await lore.slack.wait_for("chat.postEphemeral")
-    assert notice.args["user"] == USER and notice.args["thread_ts"] == third
+    # Events are handled concurrently: whichever of the three reaches the limiter last is refused.
+    limited = notice.args["thread_ts"]
+    assert notice.args["user"] == USER and limited in sent
     assert notice.args["text"].startswith("Sorry, you're asking faster than I can keep up")
-    await lore.wait_answer(first)
-    await lore.wait_answer(second)
+    for ts in sent:
+        if ts != limited:
+            await lore.wait_answer(ts)
     await lore.settle(0.3)
-    assert not lore.progress_posts(third)
+    assert not lore.progress_posts(limited)
     other = await lore.mention("how do I set up the VPN?", user="U2")  # per user: others still get answers
     await lore.wait_answer(other)
 
