@@ -35,6 +35,14 @@ def export(
             "left out by default, and counted on the dataset card either way.",
         ),
     ] = False,
+    include_attachments: Annotated[
+        bool,
+        typer.Option(
+            "--include-attachments",
+            help="Also keep answers whose context used passages of a file attached to the question "
+            "(never indexed); left out by default, and counted on the dataset card either way.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Write a redacted, de-duplicated, split and validated export to OUT/<format>-<timestamp>/."""
@@ -62,6 +70,7 @@ def export(
             out_dir=out_dir,
             since=since_at,
             include_restricted=include_restricted,
+            include_attachments=include_attachments,
         )
     except (ExportError, InvalidExample) as exc:
         error(exc, label="Export failed (nothing was written)")
@@ -85,6 +94,14 @@ def export(
     else:
         err.print(
             f"restricted: {restricted['left_out']} left out (--include-restricted keeps them)",
+            highlight=False,
+        )
+    attached = c["attachments"]
+    if include_attachments:
+        err.print(f"attachments: {attached['included']} included (--include-attachments)", highlight=False)
+    else:
+        err.print(
+            f"attachments: {attached['left_out']} left out (--include-attachments keeps them)",
             highlight=False,
         )
     redacted = ", ".join(f"{k} {n}" for k, n in result.redactions.items()) or "nothing"

@@ -13,6 +13,11 @@ completion cites the sources by the numbers that prompt gives them (`prompt.to_p
 An example is `restricted` when any chunk in its context was readable by fewer than everyone (an
 access list other than exactly ["public"]; records from before permissions count as public):
 training data outlives access rules, so the export leaves those out unless asked to keep them.
+
+An example has `attachments` when its context holds passages of a file someone attached to the
+question (`knowledge/attachments.py`): read for that one answer and never indexed, so no access
+rule covers them and nobody reviewed them as documentation; the export leaves those out too
+unless asked to keep them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from config.settings import DATASET_FORMATS, DatasetFormat
 from feedback.datasets.prompt import prompt_messages, to_prompt_numbers
 from feedback.reviews import CuratedItem
 from knowledge.access import PUBLIC
+from knowledge.attachments import SOURCE as ATTACHMENT_SOURCE
 
 Format = DatasetFormat
 FORMATS: tuple[Format, ...] = DATASET_FORMATS
@@ -46,11 +52,17 @@ class Example:
     partition: Hashable = None  # never merged across partitions (KTO: the label)
     redactions: Counter[str] = field(default_factory=Counter)
     restricted: bool = False  # some context chunk was not public (`is_restricted`)
+    attachments: bool = False  # some context chunk came from an attached file (`has_attachments`)
 
 
 def is_restricted(chunks: Sequence[dict[str, Any]]) -> bool:
     """Whether any stored chunk's access list is other than exactly ["public"]."""
     return any(list(c.get("access") or [PUBLIC]) != [PUBLIC] for c in chunks)
+
+
+def has_attachments(chunks: Sequence[dict[str, Any]]) -> bool:
+    """Whether any stored chunk is a passage of a file attached to the question."""
+    return any(c.get("source") == ATTACHMENT_SOURCE for c in chunks)
 
 
 def _assistant(text: str, item: CuratedItem) -> list[dict[str, str]]:
@@ -121,6 +133,7 @@ def build_examples(fmt: Format, items: Sequence[CuratedItem]) -> tuple[list[Exam
                 rank,
                 partition,
                 restricted=is_restricted(item.chunks),
+                attachments=has_attachments(item.chunks),
             )
         )
     return examples, skipped

@@ -8,7 +8,8 @@
         manifest.json                              every item's id, split and content hash
 
 The steps: reviewed answers -> examples (`build`) -> those with restricted context left out
-(unless `include_restricted`) -> every string redacted (`redact`) -> exact and near duplicates
+(unless `include_restricted`), and those with attachment passages (unless `include_attachments`)
+-> every string redacted (`redact`) -> exact and near duplicates
 dropped, then a seeded grouped split (`clean`) -> files written into a hidden `.partial`
 directory -> every line of every file validated against its schema (`schemas`) -> card and
 manifest -> the directory renamed into place. Until that rename nothing is "done": a failed
@@ -18,6 +19,11 @@ the card what is new, changed or gone.
 Restricted context (a chunk whose access list is not exactly ["public"], `build.is_restricted`):
 a fine-tuned model would repeat it to anyone, so such examples stay out by default, and the card
 says how many were left out, or, with `include_restricted`, how many went in.
+
+Attachment passages (a file that came with a question, `build.has_attachments`): text someone
+pasted for one answer, never indexed, so no access rule or review covers it. Left out by default
+the same way (`include_attachments` keeps them), and counted on the card either way. Redaction
+applies to them like to everything else.
 """
 
 from __future__ import annotations
@@ -105,6 +111,7 @@ def export_dataset(
     since: datetime | None = None,
     now: datetime | None = None,
     include_restricted: bool = False,
+    include_attachments: bool = False,
 ) -> ExportResult:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -118,6 +125,10 @@ def export_dataset(
     if not include_restricted:
         restricted_left_out = sum(ex.restricted for ex in examples)
         examples = [ex for ex in examples if not ex.restricted]
+    attachments_left_out = 0
+    if not include_attachments:
+        attachments_left_out = sum(ex.attachments for ex in examples)
+        examples = [ex for ex in examples if not ex.attachments]
 
     redactor = Redactor(settings.feedback.private_url_patterns)
     redactor.prepare([ex.question for ex in examples] + [ex.records for ex in examples])  # batched
@@ -182,8 +193,12 @@ def export_dataset(
                 "left_out": restricted_left_out,
                 "included": sum(ex.restricted for ex in kept),
             },
+            "attachments": {
+                "left_out": attachments_left_out,
+                "included": sum(ex.attachments for ex in kept),
+            },
         }
-        used = _settings_used(ds, settings, since, include_restricted)
+        used = _settings_used(ds, settings, since, include_restricted, include_attachments)
         redacted = {k: redactions[k] for k in KINDS if redactions[k]}
         manifest = {
             "format": fmt_,
@@ -238,7 +253,8 @@ def export_all(
     since: datetime | None = None,
 ) -> list[ExportResult]:
     """Every format in `formats` (default: `datasets.formats`), for the scheduled task (which never
-    includes restricted context: only `lore dataset export --include-restricted` does)."""
+    includes restricted context or attachment passages: only `lore dataset export
+    --include-restricted` / `--include-attachments` do)."""
     return [export_dataset(sessions, f, settings, since=since) for f in formats or settings.datasets.formats]
 
 
@@ -355,11 +371,16 @@ def _changes(previous: dict[str, Any], items: list[dict[str, Any]]) -> dict[str,
 
 
 def _settings_used(
-    ds: DatasetSettings, settings: Settings, since: datetime | None, include_restricted: bool
+    ds: DatasetSettings,
+    settings: Settings,
+    since: datetime | None,
+    include_restricted: bool,
+    include_attachments: bool,
 ) -> dict[str, Any]:
     return {
         "since": since.isoformat() if since else None,
         "include_restricted": include_restricted,
+        "include_attachments": include_attachments,
         "seed": ds.seed,
         "validation_fraction": ds.validation_fraction,
         "duplicate_similarity": ds.duplicate_similarity,
@@ -406,6 +427,11 @@ def _card(result: ExportResult, used: dict[str, Any]) -> str:
         lines.append(f"| restricted context: included (`--include-restricted`) | {restricted['included']} |")
     else:
         lines.append(f"| restricted context: left out (not public) | {restricted['left_out']} |")
+    attached = c["attachments"]
+    if used["include_attachments"]:
+        lines.append(f"| attachment passages: included (`--include-attachments`) | {attached['included']} |")
+    else:
+        lines.append(f"| attachment passages: left out (never indexed) | {attached['left_out']} |")
     lines += [
         "",
         "## Split",

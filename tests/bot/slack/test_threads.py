@@ -220,3 +220,45 @@ async def test_a_summary_where_lore_cannot_read_the_thread_says_how_to_fix_it(co
     lore.slack.fail_next("conversations.replies", 200, error="not_in_channel")
     call = await summarize(lore, stamps[0])
     assert block_texts(call.args) == "I can't read this thread: add Lore to the channel, then try again."
+
+
+async def test_an_answer_that_read_an_attachment_is_exported_only_when_asked_and_redacted(connect_slack):
+    """The attachment's passages are stored with the interaction (the review shows what the answer
+    used), but a dataset leaves that example out unless `--include-attachments` is given; the card
+    counts it either way, and redaction still applies when it goes in."""
+    from feedback.datasets.export import export_dataset
+    from feedback.reviews import save_review
+
+    lore = await connect_slack()
+    runbook = (
+        b"# Backups\n\nThe nightly backup window is 02:00 to 04:00 UTC; nothing else runs then.\n"
+        b"Questions to ops-oncall@acme.com or +1 415 555 0134.\n"
+    )
+    f = lore.slack.add_file("runbook.txt", runbook, "text/plain")
+    ts = lore.next_ts()
+    event = app_mention_event(
+        f"<@{BOT_USER_ID}> when is the backup window in this runbook?", USER, "C1", ts, files=[f]
+    )
+    await lore.slack.send_event(event)
+    answer_id = button_values((await lore.wait_answer(ts)).args)[0].split(":")[2]
+    row = await wait_for(lambda: lore.interaction(answer_id), what="the interaction row")
+    assert any(c["source"] == "attachment" and "02:00" in c["text"] for c in row.chunks)
+    save_review(lore.db.sessions, answer_id, action="approve", reviewer="rita", expected_version=0)
+
+    default = export_dataset(lore.db.sessions, "sft", lore.settings)
+    assert default.counts["examples"] == 0
+    assert default.counts["attachments"] == {"left_out": 1, "included": 0}
+    card = (default.directory / "dataset_card.md").read_text()
+    assert "| attachment passages: left out (never indexed) | 1 |" in card
+    assert "| include_attachments | False |" in card
+    assert "02:00" not in "".join(p.read_text() for p in default.directory.glob("*.jsonl"))
+
+    kept = export_dataset(lore.db.sessions, "sft", lore.settings, include_attachments=True)
+    assert kept.counts["examples"] == 1
+    assert kept.counts["attachments"] == {"left_out": 0, "included": 1}
+    card = (kept.directory / "dataset_card.md").read_text()
+    assert "| attachment passages: included (`--include-attachments`) | 1 |" in card
+    written = "".join(p.read_text() for p in kept.directory.glob("*.jsonl"))
+    assert "02:00 to 04:00 UTC" in written  # the passage is the example's context
+    assert "ops-oncall@acme.com" not in written and "555 0134" not in written  # redacted
+    assert kept.redactions.get("email") and kept.redactions.get("phone")
