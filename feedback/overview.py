@@ -2,6 +2,11 @@
 abstention rate, escalations to experts (and the expert answers captured) and the p50/p95 answer
 time. Plain numbers; the page draws them as charts.
 
+Questions, the abstention rate and the answer times count what Lore posted (answers and
+"I couldn't find this"). Questions an auto-answer channel saw and Lore kept quiet on
+(`feedback.schema.silent`) are counted apart, as `silent`: nobody asked Lore, so they would
+inflate the abstention rate with answers nobody saw.
+
 Percentiles are computed here in Python from each day's answer times, so SQLite and PostgreSQL
 agree (SQLite has no percentile function).
 """
@@ -16,7 +21,7 @@ import numpy as np
 from sqlalchemy import select
 
 from feedback.models import Escalation, ExpertAnswer, Interaction, Vote
-from feedback.store import SessionFactory
+from feedback.store import SessionFactory, silent_only
 
 MAX_DAYS = 366
 
@@ -36,14 +41,22 @@ def overview(sessions: SessionFactory, date_from: date, date_to: date) -> dict[s
     days = [(date_from + timedelta(days=i)).isoformat() for i in range((date_to - date_from).days + 1)]
     per_platform: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(days, 0))
     abstained = dict.fromkeys(days, 0)
+    silent = dict.fromkeys(days, 0)
     times: dict[str, list[float]] = {d: [] for d in days}
     with sessions() as session:
-        for created, platform, was_abstained, total_ms in session.execute(
+        for created, platform, was_abstained, total_ms, was_silent in session.execute(
             select(
-                Interaction.created_at, Interaction.platform, Interaction.abstained, Interaction.total_ms
+                Interaction.created_at,
+                Interaction.platform,
+                Interaction.abstained,
+                Interaction.total_ms,
+                silent_only(),
             ).where(Interaction.created_at >= start, Interaction.created_at < end)
         ):
             day = created.astimezone(UTC).date().isoformat()
+            if was_silent:
+                silent[day] += 1
+                continue
             per_platform[platform][day] += 1
             abstained[day] += bool(was_abstained)
             times[day].append(float(total_ms))
@@ -83,6 +96,7 @@ def overview(sessions: SessionFactory, date_from: date, date_to: date) -> dict[s
         "p95_ms": [percentile(times[d], 95) for d in days],
         "escalations": [escalations[d] for d in days],
         "expert_answers": [expert_answers[d] for d in days],
+        "silent": [silent[d] for d in days],
         "totals": {
             "questions": sum(questions),
             "up": total_up,
@@ -93,5 +107,6 @@ def overview(sessions: SessionFactory, date_from: date, date_to: date) -> dict[s
             "p95_ms": percentile(all_times, 95),
             "escalations": sum(escalations.values()),
             "expert_answers": sum(expert_answers.values()),
+            "silent": sum(silent.values()),
         },
     }

@@ -35,7 +35,7 @@ from feedback.models import (
     VoteEvent,
 )
 from feedback.schema import VOTE_REASONS
-from feedback.store import SessionFactory, _insert, _wrote
+from feedback.store import SessionFactory, _insert, _wrote, posted
 
 Status = Literal["new", "approved", "edited", "rejected"]
 Action = Literal["approve", "edit", "reject", "tag", "reopen"]
@@ -175,6 +175,7 @@ def _day_start(d: date) -> datetime:
 
 def _queue_query(filters: QueueFilters) -> Select[Interaction, Review]:
     stmt = select(Interaction, Review).outerjoin(Review, Review.answer_id == Interaction.answer_id)
+    stmt = stmt.where(posted())  # a silent auto-answer was never an answer: nothing to review
     voted = exists().where(Vote.answer_id == Interaction.answer_id)
     if filters.vote == "any":
         stmt = stmt.where(voted)
@@ -598,7 +599,7 @@ class CuratedItem:
 
 
 def curated_items(sessions: SessionFactory, *, since: datetime | None = None) -> list[CuratedItem]:
-    """Every answer (oldest first) with its review state and current vote counts."""
+    """Every posted answer (oldest first) with its review state and current vote counts."""
     with sessions() as session:
         tallies: dict[str, tuple[int, int]] = {}
         for answer_id, value, n in session.execute(
@@ -607,6 +608,7 @@ def curated_items(sessions: SessionFactory, *, since: datetime | None = None) ->
             u, d = tallies.get(answer_id, (0, 0))
             tallies[answer_id] = (u + n, d) if value == "up" else (u, d + n)
         stmt = select(Interaction, Review).outerjoin(Review, Review.answer_id == Interaction.answer_id)
+        stmt = stmt.where(posted())  # silent auto-answers are no training data
         if since is not None:
             stmt = stmt.where(Interaction.created_at >= since)
         rows = session.execute(stmt.order_by(Interaction.created_at, Interaction.id)).all()

@@ -29,6 +29,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# An auto-answer Lore kept to itself because it was unsure (bot/core/autoanswer.py): recorded so
+# the question reaches the Gaps page, but nobody saw an answer. Stored as an abstention with no
+# text and this notice, which is how the feedback log tells it from an answer that was posted
+# (`feedback.store.posted`): the review queue, datasets, stats and the Overview leave it out.
+SILENT_NOTICE = "auto-answer: not posted (Lore was unsure)"
+
+
+def silent(answer: Answer) -> Answer:
+    """`answer` as a silent auto-answer's record: the question and what was searched, no answer."""
+    return answer.model_copy(update={"text": "", "citations": [], "abstained": True, "notice": SILENT_NOTICE})
+
+
 class InteractionRecord(BaseModel):
     """One answer Lore gave. `answer.answer_id` is the idempotency key."""
 

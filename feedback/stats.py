@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from feedback.models import Interaction, Vote
-from feedback.store import SessionFactory
+from feedback.store import SessionFactory, posted, silent_only
 
 
 def feedback_stats(session_factory: SessionFactory, *, days: int = 30, top: int = 10) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def feedback_stats(session_factory: SessionFactory, *, days: int = 30, top: int 
                 func.count(),
                 func.sum(case((Interaction.abstained, 1), else_=0)),
             )
-            .where(Interaction.created_at >= since)
+            .where(Interaction.created_at >= since, posted())
             .group_by(answer_day, Interaction.platform)
         ):
             r = row(day, platform)
@@ -71,12 +71,18 @@ def feedback_stats(session_factory: SessionFactory, *, days: int = 30, top: int 
             select(func.count(), up, down).select_from(Vote).where(Vote.created_at >= since)
         ).one()
         answers = session.scalar(
-            select(func.count()).select_from(Interaction).where(Interaction.created_at >= since)
+            select(func.count()).select_from(Interaction).where(Interaction.created_at >= since, posted())
+        )
+        silent = session.scalar(
+            select(func.count())
+            .select_from(Interaction)
+            .where(Interaction.created_at >= since, silent_only())
         )
     return {
         "days": days,
         "totals": {
             "answers": int(answers or 0),
+            "silent": int(silent or 0),  # auto-answer questions Lore kept quiet on (not answers)
             "votes": int(totals[0]),
             "up": int(totals[1] or 0),
             "down": int(totals[2] or 0),

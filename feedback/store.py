@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from feedback.models import Interaction, Vote, VoteEvent
-from feedback.schema import InteractionRecord, VoteRecord
+from feedback.schema import SILENT_NOTICE, InteractionRecord, VoteRecord
 
 SessionFactory = Callable[[], Session]
 votes = Vote.__table__
@@ -36,6 +36,16 @@ def _wrote(result: Any) -> bool:
     # RETURNING says whether ON CONFLICT DO NOTHING inserted (rowcount is not reliable for
     # that across drivers: with psycopg it counts the statement, not the rows written).
     return result.first() is not None
+
+
+def posted() -> ColumnElement[bool]:
+    """Interactions whose answer was posted: all but the silent auto-answers (`schema.silent`)."""
+    return or_(Interaction.notice.is_(None), Interaction.notice != SILENT_NOTICE)
+
+
+def silent_only() -> ColumnElement[bool]:
+    """The silent auto-answers: questions Lore saw in an auto-answer channel and kept quiet on."""
+    return Interaction.notice == SILENT_NOTICE
 
 
 def record_interaction(session_factory: SessionFactory, record: InteractionRecord) -> bool:

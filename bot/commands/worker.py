@@ -277,8 +277,10 @@ def feedback_stats(
         out.print_json(json.dumps(stats))
         return
     t = stats["totals"]
+    silent = f"; {t['silent']} auto-answer questions left silent (not answers)" if t["silent"] else ""
     out.print(
         f"last {days} days: {t['answers']} answers, {t['votes']} votes ({t['up']} up, {t['down']} down)"
+        f"{silent}"
     )
     table = Table("day", "platform", "answers", "abstained", "up", "down")
     for r in stats["by_day"]:

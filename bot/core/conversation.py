@@ -62,7 +62,7 @@ from bot.core.summary import CANNOT_READ, Summarizer, ThreadPosts, ThreadUnreada
 from bot.core.threads import join_thread
 from config.logs import correlation_id
 from config.settings import ChatSettings
-from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord
+from feedback.schema import VOTE_REASONS, InteractionRecord, VoteReason, VoteRecord, silent
 from knowledge.answer import Answer, Turn
 from knowledge.language import LanguageGuess
 from knowledge.language import guess as guess_language
@@ -323,6 +323,9 @@ class ConversationService:
             target = Target(msg.channel, thread=msg.reply_thread, user=msg.author, reply_to=msg.reply_to)
             if not auto.useful(answer, watch):
                 if watch.settings.on_unsure != "offer":
+                    # Nothing is posted, but the question is kept for the Gaps page, marked as
+                    # never shown (feedback.schema.silent): not an answer anywhere else.
+                    await self._record_answer(silent(answer), cid, msg, target, [])
                     return quiet(f"not confident (confidence {answer.confidence})")
                 await auto.count(msg, watch)
                 if self.escalation is not None and self.escalation.enabled(surface):

@@ -40,7 +40,7 @@ def _fill(db) -> None:
 def test_stats_count_by_day_platform_and_vote_and_rank_down_voted_questions(db):
     _fill(db)
     stats = feedback_stats(db.sessions, days=30)
-    assert stats["totals"] == {"answers": 3, "votes": 5, "up": 2, "down": 3}
+    assert stats["totals"] == {"answers": 3, "silent": 0, "votes": 5, "up": 2, "down": 3}
     assert [(q["question"], q["down"], q["up"]) for q in stats["most_downvoted"]] == [
         ("How many leave days?", 2, 1),
         ("Where is the VPN guide?", 1, 0),

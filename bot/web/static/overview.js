@@ -28,10 +28,15 @@
   }
 
   const platforms = Object.keys(data.questions);
+  const questions = platforms.map((p, i) => ({ label: p, data: data.questions[p], backgroundColor: palette[i % palette.length] }));
+  // Auto-answer questions Lore kept quiet on: a bar of their own, not a platform's answers.
+  if ((data.silent || []).some((n) => n > 0)) {
+    questions.push({ label: "left silent (auto-answer)", data: data.silent, backgroundColor: "#adb5bd" });
+  }
   draw(
     "chart-questions",
     "bar",
-    platforms.map((p, i) => ({ label: p, data: data.questions[p], backgroundColor: palette[i % palette.length] })),
+    questions,
     { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } }
   );
   const percent = { scales: { y: { min: 0, max: 100 } }, spanGaps: true };

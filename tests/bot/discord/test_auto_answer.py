@@ -135,3 +135,40 @@ async def test_a_moderators_pause_reaction_stops_auto_answers(connect_discord):
     await wait_for(lambda: lore.emu.originals, 10, "the resume confirmation")
     again = await lore.say("what is the per diem in New York?", channel=SUPPORT)
     await lore.wait_answer(again["id"])
+
+
+async def test_throttles_per_person_and_per_channel(connect_discord):
+    lore = await connect_discord(discord=watching(FORUM, user_per_hour=1, channel_per_hour=2))
+    first = await post(lore, "VPN", "how do I set up the VPN on my laptop?")
+    await lore.wait_answer(first)
+    again = await post(lore, "Leave", "how many days of paid leave do we get?")
+    await lore.settle(1)
+    assert lore.messages(again) == []  # Alice's hour is used up
+    other = await post(lore, "Per diem", "what is the per diem in New York?", user=CAROL)
+    await lore.wait_answer(other)
+    third = await post(lore, "Deploys", "when do production deploys happen?", user=BOB)
+    await lore.settle(1)
+    assert lore.messages(third) == []  # the channel's hour is used up
+
+
+async def test_a_forum_post_lore_is_unsure_of_is_recorded_silently_for_the_gaps_page(connect_discord):
+    from sqlalchemy import select
+
+    from feedback.models import Interaction
+    from feedback.reviews import QueueFilters, review_queue
+    from feedback.schema import SILENT_NOTICE
+
+    lore = await connect_discord(discord=watching(FORUM))
+    thread = await post(lore, "Office dog", "What is the name of the office dog?")
+
+    def rows() -> list[Any]:
+        with lore.db.sessions() as session:
+            return list(session.scalars(select(Interaction)))
+
+    [row] = await wait_for(rows, what="the silent question recorded")
+    await lore.settle(1)
+    assert lore.messages(thread) == []
+    assert (row.abstained, row.answer_text, row.notice) == (True, "", SILENT_NOTICE)
+    assert (row.platform, row.workspace, row.channel, row.thread) == ("discord", GUILD_ID, FORUM, thread)
+    assert "office dog" in row.question.lower()
+    assert review_queue(lore.db.sessions, QueueFilters(vote="all")).rows == []

@@ -205,3 +205,64 @@ async def test_http_mode_signed_events_and_a_forged_pause(make_http_lore):
     await post_event(lore, message_event("deploying the billing service now", USER, HELP, ts))
     await lore.settle(1)
     assert replies(lore, ts) == []
+
+
+async def test_a_silent_auto_answer_is_kept_for_the_gaps_page_and_never_counted_as_an_answer(
+    connect_slack, embedder
+):
+    """Lore stays silent on a question it is unsure of, but the question is recorded (an abstention
+    marked as never posted), so the Gaps page clusters it; chatter is not recorded at all. The
+    review queue, datasets, `lore feedback stats` and the Overview don't count it as an answer."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from feedback.gaps import cluster_questions, latest_report, view_report
+    from feedback.models import Interaction
+    from feedback.overview import overview
+    from feedback.reviews import QueueFilters, curated_items, review_queue
+    from feedback.schema import SILENT_NOTICE
+    from feedback.stats import feedback_stats
+    from tests.conftest import wait_for
+
+    lore = await connect_slack(slack_cfg=auto())
+    for text in ("deploying now", "thanks!", "lgtm"):
+        await lore.say(text, channel=HELP)
+    answered = await lore.say("how do I set up the VPN on my laptop?", channel=HELP)
+    await wait_reply(lore, answered)
+    quiet = await lore.say("what is the name of the office dog?", channel=HELP)
+
+    def rows() -> list[Any]:
+        with lore.db.sessions() as session:
+            return list(session.scalars(select(Interaction).order_by(Interaction.id)))
+
+    await wait_for(lambda: len(rows()) == 2, what="both questions recorded")
+    await lore.settle(1)
+    assert replies(lore, quiet) == []  # still nothing posted
+    by_question = {r.question: r for r in rows()}
+    assert set(by_question) == {
+        "how do I set up the VPN on my laptop?",
+        "what is the name of the office dog?",
+    }
+    row = by_question["what is the name of the office dog?"]
+    assert (row.abstained, row.answer_text, row.citations, row.notice) == (True, "", [], SILENT_NOTICE)
+    assert (row.platform, row.channel, row.thread) == ("slack", HELP, quiet)
+    posted = by_question["how do I set up the VPN on my laptop?"]
+
+    everything = review_queue(lore.db.sessions, QueueFilters(vote="all"))
+    assert [r.answer_id for r in everything.rows] == [posted.answer_id]
+    assert [i.answer_id for i in curated_items(lore.db.sessions)] == [posted.answer_id]
+    stats = feedback_stats(lore.db.sessions)
+    assert (stats["totals"]["answers"], stats["totals"]["silent"]) == (1, 1)
+    today = datetime.now(UTC).date()
+    o = overview(lore.db.sessions, today - timedelta(days=1), today)
+    assert o["totals"]["questions"] == 1 and o["totals"]["abstention"] == 0.0
+    assert o["totals"]["silent"] == 1 and o["silent"][-1] == 1
+
+    one_is_enough = lore.settings.model_copy(
+        update={"gaps": lore.settings.gaps.model_copy(update={"min_size": 1})}
+    )
+    cluster_questions(lore.db.sessions, one_is_enough, embedder, requested_by="test")
+    gaps = view_report(latest_report(lore.db.sessions, "gaps").clusters)
+    assert [v.label for v in gaps] == ["what is the name of the office dog?"]
+    assert gaps[0].abstained == 1 and gaps[0].answer_ids == [row.answer_id]
