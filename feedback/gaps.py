@@ -15,6 +15,11 @@ clusters to guess), and stores the clusters with their member questions in `gap_
 
 Each cluster's label is its most central question (the one nearest the normalised mean of its
 members' vectors), so it reads as something a person asked, not a bag of keywords.
+
+Where a question was asked (`asked_where`: "channel", "dm" or "private") is kept with each member.
+The console shows reviewers every question, as the review queue does. The digest is read by a
+whole channel, so it shows only questions asked in channels everyone may read (`digest_gaps`): a
+cluster of private questions is posted as a count, never as their text.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Question:
     vote: str | None  # the answers' current votes: "down" if any is, else "up" if any is
     escalated: bool = False  # someone asked an expert about it
     expert: bool = False  # an expert answered it (a reply by the experts, or one accepted with ✅)
+    where: str = "private"  # `asked_where`: "channel", "dm" or "private"
 
     def as_member(self, distance: float) -> dict[str, Any]:
         return {
@@ -73,6 +79,7 @@ class Question:
             "at": self.created_at.isoformat(timespec="seconds"),
             "platform": self.platform,
             "channel": self.channel,
+            "where": self.where,
             "sources": list(self.sources),
             "abstained": self.abstained,
             "vote": self.vote,
@@ -80,6 +87,26 @@ class Question:
             "expert": self.expert,
             "distance": round(float(distance), 4),
         }
+
+
+def asked_where(platform: str, channel: str | None, workspace: str | None, thread: str | None) -> str:
+    """Where a recorded question was asked, from what the log keeps: "dm" (a direct message),
+    "channel" (posted in a channel, answered in a thread there), or "private" (anything else:
+    the web console, the CLI, an ephemeral `/ask`, a Slack private channel or group DM with a G…
+    id, a Discord answer without a thread). In doubt, "private": the digest never shows those."""
+    if not channel:
+        return "private"
+    if platform == "slack":
+        if channel.startswith("D"):
+            return "dm"
+        # Lore answers a channel question in a thread; an ephemeral /ask answer has none.
+        return "channel" if channel.startswith("C") and thread else "private"
+    if platform == "discord":
+        if not workspace:
+            return "dm"
+        # In reply mode a channel answer has no thread either: it cannot be told from a /ask.
+        return "channel" if thread else "private"
+    return "private"
 
 
 def select_questions(sessions: SessionFactory, kind: str, *, since: datetime, limit: int) -> list[Question]:
@@ -123,6 +150,7 @@ def select_questions(sessions: SessionFactory, kind: str, *, since: datetime, li
                 vote="down" if "down" in values else ("up" if "up" in values else None),
                 escalated=r.answer_id in escalated,
                 expert=r.answer_id in expert,
+                where=asked_where(r.platform, r.channel, r.workspace, r.thread),
             )
         )
     return out
@@ -408,6 +436,7 @@ class ClusterView:
     escalated: int = 0
     expert_answered: int = 0
     documents: list[dict[str, Any]] = field(default_factory=list)  # nearest documents, filled by readers
+    private: bool = False  # only questions asked privately: the label and examples are withheld
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -424,6 +453,7 @@ class ClusterView:
             "expert_answered": self.expert_answered,
             "expert_share": round(self.expert_answered / self.count, 3) if self.count else 0.0,
             "documents": self.documents,
+            "private": self.private,
         }
 
 
@@ -509,3 +539,28 @@ def nearest_documents(chunks: Iterable[Any], limit: int = 3) -> list[dict[str, A
 def new_gaps(clusters: Sequence[Mapping[str, Any]], *, since: datetime, top: int) -> list[ClusterView]:
     """The gaps asked about most since `since` (the digest's "new" questions)."""
     return view_report(clusters, GapFilters(date_from=since.astimezone(UTC).date()), limit=top)
+
+
+PRIVATE_LABEL = "Questions asked privately"
+
+
+def digest_gaps(
+    clusters: Sequence[Mapping[str, Any]],
+    *,
+    since: datetime,
+    top: int,
+    shown: Callable[[Mapping[str, Any]], bool],
+) -> list[ClusterView]:
+    """`new_gaps` for a channel to read: each cluster labelled by its most central question that
+    `shown` allows (a member asked where everyone may read it), with only such questions as
+    examples; a cluster with none keeps its count and loses its text (`private`). Counts, trends
+    and votes stay whole: they say how much, not what or who."""
+    views = new_gaps(clusters, since=since, top=top)
+    members = {m["answer_id"]: m for c in clusters for m in c["members"]}
+    for v in views:
+        public = list(dict.fromkeys(m["question"] for a in v.answer_ids if shown(m := members[a])))
+        v.label = public[0] if public else PRIVATE_LABEL
+        v.examples = public[:EXAMPLES]
+        v.private = not public
+        v.documents = []  # the digest names no documents: their audience is not the channel's
+    return views

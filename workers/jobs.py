@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -181,12 +181,31 @@ def gaps_digest(
     post: Callable[[str, str], None],
     *,
     now: datetime | None = None,
+    is_public: Callable[[str, str], bool] | None = None,
 ) -> dict[str, Any]:
     """Post the gaps asked about most during the last `gaps.digest_every` (from the latest run)
-    to `gaps.digest_channel` through `post(channel, text)`. Nothing is posted when there are none."""
+    to `gaps.digest_channel` through `post(channel, text)`. Nothing is posted when there are none.
+
+    A whole channel reads the digest, so it quotes only questions asked in a channel everyone
+    may read: asked there (`feedback.gaps.asked_where`), a channel no access rule grants anything
+    (a restricted audience), and public on its platform (`is_public(platform, channel)`, by
+    default `workers.post.channel_is_public`, asked once per channel)."""
     from config.settings import parse_duration
-    from feedback.gaps import latest_report, new_gaps
-    from workers.post import digest_message
+    from feedback.gaps import digest_gaps, latest_report
+    from knowledge.access import AccessPolicy
+    from workers.post import channel_is_public, digest_message
+
+    granted = AccessPolicy(settings).everything().grants  # channels some rule grants documents
+    check = is_public or (lambda platform, channel: channel_is_public(settings, platform, channel))
+    public: dict[tuple[str, str], bool] = {}
+
+    def shown(member: Mapping[str, Any]) -> bool:
+        platform, channel = str(member["platform"]), str(member.get("channel") or "")
+        if member.get("where") != "channel" or f"channel:{platform}:{channel}" in granted:
+            return False
+        if (platform, channel) not in public:
+            public[(platform, channel)] = check(platform, channel)
+        return public[(platform, channel)]
 
     g = settings.gaps
     if not g.digest_channel:
@@ -195,7 +214,7 @@ def gaps_digest(
     if report is None:
         return {"posted": False, "reason": "no clustering run yet"}
     since = (now or datetime.now(UTC)) - parse_duration(g.digest_every or "7d")
-    top = new_gaps(report.clusters, since=since, top=g.digest_top)
+    top = digest_gaps(report.clusters, since=since, top=g.digest_top, shown=shown)
     if not top:
         return {"posted": False, "reason": "no new gaps"}
     platform = g.digest_channel.partition(":")[0]

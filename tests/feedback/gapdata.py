@@ -95,6 +95,7 @@ PLANTED_PER_TOPIC = 35  # 6 x 35 = 210 gap questions
 ANSWERABLE_COUNT = 90  # 300 questions in all
 ANSWERABLE_DOWN = 8  # answerable questions that still got a 👎 (noise)
 CHANNELS = {"slack": ["C0HELP", "C0ENG"], "discord": ["111111111", "222222222"]}
+WORKSPACES = {"slack": "T0LORE", "discord": "999999999"}
 
 
 def _chunk(source: str, title: str, path: str, score: float) -> RetrievedChunk:
@@ -137,7 +138,9 @@ def seed(sessions: SessionFactory, *, now: datetime | None = None, seed: int = 2
                 answer=answer,
                 correlation_id=answer.answer_id,
                 platform=platform,
+                workspace=WORKSPACES[platform],
                 channel=rng.choice(CHANNELS[platform]),
+                thread=f"{created.timestamp():.6f}",  # asked in the channel, answered in a thread
                 user_hash=f"user{rng.randrange(40)}",
                 created_at=created,
             ),

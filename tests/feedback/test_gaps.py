@@ -275,3 +275,171 @@ def test_the_digest_posts_to_a_discord_channel_mentioning_nobody(db, seeded, emb
     assert call.headers["Authorization"] == "Bot emulator-token"
     lines = call.json["content"].splitlines()
     assert len(lines) == 5 and lines[-1] == "The Gaps page of Lore's console has the details."
+
+
+SALARY = [  # a topic asked mostly privately, a few times in a public channel
+    "When is my salary review this year?",
+    "How is the yearly salary raise decided?",
+    "What salary band am I in?",
+    "When do salary increases take effect?",
+    "Who approves a salary raise for my level?",
+]
+SALARY_IN_PUBLIC = [
+    "How are salary reviews scheduled?",
+    "Is there a salary review calendar?",
+    "When are salary raises announced?",
+]
+PIP = [  # a topic asked only privately
+    "What happens if I am put on a performance improvement plan?",
+    "Can I be fired during a performance improvement plan?",
+    "How long does a performance improvement plan last?",
+    "Who sees my performance improvement plan?",
+]
+# Where a question can be asked without the whole workspace reading it, as the log records it:
+# (platform, workspace, channel, thread)
+PRIVATE_PLACES = [
+    ("slack", "T0LORE", "D0ALICE", None),  # a DM
+    ("slack", "T0LORE", "C0HELP", None),  # an ephemeral /ask in a public channel
+    ("slack", "T0LORE", "C0SECRET", "1.000001"),  # a private channel (conversations.info says so)
+    ("slack", "T0LORE", "C0HR", "1.000002"),  # a channel a rule grants restricted documents
+    ("slack", "T0LORE", "G0GROUP", "1.000003"),  # a group DM
+    ("discord", None, "555555555", None),  # a Discord DM
+    ("web", None, None, None),  # the console's chat
+]
+
+
+def _ask(db, question: str, place: tuple, at: datetime) -> str:
+    from feedback.schema import InteractionRecord
+    from feedback.store import record_interaction
+    from knowledge.answer import ABSTAIN_TEXT, Answer
+
+    platform, workspace, channel, thread = place
+    answer = Answer(
+        question=question, text=ABSTAIN_TEXT, abstained=True, model="extractive", prompt_version="v1"
+    )
+    record = InteractionRecord(
+        answer=answer,
+        correlation_id=answer.answer_id,
+        platform=platform,
+        workspace=workspace,
+        channel=channel,
+        thread=thread,
+        user_hash="someone",
+        created_at=at,
+    )
+    record_interaction(db.sessions, record)
+    return answer.answer_id
+
+
+def test_the_digest_quotes_only_questions_asked_in_public_channels(db, seeded, embedder, tmp_path):
+    """A channel reads the digest: questions asked in DMs, with /ask, in private or group
+    channels, in a channel with restricted documents or in the console never appear in it. A
+    cluster of such questions is posted as a count; one with a few public questions is labelled
+    by one of those. The console's Gaps page (reviewers) still shows everything."""
+    import asyncio
+
+    from tests.emulators.slack import BOT_TOKEN, SlackEmulator
+    from workers.jobs import gaps_digest
+    from workers.post import post_message
+
+    now = datetime.now(UTC)
+    private = []
+    for i in range(28):
+        place = PRIVATE_PLACES[i % len(PRIVATE_PLACES)]
+        at = now - timedelta(hours=1 + i)
+        private.append(SALARY[i % len(SALARY)])
+        _ask(db, SALARY[i % len(SALARY)], place, at)
+        private.append(PIP[i % len(PIP)])
+        _ask(db, PIP[i % len(PIP)], place, at)
+    public_place = ("slack", "T0LORE", "C0HELP", "1.000009")
+    for i, question in enumerate(SALARY_IN_PUBLIC):
+        _ask(db, question, public_place, now - timedelta(hours=2 + i))
+
+    async def run() -> tuple[dict, list, list]:
+        async with SlackEmulator(channels={"C0SECRET": {"is_private": True}}) as slack:
+            settings = Settings(
+                data_dir=tmp_path / "data",
+                database={"url": db.url},
+                slack={"bot_token": BOT_TOKEN, "api_url": slack.base_url},
+                sources=[
+                    {
+                        "name": "handbook",
+                        "type": "directory",
+                        "path": str(tmp_path),
+                        "access_rules": [{"glob": "pay/**", "access": ["channel:slack:C0HR"]}],
+                    }
+                ],
+                gaps={"digest_every": "7d", "digest_channel": "slack:C0DOCS", "digest_top": 8},
+            )
+            cluster_questions(db.sessions, settings, embedder)
+            result = await asyncio.to_thread(
+                gaps_digest, db.sessions, settings, lambda c, t: post_message(settings, c, t)
+            )
+            return result, slack.calls_to("chat.postMessage"), slack.calls_to("conversations.info")
+
+    result, [call], infos = asyncio.run(run())
+    assert result["posted"] and result["clusters"] == 8
+    text = call.args["text"]
+    for question in {*private}:
+        assert question not in text
+    assert "salary band" not in text.lower() and "improvement plan" not in text.lower()
+    lines = text.splitlines()[1:9]
+    [pip] = [line for line in lines if "asked privately" in line]
+    assert pip.split(". ", 1)[1] == "28 questions asked privately (the Gaps page has them)"
+    [salary] = [line for line in lines if "salary" in line.lower()]
+    assert salary.split(". ", 1)[1].rsplit(" (", 1)[0] in SALARY_IN_PUBLIC
+    assert salary.endswith(f"({28 + len(SALARY_IN_PUBLIC)} questions)")  # counts stay whole
+    # Each channel is looked up once; DMs, group DMs and restricted channels need no look-up.
+    asked = sorted(c.args["channel"] for c in infos)
+    assert asked == sorted(set(asked)) and "C0SECRET" in asked and "C0HELP" in asked
+    assert not {"D0ALICE", "G0GROUP", "C0HR"} & set(asked)
+
+    # Reviewers see everything on the Gaps page: the private questions are its labels and examples.
+    views = view_report(latest_report(db.sessions, "gaps").clusters)
+    shown = {q for v in views for q in [v.label, *v.examples]}
+    assert set(PIP) & shown and set(SALARY) & shown
+
+
+def test_a_discord_channel_is_public_unless_everyone_is_denied_viewing_it(tmp_path):
+    """What the digest asks Discord (REST, against the emulator) before quoting a channel's
+    questions: open text and forum channels yes; one hiding from @everyone, an unknown channel
+    or no token, no."""
+    import asyncio
+
+    from tests.emulators.discord_emu import (
+        DiscordEmulator,
+        make_forum_channel,
+        make_guild,
+        make_text_channel,
+    )
+    from workers.post import VIEW_CHANNEL, channel_is_public
+
+    gid = "888888888888"
+    open_, forum = make_text_channel("100000001", gid, "help"), make_forum_channel("100000002", gid)
+    hidden = make_text_channel("100000003", gid, "leads") | {
+        "permission_overwrites": [{"id": gid, "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}]
+    }
+    others = make_text_channel("100000004", gid, "ops") | {  # another role denied: still public
+        "permission_overwrites": [{"id": "777", "type": 0, "allow": "0", "deny": str(VIEW_CHANNEL)}]
+    }
+
+    async def run() -> dict[str, bool]:
+        async with DiscordEmulator(guilds=[make_guild(gid, channels=[open_, forum, hidden, others])]) as emu:
+            settings = Settings(
+                data_dir=tmp_path, discord={"token": "emulator-token", "api_base": emu.rest_base}
+            )
+            ids = ["100000001", "100000002", "100000003", "100000004", "100000009"]
+            found = {c: await asyncio.to_thread(channel_is_public, settings, "discord", c) for c in ids}
+            found["no token"] = await asyncio.to_thread(
+                channel_is_public, Settings(data_dir=tmp_path), "discord", "100000001"
+            )
+            return found
+
+    assert asyncio.run(run()) == {
+        "100000001": True,
+        "100000002": True,
+        "100000003": False,
+        "100000004": True,
+        "100000009": False,  # unknown: 404
+        "no token": False,
+    }
