@@ -328,13 +328,17 @@ class ConversationService:
                     await self._record_answer(silent(answer), cid, msg, target, [])
                     return quiet(f"not confident (confidence {answer.confidence})")
                 await auto.count(msg, watch)
+                offered = answer.model_copy(update={"text": OFFER_TEXT, "citations": []})
                 if self.escalation is not None and self.escalation.enabled(surface):
                     # The offer line with the "Ask an expert" button; experts get the real answer.
                     await self.escalation.keep(answer, msg, target)
-                    offered = answer.model_copy(update={"text": OFFER_TEXT, "citations": []})
                     ref = await self._deliver(surface, target, None, offered, ask_expert=True)
                 else:
                     ref = await surface.outbox.send(target, auto.offer(msg))
+                # Recorded as what was posted, an abstention: the Gaps page sees the question, and
+                # an escalation from the offer has its interaction (the queue, expert answers).
+                recorded = offered.model_copy(update={"abstained": True})
+                await self._record_answer(recorded, cid, msg, target, [])
                 return Outcome("ignored", cid, "offered an expert", ref=ref)
             await auto.count(msg, watch)
             if target.thread:  # follow-ups from the asker (not the whole channel) need no mention

@@ -90,6 +90,33 @@ async def test_below_the_confidence_threshold_lore_stays_silent_or_offers_an_exp
         "experts asked",
     )
 
+    # Each time the question was recorded for the Gaps page: silent (never posted) the first time,
+    # then as the offer line that was posted; the escalation has its interaction.
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from feedback.gaps import select_questions
+    from feedback.models import Escalation, Interaction
+    from feedback.schema import SILENT_NOTICE
+    from tests.conftest import wait_for
+
+    def escalated() -> Any:
+        with lore.db.sessions() as session:
+            return session.scalars(select(Escalation)).one_or_none()
+
+    escalation = await wait_for(escalated, what="the escalation recorded")
+    with lore.db.sessions() as session:
+        rows = list(session.scalars(select(Interaction).order_by(Interaction.id)))
+    assert [(r.abstained, r.answer_text, r.notice) for r in rows] == [
+        (True, "", SILENT_NOTICE),
+        (True, OFFER_TEXT, None),
+        (True, OFFER_TEXT, None),
+    ]
+    assert rows[-1].answer_id == escalation.answer_id
+    gaps = select_questions(lore.db.sessions, "gaps", since=datetime.now(UTC) - timedelta(days=1), limit=10)
+    assert len(gaps) == 3 and [q.escalated for q in gaps] == [True, False, False]  # newest first
+
 
 async def test_a_human_reply_in_the_thread_wins(connect_slack):
     lore = await connect_slack(slack_cfg=auto(delay=1.5))
