@@ -172,3 +172,23 @@ async def test_a_forum_post_lore_is_unsure_of_is_recorded_silently_for_the_gaps_
     assert (row.platform, row.workspace, row.channel, row.thread) == ("discord", GUILD_ID, FORUM, thread)
     assert "office dog" in row.question.lower()
     assert review_queue(lore.db.sessions, QueueFilters(vote="all")).rows == []
+
+
+async def test_not_english_gets_a_short_note_when_asked_and_silence_when_not(connect_discord):
+    from bot.core.autoanswer import ENGLISH_ONLY_TEXT
+
+    lore = await connect_discord(discord=watching(FORUM))
+    unasked = await post(lore, "VPN", "wie richte ich das VPN auf meinem Laptop ein?")
+    await lore.mention("wie richte ich das VPN auf meinem Laptop ein?")
+
+    def notes() -> list[Any]:
+        return [
+            c
+            for c in lore.emu.calls_to("POST", r"/channels/\d+/messages")
+            if ENGLISH_ONLY_TEXT in str(c.json)
+        ]
+
+    [note] = await wait_for(notes, what="the English-only note")
+    await lore.settle(1)
+    assert lore.messages(unasked) == [] and len(notes()) == 1
+    assert not [m for m in lore.messages(SUPPORT) if "WireGuard" in visible_text(m)]
