@@ -23,6 +23,7 @@ from sqlalchemy import delete, exists, func, select
 from feedback.models import Interaction, RelevanceJudgment
 from feedback.reviews import ReviewError
 from feedback.store import SessionFactory, _insert
+from knowledge.attachments import SOURCE as ATTACHMENT_SOURCE
 
 Origin = Literal["retrieved", "attached"]
 PUBLIC = "public"
@@ -57,6 +58,11 @@ class Passage:
     def restricted(self) -> bool:
         """Readable by fewer than everyone (what `lore dataset export` leaves out by default)."""
         return list(self.access) != [PUBLIC]
+
+    @property
+    def from_attachment(self) -> bool:
+        """A passage of a file attached to a question (`knowledge/attachments.py`), not of the index."""
+        return self.doc_id.startswith(f"{ATTACHMENT_SOURCE}:")
 
 
 @dataclass(frozen=True)

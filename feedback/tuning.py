@@ -18,6 +18,8 @@ also a weak positive of it (the judgment says more).
 Everything that leaves here is redacted exactly as `lore dataset export` redacts
 (`feedback.datasets.redact.Redactor`), and, as there, passages not everyone may
 read (restricted) are left out unless `include_restricted`: a model trained on them carries them.
+Passages of a file attached to a question (`knowledge/attachments.py`) are always left out: they
+were never in the index, so a retriever has nothing to learn from them, only their text to keep.
 
 **Groups.** A pair's group is a normalised question (`feedback.datasets.clean.normalize`: lower
 case, accents folded, punctuation dropped, spaces collapsed): the first in sort order of its
@@ -99,6 +101,10 @@ def labels(
     )
     out = Labels()
     raw, negatives = _collect(curated_items(sessions), all_judgments(sessions), _irrelevant_votes(sessions))
+    if attached := sum(r.passage.from_attachment for r in raw):
+        out.left_out["attachment passage"] = attached
+    raw = [r for r in raw if not r.passage.from_attachment]
+    negatives = {k: [p for p in ps if not p.from_attachment] for k, ps in negatives.items()}
     if not include_restricted:
         if restricted := sum(r.passage.restricted for r in raw):
             out.left_out["restricted passage"] = restricted

@@ -216,3 +216,34 @@ def test_queries_passages_negatives_and_groups_are_redacted_as_exports_are(sessi
     assert q.question == pair.query and q.group == pair.group
     assert found.redactions["email"] == 1 and found.redactions["slack_token"] == 1
     assert found.redactions["private_url"] == 1
+
+
+def test_passages_of_an_attached_file_never_become_training_pairs(sessions, embedder):
+    """An answer that read an attached file (the real `attachment_chunks` on MiniLM) and cited it:
+    approved, and its passage judged relevant, it still gives the retriever nothing (the file was
+    never indexed), and is counted as left out. The index's own cited chunk still counts."""
+    import numpy as np
+
+    from knowledge.attachments import attachment_chunks
+
+    question = "when is the backup window in this runbook?"
+    runbook = {
+        "name": "runbook.txt",
+        "text": "The nightly backup window is 02:00 to 04:00 UTC, owner ops@acme.com.",
+    }
+    [attached], _best = attachment_chunks(
+        question, [runbook], lambda texts: np.asarray(embedder.query_model.get_text_embedding_batch(texts))
+    )
+    attached = attached.model_copy(update={"n": 1})
+    leave = chunk("c-leave", "hr/leave.md", LEAVE, 2)
+    record_interaction(
+        sessions, logged("a1", question, "02:00 to 04:00 UTC [1], see also [2].", [attached, leave])
+    )
+    judge(sessions, "a1", attached, True)
+    review(sessions, "a1", "approve")
+
+    found = labels(sessions, include_restricted=True)
+    assert found.judged == [] and found.questions == []
+    assert [p.positive_id for p in found.curated] == ["c-leave"]
+    assert found.left_out == {"attachment passage": 1}  # judged, so never also a curated pair
+    assert not any("02:00" in p.positive or "02:00" in " ".join(p.negatives) for p in found.curated)
