@@ -249,12 +249,15 @@ def test_digest_text_quotes_questions_inertly():
 def test_the_digest_posts_to_a_discord_channel_mentioning_nobody(db, seeded, embedder, tmp_path):
     import asyncio
 
-    from tests.emulators.discord_emu import DiscordEmulator, make_guild
+    from tests.emulators.discord_emu import DiscordEmulator, make_guild, make_text_channel
+    from tests.feedback.gapdata import CHANNELS, WORKSPACES
     from workers.jobs import gaps_digest
     from workers.post import post_message
 
     async def run() -> list:
-        guild = make_guild()
+        gid = WORKSPACES["discord"]  # the seeded questions' channels are this server's, open to all
+        asked_in = [make_text_channel(c, gid, f"help-{c}") for c in CHANNELS["discord"]]
+        guild = make_guild(gid, channels=[make_text_channel("100000000", gid, "docs"), *asked_in])
         channel = guild["channels"][0]["id"]
         async with DiscordEmulator(guilds=[guild]) as emu:
             settings = Settings(
@@ -275,6 +278,7 @@ def test_the_digest_posts_to_a_discord_channel_mentioning_nobody(db, seeded, emb
     assert call.headers["Authorization"] == "Bot emulator-token"
     lines = call.json["content"].splitlines()
     assert len(lines) == 5 and lines[-1] == "The Gaps page of Lore's console has the details."
+    assert all(topic_of(line.split(". ", 1)[1].rsplit(" (", 1)[0]) for line in lines[1:4])
 
 
 SALARY = [  # a topic asked mostly privately, a few times in a public channel
