@@ -153,6 +153,48 @@ def test_the_celery_task_clusters_through_the_real_app(db, seeded, tmp_path):
     assert report.requested_by == "schedule" and len(view_report(report.clusters)) >= 6
 
 
+def test_the_scheduled_digest_task_posts_through_the_real_celery_app(db, seeded, embedder, tmp_path):
+    """`lore.gaps_digest` as beat schedules it and a feedback worker runs it (Celery's own task
+    machinery, executed here), to the Slack emulator, asking Slack which channels are public."""
+    import asyncio
+
+    from tests.emulators.slack import BOT_TOKEN, SlackEmulator
+    from workers.app import make_celery
+    from workers.names import QUEUE_OF, TaskName
+    from workers.schedule import build_schedule
+
+    async def run() -> tuple[dict, list, list]:
+        async with SlackEmulator(channels={"C0ENG": {"is_private": True}}) as slack:
+            settings = Settings(
+                data_dir=tmp_path / "data",
+                database={"url": db.url},
+                redis={"url": "redis://127.0.0.1:6379/0", "prefix": "lore-digest-test:"},
+                slack={"bot_token": BOT_TOKEN, "api_url": slack.base_url},
+                gaps={"digest_every": "7d", "digest_channel": "slack:C0DOCS"},
+            )
+            cluster_questions(db.sessions, settings, embedder)
+            entry = build_schedule(settings)["gaps-digest-every-7d"]
+            assert entry["task"] == TaskName.GAPS_DIGEST and entry["options"]["queue"] == "feedback"
+            assert QUEUE_OF[TaskName.GAPS_DIGEST] == "feedback"
+            task = make_celery(settings).tasks[TaskName.GAPS_DIGEST]
+            result = await asyncio.to_thread(lambda: task.apply(kwargs=entry["kwargs"]).get())
+            return result, slack.calls_to("chat.postMessage"), slack.calls_to("conversations.info")
+
+    result, [call], infos = asyncio.run(run())
+    assert result == {"posted": True, "channel": "slack:C0DOCS", "clusters": 5}
+    assert call.args["channel"] == "C0DOCS" and call.args["text"].startswith("Top new documentation gaps")
+    assert sorted(c.args["channel"] for c in infos) == ["C0ENG", "C0HELP"]  # once each
+    # C0ENG is private: every label is a question asked in C0HELP or on Discord's side.
+    private = {m["question"] for c in latest_report(db.sessions, "gaps").clusters for m in c["members"]}
+    private -= {
+        m["question"]
+        for c in latest_report(db.sessions, "gaps").clusters
+        for m in c["members"]
+        if m["channel"] != "C0ENG"
+    }
+    assert not [q for q in private if q in call.args["text"]]
+
+
 def test_the_in_process_client_clusters_on_request(db, seeded, tmp_path, embedder):
     import time
 
