@@ -376,7 +376,8 @@ SCOPE_USES = {
     "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
     'it as shared: public content only, or none with slack.external_channels = "refuse"; and a '
     "public expert channel's members (conversations.members) are unknown, so their replies are not "
-    "recorded as expert answers",
+    "recorded as expert answers; and the gaps digest cannot tell which channels are public, so it "
+    "quotes no Slack question (counts only)",
     "groups:read": "conversations.info is refused for private channels, so where the payload "
     "doesn't say whether a channel is shared with another organisation (/ask, Share) Lore treats "
     'it as shared: public content only, or none with slack.external_channels = "refuse"; and a '
@@ -438,6 +439,9 @@ def slack_scopes_needed(settings: Settings) -> list[ScopeNeed]:
                 users.append(f"escalation {target}")
     if settings.slack.auto_answer:
         by_scope.setdefault("reactions:read", []).append("[[slack.auto_answer]] (pausing with ⏸️)")
+    if settings.gaps.digest_channel and settings.slack.bot_token is not None:
+        # The digest quotes a Slack question only from a channel conversations.info says is public.
+        by_scope.setdefault("channels:read", []).append("gaps.digest_channel (which channels are public)")
     return [ScopeNeed(scope, users) for scope, users in by_scope.items()]
 
 
