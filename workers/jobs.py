@@ -189,23 +189,12 @@ def gaps_digest(
     A whole channel reads the digest, so it quotes only questions asked in a channel everyone
     may read: asked there (`feedback.gaps.asked_where`), a channel no access rule grants anything
     (a restricted audience), and public on its platform (`is_public(platform, channel)`, by
-    default `workers.post.channel_is_public`, asked once per channel)."""
+    default `workers.post.channel_is_public`, asked once per channel). A digest channel shared
+    with another organisation (`workers.post.channel_is_shared`) quotes none: counts only."""
     from config.settings import parse_duration
     from feedback.gaps import digest_gaps, latest_report
     from knowledge.access import AccessPolicy
-    from workers.post import channel_is_public, digest_message
-
-    granted = AccessPolicy(settings).everything().grants  # channels some rule grants documents
-    check = is_public or (lambda platform, channel: channel_is_public(settings, platform, channel))
-    public: dict[tuple[str, str], bool] = {}
-
-    def shown(member: Mapping[str, Any]) -> bool:
-        platform, channel = str(member["platform"]), str(member.get("channel") or "")
-        if member.get("where") != "channel" or f"channel:{platform}:{channel}" in granted:
-            return False
-        if (platform, channel) not in public:
-            public[(platform, channel)] = check(platform, channel)
-        return public[(platform, channel)]
+    from workers.post import channel_is_public, channel_is_shared, digest_message
 
     g = settings.gaps
     if not g.digest_channel:
@@ -214,6 +203,19 @@ def gaps_digest(
     if report is None:
         return {"posted": False, "reason": "no clustering run yet"}
     since = (now or datetime.now(UTC)) - parse_duration(g.digest_every or "7d")
+    granted = AccessPolicy(settings).everything().grants  # channels some rule grants documents
+    check = is_public or (lambda platform, channel: channel_is_public(settings, platform, channel))
+    public: dict[tuple[str, str], bool] = {}
+    outsiders = channel_is_shared(settings, g.digest_channel)  # people of another organisation read it
+
+    def shown(member: Mapping[str, Any]) -> bool:
+        platform, channel = str(member["platform"]), str(member.get("channel") or "")
+        if outsiders or member.get("where") != "channel" or f"channel:{platform}:{channel}" in granted:
+            return False
+        if (platform, channel) not in public:
+            public[(platform, channel)] = check(platform, channel)
+        return public[(platform, channel)]
+
     top = digest_gaps(report.clusters, since=since, top=g.digest_top, shown=shown)
     if not top:
         return {"posted": False, "reason": "no new gaps"}

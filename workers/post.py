@@ -107,6 +107,20 @@ def post_message(settings: Settings, channel: str, text: str) -> None:
     raise ValueError(f"not a digest channel: {channel!r}")
 
 
+def channel_is_shared(settings: Settings, channel: str) -> bool:
+    """Whether the digest's own channel ("slack:C…") is shared with another organisation (Slack
+    Connect): then it quotes no question at all. Discord has no such channels. In doubt, shared."""
+    platform, _, target = channel.partition(":")
+    if platform != "slack":
+        return False
+    try:
+        info = _slack_client(settings).conversations_info(channel=target)["channel"]
+    except Exception as exc:
+        log.warning("could not tell whether %s is shared with another organisation (%s)", channel, exc)
+        return True
+    return bool(info.get("is_ext_shared") or info.get("is_pending_ext_shared"))
+
+
 def channel_is_public(settings: Settings, platform: str, channel: str) -> bool:
     """Whether everyone in the workspace (Slack) or server (Discord) may read `channel`: a Slack
     channel that is not private, a group DM, a DM or shared with another organisation; a Discord

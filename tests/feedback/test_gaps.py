@@ -183,7 +183,7 @@ def test_the_scheduled_digest_task_posts_through_the_real_celery_app(db, seeded,
     result, [call], infos = asyncio.run(run())
     assert result == {"posted": True, "channel": "slack:C0DOCS", "clusters": 5}
     assert call.args["channel"] == "C0DOCS" and call.args["text"].startswith("Top new documentation gaps")
-    assert sorted(c.args["channel"] for c in infos) == ["C0ENG", "C0HELP"]  # once each
+    assert sorted(c.args["channel"] for c in infos) == ["C0DOCS", "C0ENG", "C0HELP"]  # once each
     # C0ENG is private: every label is a question asked in C0HELP or on Discord's side.
     private = {m["question"] for c in latest_report(db.sessions, "gaps").clusters for m in c["members"]}
     private -= {
@@ -444,6 +444,33 @@ def test_the_digest_quotes_only_questions_asked_in_public_channels(db, seeded, e
     views = view_report(latest_report(db.sessions, "gaps").clusters)
     shown = {q for v in views for q in [v.label, *v.examples]}
     assert set(PIP) & shown and set(SALARY) & shown
+
+
+def test_a_digest_channel_shared_with_another_organisation_quotes_no_question(db, seeded, embedder, tmp_path):
+    import asyncio
+
+    from tests.emulators.slack import BOT_TOKEN, SlackEmulator
+    from workers.jobs import gaps_digest
+    from workers.post import post_message
+
+    async def run() -> str:
+        async with SlackEmulator(channels={"C0DOCS": {"is_shared": True, "is_ext_shared": True}}) as slack:
+            settings = Settings(
+                data_dir=tmp_path / "data",
+                database={"url": db.url},
+                slack={"bot_token": BOT_TOKEN, "api_url": slack.base_url},
+                gaps={"digest_every": "7d", "digest_channel": "slack:C0DOCS"},
+            )
+            cluster_questions(db.sessions, settings, embedder)
+            result = await asyncio.to_thread(
+                gaps_digest, db.sessions, settings, lambda c, t: post_message(settings, c, t)
+            )
+            assert result["posted"] and result["clusters"] == 5
+            [call] = slack.calls_to("chat.postMessage")
+            return str(call.args["text"])
+
+    lines = asyncio.run(run()).splitlines()[1:6]
+    assert all(line.endswith("asked privately (the Gaps page has them)") for line in lines), lines
 
 
 def test_a_discord_channel_is_public_unless_everyone_is_denied_viewing_it(tmp_path):
