@@ -99,12 +99,13 @@ def asked_where(platform: str, channel: str | None, workspace: str | None, threa
     if platform == "slack":
         if channel.startswith("D"):
             return "dm"
-        # Lore answers a channel question in a thread; an ephemeral /ask answer has none.
+        # Lore answers a channel question in a thread; a private answer (an ephemeral /ask,
+        # "Answer privately") is recorded without one (bot.core.conversation._record_answer).
         return "channel" if channel.startswith("C") and thread else "private"
     if platform == "discord":
         if not workspace:
             return "dm"
-        # In reply mode a channel answer has no thread either: it cannot be told from a /ask.
+        # In reply mode a channel answer has no thread either: it cannot be told from a private one.
         return "channel" if thread else "private"
     return "private"
 

@@ -49,7 +49,7 @@ class InteractionRecord(BaseModel):
     platform: str  # "slack", "discord", "web", "cli"
     workspace: str | None = None  # Slack team / Discord guild
     channel: str | None = None
-    thread: str | None = None
+    thread: str | None = None  # the thread a channel answer was posted in; None when private
     user_hash: str  # pseudonymous: feedback.identity.pseudonymize(raw user id, key)
     context: list[Turn] = Field(default_factory=list)  # the thread turns the answer used
     created_at: datetime = Field(default_factory=_now)

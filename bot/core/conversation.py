@@ -544,7 +544,7 @@ class ConversationService:
             metrics.failed(msg.platform)
             await self._report_error(surface, target, ref, cid)
             return Outcome("failed", cid, ref=ref)
-        await self._record_answer(answer, cid, msg, target, turns)
+        await self._record_answer(answer, cid, msg, target, turns, private=access.private)
         return Outcome("answered", cid, answer_id=answer.answer_id, ref=ref)
 
     async def _keep_answer(self, answer: Answer, user: str, access: Decision) -> None:
@@ -585,8 +585,18 @@ class ConversationService:
             return []
 
     async def _record_answer(
-        self, answer: Answer, cid: str, msg: IncomingMessage, target: Target, context: Sequence[Turn]
+        self,
+        answer: Answer,
+        cid: str,
+        msg: IncomingMessage,
+        target: Target,
+        context: Sequence[Turn],
+        *,
+        private: bool = False,
     ) -> None:
+        """`private`: only the asker saw it (a DM, an ephemeral `/ask` or "Answer privately"): no
+        thread is recorded, since the answer was never posted in one (the gaps digest relies on
+        this: a recorded thread means everyone in the channel saw the question)."""
         await self._record(
             InteractionRecord(
                 answer=answer,
@@ -594,7 +604,7 @@ class ConversationService:
                 platform=msg.platform,
                 workspace=msg.workspace,
                 channel=msg.channel,
-                thread=target.thread,
+                thread=None if private or target.ephemeral else target.thread,
                 user_hash=self._user_hash(msg.platform, msg.author),
                 context=list(context),
             )

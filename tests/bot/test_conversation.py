@@ -462,3 +462,25 @@ async def test_two_processes_sharing_redis_answer_a_redelivered_event_once(kn):
             await store.close()
         for svc in services:
             svc.close()
+
+
+async def test_a_private_answer_is_recorded_without_the_thread_it_was_asked_from(kn):
+    """An ephemeral /ask (here from inside a channel thread) and a DM are only the asker's: no
+    thread is recorded, so the gaps digest never takes them for questions the channel saw."""
+    from feedback.gaps import asked_where
+
+    tasks = MemoryTasks()
+    svc, where = service(kn, tasks), surface()
+    ask = message("how many days of paid leave do we get?", message_id="cmd-1", thread="100.1")
+    await svc.ask(ask, where, Target("C1", thread="100.1", user="U1", ephemeral=True))
+    dm = message("how do I set up the VPN?", channel="D1", message_id="200.1", is_direct=True, thread="199.1")
+    await svc.handle_message(dm, where)
+    in_channel = message("when do production deploys happen?", message_id="300.1", reply_thread="300.1")
+    await svc.handle_message(in_channel, where)
+    threads = [(r.channel, r.thread) for r in tasks.interactions]
+    assert threads == [("C1", None), ("D1", None), ("C1", "300.1")]
+    assert [asked_where("slack", r.channel, "T1", r.thread) for r in tasks.interactions] == [
+        "private",
+        "dm",
+        "channel",
+    ]
