@@ -1,11 +1,15 @@
 """Issue 19's canary on Discord, end to end: the canary corpus (tests/canary/corpus.py: 20 restricted
 documents with unique markers, their public twins, 100 questions aimed at the markers) in the real
 Knowledge (labelled index, the filter inside the search), behind Lore's real discord.py bot and
-the emulator. Half the 100 questions (the web chat's test asks the other half) are dealt over
-every path an unauthorised person has: mentions (answered in a thread), follow-ups in those
-threads, DMs, `/ask`, Share, "Answer privately" clicked by an outsider, and after a restart. No
-marker may reach any request Lore made to Discord but those for the member of `secret` (BOB, by
-his role), nor a log line (Lore at DEBUG) or a metric.
+the emulator. Half the 100 questions (the web chat's test asks the other half; with an owning
+worker, Slack's) are dealt over every path an unauthorised person has: mentions (answered in a
+thread), follow-ups in those threads, DMs, `/ask`, Share, "Answer privately" clicked by an
+outsider, and after a restart. No marker may reach any request Lore made to Discord but those for
+the member of `secret` (BOB, by his role), nor a log line (Lore at DEBUG) or a metric.
+
+The test runs in both index modes (`index_owner`): embedded, and worker-owner, where a real `lore
+worker` process at DEBUG owns the index and the bot asks it through `RemoteKnowledge`; there the
+owner's log and /metrics are checked too, and the restart restarts the owner as well.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ from tests.canary import on_discord
 from tests.canary.checks import log_leaks, lore_logging_at_debug, metrics_text
 from tests.canary.corpus import CanaryCorpus, canary_source, spread
 from tests.canary.on_discord import dms, interaction_reply, mentions, private_ids, thread
+from tests.canary.owner import IndexOwner
 from tests.conftest import wait_for
 
 BOB_DM = "1400000000000000098"
 ALICE_DM = DM_CHANNEL
 
 
-def canary_settings(canary: CanaryCorpus, template) -> dict:
+def canary_settings(canary: CanaryCorpus, template, owner: IndexOwner | None) -> dict:
     return {
         "template": template,
         "extra_sources": [canary_source(canary.root)],
         "groups": {"secret": [f"discord:role:{ADMIN_ROLE}"]},  # BOB holds the role; ALICE nothing
+        **(owner.chat if owner else {}),
     }
 
 
@@ -40,10 +46,15 @@ def seen_by_others(lore, bobs_tokens: set[str]) -> list[str]:
     return on_discord.seen_by_others(lore.emu, BOB_DM, bobs_tokens)
 
 
-async def test_the_canary_never_leaks_through_discord(connect_discord, canary, canary_template, caplog):
-    # Half the questions (the web chat's test asks the other half; Slack's, all of them).
+async def test_the_canary_never_leaks_through_discord(
+    connect_discord, canary, canary_template, caplog, index_owner
+):
+    # Half the questions (the web chat's test asks the other half; Slack's, all of them when
+    # embedded, the other half with an owning worker).
+    owner = index_owner
     paths = spread(canary.questions()[0::2], 7)
-    lore = await connect_discord(**canary_settings(canary, canary_template))
+    lore = await connect_discord(**canary_settings(canary, canary_template, owner))
+    answered = owner.answered() if owner else 0
     bobs: set[str] = set()
     with lore_logging_at_debug(lore.settings, caplog) as log:
         # 1. Mentions by an outsider: public twins only, in a thread, and no button.
@@ -99,9 +110,11 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
         leaked = [line for line in seen_by_others(lore, bobs) if canary.exposed(line)]
         assert leaked == [], leaked[0][:400]
 
-        # 7. After a restart over the same data directory, the labels hold.
+        # 7. After a restart over the same data directory (the owner's too), the labels hold.
         await lore.stop()
-        again = await connect_discord(**canary_settings(canary, canary_template))
+        if owner is not None:
+            await owner.restart()
+        again = await connect_discord(**canary_settings(canary, canary_template, owner))
         half = len(paths[6]) // 2
         await mentions(again, paths[6][:half], user=ALICE)
         await dms(again, paths[6][half:], user=ALICE, channel="1400000000000000097")
@@ -112,3 +125,6 @@ async def test_the_canary_never_leaks_through_discord(connect_discord, canary, c
     assert any(r.levelno == logging.DEBUG and r.name.startswith("bot.") for r in caplog.records)
     assert log_leaks(canary, caplog, log.getvalue()) == []
     assert canary.leaks(metrics_text()) == []
+    if owner is not None:  # every answer came from the owner, whose log and metrics hold no marker
+        assert await owner.exposed(canary) == []
+        assert owner.served(again.services, since=answered) >= sum(map(len, paths)) + len(firsts)
