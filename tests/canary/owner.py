@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,12 @@ class IndexOwner:
     def close(self) -> None:
         self.proc.kill()
         drop_prefix(self.prefix)
+
+
+async def restarted(lore: Any, owner: IndexOwner | None, connect: Callable[[], Awaitable[Any]]) -> Any:
+    """The chat process `lore` stopped and `connect()`ed again over the same data directory; the
+    index owner, if any, restarted in between (the owner is what reopens the index then)."""
+    await lore.stop()
+    if owner is not None:
+        await owner.restart()
+    return await connect()

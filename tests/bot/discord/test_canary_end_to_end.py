@@ -24,7 +24,7 @@ from tests.canary import on_discord
 from tests.canary.checks import log_leaks, lore_logging_at_debug, metrics_text
 from tests.canary.corpus import CanaryCorpus, canary_source, spread
 from tests.canary.on_discord import dms, interaction_reply, mentions, private_ids, thread
-from tests.canary.owner import IndexOwner
+from tests.canary.owner import IndexOwner, restarted
 from tests.conftest import wait_for
 
 BOB_DM = "1400000000000000098"
@@ -111,10 +111,9 @@ async def test_the_canary_never_leaks_through_discord(
         assert leaked == [], leaked[0][:400]
 
         # 7. After a restart over the same data directory (the owner's too), the labels hold.
-        await lore.stop()
-        if owner is not None:
-            await owner.restart()
-        again = await connect_discord(**canary_settings(canary, canary_template, owner))
+        again = await restarted(
+            lore, owner, lambda: connect_discord(**canary_settings(canary, canary_template, owner))
+        )
         half = len(paths[6]) // 2
         await mentions(again, paths[6][:half], user=ALICE)
         await dms(again, paths[6][half:], user=ALICE, channel="1400000000000000097")

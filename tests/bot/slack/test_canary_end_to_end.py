@@ -26,7 +26,7 @@ from tests.canary import on_slack
 from tests.canary.checks import log_leaks, lore_logging, lore_logging_at_debug, metrics_text
 from tests.canary.corpus import CanaryCorpus, canary_source, spread
 from tests.canary.on_slack import Question, dms, mentions, private_values, thread
-from tests.canary.owner import IndexOwner
+from tests.canary.owner import IndexOwner, restarted
 from tests.conftest import wait_for
 from tests.emulators.slack import (
     BOT_USER_ID,
@@ -178,10 +178,9 @@ async def test_the_canary_never_leaks_through_slack_socket_mode(
         await assert_no_leak(canary, lore.slack, caplog, owner)
 
         # 7. After a restart over the same data directory (the owner's too), the labels hold.
-        await lore.stop()
-        if owner is not None:
-            await owner.restart()
-        again = await connect_slack(**canary_settings(canary, canary_template, owner))
+        again = await restarted(
+            lore, owner, lambda: connect_slack(**canary_settings(canary, canary_template, owner))
+        )
         half = len(paths[6]) // 2
         await mentions(again, paths[6][:half], user=OUTSIDER)
         await dms(again, paths[6][half:], user=OUTSIDER, channel="D3")
