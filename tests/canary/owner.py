@@ -109,6 +109,7 @@ class IndexOwner:
         async with httpx.AsyncClient(timeout=30) as client:
             metrics = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
         assert "lore_" in metrics, metrics[:400]
+        assert " DEBUG " in self.proc.err(), self.proc.tail()  # the log checked is DEBUG's
         found = [f"log: {x}" for x in canary.exposed(self.log())]
         return found + [f"metrics: {x}" for x in canary.leaks(metrics)]
 

@@ -186,9 +186,11 @@ async def test_the_canary_never_leaks_through_slack_socket_mode(
         await dms(again, paths[6][half:], user=OUTSIDER, channel="D3")
         [mine] = await dms(again, [paths[6][0]], user=SECRET, channel="D1")
         assert paths[6][0][1].marker in block_texts(mine.args)
+        await again.say("lunch anyone?", user=OUTSIDER)  # not for Lore: a DEBUG line of its own
         await again.settle()
     await assert_no_leak(canary, again.slack, caplog, owner, log.getvalue())
-    if owner is not None:  # every answer came from the owner
+    if owner is not None:  # the chat side at DEBUG, and every answer came from the owner
+        assert any(r.levelno == logging.DEBUG and r.name.startswith("bot.") for r in caplog.records)
         assert owner.served(again.services, since=answered) >= sum(map(len, paths[:7])) + len(firsts)
 
 
