@@ -84,7 +84,11 @@ class IndexOwner:
         await self.proc.wait_for(lambda: self.proc.err().count(READY) >= self.starts, 180, READY)
 
     async def ready(self) -> IndexOwner:
-        """Answering, and no chat state left from earlier tests."""
+        """Answering (started again if an earlier test left it stopped), and no chat state left
+        from earlier tests."""
+        if not self.proc.alive():
+            self.proc.kill()  # closes its log files; the new process appends to them
+            self.proc = self._start()
         await self.answering()
         redis = Redis.from_url(REDIS_URL)
         try:
