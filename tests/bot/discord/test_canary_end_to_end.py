@@ -46,6 +46,11 @@ def seen_by_others(lore, bobs_tokens: set[str]) -> list[str]:
     return on_discord.seen_by_others(lore.emu, BOB_DM, bobs_tokens)
 
 
+def assert_not_seen(canary: CanaryCorpus, lore, bobs_tokens: set[str]) -> None:
+    leaked = [line for line in seen_by_others(lore, bobs_tokens) if canary.exposed(line)]
+    assert leaked == [], f"{len(leaked)} leaking requests, e.g. {leaked[0][:400]}"
+
+
 async def test_the_canary_never_leaks_through_discord(
     connect_discord, canary, canary_template, caplog, index_owner
 ):
@@ -66,6 +71,7 @@ async def test_the_canary_never_leaks_through_discord(
 
         # 3. The outsider's DMs.
         await dms(lore, paths[2], user=ALICE, channel=ALICE_DM)
+        assert_not_seen(canary, lore, bobs)  # here too: a leak so far is clearest said now
 
         # 4. /ask (ephemeral), and 5. Share of each such answer into #support.
         for q, _ in paths[3]:
@@ -107,8 +113,7 @@ async def test_the_canary_never_leaks_through_discord(
         assert told.json["content"] == SHARE_REFUSED
         await lore.settle()
 
-        leaked = [line for line in seen_by_others(lore, bobs) if canary.exposed(line)]
-        assert leaked == [], leaked[0][:400]
+        assert_not_seen(canary, lore, bobs)
 
         # 7. After a restart over the same data directory (the owner's too), the labels hold.
         again = await restarted(
@@ -119,8 +124,7 @@ async def test_the_canary_never_leaks_through_discord(
         await dms(again, paths[6][half:], user=ALICE, channel="1400000000000000097")
         await again.say("lunch anyone?")  # not for Lore: a DEBUG line of its own
         await again.settle()
-    leaked = [line for line in seen_by_others(again, bobs) if canary.exposed(line)]
-    assert leaked == [], leaked[0][:400]
+    assert_not_seen(canary, again, bobs)
     assert any(r.levelno == logging.DEBUG and r.name.startswith("bot.") for r in caplog.records)
     assert log_leaks(canary, caplog, log.getvalue()) == []
     assert canary.leaks(metrics_text()) == []
