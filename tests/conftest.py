@@ -160,6 +160,31 @@ def canary_template(
     return data
 
 
+@pytest.fixture(scope="session")
+def canary_owner(
+    tmp_path_factory: pytest.TempPathFactory, canary_template: Path, canary: Any, docs_dir: Path
+) -> Iterator[Any]:
+    """A real `lore worker -Q ingest` owning a copy of `canary_template`, for the whole run
+    (tests/canary/owner.py). Ask for `index_owner` instead: it is ready and forgets chat state."""
+    from tests.canary.corpus import canary_source
+    from tests.canary.owner import IndexOwner
+
+    sources = [*corpus_sources(docs_dir), canary_source(canary.root)]
+    owner = IndexOwner(tmp_path_factory.mktemp("canary-owner"), canary_template, sources)
+    yield owner
+    owner.close()
+
+
+@pytest.fixture(params=["embedded", pytest.param("worker", marks=[pytest.mark.redis, pytest.mark.worker])])
+async def index_owner(request: pytest.FixtureRequest) -> Any:
+    """The canary tests run twice: the index in the test's own process (None), and owned by a
+    real `lore worker` process (an `IndexOwner`: pass `**index_owner.chat` to the chat side's
+    settings, and it asks the owner through `RemoteKnowledge`)."""
+    if request.param == "embedded":
+        return None
+    return await request.getfixturevalue("canary_owner").ready()
+
+
 @pytest.fixture
 def lore_settings(
     make_settings: Callable[..., Any], docs_dir: Path, index_template: Path, tmp_path: Path
@@ -167,7 +192,8 @@ def lore_settings(
     """`lore_settings(docs=None, data_dir="data", extra_sources=(), chat={...}, template=None,
     **overrides)` -> settings over a private copy (`tmp_path / data_dir`) of the indexed corpus
     (or of `template`, another indexed data directory), with generous rate limits. `docs` swaps
-    in a private copy of the corpus; `extra_sources` adds sources."""
+    in a private copy of the corpus; `extra_sources` adds sources. With `index={"owner":
+    "worker"}` the data directory stays empty: a chat process has no index of its own then."""
 
     def make(
         *,
@@ -179,7 +205,9 @@ def lore_settings(
         **over: Any,
     ) -> Any:
         data = tmp_path / data_dir
-        if not data.exists():
+        if over.get("index", {}).get("owner") == "worker":
+            data.mkdir(exist_ok=True)
+        elif not data.exists():
             shutil.copytree(template or index_template, data)
         chat_cfg = {"user_per_minute": 1000, "channel_per_minute": 1000} | (chat or {})
         sources = corpus_sources(docs or docs_dir) + list(extra_sources)

@@ -15,16 +15,23 @@ from typing import Any
 import pytest
 
 
+def own_knowledge(settings: Any, embedder: Any) -> Any:
+    """The chat process's own `Knowledge` on the session's embedder; None with index.owner =
+    "worker", where `build_services` asks the owning worker through `RemoteKnowledge`."""
+    from knowledge.service import Knowledge
+
+    return None if settings.index.owner == "worker" else Knowledge(settings, embedder=embedder)
+
+
 @pytest.fixture
 async def make_services(embedder: Any) -> AsyncIterator[Callable[..., Any]]:
     """`bot.services.build_services` with the session's embedder; closed after the test."""
     from bot.services import Services, build_services
-    from knowledge.service import Knowledge
 
     built: list[Services] = []
 
     def make(settings: Any, **kwargs: Any) -> Services:
-        kwargs.setdefault("knowledge", Knowledge(settings, embedder=embedder))
+        kwargs.setdefault("knowledge", own_knowledge(settings, embedder))
         kwargs.setdefault("engine", kwargs["knowledge"])
         services = build_services(settings, **kwargs)
         built.append(services)

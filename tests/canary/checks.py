@@ -32,6 +32,18 @@ def lore_logging_at_debug(settings: Any, caplog: Any) -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
+@contextlib.contextmanager
+def lore_logging(settings: Any, caplog: Any, *, debug: bool) -> Iterator[io.StringIO]:
+    """`lore_logging_at_debug`, or Lore's default level (INFO) in pytest's capture alone (the
+    stream returned stays empty)."""
+    if debug:
+        with lore_logging_at_debug(settings, caplog) as stream:
+            yield stream
+    else:
+        caplog.set_level(logging.INFO)
+        yield io.StringIO()
+
+
 def log_leaks(corpus: CanaryCorpus, caplog: Any, *streams: str) -> list[str]:
     """Markers in any captured log record (message and traceback) or in the given log text."""
     found = []

@@ -1,9 +1,10 @@
 """Issue 19's canary in worker-owner mode (`index.owner = "worker"`): the canary corpus's index
-(tests/canary/corpus.py) owned by a real `lore worker -Q ingest` process at DEBUG, and a chat side
-that never opens it. The 100 questions go over the real Redis queue through `RemoteKnowledge` for
-unauthorised audiences (public, a channel with the asker's rights as `wider`, an outsider), and
-some through the web chat on the chat side. No marker in any answer, cited chunk, the owner's own
-log output, the chat side's log or its /metrics; the member of `secret` gets each marker.
+(tests/canary/corpus.py) owned by a real `lore worker -Q ingest` process at DEBUG (the session's
+`canary_owner`, tests/canary/owner.py), and a chat side that never opens it. The 100 questions go
+over the real Redis queue through `RemoteKnowledge` for unauthorised audiences (public, a channel
+with the asker's rights as `wider`, an outsider), and some through the web chat on the chat side.
+No marker in any answer, cited chunk, the owner's own log output or /metrics, the chat side's log
+or its /metrics; the member of `secret` gets each marker.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import pytest
 from tests.canary.checks import log_leaks, lore_logging_at_debug
 from tests.canary.corpus import canary_source, spread
 from tests.conftest import corpus_sources
-from tests.ops.conftest import REDIS_URL, Procs, base_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -31,33 +29,24 @@ SECRET, OUTSIDER = "slack:U0SECRET", "slack:U0OUTSIDER"
 
 @pytest.mark.timeout(300)
 async def test_the_canary_never_leaks_from_an_index_owning_worker(
-    tmp_path: Path, procs: Procs, prefix: str, canary: Any, canary_template: Path, docs_dir: Path, caplog: Any
+    tmp_path: Path, canary_owner: Any, canary: Any, docs_dir: Path, caplog: Any
 ) -> None:
     from bot.serve import web_app
     from bot.services import build_services
     from config.settings import Settings
     from knowledge.access import PUBLIC_AUDIENCE, AccessPolicy
 
-    data_dir = tmp_path / "owner-data"
-    shutil.copytree(canary_template, data_dir)  # indexed once per run; the owner opens this copy
-    data: dict[str, Any] = {
-        "data_dir": str(data_dir),
-        "sources": [*corpus_sources(docs_dir), canary_source(canary.root)],
-        "groups": {"secret": [SECRET]},
-        "llm": {"provider": "extractive"},
-        "redis": {"url": REDIS_URL, "prefix": prefix},
-        "index": {"owner": "worker", "answer_timeout": 60},
-    }
-    owner = procs(
-        "owner",
-        ["worker", "-Q", "ingest", "-n", f"owner-{uuid.uuid4().hex[:6]}@%h"],
-        base_env(tmp_path, **data, log_level="debug"),
-    )
+    owner = await canary_owner.ready()
+    answered = owner.answered()
     # The chat side: another data directory, no index of its own.
     chat = Settings(
-        **{**data, "data_dir": str(tmp_path / "chat-data")},
+        data_dir=tmp_path / "chat-data",
+        sources=[*corpus_sources(docs_dir), canary_source(canary.root)],
+        groups={"secret": [SECRET]},
+        llm={"provider": "extractive"},
         web={"address_per_minute": 1000},
         chat={"user_per_minute": 1000, "channel_per_minute": 1000},
+        **owner.chat,
     )
     policy = AccessPolicy(chat)
     audiences = [
@@ -72,7 +61,6 @@ async def test_the_canary_never_leaks_from_an_index_owning_worker(
     remote = services.knowledge
     answers = []
     try:
-        await owner.wait_log(r"answer server ready", 180)
         with lore_logging_at_debug(chat, caplog) as log:
             for i, (q, _) in enumerate(over_remote):
                 name, audience, wider = audiences[i % len(audiences)]
@@ -123,7 +111,5 @@ async def test_the_canary_never_leaks_from_an_index_owning_worker(
     assert canary.leaks(metrics) == []
     assert log_leaks(canary, caplog, log.getvalue()) == []
 
-    owner.terminate()
-    assert await owner.stopped(60) == 0
-    assert " DEBUG " in owner.err() and owner.err().count("for a chat process") >= 100, owner.tail()
-    assert canary.leaks(owner.err() + owner.out()) == [], owner.tail()
+    assert " DEBUG " in owner.log() and owner.served(services, since=answered) >= 100, owner.proc.tail()
+    assert await owner.exposed(canary) == [], owner.proc.tail()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.bot.conftest import own_knowledge
 from tests.conftest import wait_for
 from tests.emulators.discord_emu import (
     DEFAULT_BOT_ID,
@@ -249,7 +250,6 @@ async def connect_discord(
     Knowledge, task client, state) over the same data directory and feedback database."""
     from bot.discord.app import build_discord_bot
     from bot.services import build_services
-    from knowledge.service import Knowledge
 
     opened: list[LoreDiscord] = []
 
@@ -258,7 +258,7 @@ async def connect_discord(
     ) -> LoreDiscord:
         cfg = {"token": TOKEN, "admin_users": [int(CAROL["id"])], "admin_roles": [int(ADMIN_ROLE)]}
         settings = lore_settings(discord=cfg | (discord or {}), **over)
-        kn = Knowledge(settings, embedder=embedder)
+        kn = own_knowledge(settings, embedder)
         services = build_services(settings, knowledge=kn, engine=engine(kn) if engine else kn)
         bot = build_discord_bot(settings, services.conversation, guild_ready_timeout=0.05)
         lore = LoreDiscord(emu, settings, services, bot)

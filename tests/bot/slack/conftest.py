@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
+from tests.bot.conftest import own_knowledge
 from tests.emulators.openai_chat import FixedLLM
 from tests.emulators.slack import (
     APP_TOKEN,
@@ -256,7 +257,6 @@ async def connect_slack(
     (adapter, Knowledge, task client, state) over the same data directory."""
     from bot.services import build_services
     from bot.slack.app import build_slack_app
-    from knowledge.service import Knowledge
 
     opened: list[LoreSlack] = []
 
@@ -264,7 +264,7 @@ async def connect_slack(
         *, engine: Any = None, slack_cfg: dict[str, Any] | None = None, **over: Any
     ) -> LoreSlack:
         settings = slack_settings(slack=slack_cfg, **over)
-        kn = Knowledge(settings, embedder=embedder)
+        kn = own_knowledge(settings, embedder)
         services = build_services(settings, knowledge=kn, engine=engine if engine is not None else kn)
         adapter = build_slack_app(settings, services.conversation)
         lore = LoreSlack(slack, settings, services, adapter)
