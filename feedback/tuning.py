@@ -8,7 +8,8 @@ Two kinds of labels, strongest first:
 - **curated**: answers a reviewer approved or edited. The chunks the curated answer cites (its
   `[n]` markers: the original answer's when approved, the ideal answer's when edited) are weak
   positives. An abstention approved as is, or an edit that cites nothing, says nothing about
-  which chunk answers, so it adds none.
+  which chunk answers, so it adds none. An approved expert answer (`feedback.experts`) cites
+  nothing either: its positives are the retrieved chunks that hold one of its specifics.
 
 Negatives, by question (normalised): chunks judged not relevant, and the chunks an answer cited
 when someone's current 👎 says "irrelevant sources". Neither is ever a weak positive of that
@@ -43,10 +44,12 @@ from config.settings import DatasetSettings, FeedbackSettings, Settings
 from feedback.datasets.clean import clusters, normalize
 from feedback.datasets.prompt import numbered_chunks
 from feedback.datasets.redact import Redactor
+from feedback.experts import EXPERT_TAG
 from feedback.judgments import Judgment, Passage, all_judgments
 from feedback.models import Vote
 from feedback.reviews import CuratedItem, curated_items
 from feedback.store import SessionFactory
+from knowledge.answer_checks import extract_claims, unsupported
 from knowledge.tuning.data import HeldOutQuestion, PairKind, TrainingPair
 
 IRRELEVANT = "irrelevant_sources"  # the 👎 reason (feedback.schema.VOTE_REASONS)
@@ -231,7 +234,23 @@ def _curated_chunks(item: CuratedItem) -> list[Mapping[str, Any]]:
     else:
         return []
     cited = {int(n) for m in _MARKER.finditer(text) for n in m.group(1).split(",")}
+    if not cited and EXPERT_TAG in item.tags:
+        return _backing(item.chunks, text)
     return _cited(item.chunks, cited)
+
+
+def _backing(chunks: Sequence[Mapping[str, Any]], expert_answer: str) -> list[Mapping[str, Any]]:
+    """An approved expert answer cites nothing: the retrieved chunks that hold one of its
+    specifics (a number, date, version, identifier, command or link) are the ones it rests on.
+    None means the docs Lore found don't back it: a content gap, not a retrieval example."""
+    claims = extract_claims(expert_answer)
+    return [
+        c
+        for c in chunks
+        if c.get("chunk_id")
+        and c.get("text")
+        and len(unsupported(claims, [f"{c['text']}\n{c.get('url') or ''}"])) < len(claims)
+    ]
 
 
 def _cited(chunks: Sequence[Mapping[str, Any]], numbers: set[int]) -> list[Mapping[str, Any]]:

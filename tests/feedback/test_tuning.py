@@ -247,3 +247,36 @@ def test_passages_of_an_attached_file_never_become_training_pairs(sessions, embe
     assert [p.positive_id for p in found.curated] == ["c-leave"]
     assert found.left_out == {"attachment passage": 1}  # judged, so never also a curated pair
     assert not any("02:00" in p.positive or "02:00" in " ".join(p.negatives) for p in found.curated)
+
+
+def test_an_approved_expert_answer_teaches_the_chunks_that_hold_its_specifics(sessions):
+    from feedback.experts import approve_expert_answer, record_expert_reply
+    from feedback.schema import ExpertReplyRecord
+
+    leave, carry = chunk("c-leave", "hr/leave.md", LEAVE, 1), chunk("c-carry", "hr/carry.md", CARRY, 2)
+    vpn = chunk("c-vpn", "it/vpn.md", VPN, 3)
+
+    def expert(answer_id: str, question: str, text: str) -> None:
+        found = [leave, carry, vpn]
+        record_interaction(sessions, logged(answer_id, question, "I couldn't find that.", found))
+        record_expert_reply(
+            sessions,
+            ExpertReplyRecord(
+                reply_id=f"slack:C1:{answer_id}", answer_id=answer_id, platform="slack", channel="C1",
+                thread="1.0", message_id=answer_id, author_hash="u_exp", text=text, from_expert=True,
+                accepted=False, created_at=T1,
+            ),
+        )  # fmt: skip
+        reply_id = f"slack:C1:{answer_id}"
+        approve_expert_answer(sessions, answer_id, reply_id, reviewer="rita", expected_version=0)
+
+    # "25" is in the leave chunk only; the link names the VPN page.
+    expert("e1", "How much paid leave do we get?", "You get 25 days a year.")
+    expert("e2", "Which VPN client?", "See file:///it/vpn.md, it's WireGuard.")
+    expert("e3", "Can I bring my dog to the office?", "Yes, on Fridays.")  # nothing Lore found backs it
+
+    pairs = {(p.query, p.positive_id): p.kind for p in curated(sessions)}
+    assert pairs == {
+        ("How much paid leave do we get?", "c-leave"): "curated",
+        ("Which VPN client?", "c-vpn"): "curated",
+    }
