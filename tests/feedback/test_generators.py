@@ -1,0 +1,86 @@
+"""The answer models' registry (`feedback/generators.py`) on SQLite and the real PostgreSQL:
+one serving row at most, promotion only past the gate, rollback to the previous model or the
+configured one, cancel requests, and the lookup every answering process follows."""
+
+from __future__ import annotations
+
+import pytest
+
+from feedback import generators
+from feedback.generators import PromotionRefused
+from knowledge.generate import ServedModel
+
+
+def candidate(db, model: str, *, passed: bool = True, provider: str = "openai") -> str:
+    run = generators.start_run(db.sessions, provider=provider, method="sft", base="gpt-4o-mini-2024-07-18")
+    status = "candidate" if passed else "refused"
+    generators.save(db.sessions, run.id, model=model, status=status, gate={"passed": passed, "reasons": ["r"]})
+    return run.id
+
+
+def test_promote_serves_one_model_and_rollback_walks_back_to_the_configured_one(db) -> None:
+    assert generators.served_model(db.sessions) is None
+    first = candidate(db, "ft:one")
+    second = candidate(db, "ft:two")
+
+    generators.promote(db.sessions, first)
+    assert generators.served_model(db.sessions) == ServedModel(first, "openai", "ft:one")
+    promoted = generators.promote(db.sessions, second)
+    assert promoted.replaced == first
+    assert generators.served_model(db.sessions) == ServedModel(second, "openai", "ft:two")
+    statuses = {r.id: r.status for r in generators.runs(db.sessions)}
+    assert statuses == {first: "retired", second: "serving"}
+
+    back = generators.rollback(db.sessions)
+    assert back is not None and back.id == first
+    assert generators.served_model(db.sessions) == ServedModel(first, "openai", "ft:one")
+    assert generators.rollback(db.sessions) is None  # first replaced nothing: the configured model
+    assert generators.served_model(db.sessions) is None
+    with pytest.raises(PromotionRefused, match="nothing to roll back"):
+        generators.rollback(db.sessions)
+
+
+def test_a_refused_or_unfinished_run_is_never_promoted_unless_forced(db) -> None:
+    refused = candidate(db, "ft:worse", passed=False)
+    with pytest.raises(PromotionRefused, match="did not pass the gate"):
+        generators.promote(db.sessions, refused)
+    training = generators.start_run(db.sessions, provider="local", method="sft", base="/b.gguf")
+    with pytest.raises(PromotionRefused, match="no model to serve"):
+        generators.promote(db.sessions, training.id, force=True)
+    assert generators.served_model(db.sessions) is None
+    generators.promote(db.sessions, refused, force=True)  # an admin's explicit choice
+    assert generators.served_model(db.sessions) == ServedModel(refused, "openai", "ft:worse")
+
+
+def test_cancel_marks_the_run_in_training_and_interrupted_runs_are_closed(db) -> None:
+    assert generators.request_cancel(db.sessions) is None
+    run = generators.start_run(db.sessions, provider="local", method="sft", base="/b.gguf")
+    hosted = generators.start_run(db.sessions, provider="openai", method="sft", base="gpt-4o-mini")
+    asked = generators.request_cancel(db.sessions, run.id)
+    assert asked is not None and asked.id == run.id
+    assert generators.cancel_requested(db.sessions, run.id)
+    assert not generators.cancel_requested(db.sessions, hosted.id)
+
+    closed = generators.close_interrupted(db.sessions, keep=lambda r: r.provider == "openai")
+    assert closed == [run.id]
+    assert generators.get(db.sessions, run.id).status == "failed"
+    assert [r.id for r in generators.unfinished(db.sessions, "openai")] == [hosted.id]
+
+
+def test_the_lookup_reads_the_configured_database(tmp_path) -> None:
+    from config.settings import Settings
+    from feedback.db import Database
+
+    settings = Settings(data_dir=tmp_path, llm={"provider": "openai", "base_url": "http://127.0.0.1:9/v1"})
+    assert generators.active(settings)["source"] == "configured"  # no database yet
+    db = Database.from_settings(settings)
+    db.ensure_schema()
+    ask = generators.lookup(settings)
+    assert ask() is None
+    generators.promote(db.sessions, candidate(db, "ft:three"))
+    assert ask() is not None and ask().model == "ft:three"  # type: ignore[union-attr]
+    shown = generators.active(settings)
+    assert (shown["source"], shown["model"], shown["provider"]) == ("promoted", "ft:three", "openai")
+    local = Settings(data_dir=tmp_path, llm={"provider": "extractive"})
+    assert generators.active(local)["source"] == "configured" and "note" in generators.active(local)
+    db.dispose()
