@@ -310,3 +310,61 @@ async def test_a_cancel_asked_in_the_database_cancels_the_hosted_job_the_run_wat
         finally:
             kn.close()
             db.dispose()
+
+
+@pytest.mark.slow
+def test_a_local_lora_run_gives_a_merged_gguf_that_llama_cpp_serves_and_is_measured(root, embedder) -> None:
+    """The local path on the real SmolLM2: a handful of curated answers, a few LoRA steps on Lore's
+    real prompts, the merged GGUF loaded by llama.cpp for the gate's answers, a verdict recorded."""
+    from knowledge.answer import Answer
+    from knowledge.generate import LocalGenerator
+
+    evals = root / "evals.jsonl"
+    evals.write_text(EVAL[0].model_dump_json() + "\n", encoding="utf-8")
+    settings = Settings(
+        data_dir=root / "data",
+        sources=[{"name": "handbook", "type": "directory", "path": str(root / "docs")}],
+        llm={"provider": "local", "max_tokens": 32},
+        index={"engine": "qdrant-local"},
+        database={"url": f"sqlite:///{root / 'feedback.sqlite3'}"},
+        evals=[{"name": "handbook", "path": str(evals)}],
+        tuning={"held_out": 0.3, "generator_steps": 2},
+    )
+    kn = Knowledge(settings, embedder=embedder)
+    assert kn.sync("handbook").error is None
+    db = Database.from_settings(settings)
+    db.ensure_schema()
+    try:
+        for i, question in enumerate(QUESTIONS[:8]):
+            answer = Answer(
+                answer_id=f"a{i}", question=question, text="…", abstained=False, model="local",
+                prompt_version="v1", chunks=kn.search(question, top_k=2), citations=[],
+            )  # fmt: skip
+            record_interaction(
+                db.sessions,
+                InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1"),
+            )
+            save_review(db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL)
+
+        trained: list[tuple[int, int]] = []
+        request = GeneratorRequest(provider="local", format="sft", max_minutes=10, promote="never")
+        body = tune_generator(settings, kn, db.sessions, request, on_train_step=lambda d, t: trained.append((d, t)))
+
+        assert set(body) == CONTRACT and body["provider"] == "local" and not body["promoted"]
+        assert trained[-1] == (2, 2)
+        model = Path(body["model"])
+        assert model.name == "model.gguf" and model.is_file()
+        assert set(body["after"]) == {"held-out", "handbook"} or set(body["after"]) == {"handbook"}
+        for figures in body["after"].values():
+            assert set(figures) == ANSWER_KEYS
+        run = generators.get(db.sessions, body["run_id"])
+        assert run.status in ("candidate", "refused") and run.gate == body["gate"]
+        assert run.base.endswith(".gguf") and run.examples == body["examples"]
+
+        served = LocalGenerator(settings.llm.model_copy(update={"local_model_path": str(model)}))
+        assert served.name == "local:model" and served.chat(
+            [{"role": "user", "content": "How many days of paid leave do I get?"}]
+        )
+    finally:
+        kn.close()
+        db.dispose()
