@@ -368,3 +368,42 @@ def test_a_local_lora_run_gives_a_merged_gguf_that_llama_cpp_serves_and_is_measu
     finally:
         kn.close()
         db.dispose()
+
+
+async def test_the_run_on_the_train_queue_waits_for_the_tuning_lock_and_reports_its_steps(
+    stack, start_worker, embedder
+) -> None:
+    """`lore.tune_generator` on a real Celery `train` worker: it takes the lock retriever runs take
+    (so it waits while one holds it), reports its steps, and returns the CLI's body."""
+    from knowledge.tuning.lock import run_lock
+    from workers.client import request_tuning
+
+    async with FineTuneServer(polls=3, min_examples=4, reply=BASE_REPLY, tuned_reply=IDEAL) as emu:
+        for rel, text in DOCS.items():
+            write(stack.tmp / "docs", rel, text)
+        over = overrides(stack.tmp, emu)
+        stack.overrides.update({k: (str(v) if isinstance(v, Path) else v) for k, v in over.items()})
+        stack.overrides.pop("data_dir")  # the stack's own
+        settings = stack.settings()
+        kn = Knowledge(settings, embedder=embedder)
+        assert kn.sync("handbook").error is None
+        db = Database.from_settings(settings)
+        db.ensure_schema()
+        await asyncio.to_thread(curate, kn, db)
+        kn.close()  # the worker owns the embedded index from here on
+        await asyncio.to_thread(start_worker, "train")
+
+        steps: list[str] = []
+        request = GeneratorRequest(provider="openai", format="sft", max_minutes=5, requested_by="test")
+        with run_lock(settings):  # a retriever run in progress
+            queued = asyncio.create_task(
+                asyncio.to_thread(request_tuning, settings, request, on_step=steps.append, poll=0.2)
+            )
+            await asyncio.sleep(8)
+            assert emu.jobs == {} and not queued.done()
+        body = await asyncio.wait_for(queued, 300)
+        assert set(body) == CONTRACT and body["promoted"] and body["gate"]["passed"]
+        assert any(s.startswith("exporting the curated answers") for s in steps), steps
+        run = generators.get(db.sessions, body["run_id"])
+        assert (run.status, run.requested_by) == ("serving", "test")
+        db.dispose()
