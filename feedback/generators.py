@@ -245,7 +245,6 @@ def lookup(settings: Settings) -> Callable[[], ServedModel | None]:
     return ask
 
 
-
 def active(settings: Settings) -> dict[str, Any]:
     """Which answer model this configuration answers with: `{"source": "promoted" | "configured",
     "provider", "model", "run"}` (`lore config show`, the console's Models page)."""
@@ -274,5 +273,7 @@ def active(settings: Settings) -> dict[str, Any]:
     if served is not None and served.provider == provider:
         body.update(source="promoted", model=served.model, run=served.id)
     elif served is not None:
-        body["note"] = f"run {served.id} ({served.provider}) is promoted, but this process answers with {provider}"
+        body["note"] = (
+            f"run {served.id} ({served.provider}) is promoted, but this process answers with {provider}"
+        )
     return body

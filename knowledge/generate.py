@@ -44,7 +44,8 @@ class LLMUnavailable(Exception):
 
 
 class Generator(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str: ...
 

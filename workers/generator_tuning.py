@@ -128,7 +128,9 @@ def _run(
         raise ValueError(f"nothing to train on: no curated answers in the {fmt} export")
 
     if run.provider == "openai":
-        candidate = _train_hosted(settings, sessions, run, data / _train_file(fmt, "openai"), say, on_train_step)
+        candidate = _train_hosted(
+            settings, sessions, run, data / _train_file(fmt, "openai"), say, on_train_step
+        )
     else:
         candidate = _train_local(
             settings, sessions, run, data / _train_file(fmt, "local"), request, say, on_train_step
@@ -177,7 +179,9 @@ def _export(settings: Settings, sessions: SessionFactory, fmt: str, out: Path) -
         return Path(found[0]["path"])
     held_out = settings.datasets.model_copy(update={"validation_fraction": settings.tuning.held_out})
     try:
-        result = export_dataset(sessions, fmt, settings.model_copy(update={"datasets": held_out}), out_dir=out)
+        result = export_dataset(
+            sessions, fmt, settings.model_copy(update={"datasets": held_out}), out_dir=out
+        )
     except ExportError as exc:
         raise ValueError(f"the curated answers could not be exported: {exc}") from exc
     return result.directory
@@ -312,7 +316,9 @@ def _measure(
     evals = load_evals(settings.evals)
     if evals:
         base = knowledge.model_settings
-        strict = base.model_copy(update={"llm": base.llm.model_copy(update={"fallback_to_extractive": False})})
+        strict = base.model_copy(
+            update={"llm": base.llm.model_copy(update={"fallback_to_extractive": False})}
+        )
         engine = CitingQueryEngine.build(strict, knowledge.store, knowledge.embedder, generator)
         for name, questions in evals.items():
             out[name] = answer_gate.measure_eval(lambda q, k: engine.answer(q, top_k=k), questions, checker)
@@ -323,4 +329,3 @@ def _measure(
 
 def _figures(results: dict[str, SetResult]) -> dict[str, Any]:
     return {name: r.figures for name, r in results.items()}
-

@@ -230,7 +230,9 @@ def tune_generator(
 
     settings = _settings(task)
     rt = runtime_for(settings)
-    job = GeneratorRequest(**{"max_minutes": settings.tuning.max_minutes, **request}, requested_by=requested_by)
+    job = GeneratorRequest(
+        **{"max_minutes": settings.tuning.max_minutes, **request}, requested_by=requested_by
+    )
 
     def step(text: str) -> None:
         log.info("tune generator: %s", text)

@@ -303,7 +303,9 @@ def generator_(
     if "run_id" not in body:
         say(f"queued on the train queue: task {body['task_id']} ({escape(body.get('step') or 'waiting')})")
         return
-    table = Table("set", "validity", "support", "unsupported claims", "false abstain", "fact hits", "ideal F1")
+    table = Table(
+        "set", "validity", "support", "unsupported claims", "false abstain", "fact hits", "ideal F1"
+    )
     for name, before in body["before"].items():
         after = body["after"].get(name, {})
 
@@ -370,7 +372,9 @@ def _generator_here(settings: Settings, request: Any, *, quiet: bool) -> dict[st
                 bar.update(task, completed=done, total=planned)
 
             try:
-                return tune_generator_here(settings, kn, db.sessions, request, step=step, on_train_step=trained)
+                return tune_generator_here(
+                    settings, kn, db.sessions, request, step=step, on_train_step=trained
+                )
             except (ValueError, FileNotFoundError, LockBusy, HostedTuningError) as exc:
                 error(exc)
                 raise typer.Exit(1) from None

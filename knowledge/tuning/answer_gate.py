@@ -148,7 +148,9 @@ def decide(before: dict[str, SetResult], after: dict[str, SetResult], tuning: Tu
         validity = _validity(fa)
         if validity is not None:
             ok = validity >= tuning.min_citation_validity
-            check(ok, f"{name} citation validity {validity:.3f} (at least {tuning.min_citation_validity:.2f})")
+            check(
+                ok, f"{name} citation validity {validity:.3f} (at least {tuning.min_citation_validity:.2f})"
+            )
         sb, sa = _support(fb), _support(fa)
         if sb is not None and sa is not None:
             check(sa >= sb - tuning.max_loss, f"{name} citation support {sb:.3f} -> {sa:.3f}")

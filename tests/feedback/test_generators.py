@@ -14,7 +14,9 @@ from knowledge.generate import ServedModel
 def candidate(db, model: str, *, passed: bool = True, provider: str = "openai") -> str:
     run = generators.start_run(db.sessions, provider=provider, method="sft", base="gpt-4o-mini-2024-07-18")
     status = "candidate" if passed else "refused"
-    generators.save(db.sessions, run.id, model=model, status=status, gate={"passed": passed, "reasons": ["r"]})
+    generators.save(
+        db.sessions, run.id, model=model, status=status, gate={"passed": passed, "reasons": ["r"]}
+    )
     return run.id
 
 

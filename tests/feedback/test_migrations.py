@@ -164,7 +164,9 @@ def test_0007_adds_the_models_table_and_a_downgrade_removes_only_it(db):
     passage = Passage("c-1", "hb:hr/leave.md", "hr/leave.md", "sha-v1", "Everyone gets 25 days.", "Leave")
     record_judgment(db.sessions, "a1", passage, relevant=True, origin="retrieved", reviewer="ada")
     run = generators.start_run(db.sessions, provider="openai", method="sft", base="gpt-4o-mini-2024-07-18")
-    generators.save(db.sessions, run.id, model="ft:x", status="candidate", gate={"passed": True, "reasons": []})
+    generators.save(
+        db.sessions, run.id, model="ft:x", status="candidate", gate={"passed": True, "reasons": []}
+    )
     generators.promote(db.sessions, run.id)
 
     db.upgrade()

@@ -108,7 +108,9 @@ def curate(kn: Knowledge, db: Database) -> None:
             db.sessions,
             InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1"),
         )
-        save_review(db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL)
+        save_review(
+            db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL
+        )
 
 
 def setup(root: Path, emu: FineTuneServer, embedder: Any) -> tuple[Settings, Knowledge, Database]:
@@ -125,9 +127,13 @@ def env_for(root: Path, emu: FineTuneServer) -> dict[str, str]:
     empty = root / "empty.toml"
     empty.touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORE_")}
-    env.update(LORE_CONFIG=str(empty), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        LORE_CONFIG=str(empty), PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+    )
     for key, value in overrides(root, emu).items():
-        env[f"LORE_{key.upper()}"] = json.dumps(value, default=str) if not isinstance(value, Path) else str(value)
+        env[f"LORE_{key.upper()}"] = (
+            json.dumps(value, default=str) if not isinstance(value, Path) else str(value)
+        )
     return env
 
 
@@ -144,7 +150,9 @@ for line in sys.stdin:
 """
 
 
-async def test_openai_run_exports_trains_passes_the_gate_and_a_running_chat_follows_it(root, embedder) -> None:
+async def test_openai_run_exports_trains_passes_the_gate_and_a_running_chat_follows_it(
+    root, embedder
+) -> None:
     async with FineTuneServer(polls=4, min_examples=4, reply=BASE_REPLY, tuned_reply=IDEAL) as emu:
         settings, kn, db = await asyncio.to_thread(setup, root, emu, embedder)
         # a chat process of its own, sharing only the feedback database (and the model registry)
@@ -166,7 +174,9 @@ async def test_openai_run_exports_trains_passes_the_gate_and_a_running_chat_foll
 
             steps: list[str] = []
             request = GeneratorRequest(provider="openai", format="sft", max_minutes=5)
-            body = await asyncio.to_thread(tune_generator, settings, kn, db.sessions, request, step=steps.append)
+            body = await asyncio.to_thread(
+                tune_generator, settings, kn, db.sessions, request, step=steps.append
+            )
 
             assert set(body) == CONTRACT
             assert body["gate"]["passed"], body["gate"]["reasons"]
@@ -244,19 +254,21 @@ async def test_a_candidate_that_drops_its_citations_is_refused(root, embedder) -
 
 async def test_a_killed_lore_resumes_watching_the_same_job_and_cancel_stops_it(root, embedder) -> None:
     async with FineTuneServer(polls=400, min_examples=4, reply=BASE_REPLY, tuned_reply=IDEAL) as emu:
-        settings, kn, db = await asyncio.to_thread(setup, root, emu, embedder)
-        kn.close()
+        _settings, kn, db = await asyncio.to_thread(setup, root, emu, embedder)
+        kn.close()  # the `lore` processes own the embedded index from here on
         env = env_for(root, emu) | {"LORE_TUNING": json.dumps({"poll_seconds": 0.2, "held_out": 0.3})}
         lore = str(Path(sys.executable).with_name("lore"))
         args = ["tune", "generator", "--provider", "openai", "--json"]
+        pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
         procs: list[asyncio.subprocess.Process] = []
         try:
             first = await asyncio.create_subprocess_exec(
-                lore, *args, env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )  # fmt: skip
+                lore, *args, env=env, cwd=root, start_new_session=True, **pipes
+            )
             procs.append(first)
-            await wait_for(lambda: any(j.status == "running" for j in emu.jobs.values()), 120, "a running job")
+            await wait_for(
+                lambda: any(j.status == "running" for j in emu.jobs.values()), 120, "a running job"
+            )
             os.killpg(first.pid, signal.SIGKILL)
             await first.wait()
             (job,) = emu.jobs.values()
@@ -265,9 +277,8 @@ async def test_a_killed_lore_resumes_watching_the_same_job_and_cancel_stops_it(r
             polls = job.polls
 
             second = await asyncio.create_subprocess_exec(
-                lore, *args, env=env, cwd=root, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )  # fmt: skip
+                lore, *args, env=env, cwd=root, start_new_session=True, **pipes
+            )
             procs.append(second)
             await wait_for(lambda: job.polls > polls + 2, 120, "the resumed watch")
             assert len(emu.jobs) == 1 and len(emu.requests_to("POST", "/v1/files")) == 1
@@ -344,11 +355,15 @@ def test_a_local_lora_run_gives_a_merged_gguf_that_llama_cpp_serves_and_is_measu
                 db.sessions,
                 InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1"),
             )
-            save_review(db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL)
+            save_review(
+                db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL
+            )
 
         trained: list[tuple[int, int]] = []
         request = GeneratorRequest(provider="local", format="sft", max_minutes=10, promote="never")
-        body = tune_generator(settings, kn, db.sessions, request, on_train_step=lambda d, t: trained.append((d, t)))
+        body = tune_generator(
+            settings, kn, db.sessions, request, on_train_step=lambda d, t: trained.append((d, t))
+        )
 
         assert set(body) == CONTRACT and body["provider"] == "local" and not body["promoted"]
         assert trained[-1] == (2, 2)
