@@ -235,20 +235,37 @@ async def test_openai_run_exports_trains_passes_the_gate_and_a_running_chat_foll
             db.dispose()
 
 
-async def test_a_candidate_that_drops_its_citations_is_refused(root, embedder) -> None:
+async def test_a_candidate_that_drops_its_citations_is_refused_and_the_cli_prints_the_contract(
+    root, embedder
+) -> None:
+    """`lore tune generator --json` as a process: the fine-tuned model says the right thing but
+    cites nothing, so the gate refuses it and the base model keeps answering."""
     worse = "Everyone gets 25 days of paid leave a year."
     async with FineTuneServer(polls=3, min_examples=4, reply=IDEAL, tuned_reply=worse) as emu:
-        settings, kn, db = await asyncio.to_thread(setup, root, emu, embedder)
+        _settings, kn, db = await asyncio.to_thread(setup, root, emu, embedder)
+        kn.close()  # the `lore` process owns the embedded index from here on
         try:
-            request = GeneratorRequest(provider="openai", format="sft", max_minutes=5)
-            body = await asyncio.to_thread(tune_generator, settings, kn, db.sessions, request)
+            lore = str(Path(sys.executable).with_name("lore"))
+            proc = await asyncio.create_subprocess_exec(
+                lore, "tune", "generator", "--provider", "openai", "--format", "sft", "--json",
+                env=env_for(root, emu), cwd=root,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 300)
+            assert proc.returncode == 0, err.decode()[-3000:]
+            body = json.loads(out)
+            assert set(body) == CONTRACT and (body["provider"], body["format"]) == ("openai", "sft")
+            assert set(body["examples"]) == {"train", "held_out"} and set(body["gate"]) == {
+                "passed",
+                "reasons",
+            }
             assert not body["gate"]["passed"] and not body["promoted"]
             refused = [r for r in body["gate"]["reasons"] if r.startswith("refused:")]
             assert any("citation validity 0.000" in r for r in refused), refused
+            assert body["before"]["held-out"]["citation_validity"] == 1.0
             assert generators.get(db.sessions, body["run_id"]).status == "refused"
             assert generators.served_model(db.sessions) is None
         finally:
-            kn.close()
             db.dispose()
 
 
