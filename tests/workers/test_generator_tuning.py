@@ -439,3 +439,49 @@ async def test_the_run_on_the_train_queue_waits_for_the_tuning_lock_and_reports_
         run = generators.get(db.sessions, body["run_id"])
         assert (run.status, run.requested_by) == ("serving", "test")
         db.dispose()
+
+
+@pytest.mark.slow
+def test_a_cancelled_local_run_stops_at_its_next_training_step(root, embedder) -> None:
+    from knowledge.answer import Answer
+
+    settings = Settings(
+        data_dir=root / "data",
+        sources=[{"name": "handbook", "type": "directory", "path": str(root / "docs")}],
+        llm={"provider": "local", "max_tokens": 32},
+        index={"engine": "qdrant-local"},
+        database={"url": f"sqlite:///{root / 'feedback.sqlite3'}"},
+        tuning={"held_out": 0.3, "generator_steps": 50},
+    )
+    kn = Knowledge(settings, embedder=embedder)
+    assert kn.sync("handbook").error is None
+    db = Database.from_settings(settings)
+    db.ensure_schema()
+    try:
+        for i, question in enumerate(QUESTIONS[:6]):
+            answer = Answer(
+                answer_id=f"a{i}", question=question, text="…", abstained=False, model="local",
+                prompt_version="v1", chunks=kn.search(question, top_k=1), citations=[],
+            )  # fmt: skip
+            record = InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1")
+            record_interaction(db.sessions, record)
+            save_review(
+                db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL
+            )
+
+        def step(text: str) -> None:
+            if text.startswith("training a LoRA"):
+                generators.request_cancel(db.sessions)  # `lore tune cancel`, as the run starts
+
+        trained: list[int] = []
+        request = GeneratorRequest(provider="local", format="sft", max_minutes=10)
+        with pytest.raises(RunCancelled, match="at step 1"):
+            tune_generator(
+                settings, kn, db.sessions, request, step=step, on_train_step=lambda d, _t: trained.append(d)
+            )
+        assert trained == [1]
+        [run] = generators.runs(db.sessions)
+        assert run.status == "cancelled" and run.model is None
+    finally:
+        kn.close()
+        db.dispose()
