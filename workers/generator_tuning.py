@@ -121,20 +121,19 @@ def _run(
     say("exporting the curated answers (redacted)")
     data = _export(settings, sessions, fmt, directory / "data")
     held = _held_out(data, fmt)
-    train_count = _count(data / _train_file(fmt, "local"))
+    train_file, dropped = _leak_free(settings, data / _train_file(fmt, run.provider))
+    if dropped:
+        say(f"left out {dropped} curated answers to [[evals]] questions: those are measured, not trained on")
+    train_count = _count(train_file)
     examples = {"train": train_count, "held_out": len(held)}
     generators.save(sessions, run.id, examples=examples)
     if not train_count:
         raise ValueError(f"nothing to train on: no curated answers in the {fmt} export")
 
     if run.provider == "openai":
-        candidate = _train_hosted(
-            settings, sessions, run, data / _train_file(fmt, "openai"), say, on_train_step
-        )
+        candidate = _train_hosted(settings, sessions, run, train_file, say, on_train_step)
     else:
-        candidate = _train_local(
-            settings, sessions, run, data / _train_file(fmt, "local"), request, say, on_train_step
-        )
+        candidate = _train_local(settings, sessions, run, train_file, request, say, on_train_step)
     generators.save(sessions, run.id, model=candidate, status="candidate")
 
     say("measuring the candidate against the serving model")
@@ -191,6 +190,31 @@ def _train_file(fmt: str, provider: str) -> str:
     if fmt == "sft":
         return "train.jsonl"
     return "train.openai.jsonl" if provider == "openai" else "train.trl.jsonl"
+
+
+def _question(record: dict[str, Any]) -> str:
+    """The question a training line asks (the end of its user message, `knowledge.prompt`)."""
+    messages = record.get("messages") or record.get("prompt") or record.get("input", {}).get("messages", [])
+    user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    return str(user).rpartition("\nQuestion: ")[2]
+
+
+def _leak_free(settings: Settings, path: Path) -> tuple[Path, int]:
+    """`path`, or a copy without the lines that ask an `[[evals]]` question (which the gate
+    measures, so they are never trained on); and how many lines were left out."""
+    from feedback.datasets.clean import normalize
+    from knowledge.tuning.gate import load_evals
+
+    forbidden = {normalize(q.question) for qs in load_evals(settings.evals).values() for q in qs}
+    if not forbidden or not path.exists():
+        return path, 0
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if normalize(_question(json.loads(line))) not in forbidden]
+    if len(kept) == len(lines):
+        return path, 0
+    out = path.with_name(path.name.replace("train.", "train.leak-free.", 1))
+    out.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    return out, len(lines) - len(kept)
 
 
 def _count(path: Path) -> int:

@@ -485,3 +485,29 @@ def test_a_cancelled_local_run_stops_at_its_next_training_step(root, embedder) -
     finally:
         kn.close()
         db.dispose()
+
+
+def test_curated_answers_to_eval_questions_are_never_trained_on(tmp_path: Path) -> None:
+    from knowledge.answer import RetrievedChunk
+    from knowledge.prompt import chat_messages
+    from workers.generator_tuning import _leak_free
+
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text("".join(q.model_dump_json() + "\n" for q in EVAL), encoding="utf-8")
+    settings = Settings(data_dir=tmp_path, evals=[{"name": "handbook", "path": str(evals)}])
+    chunk = RetrievedChunk(
+        chunk_id="c", doc_id="d", source="hb", path="hr/leave.md", title="Leave", url="", text="25 days.",
+        score=0.9, doc_hash="h", n=1,
+    )  # fmt: skip
+    asked = ["HOW many days of paid leave does everyone get a year??", QUESTIONS[0]]
+    lines = [
+        {"messages": [*chat_messages(q, [chunk], []), {"role": "assistant", "content": IDEAL}]} for q in asked
+    ]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+    kept, dropped = _leak_free(settings, train)
+    assert dropped == 1 and kept.name == "train.leak-free.jsonl"
+    [line] = [json.loads(x) for x in kept.read_text().splitlines()]
+    assert line["messages"][1]["content"].endswith(QUESTIONS[0])
+    assert _leak_free(Settings(data_dir=tmp_path), train) == (train, 0)
