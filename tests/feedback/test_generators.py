@@ -86,3 +86,46 @@ def test_the_lookup_reads_the_configured_database(tmp_path) -> None:
     local = Settings(data_dir=tmp_path, llm={"provider": "extractive"})
     assert generators.active(local)["source"] == "configured" and "note" in generators.active(local)
     db.dispose()
+
+
+def test_the_cli_promotes_lists_rolls_back_and_cancels_answer_models(tmp_path) -> None:
+    import json
+    from typing import Any
+
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from config.settings import Settings
+    from feedback.db import Database
+
+    empty = tmp_path / "empty.toml"
+    empty.touch()
+    env = {
+        "LORE_CONFIG": str(empty),
+        "LORE_DATA_DIR": str(tmp_path),
+        "LORE_LLM": json.dumps({"provider": "openai", "base_url": "http://127.0.0.1:9/v1"}),
+    }
+    db = Database.from_settings(Settings(data_dir=tmp_path))
+    db.ensure_schema()
+    refused = candidate(db, "ft:worse", passed=False)
+    good = candidate(db, "ft:better")
+
+    def lore(*args: str) -> Any:
+        return CliRunner().invoke(app, list(args), env=env)
+
+    no = lore("tune", "promote", refused)
+    assert no.exit_code == 1 and "did not pass the gate" in no.output
+    yes = lore("tune", "promote", good)
+    assert yes.exit_code == 0 and "ft:better" in yes.output
+    status = json.loads(lore("tune", "status", "--json").stdout)
+    assert status["generator"]["serving"]["model"] == "ft:better"
+    assert [r["id"] for r in status["generator"]["runs"]] == [good, refused]
+    shown = json.loads(lore("config", "show").stdout)
+    assert shown["serving"]["generator"] == {
+        "source": "promoted", "provider": "openai", "model": "ft:better", "run": good,
+    }  # fmt: skip
+    assert lore("tune", "cancel").exit_code == 1
+    back = lore("tune", "rollback", "--generator")
+    assert back.exit_code == 0 and "configured answer model" in back.output
+    assert generators.served_model(db.sessions) is None
+    db.dispose()
