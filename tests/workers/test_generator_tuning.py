@@ -438,6 +438,19 @@ async def test_the_run_on_the_train_queue_waits_for_the_tuning_lock_and_reports_
         assert any(s.startswith("exporting the curated answers") for s in steps), steps
         run = generators.get(db.sessions, body["run_id"])
         assert (run.status, run.requested_by) == ("serving", "test")
+
+        # --no-wait: back as soon as the run has started; the worker finishes it
+        started = await asyncio.to_thread(request_tuning, settings, request, wait=False, poll=0.2)
+        assert set(started) == {"task_id", "step"}
+        await wait_for(lambda: len(generators.runs(db.sessions)) == 2, 60, "the second run")
+        await wait_for(
+            lambda: generators.runs(db.sessions)[0].status not in ("training", "candidate"),
+            300,
+            "its verdict",
+        )
+        # the same model again gains nothing over itself: refused, the first keeps serving
+        assert generators.runs(db.sessions)[0].status == "refused"
+        assert generators.served_model(db.sessions).model == body["model"]  # type: ignore[union-attr]
         db.dispose()
 
 
