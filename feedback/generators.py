@@ -1,7 +1,7 @@
 """Versioned answer models: the `models` table's generator rows, and which one serves.
 
-A run (`workers/generator_tuning.py`) starts as `training`, becomes a `candidate` (or `failed`,
-`cancelled`), then `refused` or, promoted, `serving`; the model it replaced is `retired`, and
+A run (`workers/generator_tuning.py`) is `training` until the gate's verdict (or `failed`,
+`cancelled`), then a `candidate` or `refused`, and, promoted, `serving`; the model it replaced is `retired`, and
 remembered in `replaced` so `rollback` can serve it again. At most one row serves: `promote` and
 `rollback` change both rows in one transaction. No serving row means the configured `llm` model.
 

@@ -94,6 +94,10 @@ def tune_generator(
         except RunCancelled as exc:
             generators.save(sessions, run.id, status="cancelled", error=str(exc))
             raise
+        except (KeyboardInterrupt, SystemExit):
+            if run.provider != "openai":
+                generators.save(sessions, run.id, status="failed", error="interrupted")
+            raise  # a hosted job goes on: the row stays `training`, and the next run resumes it
         except BaseException as exc:
             generators.save(sessions, run.id, status="failed", error=f"{exc!r}"[:2000])
             raise
@@ -134,7 +138,7 @@ def _run(
         candidate = _train_hosted(settings, sessions, run, train_file, say, on_train_step)
     else:
         candidate = _train_local(settings, sessions, run, train_file, request, say, on_train_step)
-    generators.save(sessions, run.id, model=candidate, status="candidate")
+    generators.save(sessions, run.id, model=candidate)  # still `training`: a resumed hosted run re-measures
 
     say("measuring the candidate against the serving model")
     served = generators.served_model(sessions)
