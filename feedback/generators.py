@@ -2,8 +2,8 @@
 
 A run (`workers/generator_tuning.py`) is `training` until the gate's verdict (or `failed`,
 `cancelled`), then a `candidate` or `refused`, and, promoted, `serving`; the model it replaced is
-`retired`, and remembered in `replaced` so `rollback` can serve it again. At most one row serves: `promote` and
-`rollback` change both rows in one transaction. No serving row means the configured `llm` model.
+`retired`, and remembered in `replaced` so `rollback` can serve it again. At most one row serves:
+`promote` and `rollback` change both rows in one transaction. No serving row: the configured model.
 
 `served_model` is what every answering process asks (through `knowledge.generate.FollowingGenerator`,
 wired in the composition roots), so a promotion needs no restart.
