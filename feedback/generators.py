@@ -232,14 +232,27 @@ def _serving_row(session: Any) -> ModelVersion | None:
 
 def lookup(settings: Settings) -> Callable[[], ServedModel | None]:
     """`served_model` on the configured feedback database, opened at first use (the port the
-    composition roots hand to `Knowledge(served=...)`)."""
-    from feedback.db import Database
+    composition roots hand to `Knowledge(served=...)`). No database yet, or one without the
+    `models` table: nothing was promoted (and nothing is created by asking)."""
+    from pathlib import Path
+
+    from sqlalchemy import inspect
+
+    from feedback.db import Database, database_url
 
     opened: list[Database] = []
+    ready: list[bool] = []
 
     def ask() -> ServedModel | None:
         if not opened:
-            opened.append(Database.from_settings(settings))
+            url = database_url(settings)
+            if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+                return None
+            opened.append(Database(url))
+        if not ready:
+            if not inspect(opened[0].engine).has_table(ModelVersion.__tablename__):
+                return None
+            ready.append(True)
         return served_model(opened[0].sessions)
 
     return ask

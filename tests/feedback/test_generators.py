@@ -75,9 +75,12 @@ def test_the_lookup_reads_the_configured_database(tmp_path) -> None:
 
     settings = Settings(data_dir=tmp_path, llm={"provider": "openai", "base_url": "http://127.0.0.1:9/v1"})
     assert generators.active(settings)["source"] == "configured"  # no database yet
-    db = Database.from_settings(settings)
-    db.ensure_schema()
     ask = generators.lookup(settings)
+    assert ask() is None and not (tmp_path / "feedback.sqlite3").exists()  # asking creates nothing
+    db = Database.from_settings(settings)
+    db.upgrade("0006")  # not migrated to the models table yet: nothing was promoted
+    assert ask() is None
+    db.ensure_schema()
     assert ask() is None
     generators.promote(db.sessions, candidate(db, "ft:three"))
     assert ask() is not None and ask().model == "ft:three"  # type: ignore[union-attr]
