@@ -50,8 +50,13 @@ def _startup(
 
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
-    """Print the effective settings, secrets masked."""
-    out.print_json(json.dumps(masked(settings_of(ctx)), default=str))
+    """Print the effective settings, secrets masked, and the answer model that serves."""
+    from feedback.generators import active
+
+    settings = settings_of(ctx)
+    body = masked(settings)
+    body["serving"] = {"generator": active(settings)}
+    out.print_json(json.dumps(body, default=str))
 
 
 for _commands in (index, ask, worker, slack, discord, serve, users, dataset, gaps, tune, doctor):

@@ -59,9 +59,10 @@ def knowledge_base(settings: Settings) -> KnowledgeBase:
         from workers.client import remote_knowledge
 
         return remote_knowledge(settings)
+    from feedback.generators import lookup
     from knowledge.service import Knowledge
 
-    return Knowledge(settings)
+    return Knowledge(settings, served=lookup(settings))  # a promoted answer model serves without a restart
 
 
 def build_services(

@@ -649,8 +649,9 @@ class EvalSet(_Section):
 
 
 class TuningSettings(_Section):
-    """Retraining the retriever (`lore tune retriever`, `knowledge/tuning/`): what it trains on,
-    how long, and what a candidate must show before it serves."""
+    """Retraining the retriever (`lore tune retriever`) and the answer model (`lore tune
+    generator`), `knowledge/tuning/`: what they train on, how long, and what a candidate must show
+    before it serves."""
 
     every: str | None = None  # e.g. "7d": workers retrain on the `train` queue; empty = on request
     method: Literal["full", "adapter"] = "adapter"  # the benchmark's winner (BENCHMARKS.md)
@@ -664,6 +665,12 @@ class TuningSettings(_Section):
     max_loss: float = Field(default=0.01, ge=0)  # the most an eval set may lose, recall@5 or MRR
     held_out: float = Field(default=0.3, gt=0, lt=1)  # the share of judged/imported groups kept out
     grace: str = "1h"  # an old collection is dropped this long after a switch
+    # The answer model (`lore tune generator`): what a candidate must show before it serves.
+    generator_margin: float = Field(default=0.03, ge=0)  # fact hits or ideal similarity gain needed
+    min_citation_validity: float = Field(default=0.99, ge=0, le=1)  # the candidate's, on every set
+    max_false_abstain_rise: float = Field(default=0.02, ge=0)  # false abstention may rise this much
+    generator_steps: int = Field(default=-1)  # local LoRA: optimizer steps (-1: one epoch, budget permitting)
+    poll_seconds: float = Field(default=10.0, gt=0)  # hosted: how often a fine-tuning job is polled
 
     @field_validator("every", "grace")
     @classmethod

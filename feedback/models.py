@@ -41,6 +41,12 @@ Relevance judgments (revision 0006, feedback/judgments.py):
   (answer, chunk): relevant or not, for a retrieved chunk, or an "attached" passage the reviewer
   found by searching (one that should have been found). The passage is kept as judged (text,
   document version, access list), so retriever training survives re-indexing.
+
+Answer models (revision 0007, feedback/generators.py):
+
+- `models`: one row per fine-tuning run of the answer model (`kind = "generator"`): provider,
+  base, the candidate's model id or GGUF path, data counts, figures before and after, the gate's
+  verdict, and its status; the row whose status is `serving` is what every process answers with.
 """
 
 from __future__ import annotations
@@ -304,3 +310,31 @@ class RelevanceJudgment(Base):
     reviewer: Mapped[str] = mapped_column(String(64))  # console username of the last verdict
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
+
+
+MODEL_STATUSES = ("training", "candidate", "serving", "retired", "refused", "failed", "cancelled")
+
+
+class ModelVersion(Base):
+    __tablename__ = "models"
+    __table_args__ = (Index("ix_models_kind_status", "kind", "status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the run id
+    kind: Mapped[str] = mapped_column(String(16))  # "generator"
+    provider: Mapped[str] = mapped_column(String(16))  # "openai" or "local"
+    method: Mapped[str] = mapped_column(String(16))  # the data format: "sft" or "dpo"
+    base: Mapped[str] = mapped_column(Text)  # the model it was trained from (id or GGUF path)
+    model: Mapped[str | None] = mapped_column(Text)  # the candidate's model id or GGUF path
+    job_id: Mapped[str | None] = mapped_column(String(128))  # a hosted fine-tuning job
+    examples: Mapped[dict[str, Any]]  # {"train", "held_out"}
+    figures: Mapped[dict[str, Any]]  # {"before": {set: ...}, "after": {set: ...}}
+    gate: Mapped[dict[str, Any]]  # {"passed", "reasons"}
+    status: Mapped[str] = mapped_column(String(16))  # one of MODEL_STATUSES
+    replaced: Mapped[str | None] = mapped_column(String(64))  # what it replaced when it last served
+    cancel_requested: Mapped[bool]
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    served_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]

@@ -58,7 +58,7 @@ from knowledge.generate import (
     LLMUnavailable,
     LocalGenerator,
     OpenAIGenerator,
-    local_available,
+    effective_provider,
     sentences,
 )
 from knowledge.prompt import PROMPT_VERSION, number_by_document
@@ -94,11 +94,7 @@ class Retrieval:
 
 
 def make_generator(settings: Settings, embedder: Embedder) -> Generator:
-    provider = settings.llm.provider
-    if provider == "auto":
-        provider = (
-            "openai" if settings.llm.openai_configured else "local" if local_available() else "extractive"
-        )
+    provider = effective_provider(settings.llm)
     if provider == "openai":
         return OpenAIGenerator(settings.llm)
     if provider == "local":

@@ -1,11 +1,21 @@
-"""Answer generators: an OpenAI-compatible server, a local GGUF model, or extractive (no LLM)."""
+"""Answer generators: an OpenAI-compatible server, a local GGUF model, or extractive (no LLM).
+
+A fine-tuned answer model, once promoted (`lore tune generator`), replaces `llm.model` (openai)
+or the local GGUF (local) in every process without a restart: `FollowingGenerator` asks a
+lookup which model serves (a port: the composition root passes one that reads the `models`
+table, so this package never imports the feedback log) at most every `FOLLOW_SECONDS`, and builds
+the new model's generator between two answers. A failing lookup keeps the current model.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from llama_index.core.llms import ChatMessage, MessageRole
 
@@ -16,10 +26,12 @@ from knowledge.prompt import chat_messages
 
 __all__ = [
     "ExtractiveGenerator",
+    "FollowingGenerator",
     "Generator",
     "LLMUnavailable",
     "LocalGenerator",
     "OpenAIGenerator",
+    "ServedModel",
     "local_available",
     "sentences",
 ]
@@ -32,7 +44,8 @@ class LLMUnavailable(Exception):
 
 
 class Generator(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str: ...
 
@@ -130,3 +143,104 @@ def local_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+# -- the promoted answer model -------------------------------------------------------------
+
+FOLLOW_SECONDS = 15.0  # how often a process asks which answer model serves (a promotion shows within this)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A promoted answer model: `model` is an OpenAI model id (`provider="openai"`) or a GGUF
+    path (`"local"`); `id` is its run in the `models` table."""
+
+    id: str
+    provider: str
+    model: str
+
+
+ServedLookup = Callable[[], "ServedModel | None"]  # None: the configured model serves
+
+
+def effective_provider(settings: LLMSettings) -> str:
+    """`llm.provider` with `auto` resolved as answers resolve it."""
+    if settings.provider != "auto":
+        return settings.provider
+    return "openai" if settings.openai_configured else "local" if local_available() else "extractive"
+
+
+def with_model(settings: LLMSettings, served: ServedModel) -> LLMSettings:
+    """`settings` answering with `served` instead of the configured model."""
+    if served.provider == "openai":
+        return settings.model_copy(update={"model": served.model})
+    return settings.model_copy(update={"local_model_path": served.model})
+
+
+class FollowingGenerator:
+    """The configured generator, or the promoted model of the same provider when `lookup` names
+    one. Anything else (`chat`, used by thread summaries) goes to the generator in use."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        configured: Callable[[], Generator],
+        lookup: ServedLookup,
+        *,
+        every: float = FOLLOW_SECONDS,
+    ) -> None:
+        self._settings, self._configured, self._lookup, self._every = settings, configured, lookup, every
+        self._provider = effective_provider(settings)
+        self._lock = threading.Lock()
+        self._served: ServedModel | None = None
+        self._current: Generator | None = None
+        self._checked = float("-inf")
+
+    @property
+    def served(self) -> ServedModel | None:
+        """The promoted model in use (None: the configured one)."""
+        self.current()
+        return self._served
+
+    def current(self) -> Generator:
+        with self._lock:
+            now = time.monotonic()
+            if self._current is not None and now - self._checked < self._every:
+                return self._current
+            self._checked = now
+            try:
+                served = self._lookup()
+            except Exception as exc:  # the database is down: keep answering with what we have
+                log.warning("could not read the serving answer model (%s); keeping the current one", exc)
+                served = self._served
+            if served is not None and served.provider != self._provider:
+                served = None  # e.g. a hosted model while this process is configured for local
+            if self._current is None or served != self._served:
+                try:
+                    self._current, self._served = self._build(served), served
+                    log.info("answering with %s", self._current.name)
+                except Exception:
+                    log.exception("could not load answer model %s; keeping the current one", served)
+                    if self._current is None:
+                        self._current, self._served = self._configured(), None
+            return self._current
+
+    def _build(self, served: ServedModel | None) -> Generator:
+        if served is None:
+            return self._configured()
+        settings = with_model(self._settings, served)
+        if served.provider == "openai":
+            return OpenAIGenerator(settings)
+        return LocalGenerator(settings)
+
+    @property
+    def name(self) -> str:
+        return self.current().name
+
+    def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:
+        return self.current().generate(question, chunks, history)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return getattr(self.current(), attr)

@@ -70,3 +70,17 @@ def chat_messages(
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": user_message(question, chunks, history)},
     ]
+
+
+_SOURCE_BLOCK = re.compile(r'<source id="(\d+)">\n(.*?)\n</source>', re.DOTALL)
+
+
+def sources_in(messages: Sequence[dict[str, str]]) -> dict[int, list[str]]:
+    """Source number -> its chunks' texts, read back from messages `chat_messages` made (e.g. a
+    dataset example's prompt): what an answer to them may cite."""
+    user = next((m["content"] for m in messages if m["role"] == "user"), "")
+    out: dict[int, list[str]] = {}
+    for match in _SOURCE_BLOCK.finditer(user):
+        _header, _, text = match.group(2).partition("\n\n")
+        out.setdefault(int(match.group(1)), []).append(text)
+    return out

@@ -13,8 +13,8 @@ from knowledge.abstain import thresholds_for
 from knowledge.access import AccessPolicy, Audience
 from knowledge.answer import Answer, RetrievedChunk, Turn
 from knowledge.embeddings import Embedder
-from knowledge.engine import CitingQueryEngine
-from knowledge.generate import Generator
+from knowledge.engine import CitingQueryEngine, make_generator
+from knowledge.generate import FollowingGenerator, Generator, ServedLookup, effective_provider
 from knowledge.store import IndexStore
 from knowledge.summarize import ThreadSummary
 from knowledge.sync import ProgressCallback, SyncProgress, sync_source
@@ -29,7 +29,10 @@ class Knowledge:
     answering: on a switch it builds the new model's store, embedder and engine beside the old
     ones, then swaps them in, so a question is answered by the old model or the new one, never
     fails. The old store is closed a while later (`RETIRED_CLOSE_AFTER`), once answers that
-    started on it are done. `view` pins one model (a promotion building its collection)."""
+    started on it are done. `view` pins one model (a promotion building its collection).
+
+    `served`: which fine-tuned answer model serves (`knowledge.generate.FollowingGenerator`);
+    without it, the configured `llm` answers."""
 
     RETIRED_CLOSE_AFTER = 120.0
 
@@ -40,9 +43,14 @@ class Knowledge:
         generator: Generator | None = None,
         embedder: Embedder | None = None,
         view: ServingView | None = None,
+        served: ServedLookup | None = None,
     ) -> None:
         self.settings = settings
         self._generator = generator
+        if generator is None and served is not None and effective_provider(settings.llm) != "extractive":
+            self._generator = FollowingGenerator(
+                settings.llm, lambda: make_generator(settings, self.embedder), served
+            )
         self._lock = threading.RLock()
         self._switching = threading.Lock()
         self._store: IndexStore | None = None

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
-from workers.ports import PROMOTING, SyncStatus, TaskClient, TuneRequest
+from workers.ports import PROMOTING, GeneratorRequest, SyncStatus, TaskClient, TuneRequest
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -89,14 +89,15 @@ def worker_queues(settings: Settings, timeout: float = 2.0) -> dict[str, list[st
 
 def request_tuning(
     settings: Settings,
-    request: TuneRequest,
+    request: TuneRequest | GeneratorRequest,
     *,
     wait: bool = True,
     on_step: Callable[[str], None] | None = None,
     poll: float = 1.0,
 ) -> dict[str, Any]:
-    """Queue a retriever-tuning run on the workers' `train` queue. `wait`: until it ends (its
-    `lore tune --json` body); else until its promotion's rebuild starts, or it ends first
+    """Queue a retriever-tuning run (or, with a `GeneratorRequest`, an answer-model one) on the
+    workers' `train` queue. `wait`: until it ends (its `lore tune --json` body); else until its
+    promotion's rebuild starts (an answer-model run: until it starts), or it ends first
     (`{"task_id", "step"}`). Raises RuntimeError when the run failed."""
     from dataclasses import asdict
 
@@ -107,14 +108,16 @@ def request_tuning(
         raise ValueError("--no-wait needs workers: set redis.url and run `lore worker -Q train`")
     payload = asdict(request)
     payload.pop("requested_by")
-    if payload["pairs_file"] is not None:
+    if payload.get("pairs_file") is not None:
         payload["pairs_file"] = str(payload["pairs_file"])
+    generator = isinstance(request, GeneratorRequest)
+    name = TaskName.TUNE_GENERATOR if generator else TaskName.TUNE_RETRIEVER
     app = make_celery(settings)
     try:
         result = app.send_task(
-            TaskName.TUNE_RETRIEVER,
+            name,
             kwargs={"request": payload, "requested_by": request.requested_by},
-            queue=str(QUEUE_OF[TaskName.TUNE_RETRIEVER]),
+            queue=str(QUEUE_OF[name]),
         )
         seen = None
         hint_at = time.monotonic() + 30  # nobody took it by then: say who must
@@ -134,7 +137,7 @@ def request_tuning(
                 seen = step
                 if on_step:
                     on_step(step)
-                if not wait and step.startswith(PROMOTING):
+                if not wait and (generator or step.startswith(PROMOTING)):
                     return {"task_id": result.id, "step": step}
             time.sleep(poll)
     finally:
@@ -185,3 +188,18 @@ def tune_here(
     from workers.tuning import tune_retriever
 
     return tune_retriever(settings, knowledge, sessions, request, step=step, on_train_step=on_train_step)
+
+
+def tune_generator_here(
+    settings: Settings,
+    knowledge: Knowledge,
+    sessions: SessionFactory,
+    request: GeneratorRequest,
+    *,
+    step: Callable[[str], None] | None = None,
+    on_train_step: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run an answer-model fine-tuning run in this process; see workers/generator_tuning.py."""
+    from workers.generator_tuning import tune_generator
+
+    return tune_generator(settings, knowledge, sessions, request, step=step, on_train_step=on_train_step)

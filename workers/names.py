@@ -35,6 +35,7 @@ class TaskName(StrEnum):
     CLUSTER_GAPS = "lore.cluster_gaps"  # cluster the questions (feedback/gaps.py) and store the run
     GAPS_DIGEST = "lore.gaps_digest"  # post the top new gaps to gaps.digest_channel
     TUNE_RETRIEVER = "lore.tune_retriever"  # train, measure and maybe promote a retriever (workers/tuning.py)
+    TUNE_GENERATOR = "lore.tune_generator"  # fine-tune, measure and maybe promote the answer model
     CHANGE_MODEL = "lore.change_model"  # promote a retriever or roll back (the console's Models page)
 
 
@@ -51,6 +52,7 @@ QUEUE_OF: dict[TaskName, Queue] = {
     TaskName.CLUSTER_GAPS: Queue.FEEDBACK,  # reads the database, embeds questions; no index
     TaskName.GAPS_DIGEST: Queue.FEEDBACK,
     TaskName.TUNE_RETRIEVER: Queue.TRAIN,
+    TaskName.TUNE_GENERATOR: Queue.TRAIN,
     TaskName.CHANGE_MODEL: Queue.TRAIN,  # a full model's promotion re-indexes every source
 }
 

@@ -47,6 +47,17 @@ class TuneRequest:
     requested_by: str | None = None
 
 
+@dataclass
+class GeneratorRequest:
+    """An answer-model fine-tuning run as asked (`lore tune generator`, `lore.tune_generator`)."""
+
+    provider: Literal["openai", "local"]
+    format: Literal["sft", "dpo"]
+    max_minutes: float
+    promote: Literal["auto", "never"] = "auto"
+    requested_by: str | None = None
+
+
 class TaskClient(Protocol):
     def record_interaction(self, record: InteractionRecord) -> None:
         """Never blocks the caller for long and never loses the record."""

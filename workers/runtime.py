@@ -43,9 +43,10 @@ class Runtime:
 
     @cached_property
     def knowledge(self) -> Knowledge:
+        from feedback.generators import lookup
         from knowledge.service import Knowledge
 
-        return Knowledge(self.settings)
+        return Knowledge(self.settings, served=lookup(self.settings))  # follows answer-model promotions
 
     @cached_property
     def database(self) -> Database:

@@ -219,6 +219,28 @@ def tune_retriever(
     return tune_retriever(settings, rt.knowledge, rt.database.sessions, job, step=step)
 
 
+def tune_generator(
+    task: Task[Any, Any], request: dict[str, Any], requested_by: str | None = None
+) -> dict[str, Any]:
+    """Fine-tune, measure and maybe promote the answer model (`workers.generator_tuning`), under
+    the tuning lock the retriever's runs share. A hosted job survives the worker: the next run
+    resumes watching it."""
+    from workers.generator_tuning import tune_generator
+    from workers.ports import GeneratorRequest
+
+    settings = _settings(task)
+    rt = runtime_for(settings)
+    job = GeneratorRequest(
+        **{"max_minutes": settings.tuning.max_minutes, **request}, requested_by=requested_by
+    )
+
+    def step(text: str) -> None:
+        log.info("tune generator: %s", text)
+        task.update_state(state="PROGRESS", meta={"step": text})
+
+    return tune_generator(settings, rt.knowledge, rt.database.sessions, job, step=step)
+
+
 def change_model(
     task: Task[Any, Any], action: str, model_id: str | None = None, requested_by: str | None = None
 ) -> dict[str, Any]:
@@ -344,6 +366,13 @@ def register(app: Celery, settings: Settings) -> None:
         time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
         **{**common, "acks_late": False, "reject_on_worker_lost": False},  # a killed run is not redelivered
     )(tune_retriever)
+    app.task(
+        name=TaskName.TUNE_GENERATOR,
+        queue=QUEUE_OF[TaskName.TUNE_GENERATOR],
+        soft_time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600,
+        time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
+        **{**common, "acks_late": False, "reject_on_worker_lost": False},  # a killed run is not redelivered
+    )(tune_generator)
     # Like training: never retried nor redelivered; a change that died left the pointer as it was.
     app.task(
         name=TaskName.CHANGE_MODEL,

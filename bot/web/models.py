@@ -1,4 +1,5 @@
-"""The Models page (admins): the retriever's tuning runs, which one serves, Promote and Roll back.
+"""The Models page (admins): the retriever's tuning runs, which one serves, Promote and Roll back;
+and the answer model's fine-tuning runs (`feedback.generators`) and which answer model serves.
 
 The runs are `knowledge.tuning.registry`'s records, read on every view (the pointer is the truth
 for which model serves). Promote and Roll back start a background model change
@@ -60,11 +61,14 @@ def models_router(console: Console) -> APIRouter:
     runner = console.promotions
 
     def read() -> dict[str, Any]:
+        from feedback import generators
         from feedback.judgments import count_judgments
 
         serving = registry.serving(settings)
         runs = registry.runs(settings)
         return {
+            "generator": generators.active(settings),
+            "generator_runs": generators.runs(console.db.sessions),
             "serving": serving,
             "previous": registry.previous(settings),
             "rows": [_row(r, serving.id) for r in runs],

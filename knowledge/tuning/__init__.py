@@ -10,10 +10,12 @@ The pieces, in the order a run uses them:
   `promotion`: building a model's collection, the switch, rollback, dropping old collections;
   `lock`: one tuning run at a time.
 
-The answer model's side (issue 20, not wired to a command yet): `lora` trains a LoRA adapter on
-the local GGUF model with TRL + PEFT on CPU and merges it into a GGUF llama.cpp serves; `hosted`
-fine-tunes through OpenAI's fine-tuning API (or any server that implements it) from an exported
-SFT or DPO file, and resumes a job a dead process was watching.
+The answer model's side (`lore tune generator`): `lora` trains a LoRA adapter on the local GGUF
+model with TRL + PEFT on CPU and merges it into a GGUF llama.cpp serves; `hosted` fine-tunes
+through OpenAI's fine-tuning API (or any server that implements it) from an exported SFT or DPO
+file, and resumes a job a dead process was watching; `answer_gate` measures a candidate against
+the serving model with the answer checks and decides. The run is `workers/generator_tuning.py`;
+its record and the promotion every process follows are the `models` table (`feedback/generators.py`).
 
 Reading judgments and curated answers from the feedback database is `feedback/tuning.py`; the run
 that ties these together is `workers/tuning.py`.

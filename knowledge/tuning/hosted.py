@@ -366,8 +366,17 @@ def resume(
 
 
 def cancel(client: OpenAI, job_id: str) -> str:
-    """Ask the provider to cancel `job_id`; its status after the request (`cancelled` normally)."""
-    return client.fine_tuning.jobs.cancel(job_id).status
+    """Ask the provider to cancel `job_id`; its status after the request (`cancelled` normally).
+    A job that already ended (e.g. the run watching it cancelled it first) gives its status."""
+    import openai
+
+    try:
+        return client.fine_tuning.jobs.cancel(job_id).status
+    except openai.BadRequestError:
+        status = client.fine_tuning.jobs.retrieve(job_id).status
+        if status in TERMINAL:
+            return status
+        raise
 
 
 def log_progress(p: Progress) -> None:

@@ -11,7 +11,8 @@ validating_files -> queued (or failed, when the file is not of the method's shap
 Events are listed newest first with `after`/`limit`/`has_more`, as the real API does. State lives in
 the server, so a client that dies and comes back sees the same job. `rate_limit(...)` answers the
 next matching request with a 429 (the SDK's retries must absorb it). Chat completions answer only
-for models this server fine-tuned (or `base_models`).
+for models this server fine-tuned (or `base_models`); `tuned_reply` makes the fine-tuned ones
+answer differently from the base (a better model, or one made worse on purpose).
 """
 
 from __future__ import annotations
@@ -111,11 +112,13 @@ class FineTuneServer:
         min_examples: int = 10,
         base_models: Iterable[str] = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14"),
         reply: str = "Everyone gets 25 days of paid leave a year [1].",
+        tuned_reply: str | None = None,
     ) -> None:
         if polls < 3:
             raise ValueError("a job needs at least 3 polls: queued, running, done")
         self.api_key, self.polls, self.fail_with = api_key, polls, fail_with
         self.min_examples, self.base_models, self.reply = min_examples, set(base_models), reply
+        self.tuned_reply = tuned_reply  # what the models it fine-tuned answer (None: `reply`)
         self.files: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, Job] = {}  # in creation order
         self.requests: list[dict[str, Any]] = []  # every request, for assertions
@@ -414,15 +417,16 @@ class FineTuneServer:
             raise Rejected(400, "'model' and a non-empty 'messages' list are required")
         if not all(isinstance(m, dict) and "role" in m and "content" in m for m in messages):
             raise Rejected(400, "each message needs 'role' and 'content'", param="messages")
-        served = {j.fine_tuned_model for j in self.jobs.values() if j.fine_tuned_model} | self.base_models
-        if model not in served:
+        tuned = {j.fine_tuned_model for j in self.jobs.values() if j.fine_tuned_model}
+        if model not in tuned | self.base_models:
             raise Rejected(
                 404,
                 f"The model `{model}` does not exist or you do not have access to it.",
                 code="model_not_found",
             )
         self.chat_models.append(model)
-        return web.json_response(chat_completion(self.reply, model))
+        reply = self.tuned_reply if model in tuned and self.tuned_reply is not None else self.reply
+        return web.json_response(chat_completion(reply, model))
 
 
 def _check_method(method: Any) -> None:

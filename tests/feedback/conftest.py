@@ -38,6 +38,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
             "escalations",
             "expert_answers",
             "relevance_judgments",
+            "models",
         ):
             conn.execute(text(f"DELETE FROM {table}"))
     yield database

@@ -144,7 +144,45 @@ def test_0006_adds_relevance_judgments_that_survive_an_upgrade_and_go_cleanly_on
         assert conn.execute(text("SELECT status FROM reviews WHERE answer_id = 'a1'")).scalar() == "approved"
 
     db.upgrade()
-    assert db.current() == db.head() == "0006"
+    assert db.current() == db.head()
     assert judgments_for(db.sessions, "a1") == []
     record_judgment(db.sessions, "a1", passage, relevant=False, origin="retrieved", reviewer="rex")
     assert [j.relevant for j in judgments_for(db.sessions, "a1")] == [False]
+
+
+def test_0007_adds_the_models_table_and_a_downgrade_removes_only_it(db):
+    """Answer-model runs written at 0007 survive a no-op upgrade; down to 0006 the table and its
+    index are gone and the judgments around it are untouched; back up, it is empty and works."""
+    from sqlalchemy import text
+
+    from feedback import generators
+    from feedback.judgments import Passage, judgments_for, record_judgment
+    from feedback.store import record_interaction
+    from tests.feedback.test_store import interaction
+
+    record_interaction(db.sessions, interaction("a1"))
+    passage = Passage("c-1", "hb:hr/leave.md", "hr/leave.md", "sha-v1", "Everyone gets 25 days.", "Leave")
+    record_judgment(db.sessions, "a1", passage, relevant=True, origin="retrieved", reviewer="ada")
+    run = generators.start_run(db.sessions, provider="openai", method="sft", base="gpt-4o-mini-2024-07-18")
+    generators.save(
+        db.sessions, run.id, model="ft:x", status="candidate", gate={"passed": True, "reasons": []}
+    )
+    generators.promote(db.sessions, run.id)
+
+    db.upgrade()
+    assert generators.served_model(db.sessions) is not None
+
+    db.downgrade("0006")
+    assert db.current() == "0006"
+    with db.engine.connect() as conn:
+        inspector = inspect(conn)
+        assert "models" not in inspector.get_table_names()
+        assert "relevance_judgments" in inspector.get_table_names()
+        assert conn.execute(text("SELECT count(*) FROM relevance_judgments")).scalar() == 1
+    assert len(judgments_for(db.sessions, "a1")) == 1
+
+    db.upgrade()
+    assert db.current() == db.head() == "0007"
+    assert generators.runs(db.sessions) == [] and generators.served_model(db.sessions) is None
+    again = generators.start_run(db.sessions, provider="local", method="dpo", base="/m/base.gguf")
+    assert generators.get(db.sessions, again.id).status == "training"

@@ -200,3 +200,35 @@ async def test_only_admins_with_the_csrf_token_change_the_serving_model(lore):
     assert response.status_code == 403 and "cross-site" in response.text
     assert registry.serving_id(settings) == registry.BASE
     assert not lore.console.promotions.status()["running"]
+
+
+async def test_answer_model_runs_are_listed_beside_the_retrievers_with_the_one_that_answers(lore):
+    from feedback import generators
+
+    sessions = lore.db.sessions
+    retriever = candidate(lore.settings, "adapter")
+    worse = generators.start_run(sessions, provider="openai", method="sft", base="gpt-4o-mini-2024-07-18")
+    generators.save(
+        sessions, worse.id, model="ft:worse", status="refused", examples={"train": 12, "held_out": 4},
+        gate={"passed": False, "reasons": ["refused: held-out citation validity 0.000 (at least 0.99)"]},
+    )  # fmt: skip
+    better = generators.start_run(sessions, provider="local", method="dpo", base="/m/base.gguf")
+    generators.save(sessions, better.id, model="/m/run/model.gguf", status="candidate", gate={"passed": True})
+    generators.promote(sessions, better.id)
+    client = await lore.signed_in(ADMIN, ADMIN_PW)
+
+    page = (await client.page("/admin/models")).text
+    assert f'data-model="{retriever.id}"' in page  # the retriever's runs are still there
+    answers = page.split('id="answer-models"')[1]
+    assert answers.index(f'data-generator="{better.id}"') < answers.index(f'data-generator="{worse.id}"')
+    theirs = answers.split(f'data-generator="{worse.id}"')[1].split("<tr")[0]
+    assert "train 12, held out 4" in theirs and "ft:worse" in theirs
+    assert "citation validity 0.000" in theirs and "model-refused" in theirs
+    mine = answers.split(f'data-generator="{better.id}"')[1].split("<tr")[0]
+    assert "model-serving" in mine and "/m/run/model.gguf" in mine
+    shown = generators.active(lore.settings)
+    assert 'id="serving-generator"' in page
+    if shown["source"] == "promoted":  # this console answers with the local model
+        assert f"run {better.id}" in page
+    else:
+        assert shown["model"] in page
