@@ -194,6 +194,11 @@ class RetrievalSettings(_Section):
     max_per_doc: int = Field(default=1, ge=0)
     depth: int = Field(default=20, ge=1, le=200)
     doc_boost: float = Field(default=0.1, ge=0, le=1)
+    # With a cap, the answer (not the ranking) also sees up to this many more chunks of the best
+    # document: its next best within `depth`, after the top-k. The cap keeps a second page in the
+    # top 5, and an answer still reads around the best one's match. Off until measured on every
+    # eval set (BENCHMARKS.md, "Extractive answers": handbook fact hits 0.658 -> 0.711 at 2).
+    context_chunks: int = Field(default=0, ge=0, le=10)
     # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
     # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in
     # thresholds, or those calibrated on the corpus if `abstain_calibrated` is on.

@@ -37,6 +37,8 @@ class RetrievedChunk(BaseModel):
     dense_score: float | None = None  # cosine similarity to the question, whatever the mode
     # A chunk the per-document cap left out of the answer, kept for the confidence only.
     confidence_only: bool = Field(default=False, exclude=True)
+    # More of the best document for the answer to read, after the top-k (`context_chunks`).
+    context_only: bool = Field(default=False, exclude=True)
     # Who may read it (knowledge/access.py); chunks recorded before permissions were public.
     access: list[str] = Field(default_factory=lambda: ["public"])
 

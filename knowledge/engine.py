@@ -267,7 +267,7 @@ class CitingQueryEngine(CustomQueryEngine):
     ) -> list[RetrievedChunk]:
         """The top chunks for `query` (abbreviations expanded), best first."""
         found = self._retrieve(query, top_k, source, mode, audience=audience, sources=sources)[2]
-        return self._split(found)[0]
+        return [c for c in self._split(found)[0] if not c.context_only]
 
     def lookup(
         self,
@@ -346,7 +346,9 @@ class CitingQueryEngine(CustomQueryEngine):
         if wider.grants == audience.grants or wider.grants <= audience.grants:
             return 0
         _, vector, found = self._retrieve(query, top_k, source, None, audience=wider, sources=sources)
-        unreadable = [c for c in found if not c.confidence_only and not audience.can_read(c.access)]
+        unreadable = [
+            c for c in found if not (c.confidence_only or c.context_only) and not audience.can_read(c.access)
+        ]
         if not unreadable:
             return 0
         floor = self.thresholds(source).floor
@@ -547,6 +549,7 @@ def _to_chunk(found: Ranked) -> RetrievedChunk:
         doc_hash=str(meta.get("content_hash", "")),
         dense_score=round(found.cosine, 4) if found.cosine is not None else None,
         confidence_only=found.confidence_only,
+        context_only=found.context_only,
         # A chunk indexed before access labels (only an unfiltered search finds one) is readable
         # by nobody until the next sync labels it: fail closed.
         access=[str(a) for a in meta.get(ACCESS_KEY) or []],

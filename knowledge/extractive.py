@@ -183,10 +183,11 @@ def _paragraph(content: str) -> list[tuple[str, list[str]]]:
 @dataclass(eq=False)  # compared (and hashed) by identity
 class _Candidate:
     unit: Unit
-    chunk: int  # retrieval rank of its chunk
+    chunk: int  # position of its chunk among those read
     n: int  # citation number
     index: int  # position within its chunk's units
     section: str  # the page title and the heading the unit is under
+    rank: int  # retrieval rank of its chunk's document
     score: float = 0.0
 
 
@@ -206,7 +207,9 @@ class ExtractiveGenerator:
         self._terms = SparseEncoder().terms
 
     def generate(self, question: str, chunks: list[RetrievedChunk], history: list[Turn]) -> str:
-        per_chunk = [self._candidates(rank, chunk) for rank, chunk in enumerate(chunks[: self._top])]
+        per_chunk = [
+            self._candidates(at, rank, chunk) for at, (rank, chunk) in enumerate(_reading(chunks, self._top))
+        ]
         quotable = [c for group in per_chunk for c in group if c.unit.quotable]
         if not quotable:
             return "\n".join(f"{c.text.strip()[:400]} [{c.n}]" for c in chunks[:1])
@@ -222,7 +225,7 @@ class ExtractiveGenerator:
         lines = [f"- {_render(c, picked)} [{c.n}]" for c in picked]
         return "From the docs:\n\n" + "\n".join(lines)
 
-    def _candidates(self, rank: int, chunk: RetrievedChunk) -> list[_Candidate]:
+    def _candidates(self, at: int, rank: int, chunk: RetrievedChunk) -> list[_Candidate]:
         own = chunk.heading.split(" > ")[-1] if chunk.heading and chunk.heading != chunk.title else ""
         found = units(chunk.text, heading=own)
         item_chars: dict[tuple[int, int], int] = {}
@@ -248,7 +251,7 @@ class ExtractiveGenerator:
             else:
                 merged.append(u)
         return [
-            _Candidate(u, rank, chunk.n or 0, i, " > ".join(p for p in (chunk.title, u.heading) if p))
+            _Candidate(u, at, chunk.n or 0, i, " > ".join(p for p in (chunk.title, u.heading) if p), rank)
             for i, u in enumerate(merged)
         ]
 
@@ -276,7 +279,7 @@ class ExtractiveGenerator:
                 words = sum(w for t, w in idf.items() if t in terms) / total
                 words += 0.5 * sum(w for t, w in idf.items() if t in around and t not in terms) / total
                 score = float(d) + W_WORDS * words + W_SECTION * float(section[c.section])
-                score += W_RANK / (c.chunk + 1)
+                score += W_RANK / (c.rank + 1)
                 if quantity and _DIGIT.search(text):
                     score += W_NUMBER
                 if _POINTER.match(c.unit.text):
@@ -286,6 +289,15 @@ class ExtractiveGenerator:
                 scores.append(score)
             out.append(scores)
         return out
+
+
+def _reading(chunks: list[RetrievedChunk], top: int) -> list[tuple[int, RetrievedChunk]]:
+    """The chunks to quote from, each with the rank its document has: the top `top`, and after
+    them more chunks of those documents (the engine's `context_chunks`)."""
+    first = {c.doc_id: rank for rank, c in enumerate(chunks[:top])}
+    return [(rank, c) for rank, c in enumerate(chunks[:top])] + [
+        (first[c.doc_id], c) for c in chunks[top:] if c.doc_id in first
+    ]
 
 
 def _parts(question: str) -> list[str]:
@@ -337,7 +349,7 @@ def _best_units(
         ]
         if len(table) <= 3:
             picked += [c for c in table if c not in picked]
-    return sorted(picked, key=lambda c: (c.chunk, c.index))  # document order reads better
+    return sorted(picked, key=lambda c: (c.rank, c.chunk, c.index))  # document order reads better
 
 
 def _same_table(a: _Candidate, b: _Candidate) -> bool:

@@ -348,6 +348,7 @@ class IndexStore:
                 max_per_doc=retrieval.max_per_doc,
                 depth=retrieval.depth,
                 doc_boost=retrieval.doc_boost,
+                context_chunks=retrieval.context_chunks,
                 fusion=retrieval.fusion,
                 dense_weight=retrieval.dense_weight,
             )

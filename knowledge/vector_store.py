@@ -47,13 +47,14 @@ _MODES: dict[VectorStoreQueryMode, SearchMode] = {
 
 class Ranked(NamedTuple):
     """One search result: the point (`hit.score` the ranking score), the query mode, the
-    query's cosine to the point, and whether only the confidence may use it (the document cap
-    left it out of the top-k)."""
+    query's cosine to the point, whether only the confidence may use it (the document cap
+    left it out of the top-k), and whether only the answer's context may (`context_chunks`)."""
 
     hit: Hit
     mode: SearchMode
     cosine: float | None
     confidence_only: bool = False
+    context_only: bool = False
 
 
 class LoreVectorStore(BasePydanticVectorStore):
@@ -67,6 +68,7 @@ class LoreVectorStore(BasePydanticVectorStore):
     max_per_doc: int = 0
     depth: int = 0
     doc_boost: float = 0.0  # with a cap: each further chunk of a document adds this share of its score
+    context_chunks: int = 0  # with a cap: more chunks of the best document, for the answer only
     fusion: str = "rrf"  # or "dbsf": distribution-based score fusion
     dense_weight: float = 1.0  # the dense list's weight in either fusion (the sparse list's is 1)
 
@@ -170,15 +172,24 @@ class LoreVectorStore(BasePydanticVectorStore):
         scored.sort(
             key=lambda hc: (-round(hc[0].score, 6), -(hc[1] if hc[1] is not None else -2.0), hc[0].id)
         )
-        doc_of = lambda hc: str(hc[0].payload.get("doc_id", ""))  # noqa: E731
+
+        def doc_of(hc: tuple[Hit, float | None]) -> str:
+            return str(hc[0].payload.get("doc_id", ""))
+
         best = scored[:CONFIDENCE_TOP]
         if self.doc_boost and self.max_per_doc:
             scored = rank_documents(scored, doc_of, lambda hc: hc[0].score, self.doc_boost)
-        scored = cap_per_document(scored, doc_of, top_k, self.max_per_doc)
+        pool, scored = scored, cap_per_document(scored, doc_of, top_k, self.max_per_doc)
         ranked = [Ranked(hit, mode, cosine) for hit, cosine in scored]
+        kept = {hit.id for hit, _ in scored}
+        if self.max_per_doc and self.context_chunks and scored:
+            # The best document's next best chunks, after the top-k, for the answer to read.
+            first = doc_of(scored[0])
+            more = [hc for hc in pool if doc_of(hc) == first and hc[0].id not in kept][: self.context_chunks]
+            ranked += [Ranked(hit, mode, cosine, context_only=True) for hit, cosine in more]
+            kept |= {hit.id for hit, _ in more}
         # The best chunks before the cap, if it dropped them, go last, marked: confidence
         # (abstention) still looks at them, the answer doesn't get them.
-        kept = {hit.id for hit, _ in scored}
         ranked += [Ranked(hit, mode, cosine, True) for hit, cosine in best if hit.id not in kept]
         return ranked
 

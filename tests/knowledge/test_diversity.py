@@ -82,3 +82,31 @@ def test_one_long_page_does_not_fill_the_top_k(tmp_path, make_knowledge):
     assert answer.citations
     assert {c.path for c in answer.citations} <= set(paths)
     assert {c.doc_id for c in answer.citations} <= {c.doc_id for c in answer.chunks}
+
+
+def test_the_answer_reads_more_of_the_best_page_without_changing_the_ranking(tmp_path, make_knowledge):
+    docs = corpus(tmp_path)
+    question = "how do we rotate the release signing key?"
+    chunking = {"size": 48, "overlap": 0}
+    capped = {"max_per_doc": 1}
+
+    def knowledge(name: str, **retrieval: int):
+        kn = make_knowledge(
+            corpus_sources(docs), chunking=chunking, retrieval=retrieval, data_dir=tmp_path / name
+        )
+        assert kn.sync("handbook").error is None
+        return kn
+
+    plain = knowledge("plain", **capped)
+    wider = knowledge("wider", **capped, context_chunks=2)
+    ranking = [c.chunk_id for c in plain.engine.search(question, top_k=3)]
+    assert [c.chunk_id for c in wider.engine.search(question, top_k=3)] == ranking  # search: unchanged
+
+    answer = wider.answer(question, top_k=3)
+    assert [c.chunk_id for c in answer.chunks[:3]] == ranking  # the top-k first, as ranked
+    more = answer.chunks[3:]
+    assert len(more) == 2, [c.path for c in answer.chunks]
+    assert {c.doc_id for c in more} == {answer.chunks[0].doc_id}  # more of the best page only
+    assert not {c.chunk_id for c in more} & set(ranking)
+    assert {c.n for c in more} == {answer.chunks[0].n}  # cited under the best page's number
+    assert len(plain.answer(question, top_k=3).chunks) == 3
