@@ -359,20 +359,14 @@ def register(app: Celery, settings: Settings) -> None:
     # Training is never retried nor redelivered: a run that died left the serving model as it
     # was, and the next scheduled or requested run starts over. Its limit is the training budget
     # plus the measuring and a re-index, generously.
-    app.task(
-        name=TaskName.TUNE_RETRIEVER,
-        queue=QUEUE_OF[TaskName.TUNE_RETRIEVER],
-        soft_time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600,
-        time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
-        **{**common, "acks_late": False, "reject_on_worker_lost": False},  # a killed run is not redelivered
-    )(tune_retriever)
-    app.task(
-        name=TaskName.TUNE_GENERATOR,
-        queue=QUEUE_OF[TaskName.TUNE_GENERATOR],
-        soft_time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600,
-        time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
-        **{**common, "acks_late": False, "reject_on_worker_lost": False},  # a killed run is not redelivered
-    )(tune_generator)
+    for name, run in ((TaskName.TUNE_RETRIEVER, tune_retriever), (TaskName.TUNE_GENERATOR, tune_generator)):
+        app.task(
+            name=name,
+            queue=QUEUE_OF[name],
+            soft_time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600,
+            time_limit=int(settings.tuning.max_minutes * 60) + 4 * 3600 + 120,
+            **{**common, "acks_late": False, "reject_on_worker_lost": False},  # killed: not redelivered
+        )(run)
     # Like training: never retried nor redelivered; a change that died left the pointer as it was.
     app.task(
         name=TaskName.CHANGE_MODEL,

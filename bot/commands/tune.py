@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -100,12 +101,32 @@ def retriever(
 
 
 def _here(settings: Settings, request: Any, *, quiet: bool) -> dict[str, Any]:
+    from workers.client import tune_here
+
+    return _run_here(settings, request, tune_here, quiet=quiet)
+
+
+def _generator_here(settings: Settings, request: Any, *, quiet: bool) -> dict[str, Any]:
+    from knowledge.tuning.hosted import HostedTuningError
+    from workers.client import tune_generator_here
+
+    return _run_here(settings, request, tune_generator_here, quiet=quiet, errors=(HostedTuningError,))
+
+
+def _run_here(
+    settings: Settings,
+    request: Any,
+    run: Callable[..., dict[str, Any]],
+    *,
+    quiet: bool,
+    errors: tuple[type[Exception], ...] = (),
+) -> dict[str, Any]:
+    """One tuning run in this process, with a progress bar on stderr; errors as one line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bot.commands._common import knowledge_for
     from feedback.db import Database
     from knowledge.tuning.lock import LockBusy
-    from workers.client import tune_here
 
     db = Database.from_settings(settings)
     bar = Progress(
@@ -122,18 +143,21 @@ def _here(settings: Settings, request: Any, *, quiet: bool) -> dict[str, Any]:
             task = bar.add_task("starting", total=None)
 
             def step(text: str) -> None:
-                bar.update(task, description=text)
-                if quiet:
-                    return
-                bar.console.print(f"· {escape(text)}", highlight=False)
+                bar.update(task, description=text[:60])
+                if not quiet:
+                    bar.console.print(f"· {escape(text)}", highlight=False)
 
             def trained(done: int, planned: int) -> None:
                 bar.update(task, completed=done, total=planned)
 
+            expected: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, LockBusy, *errors)
             try:
-                return tune_here(settings, kn, db.sessions, request, step=step, on_train_step=trained)
-            except (ValueError, FileNotFoundError, LockBusy) as exc:
+                return run(settings, kn, db.sessions, request, step=step, on_train_step=trained)
+            except expected as exc:
                 error(exc)
+                raise typer.Exit(1) from None
+            except RuntimeError as exc:  # a cancelled run
+                error(exc, label="Cancelled" if "cancel" in str(exc) else "Error")
                 raise typer.Exit(1) from None
     finally:
         db.dispose()
@@ -338,51 +362,6 @@ def generator_(
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _generator_here(settings: Settings, request: Any, *, quiet: bool) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from bot.commands._common import knowledge_for
-    from feedback.db import Database
-    from knowledge.tuning.hosted import HostedTuningError
-    from knowledge.tuning.lock import LockBusy
-    from workers.client import tune_generator_here
-
-    db = Database.from_settings(settings)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=quiet,
-    )
-    try:
-        db.ensure_schema()
-        with knowledge_for(settings) as kn, bar:
-            task = bar.add_task("starting", total=None)
-
-            def step(text: str) -> None:
-                bar.update(task, description=text[:60])
-                if not quiet:
-                    bar.console.print(f"· {escape(text)}", highlight=False)
-
-            def trained(done: int, planned: int) -> None:
-                bar.update(task, completed=done, total=planned)
-
-            try:
-                return tune_generator_here(
-                    settings, kn, db.sessions, request, step=step, on_train_step=trained
-                )
-            except (ValueError, FileNotFoundError, LockBusy, HostedTuningError) as exc:
-                error(exc)
-                raise typer.Exit(1) from None
-            except RuntimeError as exc:  # RunCancelled
-                error(exc, label="Cancelled" if "cancel" in str(exc) else "Error")
-                raise typer.Exit(1) from None
-    finally:
-        db.dispose()
 
 
 def _generator_runs(settings: Settings) -> list[Any]:

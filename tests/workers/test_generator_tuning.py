@@ -340,43 +340,50 @@ async def test_a_cancel_asked_in_the_database_cancels_the_hosted_job_the_run_wat
             db.dispose()
 
 
-@pytest.mark.slow
-def test_a_local_lora_run_gives_a_merged_gguf_that_llama_cpp_serves_and_is_measured(root, embedder) -> None:
-    """The local path on the real SmolLM2: a handful of curated answers, a few LoRA steps on Lore's
-    real prompts (one step: a step over four of them takes minutes on a busy 2-core CPU), the merged
-    GGUF loaded by llama.cpp for the gate's answers, a verdict recorded."""
+def local_run_setup(
+    root: Path, embedder: Any, *, steps: int, questions: int, top_k: int, evals: Path | None = None
+) -> tuple[Settings, Knowledge, Database]:
+    """The local path's setup: the handbook indexed, and `questions` curated answers (edited to
+    IDEAL) over each question's top `top_k` chunks."""
     from knowledge.answer import Answer
-    from knowledge.generate import LocalGenerator
 
-    evals = root / "evals.jsonl"
-    evals.write_text(EVAL[0].model_dump_json() + "\n", encoding="utf-8")
     settings = Settings(
         data_dir=root / "data",
         sources=[{"name": "handbook", "type": "directory", "path": str(root / "docs")}],
         llm={"provider": "local", "max_tokens": 32},
         index={"engine": "qdrant-local"},
         database={"url": f"sqlite:///{root / 'feedback.sqlite3'}"},
-        evals=[{"name": "handbook", "path": str(evals)}],
-        tuning={"held_out": 0.3, "generator_steps": 1},
+        evals=[{"name": "handbook", "path": str(evals)}] if evals else [],
+        tuning={"held_out": 0.3, "generator_steps": steps},
     )
     kn = Knowledge(settings, embedder=embedder)
     assert kn.sync("handbook").error is None
     db = Database.from_settings(settings)
     db.ensure_schema()
-    try:
-        for i, question in enumerate(QUESTIONS[:8]):
-            answer = Answer(
-                answer_id=f"a{i}", question=question, text="…", abstained=False, model="local",
-                prompt_version="v1", chunks=kn.search(question, top_k=2), citations=[],
-            )  # fmt: skip
-            record_interaction(
-                db.sessions,
-                InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1"),
-            )
-            save_review(
-                db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL
-            )
+    for i, question in enumerate(QUESTIONS[:questions]):
+        answer = Answer(
+            answer_id=f"a{i}", question=question, text="…", abstained=False, model="local",
+            prompt_version="v1", chunks=kn.search(question, top_k=top_k), citations=[],
+        )  # fmt: skip
+        record = InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1")
+        record_interaction(db.sessions, record)
+        save_review(
+            db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL
+        )
+    return settings, kn, db
 
+
+@pytest.mark.slow
+def test_a_local_lora_run_gives_a_merged_gguf_that_llama_cpp_serves_and_is_measured(root, embedder) -> None:
+    """The local path on the real SmolLM2: a handful of curated answers, a few LoRA steps on Lore's
+    real prompts (one step: a step over four of them takes minutes on a busy 2-core CPU), the merged
+    GGUF loaded by llama.cpp for the gate's answers, a verdict recorded."""
+    from knowledge.generate import LocalGenerator
+
+    evals = root / "evals.jsonl"
+    evals.write_text(EVAL[0].model_dump_json() + "\n", encoding="utf-8")
+    settings, kn, db = local_run_setup(root, embedder, steps=1, questions=8, top_k=2, evals=evals)
+    try:
         trained: list[tuple[int, int]] = []
         request = GeneratorRequest(provider="local", format="sft", max_minutes=10, promote="never")
         body = tune_generator(
@@ -457,31 +464,8 @@ async def test_the_run_on_the_train_queue_waits_for_the_tuning_lock_and_reports_
 
 @pytest.mark.slow
 def test_a_cancelled_local_run_stops_at_its_next_training_step(root, embedder) -> None:
-    from knowledge.answer import Answer
-
-    settings = Settings(
-        data_dir=root / "data",
-        sources=[{"name": "handbook", "type": "directory", "path": str(root / "docs")}],
-        llm={"provider": "local", "max_tokens": 32},
-        index={"engine": "qdrant-local"},
-        database={"url": f"sqlite:///{root / 'feedback.sqlite3'}"},
-        tuning={"held_out": 0.3, "generator_steps": 50},
-    )
-    kn = Knowledge(settings, embedder=embedder)
-    assert kn.sync("handbook").error is None
-    db = Database.from_settings(settings)
-    db.ensure_schema()
+    settings, kn, db = local_run_setup(root, embedder, steps=50, questions=6, top_k=1)
     try:
-        for i, question in enumerate(QUESTIONS[:6]):
-            answer = Answer(
-                answer_id=f"a{i}", question=question, text="…", abstained=False, model="local",
-                prompt_version="v1", chunks=kn.search(question, top_k=1), citations=[],
-            )  # fmt: skip
-            record = InteractionRecord(answer=answer, correlation_id="c", platform="slack", user_hash="u_1")
-            record_interaction(db.sessions, record)
-            save_review(
-                db.sessions, f"a{i}", action="edit", reviewer="rex", expected_version=0, ideal_answer=IDEAL
-            )
 
         def step(text: str) -> None:
             if text.startswith("training a LoRA"):
