@@ -161,7 +161,13 @@ def record_prompts(kn: Any, questions: Sequence[Question]) -> dict[str, dict[str
 
 
 def ideal_answer(
-    q: Question, chunks: Sequence[RetrievedChunk], checker: Any, max_quotes: int
+    q: Question,
+    chunks: Sequence[RetrievedChunk],
+    checker: Any,
+    max_quotes: int,
+    *,
+    min_quotes: int = 1,
+    drop_closest: bool = False,
 ) -> tuple[str, dict[str, Any]] | None:
     """The curated answer to `q` from its prompt's chunks (see the module's docstring), and how it
     was made; None when no chunk of the question's documents was retrieved."""
@@ -188,13 +194,18 @@ def ideal_answer(
                     picked.append(hit)
                 break
     how = "facts"
-    if not picked:
-        candidates = [u for c in own for u in quotable(c)]
-        if not candidates:
+    if not picked and drop_closest:
+        return None
+    if len(picked) < min_quotes:
+        # Up to `min_quotes`, the units of the question's own chunks closest to it (MiniLM).
+        candidates = [u for c in own for u in quotable(c) if u not in picked]
+        if not candidates and not picked:
             return None
-        vectors = checker.embed([q.question] + [t for t, _ in candidates])
-        best = int((vectors[1:] @ vectors[0]).argmax())
-        picked, how = [candidates[best]], "closest"
+        if candidates:
+            vectors = checker.embed([q.question] + [t for t, _ in candidates])
+            order = (vectors[1:] @ vectors[0]).argsort()[::-1]
+            how = how if picked else "closest"
+            picked += [candidates[int(i)] for i in order[: min_quotes - len(picked)]]
     picked = picked[:max_quotes]
     lines = [f"{' '.join(text.split())} [{n}]" for text, n in picked]
     text = lines[0] if len(lines) == 1 else "\n".join(f"- {line}" for line in lines)
@@ -202,7 +213,13 @@ def ideal_answer(
 
 
 def curate(
-    train: Sequence[Question], prompts: dict[str, dict[str, Any]], checker: Any, max_quotes: int
+    train: Sequence[Question],
+    prompts: dict[str, dict[str, Any]],
+    checker: Any,
+    max_quotes: int,
+    *,
+    min_quotes: int = 1,
+    drop_closest: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """SFT lines ({"messages": [system, user, assistant]}) for the training half, and a summary
     of the curated answers' own checks."""
@@ -216,9 +233,16 @@ def curate(
         if "messages" not in p:
             skipped["retrieval_abstained"].append(q.id)
             continue
-        made = ideal_answer(q, p["chunks"], checker, max_quotes)
+        made = ideal_answer(
+            q, p["chunks"], checker, max_quotes, min_quotes=min_quotes, drop_closest=drop_closest
+        )
         if made is None:
-            skipped["document_not_retrieved"].append(q.id)
+            reason = (
+                "no_fact_in_prompt"
+                if drop_closest and any(c.path in q.sources for c in p["chunks"])
+                else "document_not_retrieved"
+            )
+            skipped.setdefault(reason, []).append(q.id)
             continue
         text, how = made
         lines.append({"messages": [*p["messages"], {"role": "assistant", "content": text}]})
@@ -403,6 +427,10 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=float, default=25.0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads while training")
     ap.add_argument("--max-quotes", type=int, default=3, help="units in a curated answer, at most")
+    ap.add_argument("--min-quotes", type=int, default=1, help="pad with the units closest to the question")
+    ap.add_argument(
+        "--drop-closest", action="store_true", help="no curated answer when no fact is in the prompt"
+    )
     ap.add_argument("--reuse", action="store_true", help="reuse saved reports of the same model")
     ap.add_argument("--speed-rounds", type=int, default=5, help="0: no speed run")
     ap.add_argument("--markdown", action="store_true")
@@ -442,10 +470,24 @@ def main() -> None:
     with open_eval("handbook", embedder, query=query) as kn:
         checker = kn.engine.checker()
         prompts = record_prompts(kn, train)
-        lines, curated = curate(train, prompts, checker, args.max_quotes)
+        lines, curated = curate(
+            train,
+            prompts,
+            checker,
+            args.max_quotes,
+            min_quotes=args.min_quotes,
+            drop_closest=args.drop_closest,
+        )
+        curated["options"] = {
+            "max_quotes": args.max_quotes,
+            "min_quotes": args.min_quotes,
+            "drop_closest": args.drop_closest,
+        }
         result["curated"] = {k: v for k, v in curated.items() if k != "answers"}
-        (OUT / "curated.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curated["answers"]))
-        (OUT / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        suffix = f"-min{args.min_quotes}{'-dropclosest' if args.drop_closest else ''}"
+        suffix = "" if suffix == "-min1" else suffix
+        (OUT / f"curated{suffix}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curated["answers"]))
+        (OUT / f"train{suffix}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
         print(f"curated: {json.dumps(result['curated'])}", file=sys.stderr)
 
         run = args.run
@@ -462,7 +504,7 @@ def main() -> None:
                 seed=args.seed,
                 threads=args.threads,
             )
-            tag = args.tag or f"sft-r{args.rank}-lr{args.lr:g}-e{args.epochs:g}-s{args.seed}"
+            tag = args.tag or f"sft-r{args.rank}-lr{args.lr:g}-e{args.epochs:g}-s{args.seed}{suffix}"
             run = OUT / "runs" / tag
 
             def progress(p: Any) -> None:
