@@ -196,8 +196,8 @@ class RetrievalSettings(_Section):
     doc_boost: float = Field(default=0.1, ge=0, le=1)
     # With a cap, the answer (not the ranking) also sees up to this many more chunks of the best
     # document: its next best within `depth`, after the top-k. The cap keeps a second page in the
-    # top 5, and an answer still reads around the best one's match. Off until measured on every
-    # eval set (BENCHMARKS.md, "Extractive answers": handbook fact hits 0.658 -> 0.711 at 2).
+    # top 5, and an answer still reads around the best one's match. Off: at 2 it raises
+    # extractive fact hits on three eval sets and lowers them on two (BENCHMARKS.md, "Extractive answers").
     context_chunks: int = Field(default=0, ge=0, le=10)
     # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
     # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in
