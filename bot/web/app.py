@@ -73,6 +73,10 @@ def create_app(
         app.include_router(router)
     if services is not None and console:
         _mount_console(app, services)
+    from bot.web.security import BodyLimitMiddleware
+
+    # Added last = runs first: an oversized body is refused before any route or check reads it.
+    app.add_middleware(BodyLimitMiddleware)
     return app
 
 

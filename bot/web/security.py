@@ -13,6 +13,8 @@
   (except Slack's own signed routes) unless the token arrives as the `csrf_token` form field or
   the `X-CSRF-Token` header (what the console's fetch calls send), and refuses cross-site
   `Origin`s. It runs before any route, so a new form cannot forget it.
+- **Body size**: `BodyLimitMiddleware` answers 413 to any request body over `MAX_BODY`, by its
+  Content-Length before anything is read, or counted as it arrives when it has none (chunked).
 - **Throttling**: failed sign-ins per username and per client address within `web.login_window`
   seconds, on the same shared windows as the chat's rate limits (`bot.core.ratelimit`: Redis when
   configured, so every replica counts the same failures). The client address is the connection's,
@@ -23,6 +25,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import math
@@ -47,7 +50,9 @@ SESSION_COOKIE = "lore_session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _SAFE = {"GET", "HEAD", "OPTIONS", "TRACE"}
-_MAX_FORM = 2 * 1024 * 1024
+# No request has a reason to be larger: questions are capped far below it, and Slack's own
+# payloads are a few kilobytes. Forms (read by the CSRF check) and every other body alike.
+MAX_BODY = 2 * 1024 * 1024
 
 
 def load_session_secret(settings: Settings) -> str:
@@ -112,7 +117,7 @@ class CSRFMiddleware:
                 if message["type"] != "http.request":
                     break
                 body += message.get("body", b"")
-                if len(body) > _MAX_FORM:
+                if len(body) > MAX_BODY:
                     await _refuse(scope, receive, send, "form too large", status=413)
                     return
                 if not message.get("more_body", False):
@@ -146,6 +151,65 @@ def _same_origin(headers: Headers) -> bool:
     if not origin or origin == "null":
         return origin is None  # an opaque ("null") origin is never ours
     return urlsplit(origin).netloc == headers.get("host", "")
+
+
+class _TooLarge(Exception):
+    """Raised into the route that reads past the limit, so it stops reading."""
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over `limit` bytes, on every route (pure ASGI, outermost): by its
+    Content-Length before the route runs, else counted chunk by chunk as the route reads it."""
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _refuse(scope, receive, send, "malformed Content-Length", status=400)
+                return
+            if int(declared) > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+        received = 0
+        over = answered = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    over = True
+                    raise _TooLarge
+            return message
+
+        async def replacing_send(message: Message) -> None:
+            # FastAPI turns any error while it parses a body into its own 400: once the body
+            # went over, whatever the route answers is replaced by the 413.
+            nonlocal answered
+            if not over:
+                answered = answered or message["type"] == "http.response.start"
+                await send(message)
+            elif not answered:
+                answered = True
+                await self._too_large(scope, receive, send)
+
+        with contextlib.suppress(_TooLarge):
+            await self.app(scope, counting_receive, replacing_send)
+        if over and not answered:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.warning("refused %s %s: body over %d bytes", scope["method"], scope["path"], self.limit)
+        why = f"request body too large (at most {self.limit} bytes)"
+        await _refuse(scope, receive, send, why, status=413)
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, why: str, *, status: int = 403) -> None:

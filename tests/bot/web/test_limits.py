@@ -135,3 +135,37 @@ async def test_lore_serve_believes_x_forwarded_for_only_from_trusted_proxies(lor
             )
             statuses.append(response.status_code)
     assert statuses == [200, 200, 429]
+
+
+async def test_lore_serve_refuses_an_oversized_body_declared_or_streamed(lore_server):
+    """Any body over MAX_BODY gets 413 before a route holds it: a JSON question with its length
+    declared, a chunked one with none (counted as it streams), and a Slack route's. The server
+    keeps answering afterwards."""
+    import httpx
+
+    from bot.web.security import MAX_BODY
+
+    base, _settings, _services = await lore_server()
+    async with httpx.AsyncClient(base_url=base) as http:
+        page = await http.get("/chat")
+        token = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        headers = {"X-CSRF-Token": token, "Accept": "application/json", "Content-Type": "application/json"}
+        big = b'{"question": "' + b"a" * MAX_BODY + b'"}'
+        declared = await http.post("/api/ask", content=big, headers=headers)
+        assert declared.status_code == 413
+        assert "request body too large" in declared.json()["error"]
+
+        async def chunks():
+            for start in range(0, len(big), 64 * 1024):
+                yield big[start : start + 64 * 1024]
+
+        streamed = await http.post("/api/ask", content=chunks(), headers=headers)
+        assert streamed.request.headers.get("transfer-encoding") == "chunked"
+        assert "content-length" not in streamed.request.headers
+        assert streamed.status_code == 413, streamed.text
+
+        slack = await http.post("/slack/events", content=big, headers={"Content-Type": "application/json"})
+        assert slack.status_code == 413
+
+        small = await http.post("/api/ask", json={"question": "how do I set up the VPN?"}, headers=headers)
+        assert small.status_code == 200 and small.json()["sources"]
