@@ -127,3 +127,16 @@ def test_the_secret_holds_every_secret_setting_and_the_configmap_loads(tmp_path:
     path = tmp_path / "lore.toml"
     path.write_text(config)
     assert [s.name for s in load_settings(path).sources] == ["handbook"]
+
+
+def test_the_web_role_behind_the_ingress_trusts_only_its_forwarded_for(monkeypatch) -> None:
+    """The env ConfigMap's settings load as the pods get them: secure cookies, and X-Forwarded-For
+    believed from the ingress's network (else every client would share the ingress's budget)."""
+    from config.settings import Settings
+
+    env = by_name("ConfigMap")["lore-env"]["data"]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    web = Settings().web
+    assert web.secure_cookies is True
+    assert web.trusted_proxies == ["10.0.0.0/8"]
