@@ -264,6 +264,45 @@ def curate(
     return lines, summary
 
 
+def preference_pairs(
+    train: Sequence[Question], prompts: dict[str, dict[str, Any]], lines: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """DPO pairs for `--dpo`: each curated answer that quotes the fact (chosen) against the same
+    answer quoting, in place of each fact-bearing unit, the next unit of the same chunk (in
+    reading order) that holds none of the question's facts and is not quoted already, with the
+    same `[n]` (rejected): the mistake the SFT-only model makes, a confident quote of the wrong
+    sentence."""
+    from knowledge.extractive import units
+
+    by_prompt = {json.dumps(line["messages"][:-1]): line["messages"][-1]["content"] for line in lines}
+    pairs = []
+    for q in train:
+        p = prompts[q.id]
+        if "messages" not in p or q.kind == NOT_IN_CORPUS or not q.facts:
+            continue
+        chosen = by_prompt.get(json.dumps(p["messages"]))
+        if chosen is None:
+            continue
+        facts = [f.lower() for f in q.facts]
+        rejected = chosen
+        for c in p["chunks"]:
+            quotes = [" ".join(u.quote().split()) for u in units(c.text, c.heading) if u.quotable]
+            holds = {t: any(f in t.lower() for f in facts) for t in quotes}
+            wrong = [t for t in quotes if not holds[t] and t not in chosen]
+            for t in quotes:
+                if wrong and t in rejected and holds[t]:
+                    rejected = rejected.replace(t, wrong.pop(0))
+        if rejected != chosen and not any(f in rejected.lower() for f in facts):
+            pairs.append(
+                {
+                    "prompt": p["messages"],
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                }
+            )
+    return pairs
+
+
 # -- 4./5. training and measuring ----------------------------------------------------------------
 
 
@@ -431,6 +470,12 @@ def main() -> None:
     ap.add_argument(
         "--drop-closest", action="store_true", help="no curated answer when no fact is in the prompt"
     )
+    ap.add_argument(
+        "--dpo",
+        type=float,
+        metavar="SFT_WEIGHT",
+        help="train DPO on fact-quote vs wrong-quote pairs (plus this weight of SFT on the chosen)",
+    )
     ap.add_argument("--reuse", action="store_true", help="reuse saved reports of the same model")
     ap.add_argument("--speed-rounds", type=int, default=5, help="0: no speed run")
     ap.add_argument("--markdown", action="store_true")
@@ -440,7 +485,7 @@ def main() -> None:
     from config.settings import EmbeddingSettings
     from knowledge.embeddings import build_embedder
     from knowledge.extractive import ExtractiveGenerator
-    from knowledge.tuning.lora import MERGED_FILE, LoraOptions, base_gguf, train_sft
+    from knowledge.tuning.lora import MERGED_FILE, LoraOptions, base_gguf, train_dpo, train_sft
 
     OUT.mkdir(parents=True, exist_ok=True)
     questions = load_questions(EVAL_SETS["handbook"].questions)
@@ -503,15 +548,24 @@ def main() -> None:
                 max_minutes=args.max_minutes,
                 seed=args.seed,
                 threads=args.threads,
+                sft_weight=args.dpo or 0.0,
             )
-            tag = args.tag or f"sft-r{args.rank}-lr{args.lr:g}-e{args.epochs:g}-s{args.seed}{suffix}"
+            method = f"dpo{args.dpo:g}" if args.dpo is not None else "sft"
+            tag = args.tag or f"{method}-r{args.rank}-lr{args.lr:g}-e{args.epochs:g}-s{args.seed}{suffix}"
             run = OUT / "runs" / tag
 
             def progress(p: Any) -> None:
                 loss = f"{p.loss:.3f}" if p.loss is not None else "-"
                 print(f"lora step {p.step}/{p.max_steps} {p.seconds:.0f} s loss {loss}", file=sys.stderr)
 
-            trained = train_sft(lines, run, options, progress=progress)
+            if args.dpo is None:
+                trained = train_sft(lines, run, options, progress=progress)
+            else:
+                pairs = preference_pairs(train, prompts, lines)
+                (run.parent / f"{tag}.pairs.jsonl").parent.mkdir(parents=True, exist_ok=True)
+                (run.parent / f"{tag}.pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
+                print(f"dpo: {len(pairs)} pairs", file=sys.stderr)
+                trained = train_dpo(pairs, run, options, progress=progress)
             result["training"] = {
                 "run": str(run.relative_to(REPO)),
                 "examples": trained.examples,

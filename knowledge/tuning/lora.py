@@ -58,6 +58,9 @@ class LoraOptions:
     max_minutes: float | None = None
     seed: int = 0
     beta: float = 0.1  # DPO: how far the model may move from the base
+    # DPO: weight of an SFT loss on the chosen answers beside the preference loss (TRL's "sft"
+    # loss type), so one run learns the answer's form and the choice between the two; 0: off.
+    sft_weight: float = 0.0
     threads: int | None = None  # torch threads (process-wide); None: torch's default
     merge: bool = True  # also write the merged GGUF (MERGED_FILE), the model to serve
 
@@ -141,6 +144,12 @@ def train_dpo(
     return _train("dpo", rows, output_dir, options, progress, gguf)
 
 
+def _dpo_losses(sft_weight: float) -> dict[str, Any]:
+    if sft_weight <= 0:
+        return {}
+    return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]}
+
+
 def _prompt_completion(example: dict[str, Any]) -> dict[str, Any]:
     messages = example["messages"]
     if not messages or messages[-1]["role"] != "assistant":
@@ -217,7 +226,7 @@ def _train(
 
         trainer = DPOTrainer(
             model=model,
-            args=DPOConfig(**common, beta=options.beta),
+            args=DPOConfig(**common, beta=options.beta, **_dpo_losses(options.sft_weight)),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,

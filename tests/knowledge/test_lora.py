@@ -9,6 +9,7 @@ imported by the functions under test, never by this module.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -136,3 +137,21 @@ def test_dpo_trains_an_adapter_on_preference_pairs(tmp_path):
     assert result.train_loss is not None and np.isfinite(result.train_loss)
     assert result.gguf_model is not None
     assert answers([pairs[0]["prompt"]], model_path=result.gguf_model, max_tokens=16)[0]
+
+
+@pytest.mark.slow
+def test_dpo_with_an_sft_weight_adds_the_chosen_answers_nll_to_the_preference_loss(tmp_path):
+    """At the first step the adapter is zero, so the policy is the reference and the preference
+    loss is exactly log 2; the SFT term (the chosen answer's NLL under the base) comes on top."""
+    pairs = [
+        {
+            "prompt": prompt(s, q),
+            "chosen": [{"role": "assistant", "content": a}],
+            "rejected": [{"role": "assistant", "content": a.replace(" [1]", "")}],
+        }
+        for s, q, a in FACTS[:2]
+    ]
+    plain = train_dpo(pairs, tmp_path / "plain", replace(FAST, max_steps=1, merge=False))
+    mixed = train_dpo(pairs, tmp_path / "mixed", replace(FAST, max_steps=1, merge=False, sft_weight=1.0))
+    assert plain.train_loss == pytest.approx(math.log(2), abs=1e-3)
+    assert mixed.train_loss is not None and mixed.train_loss > math.log(2) + 0.05
