@@ -659,7 +659,7 @@ class TuningSettings(_Section):
     before it serves."""
 
     every: str | None = None  # e.g. "7d": workers retrain on the `train` queue; empty = on request
-    method: Literal["full", "adapter"] = "adapter"  # the benchmark's winner (BENCHMARKS.md)
+    method: Literal["full", "adapter"] = "full"  # the benchmark's winner (BENCHMARKS.md)
     synthetic: int = Field(default=2000, ge=0)  # synthetic questions generated from the corpus
     max_minutes: float = Field(default=20.0, gt=0)  # training stops cleanly at a step boundary
     seed: int = 0
