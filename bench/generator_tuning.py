@@ -562,7 +562,7 @@ def main() -> None:
                 trained = train_sft(lines, run, options, progress=progress)
             else:
                 pairs = preference_pairs(train, prompts, lines)
-                (run.parent / f"{tag}.pairs.jsonl").parent.mkdir(parents=True, exist_ok=True)
+                run.parent.mkdir(parents=True, exist_ok=True)
                 (run.parent / f"{tag}.pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
                 print(f"dpo: {len(pairs)} pairs", file=sys.stderr)
                 trained = train_dpo(pairs, run, options, progress=progress)

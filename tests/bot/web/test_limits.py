@@ -139,8 +139,8 @@ async def test_lore_serve_believes_x_forwarded_for_only_from_trusted_proxies(lor
 
 async def test_lore_serve_refuses_an_oversized_body_declared_or_streamed(lore_server):
     """Any body over MAX_BODY gets 413 before a route holds it: a JSON question with its length
-    declared, a chunked one with none (counted as it streams), and a Slack route's. The server
-    keeps answering afterwards."""
+    declared, a chunked one with none (counted as it streams), and one under /slack/ (which the
+    CSRF check exempts; refused before any routing). The server keeps answering afterwards."""
     import httpx
 
     from bot.web.security import MAX_BODY
