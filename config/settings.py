@@ -196,9 +196,10 @@ class RetrievalSettings(_Section):
     doc_boost: float = Field(default=0.1, ge=0, le=1)
     # With a cap, the answer (not the ranking) also sees up to this many more chunks of the best
     # document: its next best within `depth`, after the top-k. The cap keeps a second page in the
-    # top 5, and an answer still reads around the best one's match. Off: at 2 it raises
-    # extractive fact hits on three eval sets and lowers them on two (BENCHMARKS.md, "Extractive answers").
-    context_chunks: int = Field(default=0, ge=0, le=10)
+    # top 5, and an answer still reads around the best one's match. 2 raises the extractive fact
+    # hit rate on the handbook, the Python docs and Postfix and changes nothing on Git or SQLite
+    # (BENCHMARKS.md, "Extractive answers"). An LLM's prompt gets these chunks too.
+    context_chunks: int = Field(default=2, ge=0, le=10)
     # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
     # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in
     # thresholds, or those calibrated on the corpus if `abstain_calibrated` is on.

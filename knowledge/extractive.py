@@ -187,7 +187,8 @@ class _Candidate:
     n: int  # citation number
     index: int  # position within its chunk's units
     section: str  # the page title and the heading the unit is under
-    rank: int  # retrieval rank of its chunk's document
+    rank: int  # retrieval rank of its chunk's document (quotes are shown in this order)
+    read: int  # its chunk's place in the reading: the top chunks' ranks, then the extra context
     score: float = 0.0
 
 
@@ -251,7 +252,7 @@ class ExtractiveGenerator:
             else:
                 merged.append(u)
         return [
-            _Candidate(u, at, chunk.n or 0, i, " > ".join(p for p in (chunk.title, u.heading) if p), rank)
+            _Candidate(u, at, chunk.n or 0, i, " > ".join(p for p in (chunk.title, u.heading) if p), rank, at)
             for i, u in enumerate(merged)
         ]
 
@@ -279,7 +280,9 @@ class ExtractiveGenerator:
                 words = sum(w for t, w in idf.items() if t in terms) / total
                 words += 0.5 * sum(w for t, w in idf.items() if t in around and t not in terms) / total
                 score = float(d) + W_WORDS * words + W_SECTION * float(section[c.section])
-                score += W_RANK / (c.rank + 1)
+                # By reading place, not by document: the best page's extra chunks (`context_chunks`)
+                # come after the top-k, so they don't crowd out the second page's best sentence.
+                score += W_RANK / (c.read + 1)
                 if quantity and _DIGIT.search(text):
                     score += W_NUMBER
                 if _POINTER.match(c.unit.text):

@@ -108,10 +108,10 @@ def test_handbook_eval(handbook):
     assert handbook["mrr"] > handbook["dense_mrr"], handbook
     assert handbook["abstain_not_in_corpus"] >= 0.80, handbook
     assert handbook["false_abstain"] <= 0.08, handbook
-    # Extractive answers (bench/extractive.py): 0.658 of the expected facts quoted (0.56 before
-    # whole rows with their header, whole list items and how-to passages; 0.754 with five chunks
-    # of one page, before the one-chunk-per-document cap).
-    assert handbook["fact_hit_rate"] >= 0.63, handbook
+    # Extractive answers (bench/extractive.py): 0.737 of the expected facts quoted with two more
+    # chunks of the best page (`context_chunks`; 0.658 without, 0.56 before whole rows with
+    # their header, whole list items and how-to passages).
+    assert handbook["fact_hit_rate"] >= 0.71, handbook
 
 
 def test_python_docs_eval(pydocs):

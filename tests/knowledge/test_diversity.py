@@ -70,7 +70,10 @@ def test_one_long_page_does_not_fill_the_top_k(tmp_path, make_knowledge):
     assert undiverse.count("runbooks/key-rotation.md") >= 3, undiverse  # the problem, as it was
 
     diverse = make_knowledge(
-        corpus_sources(docs), chunking=chunking, retrieval={"max_per_doc": 2}, data_dir=tmp_path / "diverse"
+        corpus_sources(docs),
+        chunking=chunking,
+        retrieval={"max_per_doc": 2, "context_chunks": 0},
+        data_dir=tmp_path / "diverse",
     )
     assert diverse.sync("handbook").error is None
     answer = diverse.answer(question, top_k=4)
@@ -97,7 +100,7 @@ def test_the_answer_reads_more_of_the_best_page_without_changing_the_ranking(tmp
         assert kn.sync("handbook").error is None
         return kn
 
-    plain = knowledge("plain", **capped)
+    plain = knowledge("plain", **capped, context_chunks=0)
     wider = knowledge("wider", **capped, context_chunks=2)
     ranking = [c.chunk_id for c in plain.engine.search(question, top_k=3)]
     assert [c.chunk_id for c in wider.engine.search(question, top_k=3)] == ranking  # search: unchanged

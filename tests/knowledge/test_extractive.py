@@ -210,3 +210,31 @@ def test_a_table_of_contents_line_is_not_the_answer(make_knowledge, tmp_path):
     assert not answer.abstained
     assert not any(q.startswith("[") for q in quotes(answer.text)), answer.text
     assert [c.path for c in answer.citations] == ["it/vpn.md"], answer.text
+
+
+def test_the_best_pages_extra_context_does_not_outrank_the_second_page(embedder):
+    # With `retrieval.context_chunks`, the answer also reads more of the best page after the
+    # top-k. Those chunks are weighed by where they are read (after the top-k), not by their
+    # page's rank: before, they outranked the second page's chunk, and on the Postfix manual
+    # quoted the best page's passages in place of the second page's answer.
+    from knowledge.answer import RetrievedChunk
+    from knowledge.extractive import ExtractiveGenerator
+
+    same = "Laptops are replaced every three years, and the old one goes back to IT."
+
+    def chunk(doc: str, n: int, text: str, **extra: bool) -> RetrievedChunk:
+        return RetrievedChunk(
+            chunk_id=f"{doc}-{len(text)}", doc_id=doc, source="d", path=f"{doc}.md", title="Laptops",
+            url="", text=text, score=1.0, doc_hash="h", n=n, **extra,
+        )  # fmt: skip
+
+    chunks = [
+        chunk("policy", 1, "Every employee gets a company laptop on their first day."),
+        chunk("refresh", 2, same),
+        chunk("policy", 1, same, context_only=True),  # the same sentence: only the weighing differs
+    ]
+    answer = ExtractiveGenerator(embedder.model, top_chunks=2).generate(
+        "how often are laptops replaced?", chunks, []
+    )
+    assert f"- {same} [2]" in answer.splitlines(), answer
+    assert f"- {same} [1]" not in answer.splitlines(), answer
