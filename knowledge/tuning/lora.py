@@ -25,8 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -101,14 +103,28 @@ def load_base(gguf: Path | None = None) -> tuple[Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = gguf or base_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model: Any = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
+    with _alone(gguf or base_gguf()) as path:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
     # The weights are plain float32 now; only the GGUF "quantizer" marker is left, and the Trainer
     # refuses to train a model that carries one.
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     return model, tokenizer
+
+
+@contextmanager
+def _alone(gguf: Path) -> Iterator[Path]:
+    """The GGUF, in a folder of its own if need be. A run's merged model (training on top of an
+    earlier run) sits beside PEFT's adapter_config.json, and transformers, seeing that file,
+    would load the adapter's base model instead of the GGUF."""
+    if not (gguf.parent / "adapter_config.json").exists():
+        yield gguf
+        return
+    with tempfile.TemporaryDirectory(prefix="lore-gguf-") as folder:
+        link = Path(folder) / gguf.name
+        link.symlink_to(gguf.resolve())
+        yield link
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -155,3 +155,28 @@ def test_dpo_with_an_sft_weight_adds_the_chosen_answers_nll_to_the_preference_lo
     mixed = train_dpo(pairs, tmp_path / "mixed", replace(FAST, max_steps=1, merge=False, sft_weight=1.0))
     assert plain.train_loss == pytest.approx(math.log(2), abs=1e-3)
     assert mixed.train_loss is not None and mixed.train_loss > math.log(2) + 0.05
+
+
+@pytest.mark.slow
+def test_dpo_trains_on_top_of_an_sft_run(sft_run, tmp_path):
+    """DPO after SFT (bench/generator_tuning.py --start-from): the SFT run's merged GGUF is the
+    model DPO starts from and its reference, and what DPO writes still carries what SFT taught."""
+    sft, _ = sft_run
+    pairs = [
+        {
+            "prompt": prompt(s, q),
+            "chosen": [{"role": "assistant", "content": f"{MARK} {a}"}],
+            "rejected": [{"role": "assistant", "content": f"{MARK} {a.replace(' [1]', '')}"}],
+        }
+        for s, q, a in FACTS[:2]
+    ]
+    result = train_dpo(pairs, tmp_path / "dpo", replace(FAST, max_steps=1), gguf=sft.gguf_model)
+    assert (result.method, result.steps) == ("dpo", 1)
+    assert result.train_loss == pytest.approx(math.log(2), abs=1e-3)  # its reference is the SFT model
+    assert result.gguf_model is not None
+    prompts = [prompt(s, q) for s, q, _ in FACTS[:2]]
+    assert all(a.startswith(MARK) for a in answers(prompts, model_path=result.gguf_model, max_tokens=24))
+    assert all(
+        a.startswith(MARK)
+        for a in answers(prompts, model_path=sft.gguf_model, lora_path=result.gguf_adapter, max_tokens=24)
+    )
