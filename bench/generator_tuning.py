@@ -562,6 +562,8 @@ def main() -> None:
             tag = args.tag or f"{method}-r{args.rank}-lr{args.lr:g}-e{args.epochs:g}-s{args.seed}{suffix}"
             tag += f"-from-{args.start_from.name}" if args.start_from else ""
             start_gguf = args.start_from / MERGED_FILE if args.start_from else None
+            if start_gguf is not None and not start_gguf.is_file():
+                raise SystemExit(f"--start-from: {start_gguf} is missing (a run trained without merging?)")
             run = OUT / "runs" / tag
 
             def progress(p: Any) -> None:
