@@ -242,6 +242,7 @@ def _warm_up(services: Services) -> None:
         return  # the owner has them loaded
     try:
         local.engine  # noqa: B018 - the property builds it (and loads the model)
+        local.embedder.warm()  # and the query sessions, the one for idle moments too
     except Exception:
         log.warning("warming up the answer engine failed; the first answer will retry", exc_info=True)
 

@@ -151,6 +151,9 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(default=32, ge=1, le=1024)
     # Threads for queries: one keeps latency steady on a busy 2-core machine.
     threads: int = Field(default=1, ge=1)
+    # ONNX: threads for a question when a core is idle at that moment (fewer than `threads`, or
+    # the same: never). Idle cores make a second thread pay; busy ones make it cost.
+    idle_query_threads: int = Field(default=2, ge=1)
     # Threads while a sync embeds documents (throughput matters there, not latency).
     index_threads: int = Field(default=2, ge=1)
     openai_model: str = "text-embedding-3-small"

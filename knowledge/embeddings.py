@@ -9,25 +9,25 @@ Local backends, all from the same all-MiniLM-L6-v2 weights:
   own identity: an index built with it is queried with it.
 
 Queries use `query_threads` (one by default: on a busy two-core machine a second thread makes
-latency worse, not better); a sync switches to `index_threads` inside `Embedder.indexing()`.
+latency worse, not better), and with ONNX `idle_query_threads` when a core is idle at that
+moment; a sync switches to `index_threads` inside `Embedder.indexing()`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from config.settings import EmbeddingSettings
-
-if TYPE_CHECKING:
-    from knowledge.onnx import Precision
+from knowledge.onnx import OnnxEmbedding, Precision
 
 DEFAULT_LOCAL_MODEL = "all-MiniLM-L6-v2"
 _OPENAI_DIMS = {
@@ -73,6 +73,25 @@ class Embedder:
             if self._index_model is None:
                 self._index_model = self.index_model_factory()
             return self._index_model
+
+    def embed_query(self, text: str) -> list[float]:
+        """A question's vector. The ONNX model is called directly: LlamaIndex's wrapper around
+        `get_query_embedding` serialises the model and emits instrumentation events on every
+        call, about half a millisecond of a search that takes ten (issue 19)."""
+        model = self.query_model
+        if isinstance(model, OnnxEmbedding):
+            return model.embed_one(text)
+        vector: list[float] = model.get_query_embedding(text)
+        return vector
+
+    def warm(self) -> None:
+        """Load every session a question may use and run each once, so that the first question
+        (or the first one on an idle core) doesn't wait for a model to load."""
+        model = self.query_model
+        if isinstance(model, OnnxEmbedding):
+            model.warm()
+        else:
+            model.get_query_embedding("warm up")
 
     @contextmanager
     def indexing(self) -> Iterator[None]:
@@ -160,7 +179,7 @@ def _local(settings: EmbeddingSettings) -> Embedder:
 
 def _onnx(settings: EmbeddingSettings, precision: Precision) -> Embedder:
     _offline()
-    from knowledge.onnx import OnnxEmbedding, max_seq_length, model_file
+    from knowledge.onnx import max_seq_length, model_file, shared
 
     path = local_model_path(settings)
     onnx_path = model_file(
@@ -181,6 +200,14 @@ def _onnx(settings: EmbeddingSettings, precision: Precision) -> Embedder:
     model = session(settings.threads)
     dim = len(model.get_query_embedding("dimension probe"))
     name = _local_name(settings, path) + (":int8" if precision == "int8" else "")
+    # Each thread count gets one session, built on first use: the indexing session doubles as
+    # the questions' one for idle moments when the counts agree (the defaults: 2 and 2).
+    sessions = {
+        n: shared(functools.partial(session, n))
+        for n in {settings.index_threads, settings.idle_query_threads} - {settings.threads}
+    }
+    if settings.idle_query_threads > settings.threads:
+        model.use_when_idle(sessions[settings.idle_query_threads])
     return Embedder(
         model=model,
         identity=EmbedIdentity(name=name, dim=dim),
@@ -188,9 +215,7 @@ def _onnx(settings: EmbeddingSettings, precision: Precision) -> Embedder:
         query_threads=settings.threads,
         index_threads=settings.index_threads,
         backend="onnx-int8" if precision == "int8" else "onnx",
-        index_model_factory=(
-            (lambda: session(settings.index_threads)) if settings.index_threads != settings.threads else None
-        ),
+        index_model_factory=sessions.get(settings.index_threads),
     )
 
 

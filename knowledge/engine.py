@@ -314,7 +314,7 @@ class CitingQueryEngine(CustomQueryEngine):
         if not self.store.ready_for(self.embedder.identity):
             return query, None, []
         expanded = self.vocabulary(audience).expand(query)
-        vector = self.embedder.query_model.get_query_embedding(expanded)
+        vector = self.embedder.embed_query(expanded)
         # What `retriever(...).retrieve()` returns, without LlamaIndex's retriever around it: its
         # instrumentation spans and node models cost more than the rest of the Python (issue 19).
         filters = _filters(source, audience, sources)

@@ -17,8 +17,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,6 +133,44 @@ def max_seq_length(model_dir: Path, default: int = 256) -> int:
     return default
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_CPUS = _usable_cpus()
+
+
+LOADAVG = Path("/proc/loadavg")
+
+
+def idle_core() -> bool:
+    """Whether a CPU this process may use is free right now: the kernel's count of runnable
+    threads at this instant (the caller included; /proc/loadavg's fourth field) is below the
+    CPUs. Unknown (not Linux) counts as busy."""
+    try:
+        running = int(LOADAVG.read_text().split()[3].split("/", 1)[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return running < _CPUS
+
+
+def shared(build: Callable[[], OnnxEmbedding]) -> Callable[[], OnnxEmbedding]:
+    """`build`, called once on first use (thread-safe): one session however many callers share it."""
+    lock = threading.Lock()
+    made: list[OnnxEmbedding] = []
+
+    def get() -> OnnxEmbedding:
+        with lock:
+            if not made:
+                made.append(build())
+            return made[0]
+
+    return get
+
+
 def blocks(
     order: Sequence[int], lengths: Sequence[int], max_texts: int, max_tokens: int
 ) -> Iterator[list[int]]:
@@ -162,6 +201,7 @@ class OnnxEmbedding(BaseEmbedding):
 
     _tokenizer: Any = PrivateAttr()
     _session: Any = PrivateAttr()
+    _spare: Callable[[], OnnxEmbedding] | None = PrivateAttr(default=None)
 
     def __init__(
         self, *, model_path: Path, tokenizer_path: Path, threads: int = 1, spin: bool = True, **kwargs: Any
@@ -178,8 +218,11 @@ class OnnxEmbedding(BaseEmbedding):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # With several threads: idle pool threads spin (ONNX Runtime's default, fastest on idle
-        # cores) or sleep. bench/embedding_speed.py compares both for queries; one thread wins.
+        # cores) or sleep (no faster than one thread: bench/embedding_speed.py)...
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        # ...but only inside a run: left spinning after it, a pool thread holds a core that other
+        # work could use, and `idle_core()` would count it as busy before the next question.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self._tokenizer = tokenizer
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
@@ -207,12 +250,29 @@ class OnnxEmbedding(BaseEmbedding):
             out[idx] = vecs
         return out
 
+    def use_when_idle(self, spare: Callable[[], OnnxEmbedding]) -> None:
+        """Embed single texts with `spare()`, a session with more threads, whenever a core is idle.
+
+        A second thread cuts a question's embedding by about 30% on idle cores, and makes it
+        slower when another process holds a core (bench/embedding_speed.py): so the choice is
+        made per question, from what the machine is doing at that moment."""
+        self._spare = spare
+
+    def warm(self) -> None:
+        """Load and run each session a question may use (the idle one is otherwise built on first use)."""
+        self._run_one(self._session, "warm up")
+        if self._spare is not None:
+            self._run_one(self._spare()._session, "warm up")
+
+    def _run_one(self, session: Any, text: str) -> np.ndarray:
+        ids = np.asarray([self._tokenizer.encode(text).ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return session.run(None, feed)[0][0]  # type: ignore[no-any-return]
+
     def embed_one(self, text: str) -> list[float]:
         """One text, without the batch bookkeeping: the query path, where every 0.1 ms shows."""
-        enc = self._tokenizer.encode(text)
-        ids = np.asarray([enc.ids], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        vec = self._session.run(None, feed)[0][0]
+        session = self._spare()._session if self._spare is not None and idle_core() else self._session
+        vec = self._run_one(session, text)
         return (vec / max(float(np.linalg.norm(vec)), 1e-12)).tolist()  # type: ignore[no-any-return]
 
     def _get_query_embedding(self, query: str) -> list[float]:

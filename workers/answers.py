@@ -211,7 +211,9 @@ class AnswerServer:
 
     def _warm_up(self) -> None:
         try:
-            self._knowledge().engine  # noqa: B018 - the property opens the index and loads the model
+            knowledge = self._knowledge()
+            knowledge.engine  # noqa: B018 - the property opens the index and loads the model
+            knowledge.embedder.warm()  # and the query sessions, the one for idle moments too
             log.info("answer server ready: this process owns the index and answers the %s queue", "answer")
         except Exception as exc:
             log.error("the index owner could not open the index (%s); questions get this error", exc)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from config.settings import EmbeddingSettings
+from knowledge import onnx
 from knowledge.embeddings import build_embedder, local_model_path
 from knowledge.onnx import blocks
 
@@ -80,3 +81,50 @@ def test_int8_is_close_but_its_own_identity(reference):
     vectors = np.asarray(embedder.model.get_text_embedding_batch(TEXTS))
     assert cosines(vectors, reference).min() >= 0.95
     assert embedder.identity.name == "all-MiniLM-L6-v2:int8"  # never mixed with fp32 vectors
+
+
+def test_idle_core_reads_the_runnable_count(tmp_path, monkeypatch):
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(onnx, "LOADAVG", loadavg)
+    loadavg.write_text(f"1.52 0.98 0.61 {onnx._CPUS}/311 4242\n")  # every CPU taken, this thread included
+    assert not onnx.idle_core()
+    loadavg.write_text("0.10 0.20 0.30 0/311 4242\n")
+    assert onnx.idle_core()
+    loadavg.write_text("garbled\n")
+    assert not onnx.idle_core()  # unknown counts as busy: the one-thread session
+    loadavg.unlink()
+    assert not onnx.idle_core()
+
+
+def test_a_question_gets_a_second_thread_only_while_a_core_is_idle(tmp_path, monkeypatch):
+    embedder = build_embedder(EmbeddingSettings(backend="onnx"))  # threads 1, idle 2, index 2
+    query, spare = embedder.query_model, embedder.document_model
+    assert spare is query._spare()  # the indexing session doubles as the idle one: no third copy
+    embedder.warm()
+    # The search path's shortcut past LlamaIndex's wrapper gives LlamaIndex's vector.
+    assert embedder.embed_query(TEXTS[1]) == query.get_query_embedding(TEXTS[1])
+    runs = {"one thread": 0, "two threads": 0}
+
+    def counting(session, name):
+        run = session.run
+
+        def counted(*args, **kwargs):
+            runs[name] += 1
+            return run(*args, **kwargs)
+
+        monkeypatch.setattr(session, "run", counted)
+
+    counting(query._session, "one thread")
+    counting(spare._session, "two threads")
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(onnx, "LOADAVG", loadavg)
+    loadavg.write_text("0.0 0.0 0.0 0/100 1\n")
+    idle = [query.get_query_embedding(t) for t in TEXTS]
+    assert runs == {"one thread": 0, "two threads": len(TEXTS)}
+    loadavg.write_text(f"2.0 2.0 2.0 {onnx._CPUS}/100 1\n")
+    busy = [query.get_query_embedding(t) for t in TEXTS]
+    assert runs == {"one thread": len(TEXTS), "two threads": len(TEXTS)}
+    assert np.array_equal(np.asarray(idle), np.asarray(busy))  # the same vectors either way, to the bit
+
+    never = build_embedder(EmbeddingSettings(backend="onnx", idle_query_threads=1))
+    assert never.query_model._spare is None
