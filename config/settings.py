@@ -201,7 +201,8 @@ class RetrievalSettings(_Section):
     # document: its next best within `depth`, after the top-k. The cap keeps a second page in the
     # top 5, and an answer still reads around the best one's match. 2 raises the extractive fact
     # hit rate on the handbook, the Python docs and Postfix and changes nothing on Git or SQLite
-    # (BENCHMARKS.md, "Extractive answers"). An LLM's prompt gets these chunks too.
+    # (BENCHMARKS.md, "Extractive answers"). Extractive answers only: with them in its prompt the
+    # local model found fewer facts (BENCHMARKS.md, "Answer model"), so an LLM gets the top-k.
     context_chunks: int = Field(default=2, ge=0, le=10)
     # Abstention (knowledge/abstain.py). Confidence is the best cosine similarity of the question
     # to a top chunk or one of its sentences. Unset (the default) means automatic: built-in

@@ -438,6 +438,11 @@ class CitingQueryEngine(CustomQueryEngine):
         query = retrieval_query(clean, history)
         found = self.lookup(query, source=source, top_k=top_k, audience=audience, sources=sources)
         chunks, confidence = found.chunks, found.confidence
+        if not getattr(self.generator, "reads_more_of_the_page", False):
+            # More of the best page (`retrieval.context_chunks`) helps the extractive picker; in a
+            # language model's prompt it cost the local model facts (BENCHMARKS.md, "Answer
+            # model"), so a model is given the top-k only, and the record holds what it saw.
+            chunks = [c for c in chunks if not c.context_only]
         decision = found.decide()
         if attachments:
             extra, best = attachment_chunks(clean, attachments, self._embed)

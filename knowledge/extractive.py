@@ -196,6 +196,7 @@ class ExtractiveGenerator:
     """No LLM: the units of the top chunks that best answer the question, each with its citation."""
 
     name = "extractive"
+    reads_more_of_the_page = True  # the chunks `retrieval.context_chunks` adds after the top-k
 
     def __init__(
         self, embed_model: BaseEmbedding, max_sentences: int = MAX_QUOTES, top_chunks: int = 5

@@ -113,3 +113,19 @@ def test_the_answer_reads_more_of_the_best_page_without_changing_the_ranking(tmp
     assert not {c.chunk_id for c in more} & set(ranking)
     assert {c.n for c in more} == {answer.chunks[0].n}  # cited under the best page's number
     assert len(plain.answer(question, top_k=3).chunks) == 3
+
+    class LanguageModel:  # records what a model would be prompted with
+        name = "recording"
+
+        def __init__(self) -> None:
+            self.seen: list[list[str]] = []
+
+        def generate(self, question, chunks, history):
+            self.seen.append([c.chunk_id for c in chunks])
+            return "Rotate it with the release team [1]."
+
+    model = LanguageModel()
+    wider.engine.generator = model
+    prompted = wider.answer(question, top_k=3)
+    assert model.seen == [ranking]  # the top-k only: more of the page is the extractive picker's
+    assert [c.chunk_id for c in prompted.chunks] == ranking  # and the record holds what it saw
