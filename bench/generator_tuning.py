@@ -57,9 +57,11 @@ from evalcache import EVAL_SETS, REPO, open_eval
 
 from knowledge.answer import ABSTAIN_TEXT, RetrievedChunk, Turn
 from knowledge.evaluate import NOT_IN_CORPUS, Question, load_questions, run_eval
-from knowledge.prompt import chat_messages
+from knowledge.prompt import PROMPT_VERSION, chat_messages
 
 OUT = REPO / "bench" / "results" / "generator_tuning"
+# What a model's prompt holds, for reusing saved reports: change it when that changes.
+PROMPTS = f"top-k chunks, no context chunks; prompt {PROMPT_VERSION}"
 TOP_K = 5  # as `lore eval` and bench/citations/answers.py ask
 KEYS = (
     "answered",
@@ -326,8 +328,10 @@ def measure(
     kn: Any, name: str, generator: Any, held: Sequence[Question], key: str, reuse: bool, path: Path
 ) -> dict[str, Any]:
     """`lore eval --answers`' report on the held-out questions, saved at `path`; reused with
-    `--reuse` when it was made with the same model file and questions."""
-    key = f"{key}|{','.join(q.id for q in held)}"
+    `--reuse` when it was made with the same model file, questions, retrieval settings and
+    prompt shape."""
+    settings = hashlib.sha256(kn.settings.retrieval.model_dump_json().encode()).hexdigest()[:12]
+    key = f"{key}|{','.join(q.id for q in held)}|{settings}|{PROMPTS}"
     if reuse and path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
