@@ -11,10 +11,11 @@ method (`adapter`, `full`), the run of `workers/tuning.py` itself, with `--promo
 
 Figures are recall@5 and MRR as the gate measures them (dense by cosine, the index's BM25,
 Lore's fusion and per-document cap), plus training seconds per 1,000 pairs. `--loop SET` also
-times the whole loop with a promotion (re-index included) on that set, e.g. pydocs (5,766 chunks).
+times the whole loop with a promotion (re-index included) on that set, e.g. git+postfix (more
+than 10k chunks; `bench/evalcache.py` SCALE_SETS).
 
 Run: nice -n 10 .venv/bin/python bench/tuning.py [--sets handbook pydocs] [--methods adapter full]
-     [--synthetic 1000] [--max-minutes 10] [--loop pydocs] [--out ~/.cache/lore/bench/tuning.json]
+     [--synthetic 1000] [--max-minutes 10] [--loop git+postfix] [--out ~/.cache/lore/bench/tuning.json]
 """
 
 from __future__ import annotations
@@ -163,10 +164,14 @@ def whole_loop(name: str, embedder: Any, method: str, args: argparse.Namespace) 
         db = Database(f"sqlite:///{settings.data_dir / 'feedback.sqlite3'}")
         db.ensure_schema()
         started = time.monotonic()
+        steps: list[tuple[float, str]] = []  # when each step of the run began, for where the time goes
+
+        def step(s: str) -> None:
+            steps.append((round(time.monotonic() - started, 1), s))
+            print(f"    · {s}", flush=True)
+
         request = TuneRequest(method, args.synthetic, args.max_minutes, "auto", None, "bench")
-        body = tune_retriever(
-            settings, kn, db.sessions, request, step=lambda s: print(f"    · {s}", flush=True)
-        )
+        body = tune_retriever(settings, kn, db.sessions, request, step=step)
         promoted_at = time.monotonic()
         if not body["promoted"]:  # time the promotion anyway: it is part of the loop when it wins
             promotion.promote(settings, body["run_id"], embedder=kn.embedder, force=True)
@@ -183,6 +188,7 @@ def whole_loop(name: str, embedder: Any, method: str, args: argparse.Namespace) 
         "loop_seconds": round(total, 1),
         "training_seconds": training["seconds"],
         "reindex_seconds": round(reindex, 1) if reindex is not None else None,
+        "steps": steps,
     }
 
 
@@ -233,7 +239,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sets", nargs="+", default=["handbook", "pydocs"])
+    parser.add_argument("--sets", nargs="*", default=["handbook", "pydocs"], help="none: only --loop")
     parser.add_argument("--methods", nargs="+", default=["adapter", "full"], choices=["adapter", "full"])
     parser.add_argument("--synthetic", type=int, default=1000)
     parser.add_argument("--max-minutes", type=float, default=10.0)

@@ -66,3 +66,24 @@ def test_a_failed_build_leaves_nothing(
         cached_index("tiny", embedder)
     cache = Path(os.environ["LORE_EVAL_CACHE"])
     assert [p.name for p in cache.iterdir() if p.is_dir()] == []
+
+
+def test_a_scale_set_indexes_its_parts_together(
+    tiny_set: Path, tmp_path: Path, embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other"
+    write(other, "gc.md", "# GC\n\nUnreachable reflog entries expire after 30 days.\n")
+    config = tmp_path / "other.toml"
+    config.write_text(f'[[sources]]\nname = "other"\ntype = "directory"\npath = "{other}"\n')
+    parts = (evalcache.EVAL_SETS["tiny"], EvalSet("other", tmp_path / "questions.jsonl", config))
+    monkeypatch.setitem(evalcache.SCALE_SETS, "both", EvalSet("both", parts[0].questions, None, parts=parts))
+    with open_eval("both", embedder) as kn:
+        assert [s.name for s in kn.settings.sources] == ["tiny", "other"]
+        assert kn.store.count_chunks() == 3
+        assert kn.engine.search("when do reflog entries expire", top_k=1)[0].path == "gc.md"
+    with pytest.raises(KeyError, match="no eval set 'neither'"):
+        cached_index("neither", embedder)
+    (other / "gc.md").unlink()
+    other.rmdir()
+    with pytest.raises(FileNotFoundError, match="other corpus"):
+        cached_index("both", embedder)
