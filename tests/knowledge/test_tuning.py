@@ -239,11 +239,20 @@ def test_consistency_filter_drops_pairs_whose_chunk_the_model_does_not_find(
 def test_hard_negatives_come_from_other_documents(corpus: synthetic.Corpus, model_dir: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
+    encoded: list[str] = []
+
+    class Counting(SentenceTransformer):  # the real model, noting what it is asked to encode
+        def encode_document(self, sentences: Any, *args: Any, **kwargs: Any) -> Any:
+            encoded.extend(sentences)
+            return super().encode_document(sentences, *args, **kwargs)
+
     pairs = synthetic.cloze_pairs(corpus.chunks, n=6, seed=0)
     judged = TrainingPair("q", "p", "judged", "j", negatives=("a known wrong passage",))
-    mined = synthetic.with_hard_negatives(
-        [*pairs, judged], corpus, SentenceTransformer(str(model_dir), device="cpu")
-    )
+    model = Counting(str(model_dir), device="cpu")
+    mined = synthetic.with_hard_negatives([*pairs, judged], corpus, model)
+    # The corpus's vectors come from the index: only the cloze positives (chunks with a
+    # sentence taken out, so texts the index lacks) are encoded.
+    assert sorted(encoded) == sorted({p.positive for p in pairs} - set(corpus.texts()))
     assert mined[-1] == judged
     texts = {t: c.path for t, c in zip(corpus.texts(), corpus.chunks, strict=True)}
     texts.update({p.positive: p.path for p in pairs})
