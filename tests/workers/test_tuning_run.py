@@ -177,7 +177,10 @@ def test_a_run_killed_during_training_leaves_the_current_model_and_the_next_run_
         f'data_dir = "{settings.data_dir}"\n'
         f'[[sources]]\nname = "handbook"\ntype = "directory"\npath = "{tmp_path / "docs"}"\n'
         '[llm]\nprovider = "extractive"\n[index]\nengine = "qdrant-local"\n'
-        f'[database]\nurl = "sqlite:///{tmp_path / "feedback.sqlite3"}"\n',
+        f'[database]\nurl = "sqlite:///{tmp_path / "feedback.sqlite3"}"\n'
+        # A few pairs make one step an epoch: many epochs keep the kill below inside training
+        # however fast the machine (one epoch once ended, and the gate refused, within 3 s).
+        "[tuning]\nepochs = 500\n",
         encoding="utf-8",
     )
     env = {**os.environ, "LORE_CONFIG": str(toml)}
