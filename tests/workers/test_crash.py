@@ -102,7 +102,9 @@ def test_worker_killed_mid_sync_resumes_and_converges_to_a_clean_index(
 
 
 def test_a_sync_longer_than_the_visibility_timeout_is_not_redelivered(stack, start_worker, client):
-    docs = make_corpus(stack.tmp / "docs", 200)
+    # Big enough to outlast twice the visibility timeout on a fast machine: 200 documents took
+    # 5.2 s on one, under the 6 s this test needs.
+    docs = make_corpus(stack.tmp / "docs", 600)
     stack.overrides["sources"] = [{"name": "hb", "type": "directory", "path": str(docs)}]
     stack.overrides["worker"] = {
         "visibility_timeout": 3,
@@ -113,7 +115,7 @@ def test_a_sync_longer_than_the_visibility_timeout_is_not_redelivered(stack, sta
     client.settings = stack.settings()
     start_worker("ingest")
     handle = client.request_sync("hb")
-    last = client.wait(handle.task_id, "hb", timeout=120)
+    last = client.wait(handle.task_id, "hb", timeout=240)
     took = last["finished_ts"] - history(client, "hb", "started")[0]["at"]
     assert last["state"] == "done" and took > 2 * 3, (
         f"the sync should outlast the visibility timeout: {took:.1f}s"
