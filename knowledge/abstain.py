@@ -18,6 +18,8 @@ corpus's own statistics: the BM25 sparse index knows in how many chunks each ter
 - Nor is a misspelt word: one typo away from a word the corpus uses ("postifx" -> postfix).
   Typos keep their first letter (so "rqlite" is not taken for "sqlite"), and words of four
   letters or fewer, and identifiers, get no such tolerance.
+- Nor is an acronym that a retrieved chunk spells out in capitalised words: "NYC" when a chunk
+  says "New York City", "CVE" for "Common Vulnerabilities and Exposures".
 - `coverage` is the share of the question's salient weight (IDF) found in the top chunks.
 
 `decide()` combines them with the cosine confidence in two thresholds: below `floor` Lore
@@ -80,6 +82,7 @@ class Term:
     in_top: bool  # whether one of the retrieved chunks contains it
     near_miss: bool = False  # absent, but one typo from a word the corpus uses
     common: bool = False  # absent, but an everyday word, not a name ("deploy", "office")
+    spelt_out: bool = False  # an absent acronym that a retrieved chunk spells out ("NYC")
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,15 @@ class TermSignal:
     def missing(self) -> tuple[str, ...]:
         """The named things the corpus never mentions, in question order (display form)."""
         return tuple(
-            dict.fromkeys(t.word for t in self.terms if t.df == 0 and not t.near_miss and not t.common)
+            dict.fromkeys(
+                t.word for t in self.terms if t.df == 0 and not (t.near_miss or t.common or t.spelt_out)
+            )
         )
 
     @property
     def coverage(self) -> float:
         """IDF-weighted share of the salient terms that some retrieved chunk contains (1 if none)."""
-        weights = [(self._idf(t.df), t.in_top) for t in self.terms if not t.near_miss]
+        weights = [(self._idf(t.df), t.in_top or t.spelt_out) for t in self.terms if not t.near_miss]
         total = sum(w for w, _ in weights)
         return sum(w for w, hit in weights if hit) / total if total else 1.0
 
@@ -229,6 +234,21 @@ def one_token(tokenizer: Callable[[str], Sequence[Any]] | None) -> Callable[[str
     return lambda word: everyday(word) or len(tokenizer(word)) == 1
 
 
+_CONNECTIVES = r"(?:(?:and|of|for|the|to|in|on|&)\s+)?"
+
+
+def spelt_out(acronym: str, texts: Iterable[str]) -> bool:
+    """Whether a text spells the acronym out in capitalised words, small connectives allowed
+    between them: "NYC" in "New York City", "CVE" in "Common Vulnerabilities and Exposures".
+    Lower-case words don't count: "sends email securely" is no spelling of "SES". (Abbreviations
+    a document defines in parentheses are `knowledge/vocabulary.py`'s; this finds the rest.)"""
+    if not (acronym.isalpha() and acronym.isupper() and 3 <= len(acronym) <= 6):
+        return False
+    words = [rf"{letter}[\w'-]*" for letter in acronym]
+    pattern = re.compile(r"\b" + (r"\s+" + _CONNECTIVES).join(words) + r"\b")
+    return any(pattern.search(text) for text in texts)
+
+
 def _typos(word: str) -> set[str]:
     """Damerau edit-distance-1 variants that keep the first letter (swapping the first two is allowed)."""
     letters = string.ascii_lowercase + string.digits
@@ -341,12 +361,14 @@ class TermStats:
                 continue
             seen.add(term_id)
             df = dfs[term_id]
-            near = common = False
+            near = common = expanded = False
             if df == 0 and not identifier:
                 common = any(self.is_common(w) for w in _singulars(token.lower()))
                 if not common:
                     near = self._near_miss(token, where)
-            terms.append(Term(word, token, df, term_id in in_top, near, common))
+            elif df == 0:
+                expanded = spelt_out(token, top_texts)
+            terms.append(Term(word, token, df, term_id in in_top, near, common, expanded))
         if chunks is not None:
             total = chunks
         else:

@@ -29,6 +29,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from markdown_it import MarkdownIt
 
+from knowledge.abstain import spelt_out
 from knowledge.answer import RetrievedChunk, Turn
 
 # Sentence ends inside one block of text; line breaks are not among them (hard-wrapped prose).
@@ -60,6 +61,7 @@ _ASKS = re.compile(
 # A sentence that leans on the one before it ("It must be at least 16 characters long.").
 _ANAPHOR = re.compile(r"(?:It|Its|This|That|These|Those|They|Their|Them|Such|Both|Each|He|She)\b")
 _DIGIT = re.compile(r"\d")
+_ACRONYM = re.compile(r"\b[A-Z]{3,6}\b")
 # A unit that opens with a link ("[VPN Access](it/vpn.md) - how to set it up") points at the
 # answer elsewhere: a table of contents or a "see also" list, not the answer itself.
 _POINTER = re.compile(r"^\W{0,4}\[[^\]]+\]\([^)]+\)")
@@ -272,12 +274,13 @@ class ExtractiveGenerator:
             dense = cosines[: len(texts)]
             section = dict(zip(sections, cosines[len(texts) :], strict=True))
             asked = self._terms(question)
-            df = {t: sum(1 for terms in own if t in terms) for t in asked}
+            unit_terms = self._with_acronyms(question, texts, own)
+            df = {t: sum(1 for terms in unit_terms if t in terms) for t in asked}
             idf = {t: math.log((len(own) + 1) / (d + 0.5)) for t, d in df.items() if d}
             total = sum(idf.values()) or 1.0
             quantity = bool(_QUANTITY.search(question))
             scores = []
-            for c, d, terms, around, text in zip(candidates, dense, own, context, texts, strict=True):
+            for c, d, terms, around, text in zip(candidates, dense, unit_terms, context, texts, strict=True):
                 words = sum(w for t, w in idf.items() if t in terms) / total
                 words += 0.5 * sum(w for t, w in idf.items() if t in around and t not in terms) / total
                 score = float(d) + W_WORDS * words + W_SECTION * float(section[c.section])
@@ -293,6 +296,17 @@ class ExtractiveGenerator:
                 scores.append(score)
             out.append(scores)
         return out
+
+    def _with_acronyms(self, question: str, texts: list[str], own: list[set[int]]) -> list[set[int]]:
+        """Each unit's terms, plus the question's acronyms it spells out: a question about "NYC"
+        finds the row that says "New York City"."""
+        acronyms = [(self._terms(a), a) for a in set(_ACRONYM.findall(question))]
+        if not acronyms:
+            return own
+        return [
+            terms | {i for ids, a in acronyms if spelt_out(a, [text]) for i in ids}
+            for terms, text in zip(own, texts, strict=True)
+        ]
 
 
 def _reading(chunks: list[RetrievedChunk], top: int) -> list[tuple[int, RetrievedChunk]]:

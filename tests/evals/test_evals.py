@@ -101,17 +101,17 @@ def sqlite(embedder) -> Iterator[dict[str, Any]]:
 
 
 def test_handbook_eval(handbook):
-    # Achieved: recall@5 1.000, MRR 0.925; abstains on 9/11, falsely on 6/80 (5/80 before the
-    # missing-name signal: "NYC" and "CVE" read as names the handbook never mentions).
+    # Achieved: recall@5 1.000, MRR 0.925; abstains on 9/11, falsely on 5/80 ("CVE" reads as a
+    # name the handbook never mentions; "NYC" did too until spelt-out acronyms counted).
     assert handbook["recall_at_k"] >= 0.97, handbook
     assert handbook["mrr"] >= 0.92, handbook
     assert handbook["mrr"] > handbook["dense_mrr"], handbook
     assert handbook["abstain_not_in_corpus"] >= 0.80, handbook
-    assert handbook["false_abstain"] <= 0.08, handbook
-    # Extractive answers (bench/extractive.py): 0.737 of the expected facts quoted with two more
+    assert handbook["false_abstain"] <= 0.07, handbook
+    # Extractive answers (bench/extractive.py): 0.746 of the expected facts quoted with two more
     # chunks of the best page (`context_chunks`; 0.658 without, 0.56 before whole rows with
     # their header, whole list items and how-to passages).
-    assert handbook["fact_hit_rate"] >= 0.71, handbook
+    assert handbook["fact_hit_rate"] >= 0.72, handbook
 
 
 def test_python_docs_eval(pydocs):

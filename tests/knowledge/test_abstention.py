@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from knowledge import calibrate as calibration
-from knowledge.abstain import DEFAULT_THRESHOLDS, TermSignal, TermStats, Thresholds, candidates, decide
+from knowledge.abstain import (
+    DEFAULT_THRESHOLDS,
+    TermSignal,
+    TermStats,
+    Thresholds,
+    candidates,
+    decide,
+    spelt_out,
+)
 from knowledge.answer import ABSTAIN_TEXT
 from tests.conftest import write
 
@@ -98,6 +106,19 @@ def test_a_misspelt_common_word_is_not_a_missing_thing(kn):
     assert {t.token for t in s.terms if t.near_miss} == {"mesages"}  # "defered" stems as deferred does
     # A name one letter from a corpus word, but not a typo of it (first letter differs), is missing.
     assert signal(kn, "does the milter protocol work with rmilter?").missing == ("rmilter",)
+
+
+def test_an_acronym_a_retrieved_chunk_spells_out_is_not_a_missing_thing(kn):
+    stats = TermStats(kn.store.backend, kn.store.sparse)
+    question = "which relayhost do we use for the NYC office?"
+    assert stats.signal(question, [SECTIONS["relayhost"]]).missing == ("NYC",)
+    office = "Mail from the New York City office goes through the relayhost in the DMZ."
+    found = stats.signal(question, [SECTIONS["relayhost"], office])
+    assert found.missing == () and [t.word for t in found.terms if t.spelt_out] == ["NYC"]
+    # Connectives may sit between the words; lower-case words are no spelling of a name.
+    assert spelt_out("CVE", ["patch every Common Vulnerabilities and Exposures entry"])
+    assert not spelt_out("SES", ["the relay sends email securely"])
+    assert not spelt_out("NYC", ["New York only"]) and not spelt_out("Nyc", ["New York City"])
 
 
 def test_an_everyday_word_the_corpus_lacks_is_not_a_missing_thing(kn):

@@ -112,6 +112,32 @@ def test_a_table_row_is_quoted_whole_with_its_header(kn):
     assert not any(q.startswith("Destination | Per diem") for q in found), answer.text  # no bare header
 
 
+COMMITTEES = """# Committees
+
+Each standing committee keeps its own calendar.
+
+| Committee | Meets |
+| --- | --- |
+| Architecture Council | every Monday at 10:00 |
+| Northwind Review Board | every second Thursday at 15:00 |
+| Security Steering Group | on the first Friday of the month |
+| Hiring Panel | every Wednesday at 11:00 |
+"""
+
+
+def test_an_acronym_finds_the_row_that_spells_it_out(make_knowledge, tmp_path):
+    # The handbook's "whats the per diem in NYC" quoted the standard US row: no word of the
+    # question is in "New York City", and the model alone didn't pick that row.
+    write(tmp_path, "committees.md", COMMITTEES)
+    write(tmp_path, "it/vpn.md", VPN)
+    kn = make_knowledge([{"name": "d", "type": "directory", "path": str(tmp_path)}])
+    assert kn.sync("d").error is None
+    answer = kn.answer("when is the NRB meeting each month?")
+    assert not answer.abstained, answer.text  # nor is "NRB" a name the docs never mention
+    rows = [q for q in quotes(answer.text) if q.startswith("Committee:")]
+    assert rows == ["Committee: Northwind Review Board; Meets: every second Thursday at 15:00"], answer.text
+
+
 def test_a_how_to_question_gets_the_steps_in_order(kn):
     answer = kn.answer("how do I set up the VPN on my Mac?")
     found = quotes(answer.text)
