@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import warnings
@@ -133,11 +134,36 @@ def max_seq_length(model_dir: Path, default: int = 256) -> int:
     return default
 
 
-def _usable_cpus() -> int:
+# A container's CPU limit (`docker run --cpus`, a Kubernetes limit): cgroup v2, then v1.
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>", or "max <period>"
+CFS_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")  # -1: no limit
+CFS_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _cpu_quota() -> float | None:
+    """CPUs' worth of time the cgroup may use per period (2.5 for `--cpus 2.5`), or None."""
     try:
-        return len(os.sched_getaffinity(0))
+        quota, period = CPU_MAX.read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(CFS_QUOTA.read_text())
+        return None if quota_us < 0 else quota_us / int(CFS_PERIOD.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on, capped by a CPU quota: in a container limited to two
+    CPUs on a 64-core host, affinity alone says 64, and a second thread per question would only
+    be throttled."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cpu_quota()
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
 
 
 _CPUS = _usable_cpus()
@@ -149,7 +175,8 @@ LOADAVG = Path("/proc/loadavg")
 def idle_core() -> bool:
     """Whether a CPU this process may use is free right now: the kernel's count of runnable
     threads at this instant (the caller included; /proc/loadavg's fourth field) is below the
-    CPUs. Unknown (not Linux) counts as busy."""
+    CPUs. Unknown (not Linux) counts as busy. In a container the count is the host's, against
+    the container's quota: it errs towards busy, the one-thread session."""
     try:
         running = int(LOADAVG.read_text().split()[3].split("/", 1)[0])
     except (OSError, ValueError, IndexError):

@@ -96,6 +96,31 @@ def test_idle_core_reads_the_runnable_count(tmp_path, monkeypatch):
     assert not onnx.idle_core()
 
 
+def test_a_containers_cpu_quota_caps_the_usable_cpus(tmp_path, monkeypatch):
+    cpu_max, quota, period = tmp_path / "cpu.max", tmp_path / "cfs_quota_us", tmp_path / "cfs_period_us"
+    monkeypatch.setattr(onnx, "CPU_MAX", cpu_max)
+    monkeypatch.setattr(onnx, "CFS_QUOTA", quota)
+    monkeypatch.setattr(onnx, "CFS_PERIOD", period)
+    monkeypatch.setattr(onnx.os, "sched_getaffinity", lambda _pid: set(range(64)))  # a big host
+    assert onnx._usable_cpus() == 64  # no cgroup files: no quota
+    cpu_max.write_text("max 100000\n")
+    assert onnx._usable_cpus() == 64
+    cpu_max.write_text("100000 100000\n")  # --cpus 1
+    assert onnx._usable_cpus() == 1
+    cpu_max.write_text("250000 100000\n")  # --cpus 2.5: a third CPU's share is usable
+    assert onnx._usable_cpus() == 3
+    cpu_max.write_text("5000 100000\n")  # a twentieth of a CPU is still one
+    assert onnx._usable_cpus() == 1
+    cpu_max.unlink()
+    quota.write_text("200000\n")  # cgroup v1
+    period.write_text("100000\n")
+    assert onnx._usable_cpus() == 2
+    quota.write_text("-1\n")
+    assert onnx._usable_cpus() == 64
+    cpu_max.write_text("garbled\n")  # unreadable v2 falls through to v1
+    assert onnx._usable_cpus() == 64
+
+
 def test_a_question_gets_a_second_thread_only_while_a_core_is_idle(tmp_path, monkeypatch):
     embedder = build_embedder(EmbeddingSettings(backend="onnx"))  # threads 1, idle 2, index 2
     query, spare = embedder.query_model, embedder.document_model
