@@ -14,7 +14,11 @@ Titles inside navigation chrome count too, so 100% is not expected where a page 
 menu. Chunks are also checked for stray code fences: a ``` that is not a line of its own
 (inline code rendered as a fenced block, as trafilatura did on the Git pages).
 
+`--dir NAME=PATH` surveys any folder of HTML pages as well (every *.html under it), e.g. a
+manual made by another toolchain than the eval sets' (DocBook: Debian's debian-reference-en).
+
 Run: .venv/bin/python bench/heading_survival.py [--sets postfix sqlite git] [--max-pages N]
+         [--dir debian-reference=/usr/share/debian-reference]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -123,7 +128,20 @@ def main() -> None:
     )
     parser.add_argument("--sets", nargs="+", default=["postfix", "sqlite", "git"], choices=sorted(SETS))
     parser.add_argument("--max-pages", type=int, default=None, help="the first N pages of each set")
+    parser.add_argument(
+        "--dir", action="append", default=[], metavar="NAME=PATH", help="a folder of HTML pages"
+    )
     args = parser.parse_args()
+    configs = {name: SETS[name] for name in args.sets}
+    scratch = Path(tempfile.mkdtemp(prefix="lore-headings-"))
+    for spec in args.dir:
+        name, _, folder = spec.partition("=")
+        if not folder or not Path(folder).is_dir():
+            parser.error(f"--dir {spec!r}: expected NAME=PATH of an existing folder")
+        configs[name] = scratch / f"{name}.toml"
+        path = json.dumps(str(Path(folder).resolve()))  # a TOML basic string
+        toml = f'name = {json.dumps(name)}\ntype = "directory"\npath = {path}\ninclude = ["*.html"]\n'
+        configs[name].write_text(f"[[sources]]\n{toml}", encoding="utf-8")
     tokenizer = build_embedder(EmbeddingSettings()).tokenizer
     print(
         "| set | pages | chunks | h1-h3 in text | h1-h3 in heading path | dt in text "
@@ -131,8 +149,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     rows = []
-    for name in args.sets:
-        r = survey(name, SETS[name], tokenizer, args.max_pages)
+    for name, config in configs.items():
+        r = survey(name, config, tokenizer, args.max_pages)
         rows.append(r)
         h, d = r["h1-h3"], r["dt"]
         print(
